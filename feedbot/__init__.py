@@ -1,0 +1,3 @@
+"""feedbot: a research-paper recommendation bot that learns from 👍/👎."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,154 @@
+"""Settings read once from environment variables, validated so a typo fails at start, not at 8 am."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    inbox: Path
+    database_url: str
+    log_level: str
+    telegram_token: str | None
+    telegram_api_url: str | None
+    ingest_every_minutes: int
+    candidate_days: int
+    vote_half_life_days: float
+    delivery_cutoff: str
+
+    @property
+    def model_dir(self) -> Path:
+        return self.data_dir / "model"
+
+    @property
+    def safe_database_url(self) -> str:
+        return mask_url(self.database_url)
+
+
+def normalise_database_url(url: str) -> str:
+    """Point `postgres://` and `postgresql://` URLs at the psycopg 3 driver SQLAlchemy needs."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def mask_url(url: str) -> str:
+    """Hide the password in a database URL so it can be printed and logged."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from `env` (default: the process environment)."""
+    env = os.environ if env is None else env
+    data_dir = Path(env.get("FEEDBOT_DATA_DIR", "").strip() or "./data").expanduser().resolve()
+    inbox_raw = env.get("FEEDBOT_INBOX", "").strip()
+    inbox = Path(inbox_raw).expanduser().resolve() if inbox_raw else data_dir / "inbox"
+
+    url = env.get("DATABASE_URL", "").strip() or f"sqlite:///{data_dir / 'feedbot.db'}"
+    url = normalise_database_url(url)
+    if not url.startswith(("sqlite:", "postgresql+psycopg:")):
+        raise ConfigError(
+            f"DATABASE_URL must be sqlite:///PATH or postgres://USER:PASS@HOST/DB, "
+            f"got {mask_url(url)!r}"
+        )
+
+    level = env.get("FEEDBOT_LOG_LEVEL", "").strip().upper() or "INFO"
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"FEEDBOT_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
+
+    token = env.get("TELEGRAM_BOT_TOKEN", "").strip() or None
+    if token is not None and ":" not in token:
+        raise ConfigError("TELEGRAM_BOT_TOKEN does not look like a bot token (expected 123456:ABC…)")
+    api_url = env.get("FEEDBOT_TELEGRAM_API_URL", "").strip().rstrip("/") or None
+    if api_url is not None and not api_url.startswith(("http://", "https://")):
+        raise ConfigError(f"FEEDBOT_TELEGRAM_API_URL must start with http:// or https://, got {api_url!r}")
+
+    half_life_raw = env.get("FEEDBOT_VOTE_HALF_LIFE_DAYS", "").strip() or "90"
+    try:
+        half_life = float(half_life_raw)
+    except ValueError:
+        raise ConfigError(f"FEEDBOT_VOTE_HALF_LIFE_DAYS must be a number, got {half_life_raw!r}") from None
+    if half_life <= 0:
+        raise ConfigError("FEEDBOT_VOTE_HALF_LIFE_DAYS must be positive")
+
+    cutoff = env.get("FEEDBOT_DELIVERY_CUTOFF", "").strip() or "23:00"
+    from feedbot.clock import parse_hhmm  # local import: clock has no settings dependency
+
+    try:
+        parse_hhmm(cutoff)
+    except ValueError as exc:
+        raise ConfigError(f"FEEDBOT_DELIVERY_CUTOFF: {exc}") from None
+
+    return Settings(
+        data_dir=data_dir,
+        inbox=inbox,
+        database_url=url,
+        log_level=level,
+        telegram_token=token,
+        telegram_api_url=api_url,
+        ingest_every_minutes=_int(env, "FEEDBOT_INGEST_EVERY", 10, 1, 24 * 60),
+        candidate_days=_int(env, "FEEDBOT_CANDIDATE_DAYS", 2, 1, 365),
+        vote_half_life_days=half_life,
+        delivery_cutoff=cutoff,
+    )
+
+
+class _RedactToken(logging.Filter):
+    """Replace the bot token in log records: httpx logs request URLs, and they contain it."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self.token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.token in message:
+            record.msg = message.replace(self.token, "<token>")
+            record.args = None
+        return True
+
+
+def setup_logging(settings: Settings) -> None:
+    """One event per line on stderr; the token never printed; httpx's per-request lines quiet."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    if settings.telegram_token:
+        handler.addFilter(_RedactToken(settings.telegram_token))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)

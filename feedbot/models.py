@@ -1,0 +1,198 @@
+"""The tables: papers and the dumps that listed them; subscribers, their votes and deliveries.
+
+Integrity rules live here as constraints (not only in code), so two processes can never store the
+same paper twice, nor deliver a subscriber the same paper or two digests for one local date.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from feedbot.clock import utcnow
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: DateTime(timezone=True)}
+
+
+class Paper(Base):
+    __tablename__ = "papers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(512), unique=True)
+    title: Mapped[str] = mapped_column(Text)
+    abstract: Mapped[str] = mapped_column(Text)
+    first_listed: Mapped[date] = mapped_column(Date, index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Dump(Base):
+    __tablename__ = "dumps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    file_name: Mapped[str] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    listed_on: Mapped[date | None] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16))  # ingested | failed
+    error: Mapped[str | None] = mapped_column(Text)
+    entries: Mapped[int] = mapped_column(Integer, default=0)
+    new_papers: Mapped[int] = mapped_column(Integer, default=0)
+    known_papers: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+    __table_args__ = (CheckConstraint("status IN ('ingested', 'failed')", name="status"),)
+
+
+class Listing(Base):
+    """One sighting: dump D listed paper P under date L."""
+
+    __tablename__ = "listings"
+
+    dump_id: Mapped[int] = mapped_column(ForeignKey("dumps.id", ondelete="CASCADE"), primary_key=True)
+    paper_id: Mapped[int] = mapped_column(
+        ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    listed_on: Mapped[date] = mapped_column(Date, index=True)
+    position: Mapped[int] = mapped_column(Integer)
+
+
+class Subscriber(Base):
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    telegram_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    state: Mapped[str] = mapped_column(String(16), default="active")  # active | stopped | blocked
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    send_time: Mapped[str] = mapped_column(String(5), default="08:00")
+    digest_size: Mapped[int] = mapped_column(SmallInteger, default=5)
+    frequency: Mapped[str] = mapped_column(String(16), default="daily")
+    paused_until: Mapped[date | None] = mapped_column(Date)
+    awaiting: Mapped[str | None] = mapped_column(String(32))  # what the next plain message answers
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        CheckConstraint("state IN ('active', 'stopped', 'blocked')", name="state"),
+        CheckConstraint("frequency IN ('daily', 'weekdays', 'weekly')", name="frequency"),
+        CheckConstraint("digest_size BETWEEN 1 AND 20", name="digest_size"),
+    )
+
+
+class Interest(Base):
+    __tablename__ = "interests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    text: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("subscriber_id", "text"),)
+
+
+class Mute(Base):
+    __tablename__ = "mutes"
+
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+    word: Mapped[str] = mapped_column(String(100), primary_key=True)
+
+
+class Vote(Base):
+    __tablename__ = "votes"
+
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+    paper_id: Mapped[int] = mapped_column(
+        ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    value: Mapped[int] = mapped_column(SmallInteger)  # +1 or -1
+    voted_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (CheckConstraint("value IN (-1, 1)", name="value"),)
+
+
+class Delivery(Base):
+    """One digest for one subscriber's local date; claimed before it is sent, exactly once."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    local_date: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16))
+    claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    message_ids: Mapped[str | None] = mapped_column(String(255))
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "local_date"),
+        CheckConstraint(
+            "status IN ('claimed', 'sent', 'failed', 'blocked', 'uncertain', 'skipped', 'empty')",
+            name="status",
+        ),
+    )
+
+
+class Shown(Base):
+    """A paper put in front of a subscriber (digest, starter set or search): never picked again."""
+
+    __tablename__ = "shown"
+
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+    paper_id: Mapped[int] = mapped_column(
+        ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True
+    )
+    delivery_id: Mapped[int | None] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="CASCADE"), index=True
+    )
+    source: Mapped[str] = mapped_column(String(16))  # digest | starter | search
+    position: Mapped[int] = mapped_column(SmallInteger, default=0)
+    score: Mapped[float] = mapped_column(Float, default=0.0)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    shown_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Sweep(Base):
+    """When each scheduled job last ran and what it did, for `feedbot status`."""
+
+    __tablename__ = "sweeps"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    ran_at: Mapped[datetime]
+    summary: Mapped[str] = mapped_column(Text, default="")
+
+
+Index("ix_deliveries_local_date", Delivery.local_date)

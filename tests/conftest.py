@@ -1,0 +1,78 @@
+"""Shared fixtures: every database test runs on SQLite and on a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine
+
+from feedbot import db
+from feedbot.config import Settings, load_settings, normalise_database_url
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_DUMPS = ROOT / "examples" / "dumps"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    url = os.environ.get("FEEDBOT_TEST_POSTGRES_URL", "")
+    if not url:
+        pytest.fail("FEEDBOT_TEST_POSTGRES_URL is not set: run the suite with scripts/test.sh, "
+                    "which starts a local PostgreSQL server")
+    return normalise_database_url(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """An empty database of each kind: a SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'feedbot.db'}"
+        return
+    base = request.getfixturevalue("postgres_url")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base)
+    with admin.begin() as connection:
+        connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{base}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
+
+
+@pytest.fixture
+def engine(database_url):
+    """A migrated database."""
+    db.upgrade(database_url)
+    engine = db.make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def env(tmp_path, database_url) -> dict[str, str]:
+    """Environment for running feedbot against the test database and a private data dir."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("FEEDBOT_", "TELEGRAM_"))},
+        "DATABASE_URL": database_url,
+        "FEEDBOT_DATA_DIR": str(tmp_path / "data"),
+        "FEEDBOT_LOG_LEVEL": "WARNING",
+    }
+
+
+@pytest.fixture
+def settings(env) -> Settings:
+    return load_settings(env)
+
+
+@pytest.fixture
+def example_dumps(tmp_path) -> Path:
+    """A private copy of the five example dumps."""
+    folder = tmp_path / "dumps"
+    shutil.copytree(EXAMPLE_DUMPS, folder)
+    return folder

@@ -1,0 +1,61 @@
+"""The `feedbot` command through its real entry point, in a subprocess."""
+
+import subprocess
+import sys
+
+from tests.conftest import EXAMPLE_DUMPS
+
+
+def feedbot(env, *args, check=True):
+    result = subprocess.run([sys.executable, "-m", "feedbot.cli", *args], env=env,
+                            capture_output=True, text=True, timeout=120)
+    if check and result.returncode != 0:
+        raise AssertionError(f"feedbot {' '.join(args)} exited {result.returncode}:\n"
+                             f"{result.stdout}\n{result.stderr}")
+    return result
+
+
+def test_upgrade_ingest_twice_status(env):
+    assert "at revision" in feedbot(env, "db", "upgrade").stdout
+    first = feedbot(env, "ingest", str(EXAMPLE_DUMPS)).stdout
+    assert "total: 5 dumps, 354 new papers" in first
+    second = feedbot(env, "ingest", str(EXAMPLE_DUMPS)).stdout
+    assert "total: 5 dumps, 0 new papers" in second
+    assert second.count("already ingested") == 5
+    status = feedbot(env, "status").stdout
+    assert "papers:   354" in status
+    assert "ingested: 5" in status
+    listed = feedbot(env, "papers", "--search", "Bayesian inference", "--limit", "5").stdout
+    assert "Transformers Can Do Bayesian Inference" in listed
+
+
+def test_inbox_sweep_with_a_broken_dump(env, tmp_path):
+    inbox = tmp_path / "data" / "inbox"
+    inbox.mkdir(parents=True)
+    (inbox / "good.txt").write_bytes((EXAMPLE_DUMPS / "000_648e4c2a7562aa40.txt").read_bytes())
+    (inbox / "broken.txt").write_bytes(b"new\n\nMar 11\n\nOnly a title\n")
+    feedbot(env, "db", "upgrade")
+    result = feedbot(env, "ingest", check=False)
+    assert result.returncode == 1
+    assert "broken.txt: FAILED: broken.txt, line 5: title 'Only a title' has no abstract" in result.stdout
+    assert "good.txt: 80 entries, 80 new papers" in result.stdout
+    assert (inbox / "failed" / "broken.txt.error.txt").exists()
+    assert (inbox / "done" / "good.txt").exists()
+    status = feedbot(env, "status").stdout
+    assert "failed: 1" in status and "has no abstract" in status
+
+
+def test_clear_errors_for_config_and_schema(env):
+    result = feedbot({**env, "FEEDBOT_LOG_LEVEL": "LOUD"}, "status", check=False)
+    assert result.returncode == 2 and "FEEDBOT_LOG_LEVEL must be one of" in result.stderr
+    result = feedbot(env, "papers", check=False)
+    assert result.returncode == 2 and "run `feedbot db upgrade`" in result.stderr
+
+
+def test_every_command_has_help(env):
+    from feedbot.cli import build_parser
+
+    parser = build_parser()
+    names = parser._subparsers._group_actions[0].choices
+    for name in names:
+        assert feedbot(env, name, "--help").stdout.startswith("usage: feedbot " + name)
