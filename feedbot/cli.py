@@ -81,7 +81,66 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     new = sum(r.new for r in reports)
     known = sum(r.known for r in reports)
     print(f"total: {len(reports)} dumps, {new} new papers, {known} already known, {failed} failed")
+    if new:
+        _refit(engine, settings)
     return 1 if failed else 0
+
+
+def _refit(engine: Engine, settings: Settings, force: bool = False) -> None:
+    from feedbot import textmodel
+
+    with Session(engine) as session:
+        model, fitted = textmodel.ensure(session, settings.model_dir, force=force)
+    if fitted:
+        print(f"text model fitted: {len(model.paper_ids)} papers, {model.vocabulary_size} terms, "
+              f"{model.fit_seconds:.1f} s")
+    else:
+        print(f"text model up to date: {len(model.paper_ids)} papers, {model.vocabulary_size} terms")
+
+
+def cmd_model_refit(args: argparse.Namespace, settings: Settings) -> int:
+    """Refit the TF-IDF model on every paper now (normally done after each ingest that adds papers)."""
+    _refit(_engine(settings), settings, force=True)
+    return 0
+
+
+def _subscriber(session: Session, telegram_id: int):
+    from feedbot import subscribers
+
+    subscriber = subscribers.get(session, telegram_id)
+    if subscriber is None:
+        raise CommandError(f"no subscriber with Telegram user id {telegram_id}")
+    return subscriber
+
+
+def cmd_rank(args: argparse.Namespace, settings: Settings) -> int:
+    """Print a subscriber's picks with scores and reasons; sends and records nothing."""
+    from feedbot import recommend, textmodel
+    from feedbot.clock import utcnow
+
+    engine = _engine(settings)
+    now = utcnow()
+    with Session(engine) as session:
+        subscriber = _subscriber(session, args.user)
+        day = args.date or now.date()
+        model = textmodel.load(session, settings.model_dir)
+        picks = recommend.recommend(
+            session, model, [subscriber], day, now, settings.candidate_days, settings.vote_half_life_days,
+            sizes={subscriber.id: args.limit or subscriber.digest_size},
+        )[subscriber.id]
+        anchor = recommend.latest_listing(session, day)
+    if not picks:
+        print(f"no picks for {args.user}: no unseen papers listed up to {day.isoformat()}")
+        return 0
+    print(f"picks for {args.user} from papers listed up to {anchor.isoformat()}:")
+    for n, pick in enumerate(picks, 1):
+        print(f"{n:>2}. [{pick.score:+.3f}] #{pick.paper_id} {pick.title}")
+        print(f"     {pick.why}")
+    return 0
+
+
+class CommandError(RuntimeError):
+    """A command cannot do what was asked; the message says why."""
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
@@ -106,6 +165,14 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             print(f"  {summary.status}: {summary.count} (last: {summary.last_name})")
             if summary.status == "failed" and summary.last_error:
                 print(f"    last error: {summary.last_error}")
+    from feedbot import textmodel
+
+    model = textmodel.load_latest(settings.model_dir)
+    if model is None:
+        print("model:    not fitted yet (fitted after the first ingest, or `feedbot model refit`)")
+    else:
+        print(f"model:    {len(model.paper_ids)} papers, {model.vocabulary_size} terms, "
+              f"fitted {model.fitted_at:%Y-%m-%d %H:%M} UTC in {model.fit_seconds:.1f} s")
     return 0
 
 
@@ -169,6 +236,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("status", cmd_status)
 
+    model = commands.add_parser("model", help="The TF-IDF text model.", description="The TF-IDF text model.")
+    model_commands = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
+    add("refit", cmd_model_refit, model_commands)
+
+    rank = add("rank", cmd_rank)
+    rank.add_argument("--user", type=int, required=True, metavar="ID", help="the subscriber's Telegram user id")
+    rank.add_argument("--date", type=_date, help="rank as on this date (default: today)")
+    rank.add_argument("--limit", type=_positive, help="number of picks (default: the subscriber's digest size)")
+
     papers = add("papers", cmd_papers)
     papers.add_argument("--date", type=_date, help="papers listed on this date (YYYY-MM-DD)")
     papers.add_argument("--search", help="words that must all appear in title or abstract")
@@ -189,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(settings)
     try:
         return args.handler(args, settings)
-    except db.SchemaError as exc:
+    except (db.SchemaError, CommandError) as exc:
         print(f"feedbot: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -76,3 +76,19 @@ def example_dumps(tmp_path) -> Path:
     folder = tmp_path / "dumps"
     shutil.copytree(EXAMPLE_DUMPS, folder)
     return folder
+
+
+@pytest.fixture
+def seeded(engine, example_dumps, settings):
+    """The example dumps ingested (listed on 2026-03-11 and 12) and the text model fitted."""
+    from datetime import date
+
+    from sqlalchemy.orm import Session
+
+    from feedbot import textmodel
+    from feedbot.ingest import ingest_paths
+
+    ingest_paths(engine, [example_dumps], stamp=date(2026, 3, 20))
+    with Session(engine) as session:
+        textmodel.ensure(session, settings.model_dir)
+    return engine

@@ -1,0 +1,180 @@
+"""Load what ranking needs from the database, rank every subscriber in one batched pass, and turn
+the picks into suggestions with a why-line. Writes nothing: recording is the digest's job.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from feedbot import ranking
+from feedbot.models import Interest, Listing, Mute, Paper, Shown, Subscriber, Vote
+from feedbot.textmodel import TextModel
+
+DEFAULT_PARAMS = ranking.Params()
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    paper_id: int
+    title: str
+    abstract: str
+    score: float
+    kind: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Candidate:
+    id: int
+    title: str
+    abstract: str
+
+
+def latest_listing(session: Session, day: date) -> date | None:
+    """The most recent listing date on or before `day`: the "today" of the papers page."""
+    return session.scalar(select(func.max(Listing.listed_on)).where(Listing.listed_on <= day))
+
+
+def candidates(session: Session, day: date, days: int) -> list[Candidate]:
+    """Papers first listed within `days` days up to the latest listing on or before `day`.
+
+    Anchoring on the latest listing (not the calendar) means a late or missing scrape still
+    leaves the freshest papers to pick from; "never the same paper twice" keeps them from repeating.
+    """
+    anchor = latest_listing(session, day)
+    if anchor is None:
+        return []
+    rows = session.execute(
+        select(Paper.id, Paper.title, Paper.abstract)
+        .where(Paper.first_listed > anchor - timedelta(days=days), Paper.first_listed <= anchor)
+        .order_by(Paper.id)
+    ).all()
+    return [Candidate(*row) for row in rows]
+
+
+def mute_pattern(words: list[str]) -> re.Pattern[str] | None:
+    if not words:
+        return None
+    return re.compile(r"\b(?:" + "|".join(re.escape(w) for w in words) + r")\b", re.IGNORECASE)
+
+
+def why_line(reason: ranking.Reason, liked_titles: dict[int, str], interests: list[str], n_topics: int) -> str:
+    """One line for chat: `because you liked "X" · diffusion, video, editing`."""
+    terms = f" · {', '.join(reason.terms)}" if reason.terms else ""
+    if reason.kind == ranking.KIND_INTEREST and 0 <= reason.interest < len(interests):
+        return f"matches your interest “{interests[reason.interest]}”{terms}"
+    if reason.kind in (ranking.KIND_PROFILE, ranking.KIND_TOPIC) and reason.liked_row in liked_titles:
+        return f"because you liked “{liked_titles[reason.liked_row]}”{terms}"
+    if reason.kind == ranking.KIND_STARTER:
+        return f"starter pick: a paper from one of today's {n_topics} main topics, to learn your taste"
+    return f"close to what you liked{terms}"
+
+
+def recommend(
+    session: Session,
+    model: TextModel,
+    subscribers: list[Subscriber],
+    day: date,
+    now: datetime,
+    candidate_days: int = 2,
+    half_life_days: float = 90.0,
+    sizes: dict[int, int] | None = None,
+    params: ranking.Params = DEFAULT_PARAMS,
+) -> dict[int, list[Suggestion]]:
+    """Suggestions for each subscriber (by subscriber id), never a paper they saw or voted on."""
+    pool = candidates(session, day, candidate_days)
+    results: dict[int, list[Suggestion]] = {s.id: [] for s in subscribers}
+    if not pool or not subscribers:
+        return results
+    ids = [s.id for s in subscribers]
+    column_of = {c.id: n for n, c in enumerate(pool)}
+
+    votes: dict[int, list[tuple[int, int, datetime]]] = defaultdict(list)
+    interests: dict[int, list[str]] = defaultdict(list)
+    muted: dict[int, list[str]] = defaultdict(list)
+    excluded: dict[int, set[int]] = defaultdict(set)
+    for chunk in _chunks(ids):
+        for sid, pid, value, when in session.execute(
+            select(Vote.subscriber_id, Vote.paper_id, Vote.value, Vote.voted_at).where(Vote.subscriber_id.in_(chunk))
+        ):
+            votes[sid].append((pid, value, when))
+            if pid in column_of:
+                excluded[sid].add(column_of[pid])
+        for sid, text in session.execute(
+            select(Interest.subscriber_id, Interest.text).where(Interest.subscriber_id.in_(chunk)).order_by(Interest.id)
+        ):
+            interests[sid].append(text)
+        for sid, word in session.execute(select(Mute.subscriber_id, Mute.word).where(Mute.subscriber_id.in_(chunk))):
+            muted[sid].append(word)
+    wanted = set(ids)
+    for cand_chunk in _chunks(list(column_of)):
+        for sid, pid in session.execute(
+            select(Shown.subscriber_id, Shown.paper_id).where(Shown.paper_id.in_(cand_chunk))
+        ):
+            if sid in wanted:
+                excluded[sid].add(column_of[pid])
+
+    voted_ids = sorted({pid for rows in votes.values() for pid, _, _ in rows})
+    known = model.vectors_for(session, voted_ids)
+    row_of = {pid: n for n, pid in enumerate(voted_ids)}
+    corpus = ranking.Corpus(known, model.topics_for(known), model.background, model.terms)
+    texts = [f"{c.title} {c.abstract}" for c in pool]
+    pool_vectors = model.vectors_for(session, [c.id for c in pool])
+    expanded = ranking.expand(pool_vectors, model.vectors)
+
+    tastes = []
+    for subscriber in subscribers:
+        liked = [(row_of[p], _decay(now, w, half_life_days)) for p, v, w in votes[subscriber.id] if v > 0]
+        disliked = [(row_of[p], _decay(now, w, half_life_days)) for p, v, w in votes[subscriber.id] if v < 0]
+        pattern = mute_pattern(muted[subscriber.id])
+        blocked = set(excluded[subscriber.id])
+        if pattern is not None:
+            blocked |= {n for n, text in enumerate(texts) if pattern.search(text)}
+        own = interests[subscriber.id]
+        tastes.append(ranking.Taste(
+            liked=np.array([r for r, _ in liked], np.int64),
+            liked_weight=np.array([w for _, w in liked], np.float32),
+            disliked=np.array([r for r, _ in disliked], np.int64),
+            disliked_weight=np.array([w for _, w in disliked], np.float32),
+            interests=model.transform(own) if own else None,
+            excluded=np.array(sorted(blocked), np.int64),
+            k=(sizes or {}).get(subscriber.id, subscriber.digest_size),
+        ))
+    n_topics = max((t.k for t in tastes), default=5)
+    starter = ranking.starter_order(pool_vectors, n_topics) if any(t.cold for t in tastes) else None
+    picks = ranking.rank(tastes, corpus, expanded, params, starter=starter)
+
+    explained = sorted({voted_ids[p.reason.liked_row] for ps in picks for p in ps if p.reason.liked_row >= 0})
+    title_by_row = {}
+    for chunk in _chunks(explained):
+        for pid, title in session.execute(select(Paper.id, Paper.title).where(Paper.id.in_(chunk))):
+            title_by_row[row_of[pid]] = title
+    for subscriber, taste_picks in zip(subscribers, picks, strict=True):
+        results[subscriber.id] = [
+            Suggestion(
+                paper_id=pool[p.column].id, title=pool[p.column].title, abstract=pool[p.column].abstract,
+                score=p.score, kind=p.reason.kind,
+                why=why_line(p.reason, title_by_row, interests[subscriber.id], min(n_topics, len(pool))),
+            )
+            for p in taste_picks
+        ]
+    return results
+
+
+def _decay(now: datetime, when: datetime, half_life_days: float) -> float:
+    if when.tzinfo is None:  # SQLite hands back naive UTC
+        now = now.replace(tzinfo=None)
+    age = max((now - when).total_seconds() / 86400.0, 0.0)
+    return float(0.5 ** (age / half_life_days))
+
+
+def _chunks(items: list, size: int = 900):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,311 @@
+"""Subscriber service functions: what a subscriber can do, whatever the front end (Telegram,
+the console chat, the CLI, tests). Each takes a session and leaves committing to the caller's
+transaction, so a vote is stored before anyone acknowledges it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from feedbot.clock import parse_hhmm, utcnow
+from feedbot.db import insert_for
+from feedbot.models import Delivery, Interest, Mute, Paper, Shown, Subscriber, Vote
+
+MAX_INTERESTS = 10
+MAX_INTEREST_CHARS = 200
+MAX_MUTES = 50
+FREQUENCIES = ("daily", "weekdays", "weekly")
+_OFFSET = re.compile(r"^(?:UTC|GMT)?\s*([+-])(\d{1,2})(?::?(\d{2}))?$", re.IGNORECASE)
+
+
+class UserError(ValueError):
+    """A request the subscriber can fix; the message is shown to them as is."""
+
+
+def get(session: Session, telegram_id: int) -> Subscriber | None:
+    return session.scalar(select(Subscriber).where(Subscriber.telegram_id == telegram_id))
+
+
+def subscribe(session: Session, telegram_id: int, chat_id: int, name: str = "") -> tuple[Subscriber, bool]:
+    """Create the subscriber, or reactivate a stopped/blocked one (nothing of theirs is wiped)."""
+    subscriber = get(session, telegram_id)
+    if subscriber is None:
+        insert = insert_for(session)
+        session.execute(insert(Subscriber).values(
+            telegram_id=telegram_id, chat_id=chat_id, name=name[:255], state="active", timezone="UTC",
+            send_time="08:00", digest_size=5, frequency="daily", created_at=utcnow(),
+        ).on_conflict_do_nothing(index_elements=["telegram_id"]))
+        return get(session, telegram_id), True
+    subscriber.state, subscriber.chat_id = "active", chat_id
+    if name:
+        subscriber.name = name[:255]
+    return subscriber, False
+
+
+# --- interests and mutes ---------------------------------------------------------------------
+
+def interests(session: Session, subscriber: Subscriber) -> list[str]:
+    return list(session.scalars(
+        select(Interest.text).where(Interest.subscriber_id == subscriber.id).order_by(Interest.id)
+    ))
+
+
+def split_interests(text: str) -> list[str]:
+    """`diffusion models, robotics; protein folding` → three interests (commas, semicolons, lines)."""
+    parts = [" ".join(p.split()) for p in re.split(r"[,;\n]+", text)]
+    return [p for p in parts if p]
+
+
+def add_interests(session: Session, subscriber: Subscriber, text: str) -> list[str]:
+    """Add each comma-separated interest; returns the ones that were new."""
+    wanted = split_interests(text)
+    if not wanted:
+        raise UserError("Tell me a topic, e.g. /interests add diffusion models, robot learning")
+    too_long = [w for w in wanted if len(w) > MAX_INTEREST_CHARS]
+    if too_long:
+        raise UserError(f"An interest can be at most {MAX_INTEREST_CHARS} characters.")
+    have = interests(session, subscriber)
+    folded = {h.casefold() for h in have}
+    added = []
+    for item in wanted:
+        if item.casefold() not in folded:
+            folded.add(item.casefold())
+            added.append(item)
+    if len(have) + len(added) > MAX_INTERESTS:
+        raise UserError(f"You can keep at most {MAX_INTERESTS} interests; remove one first.")
+    session.add_all(Interest(subscriber_id=subscriber.id, text=item) for item in added)
+    session.flush()
+    return added
+
+
+def remove_interest(session: Session, subscriber: Subscriber, text: str) -> str:
+    """Remove an interest by its text (case-insensitive) or its number in the list."""
+    have = session.scalars(
+        select(Interest).where(Interest.subscriber_id == subscriber.id).order_by(Interest.id)
+    ).all()
+    wanted = " ".join(text.split())
+    match = None
+    if wanted.isdigit() and 1 <= int(wanted) <= len(have):
+        match = have[int(wanted) - 1]
+    else:
+        match = next((i for i in have if i.text.casefold() == wanted.casefold()), None)
+    if match is None:
+        raise UserError(f"“{wanted}” is not one of your interests.")
+    session.delete(match)
+    session.flush()
+    return match.text
+
+
+def clear_interests(session: Session, subscriber: Subscriber) -> int:
+    return session.execute(delete(Interest).where(Interest.subscriber_id == subscriber.id)).rowcount
+
+
+def mutes(session: Session, subscriber: Subscriber) -> list[str]:
+    return list(session.scalars(select(Mute.word).where(Mute.subscriber_id == subscriber.id).order_by(Mute.word)))
+
+
+def mute(session: Session, subscriber: Subscriber, word: str) -> str:
+    word = " ".join(word.split()).casefold()
+    if not word or len(word) > 100:
+        raise UserError("Tell me a word or phrase (up to 100 characters), e.g. /mute quantum")
+    have = mutes(session, subscriber)
+    if word in have:
+        return word
+    if len(have) >= MAX_MUTES:
+        raise UserError(f"You can mute at most {MAX_MUTES} words.")
+    session.add(Mute(subscriber_id=subscriber.id, word=word))
+    session.flush()
+    return word
+
+
+def unmute(session: Session, subscriber: Subscriber, word: str) -> str:
+    word = " ".join(word.split()).casefold()
+    removed = session.execute(
+        delete(Mute).where(Mute.subscriber_id == subscriber.id, Mute.word == word)
+    ).rowcount
+    if not removed:
+        raise UserError(f"“{word}” is not muted.")
+    return word
+
+
+# --- schedule settings ---------------------------------------------------------------------
+
+def set_time(subscriber: Subscriber, text: str) -> str:
+    try:
+        value = parse_hhmm(text)
+    except ValueError:
+        raise UserError("Send a time like /time 07:30 (24-hour clock, your local time).") from None
+    subscriber.send_time = value.strftime("%H:%M")
+    return subscriber.send_time
+
+
+@lru_cache(maxsize=1)
+def _zone_names() -> dict[str, str]:
+    return {name.casefold(): name for name in available_timezones()}
+
+
+def parse_timezone(text: str) -> str:
+    """A canonical zone name: an IANA name (any case) or a fixed offset such as `UTC+5:30`."""
+    raw = text.strip()
+    if raw.upper() in ("UTC", "GMT", "Z"):
+        return "UTC"
+    offset = _OFFSET.match(raw)
+    if offset:
+        sign, hours, minutes = offset.group(1), int(offset.group(2)), int(offset.group(3) or 0)
+        if hours > 14 or minutes >= 60:
+            raise UserError("An offset must be between UTC-14:00 and UTC+14:00.")
+        return f"UTC{sign}{hours:02d}:{minutes:02d}"
+    names = _zone_names()
+    key = raw.replace(" ", "_").casefold()
+    if key in names:
+        return names[key]
+    cities = {name.rsplit("/", 1)[-1].casefold(): name for name in names.values() if "/" in name}
+    if key in cities:
+        return cities[key]
+    close = difflib.get_close_matches(key, list(names) + list(cities), n=3, cutoff=0.6)
+    hints = sorted({names.get(c) or cities[c] for c in close})
+    hint = (f" Did you mean {', '.join(hints)}?" if hints
+            else " Use a name like Europe/Berlin or an offset like UTC+5:30.")
+    raise UserError(f"I don't know the time zone “{raw[:64]}”.{hint}")
+
+
+def zone(name: str) -> tzinfo:
+    """The tzinfo for a stored zone name."""
+    if name.startswith("UTC") and len(name) > 3:
+        sign = 1 if name[3] == "+" else -1
+        hours, minutes = int(name[4:6]), int(name[7:9])
+        return timezone(sign * timedelta(hours=hours, minutes=minutes), name)
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC
+
+
+def set_timezone(subscriber: Subscriber, text: str) -> str:
+    subscriber.timezone = parse_timezone(text)
+    return subscriber.timezone
+
+
+def set_size(subscriber: Subscriber, text: str) -> int:
+    if not text.strip().isdigit() or not 1 <= int(text) <= 20:
+        raise UserError("Send a number of picks from 1 to 20, e.g. /size 5")
+    subscriber.digest_size = int(text)
+    return subscriber.digest_size
+
+
+def set_frequency(subscriber: Subscriber, text: str) -> str:
+    value = text.strip().casefold()
+    if value not in FREQUENCIES:
+        raise UserError("Choose one of: /frequency daily, /frequency weekdays, /frequency weekly")
+    subscriber.frequency = value
+    return value
+
+
+def pause(subscriber: Subscriber, days: str, today: date) -> date | None:
+    """Pause for N days (vacation mode: resumes by itself), or until /resume without N."""
+    if days.strip():
+        if not days.strip().isdigit() or not 1 <= int(days) <= 365:
+            raise UserError("Send a number of days from 1 to 365, e.g. /pause 14, or /pause alone.")
+        subscriber.paused_until = today + timedelta(days=int(days))
+    else:
+        subscriber.paused_until = date.max
+    return subscriber.paused_until
+
+
+def resume(subscriber: Subscriber) -> None:
+    subscriber.paused_until = None
+
+
+def is_paused(subscriber: Subscriber, today: date) -> bool:
+    return subscriber.paused_until is not None and today < subscriber.paused_until
+
+
+def stop(subscriber: Subscriber) -> None:
+    subscriber.state = "stopped"
+
+
+def delete_everything(session: Session, subscriber: Subscriber) -> None:
+    """Erase every row about the subscriber, in every table (children first, for any backend)."""
+    for table in (Shown, Vote, Delivery, Interest, Mute):
+        session.execute(delete(table).where(table.subscriber_id == subscriber.id))
+    session.execute(delete(Subscriber).where(Subscriber.id == subscriber.id))
+
+
+# --- votes ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class VoteResult:
+    paper_id: int
+    title: str
+    value: int  # +1, -1, or 0 when the vote was cleared
+
+
+def was_shown(session: Session, subscriber: Subscriber, paper_id: int) -> bool:
+    return session.scalar(
+        select(func.count()).select_from(Shown)
+        .where(Shown.subscriber_id == subscriber.id, Shown.paper_id == paper_id)
+    ) > 0
+
+
+def vote(session: Session, subscriber: Subscriber, paper_id: int, value: int,
+         now: datetime | None = None) -> VoteResult:
+    """Store 👍 (+1) or 👎 (-1); the same vote again clears it; 0 clears. Only for papers shown."""
+    if value not in (-1, 0, 1):
+        raise UserError("That button is not valid.")
+    title = session.scalar(select(Paper.title).where(Paper.id == paper_id))
+    if title is None or not was_shown(session, subscriber, paper_id):
+        raise UserError("That paper was not shown to you, so I can't record a vote for it.")
+    current = session.get(Vote, (subscriber.id, paper_id))
+    if current is not None and (value == 0 or current.value == value):
+        session.delete(current)
+        session.flush()
+        return VoteResult(paper_id, title, 0)
+    if value == 0:
+        return VoteResult(paper_id, title, 0)
+    insert = insert_for(session)
+    when = now or utcnow()
+    session.execute(
+        insert(Vote).values(subscriber_id=subscriber.id, paper_id=paper_id, value=value, voted_at=when)
+        .on_conflict_do_update(index_elements=["subscriber_id", "paper_id"],
+                               set_={"value": value, "voted_at": when})
+    )
+    return VoteResult(paper_id, title, value)
+
+
+def votes_on(session: Session, subscriber: Subscriber, paper_ids: list[int]) -> dict[int, int]:
+    if not paper_ids:
+        return {}
+    return dict(session.execute(
+        select(Vote.paper_id, Vote.value).where(Vote.subscriber_id == subscriber.id, Vote.paper_id.in_(paper_ids))
+    ).all())
+
+
+def record_shown(session: Session, subscriber: Subscriber, items: list[tuple[int, float, str]], source: str,
+                 delivery_id: int | None = None, now: datetime | None = None) -> None:
+    """Remember papers put in front of the subscriber; the unique key makes a repeat a no-op."""
+    if not items:
+        return
+    insert = insert_for(session)
+    when = now or utcnow()
+    session.execute(
+        insert(Shown).on_conflict_do_nothing(index_elements=["subscriber_id", "paper_id"]),
+        [{"subscriber_id": subscriber.id, "paper_id": pid, "delivery_id": delivery_id, "source": source,
+          "position": n, "score": float(score), "reason": reason[:2000], "shown_at": when}
+         for n, (pid, score, reason) in enumerate(items)],
+    )
+
+
+def liked_papers(session: Session, subscriber: Subscriber) -> list[Paper]:
+    return list(session.scalars(
+        select(Paper).join(Vote, Vote.paper_id == Paper.id)
+        .where(Vote.subscriber_id == subscriber.id, Vote.value == 1)
+        .order_by(Vote.voted_at.desc(), Paper.id.desc())
+    ))
