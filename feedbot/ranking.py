@@ -13,6 +13,8 @@ matrix and multiplied with the candidates in chunks, then cut to top-k with `arg
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,6 +35,7 @@ class Params:
     topic_min_total: int = 20  # ... once there are this many likes in all (small libraries: one centroid)
     topic_weight: float = 0.9  # topic vectors are narrower, so their cosines run higher: damp them
     chunk: int = 4000  # subscribers per block of the batched product
+    threads: int = 0  # blocks ranked at once (0: one per core)
 
 
 @dataclass
@@ -127,24 +130,30 @@ def _topic_rows(likes: sp.csr_matrix, topics: np.ndarray, params: Params) -> tup
     return normalize(rows, norm="l1"), owners
 
 
-def _top_terms(vectors: sp.csr_matrix, candidates: sp.csr_matrix, terms: np.ndarray | None,
-               n: int = 3) -> list[tuple[str, ...]]:
-    """For each (profile vector, candidate) row pair, the n terms with the largest product."""
-    if terms is None or vectors.shape[0] == 0:
-        return [()] * vectors.shape[0]
-    product = vectors.multiply(candidates).tocoo()
+def _top_terms(explainers: sp.csr_matrix, picked: sp.csr_matrix, terms: np.ndarray | None,
+               n: int = 6) -> list[tuple[str, ...]]:
+    """For each (explainer, picked paper) row pair, up to n terms with the largest product, best first."""
+    if terms is None or explainers.shape[0] == 0:
+        return [()] * explainers.shape[0]
+    product = explainers.multiply(picked).tocoo()
     positive = product.data > 0
     row, col, value = product.row[positive], product.col[positive], product.data[positive]
     order = np.lexsort((-value, row))
     row, col = row[order], col[order]
-    starts = np.searchsorted(row, np.arange(vectors.shape[0]))
-    rank_in_row = np.arange(len(row)) - starts[row]
-    out: list[list[str]] = [[] for _ in range(vectors.shape[0])]
-    for r, c in zip(row[rank_in_row < n], col[rank_in_row < n], strict=True):
-        term = str(terms[c])
-        if len(out[r]) < 3 and not any(term in t or t in term for t in out[r]):  # "graph" vs "graph neural"
-            out[r].append(term)
-    return [tuple(t) for t in out]
+    rank_in_row = np.arange(len(row)) - np.searchsorted(row, row)
+    keep = rank_in_row < n
+    table = np.full((explainers.shape[0], n), -1, dtype=np.int64)
+    table[row[keep], rank_in_row[keep]] = col[keep]
+    return [tuple(terms[r[r >= 0]].tolist()) for r in table]
+
+
+def distinct_terms(terms: tuple[str, ...], n: int = 3) -> list[str]:
+    """The first n terms that do not repeat one another ("graph" vs "graph neural")."""
+    out: list[str] = []
+    for term in terms:
+        if len(out) < n and not any(term in t or t in term for t in out):
+            out.append(term)
+    return out
 
 
 def expand(candidates: sp.csr_matrix, known: sp.csr_matrix, neighbours: int = 10,
@@ -204,117 +213,145 @@ def rank(tastes: list[Taste], corpus: Corpus, candidates: sp.csr_matrix,
             chosen = [c for c in order if c not in excluded][: tastes[i].k]
             results[i] = [Pick(int(c), 0.0, Reason(KIND_STARTER)) for c in chosen]
     warm = [i for i, t in enumerate(tastes) if not t.cold]
-    for start in range(0, len(warm), params.chunk):
-        block = warm[start : start + params.chunk]
-        for i, picks in zip(block, _rank_block([tastes[i] for i in block], corpus, candidates, params),
-                            strict=True):
-            results[i] = picks
+    table = _similarities(corpus.known, candidates) if warm else None
+    blocks = [warm[start : start + params.chunk] for start in range(0, len(warm), params.chunk)]
+
+    def run(block: list[int]) -> list[list[Pick]]:
+        return _rank_block([tastes[i] for i in block], corpus, candidates, params, table)
+
+    # Blocks are independent and the sparse kernels release the GIL: use the cores there are.
+    workers = min(params.threads or os.cpu_count() or 1, len(blocks)) or 1
+    with ThreadPoolExecutor(workers) as pool:
+        for block, picks in zip(blocks, pool.map(run, blocks), strict=True):
+            for i, p in zip(block, picks, strict=True):
+                results[i] = p
     return results
 
 
-def _rank_block(tastes: list[Taste], corpus: Corpus, candidates: sp.csr_matrix,
-                params: Params) -> list[list[Pick]]:
+def _similarities(known: sp.csr_matrix, candidates: sp.csr_matrix) -> np.ndarray:
+    """Dense known x candidates cosine table, shared by scoring and explanations; one padding row."""
+    table = np.empty((known.shape[0] + 1, candidates.shape[0]), dtype=np.float32)
+    table[:-1] = (known @ candidates.T).todense()
+    table[-1] = -np.inf  # the row that index -1 (padding) reads
+    return table
+
+
+def _centroid_scores(coefficients: sp.csr_matrix, known: sp.csr_matrix, table: np.ndarray,
+                     candidates_b: np.ndarray, known_b: np.ndarray, background: float,
+                     b_norm2: float) -> np.ndarray:
+    """Cosine of each weighted mean of known papers, background subtracted, with the candidates.
+
+    By linearity the raw dot products come from the similarity table (no profile x candidate
+    product), and |v - g b|^2 = |v|^2 - 2g v.b + g^2 |b|^2 needs only each profile's own norm.
+    """
+    if coefficients.shape[0] == 0:
+        return np.zeros((0, table.shape[1]), np.float32)
+    raw = np.asarray(coefficients @ table[:-1], dtype=np.float32)
+    profile = coefficients @ known
+    vv = np.zeros(profile.shape[0], np.float64)
+    filled = np.diff(profile.indptr) > 0
+    if filled.any():
+        squares = np.square(profile.data, dtype=np.float64)
+        vv[filled] = np.add.reduceat(squares, profile.indptr[:-1][filled])
+    vb = coefficients @ known_b
+    norms = np.sqrt(np.maximum(vv - 2 * background * vb + background**2 * b_norm2, 1e-12))
+    return (raw - background * candidates_b[None, :]) / norms[:, None].astype(np.float32)
+
+
+def _rank_block(tastes: list[Taste], corpus: Corpus, candidates: sp.csr_matrix, params: Params,
+                table: np.ndarray) -> list[list[Pick]]:
     n_subs, n_cand = len(tastes), candidates.shape[0]
-    known = corpus.known
+    known, b = corpus.known, corpus.background
     likes = _weights_matrix(tastes, "liked", "liked_weight", known.shape[0])
     dislikes = _weights_matrix(tastes, "disliked", "disliked_weight", known.shape[0])
+    candidates_b = np.asarray(candidates @ b).ravel()
+    known_b = np.asarray(known @ b).ravel()
+    b_norm2 = float(b @ b)
 
-    # Profile vectors: centroid per subscriber with likes, topic centroids, typed interests.
+    # Profile rows: a centroid per subscriber with likes, topic centroids, typed interests.
     has_likes = np.flatnonzero(likes.getnnz(axis=1) > 0)
-    blocks = [likes[has_likes]]
-    owners = [has_likes]
-    kinds = [np.full(len(has_likes), 0, np.int8)]
-    extra = [np.full(len(has_likes), -1, np.int64)]
+    coefficients, owners, kinds = [likes[has_likes]], [has_likes], [np.zeros(len(has_likes), np.int8)]
     if params.use_topics and len(has_likes):
         topic_rows, topic_owners = _topic_rows(likes, corpus.topics, params)
-        blocks.append(topic_rows)
+        coefficients.append(topic_rows)
         owners.append(topic_owners)
-        kinds.append(np.full(len(topic_owners), 1, np.int8))
-        extra.append(np.full(len(topic_owners), -1, np.int64))
-    vote_rows = sp.vstack(blocks, format="csr") @ known  # weighted means of liked vectors
-    n_vote_rows = vote_rows.shape[0]
-
-    interest_blocks, interest_owners, interest_index = [], [], []
-    for s, taste in enumerate(tastes):
-        if taste.interests is not None and taste.interests.shape[0]:
-            interest_blocks.append(taste.interests)
-            interest_owners.append(np.full(taste.interests.shape[0], s))
-            interest_index.append(np.arange(taste.interests.shape[0]))
-    if interest_blocks:
-        interest_rows = normalize(sp.vstack(interest_blocks, format="csr").astype(np.float32))
-        owners.append(np.concatenate(interest_owners))
+        kinds.append(np.ones(len(topic_owners), np.int8))
+    coefficients = sp.vstack(coefficients, format="csr")
+    vote_scores = _centroid_scores(coefficients, known, table, candidates_b, known_b, params.background, b_norm2)
+    vote_scores[np.concatenate(kinds) == 1] *= params.topic_weight
+    blocks = [vote_scores]
+    extra = [np.full(coefficients.shape[0], -1, np.int64)]
+    interest_rows = None
+    with_interests = [s for s, t in enumerate(tastes) if t.interests is not None and t.interests.shape[0]]
+    if with_interests:
+        interest_rows = normalize(sp.vstack([tastes[s].interests for s in with_interests], format="csr")
+                                  .astype(np.float32))
+        counts = [tastes[s].interests.shape[0] for s in with_interests]
+        owners.append(np.repeat(with_interests, counts))
         kinds.append(np.full(interest_rows.shape[0], 2, np.int8))
-        extra.append(np.concatenate(interest_index))
-        vectors = sp.vstack([vote_rows, interest_rows], format="csr")
-    else:
-        vectors = vote_rows
-    owner = np.concatenate(owners)
-    kind = np.concatenate(kinds)
-    interest_of = np.concatenate(extra)
+        extra.append(np.concatenate([np.arange(c) for c in counts]))
+        blocks.append(np.asarray((interest_rows @ candidates.T).todense(), dtype=np.float32))
+    scores = np.vstack(blocks)
+    owner, kind, interest_of = np.concatenate(owners), np.concatenate(kinds), np.concatenate(extra)
 
-    # Cosine with the background subtracted (Rocchio), kept sparse by linearity:
-    # (v - g b)·x / |v - g b|, with |v - g b|^2 = |v|^2 - 2g v·b + g^2 |b|^2.
-    raw = np.asarray((vectors @ candidates.T).todense(), dtype=np.float32)
-    g = np.zeros(vectors.shape[0], np.float32)
-    g[:n_vote_rows] = params.background
-    b = corpus.background
-    bx = np.asarray(candidates @ b).ravel()
-    vb = np.asarray(vectors @ b).ravel()
-    vv = np.asarray(vectors.multiply(vectors).sum(axis=1)).ravel()
-    norms = np.sqrt(np.maximum(vv - 2 * g * vb + g * g * float(b @ b), 1e-12))
-    scores = (raw - g[:, None] * bx[None, :]) / norms[:, None]
-    scores[kind == 1] *= params.topic_weight
-
-    # Max-merge the rows of each subscriber.
+    # Max-merge each subscriber's rows.
     order = np.argsort(owner, kind="stable")
     owner, kind, interest_of, scores = owner[order], kind[order], interest_of[order], scores[order]
-    vector_of_row = order
-    starts = np.searchsorted(owner, np.arange(n_subs))
+    interest_row_of = order - coefficients.shape[0]  # row in interest_rows, for interest kinds
+    starts = np.searchsorted(owner, np.arange(n_subs + 1))
     best = np.full((n_subs, n_cand), -np.inf, dtype=np.float32)
     present = np.unique(owner)
     best[present] = np.maximum.reduceat(scores, starts[present], axis=0)
 
     has_dislikes = np.flatnonzero(dislikes.getnnz(axis=1) > 0)
     if len(has_dislikes) and params.dislike_penalty:
-        negative = normalize(dislikes[has_dislikes] @ known)
-        best[has_dislikes] -= params.dislike_penalty * np.asarray((negative @ candidates.T).todense())
+        penalty = _centroid_scores(dislikes[has_dislikes], known, table, candidates_b, known_b, 0.0, b_norm2)
+        best[has_dislikes] -= params.dislike_penalty * penalty
 
-    for s, taste in enumerate(tastes):
-        if len(taste.excluded):
-            best[s, taste.excluded] = -np.inf
+    # Top-k per subscriber, never an excluded column: one argpartition over the whole block.
+    excluded_rows = np.repeat(np.arange(n_subs), [len(t.excluded) for t in tastes])
+    if len(excluded_rows):
+        best[excluded_rows, np.concatenate([t.excluded for t in tastes])] = -np.inf
+    wanted = np.minimum(np.array([t.k for t in tastes]), n_cand)
+    k_max = int(wanted.max())
+    top = np.argpartition(-best, k_max - 1, axis=1)[:, :k_max] if k_max < n_cand else \
+        np.tile(np.arange(n_cand), (n_subs, 1))
+    top_scores = np.take_along_axis(best, top, axis=1)
+    ranked = np.argsort(-top_scores, axis=1, kind="stable")
+    top, top_scores = np.take_along_axis(top, ranked, axis=1), np.take_along_axis(top_scores, ranked, axis=1)
+    keep = (np.arange(k_max)[None, :] < wanted[:, None]) & np.isfinite(top_scores)
+    pick_sub, slot = np.nonzero(keep)
+    pick_col = top[pick_sub, slot]
 
-    picks_per_sub: list[np.ndarray] = []
-    for s, taste in enumerate(tastes):
-        row = best[s]
-        k = min(taste.k, int(np.isfinite(row).sum()))
-        if k <= 0:
-            picks_per_sub.append(np.empty(0, np.int64))
-            continue
-        top = np.argpartition(-row, k - 1)[:k] if k < n_cand else np.arange(n_cand)
-        picks_per_sub.append(top[np.argsort(-row[top], kind="stable")][:k])
+    # Why: the row that won, the closest liked paper (or the interest), the terms they share.
+    rows_per_sub = np.diff(starts)
+    padded = np.full((n_subs, max(int(rows_per_sub.max()), 1)), len(owner), np.int64)
+    padded[owner, np.arange(len(owner)) - starts[owner]] = np.arange(len(owner))
+    candidate_rows = padded[pick_sub]
+    row_scores = scores[np.minimum(candidate_rows, len(owner) - 1), pick_col[:, None]]
+    row_scores[candidate_rows == len(owner)] = -np.inf
+    win_row = candidate_rows[np.arange(len(pick_col)), np.argmax(row_scores, axis=1)]
+    liked_counts = np.array([len(t.liked) for t in tastes])
+    liked_padded = np.full((n_subs, max(int(liked_counts.max()), 1)), -1, np.int64)
+    if liked_counts.sum():
+        liked_padded[np.repeat(np.arange(n_subs), liked_counts),
+                     np.concatenate([np.arange(c) for c in liked_counts])] = np.concatenate([t.liked for t in tastes])
+    liked_of_pick = liked_padded[pick_sub]
+    closeness = table[liked_of_pick, pick_col[:, None]]
+    closest = liked_of_pick[np.arange(len(pick_col)), np.argmax(closeness, axis=1)]
+    by_interest = kind[win_row] == 2
+    parts = [known[closest[~by_interest]]]
+    if by_interest.any():
+        parts.append(interest_rows[interest_row_of[win_row[by_interest]]])
+    order_back = np.argsort(np.concatenate([np.flatnonzero(~by_interest), np.flatnonzero(by_interest)]))
+    explainers = sp.vstack(parts, format="csr")[order_back]
+    terms = _top_terms(explainers, candidates[pick_col], corpus.terms)
 
-    # Explanations: which vector won each pick, the closest liked paper, the shared terms.
-    pick_sub = np.repeat(np.arange(n_subs), [len(p) for p in picks_per_sub])
-    pick_col = np.concatenate(picks_per_sub) if picks_per_sub else np.empty(0, np.int64)
-    win_row = np.empty(len(pick_col), np.int64)
-    for n, (s, c) in enumerate(zip(pick_sub, pick_col, strict=True)):
-        lo, hi = starts[s], (starts[s + 1] if s + 1 < n_subs else len(owner))
-        win_row[n] = lo + int(np.argmax(scores[lo:hi, c]))
-    terms = _top_terms(vectors[vector_of_row[win_row]], candidates[pick_col], corpus.terms, n=8)
-
-    # Closest liked paper per pick: one product of the liked rows with the picked columns.
-    liked_rows = np.unique(likes.indices)
-    picked_cols = np.unique(pick_col)
-    closeness = np.asarray((known[liked_rows] @ candidates[picked_cols].T).todense())
     out: list[list[Pick]] = [[] for _ in tastes]
-    for n, (s, c, w) in enumerate(zip(pick_sub, pick_col, win_row, strict=True)):
-        taste = tastes[s]
+    for n, (s, c, w) in enumerate(zip(pick_sub.tolist(), pick_col.tolist(), win_row.tolist(), strict=True)):
         if kind[w] == 2:
             reason = Reason(KIND_INTEREST, interest=int(interest_of[w]), terms=terms[n])
         else:
-            local = np.searchsorted(liked_rows, taste.liked)
-            column = closeness[local, np.searchsorted(picked_cols, c)]
-            closest = int(taste.liked[int(np.argmax(column))])
-            reason = Reason(KIND_PROFILE if kind[w] == 0 else KIND_TOPIC, liked_row=closest, terms=terms[n])
-        out[s].append(Pick(int(c), float(best[s, c]), reason))
+            reason = Reason(KIND_PROFILE if kind[w] == 0 else KIND_TOPIC, liked_row=int(closest[n]), terms=terms[n])
+        out[s].append(Pick(c, float(best[s, c]), reason))
     return out

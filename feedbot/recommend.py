@@ -67,7 +67,8 @@ def mute_pattern(words: list[str]) -> re.Pattern[str] | None:
 
 def why_line(reason: ranking.Reason, liked_titles: dict[int, str], interests: list[str], n_topics: int) -> str:
     """One line for chat: `because you liked "X" · diffusion, video, editing`."""
-    terms = f" · {', '.join(reason.terms)}" if reason.terms else ""
+    shared = ranking.distinct_terms(reason.terms)
+    terms = f" · {', '.join(shared)}" if shared else ""
     if reason.kind == ranking.KIND_INTEREST and 0 <= reason.interest < len(interests):
         return f"matches your interest “{interests[reason.interest]}”{terms}"
     if reason.kind in (ranking.KIND_PROFILE, ranking.KIND_TOPIC) and reason.liked_row in liked_titles:

@@ -1,0 +1,154 @@
+"""Learning from feedback: simulated CiteULike-t subscribers vote on their daily picks for 30 days.
+
+Every CiteULike-t item is released once, in 30 daily dumps ingested through feedbot's own ingest
+(title "citeulike item N", abstract = its words). Subscribers are users with large libraries;
+each rated 5 papers of their library during onboarding. Each day feedbot picks 5 of that day's
+papers per subscriber (feedbot.recommend over a real SQLite database); the simulated user 👍 the
+picks in their library and 👎 the rest, stored with feedbot.subscribers.vote, and the next day
+ranks with them. Three groups of the same users run side by side: full feedback, feedback with
+👎 ignored by the ranker, and no feedback (onboarding votes only). Needs ../shared/datasets.
+
+    .venv/bin/python benchmarks/feedback_sim.py [--users 150] [--days 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+from sqlalchemy import select  # noqa: E402
+from sqlalchemy.orm import Session  # noqa: E402
+
+from benchmarks.citeulike import load  # noqa: E402
+from benchmarks.common import ROOT, result_line  # noqa: E402
+from feedbot import db, ranking, recommend, subscribers, textmodel  # noqa: E402
+from feedbot.ingest import ingest_paths  # noqa: E402
+from feedbot.models import Paper  # noqa: E402
+
+START = date(2026, 1, 1)
+GROUPS = {"feedback": 1_000_000, "ignore 👎": 2_000_000, "no feedback": 3_000_000}
+PARAMS = {"feedback": ranking.Params(), "ignore 👎": replace(ranking.Params(), dislike_penalty=0.0),
+          "no feedback": ranking.Params()}
+
+
+def write_dump(path: Path, day: date, items: list[int], texts: list[str]) -> None:
+    with path.open("w") as out:
+        out.write(f"new\n\n{day:%b} {day.day}\n\n")
+        for item in items:
+            out.write(f"citeulike item {item}\n\n{texts[item] or 'empty'}\n\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=150)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--min-library", type=int, default=60)
+    args = parser.parse_args()
+    started = time.perf_counter()
+
+    data = load()
+    rng = np.random.default_rng(0)
+    big = [u for u, lib in enumerate(data.libraries) if len(lib) >= args.min_library]
+    users = rng.choice(big, size=min(args.users, len(big)), replace=False)
+    onboarding = {int(u): rng.choice(data.libraries[u], size=5, replace=False) for u in users}
+    warm = sorted({int(i) for items in onboarding.values() for i in items})
+    rest = rng.permutation(np.setdiff1d(np.arange(len(data.texts)), warm))
+    batches = np.array_split(rest, args.days)
+    library = {int(u): set(data.libraries[u].tolist()) for u in users}
+
+    work = Path(tempfile.mkdtemp(prefix="feedbot-feedback-"))
+    url = f"sqlite:///{work / 'sim.db'}"
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    model_dir = work / "model"
+    day0 = START - timedelta(days=1)
+    write_dump(work / "day00.txt", day0, warm, data.texts)
+    ingest_paths(engine, [work / "day00.txt"], stamp=day0)
+
+    def paper_id_of(session) -> dict[int, int]:
+        return {int(t.rsplit(" ", 1)[1]): pid for pid, t in session.execute(select(Paper.id, Paper.title))}
+
+    with Session(engine) as session, session.begin():
+        ids = paper_id_of(session)
+        for group, offset in GROUPS.items():
+            for u in users:
+                sub, _ = subscribers.subscribe(session, offset + int(u), offset + int(u), f"{group} {u}")
+                sub.digest_size = 5
+                chosen = [ids[int(i)] for i in onboarding[int(u)]]
+                subscribers.record_shown(session, sub, [(p, 0.0, "") for p in chosen], "starter")
+                for p in chosen:
+                    subscribers.vote(session, sub, p, 1, now=datetime.combine(day0, datetime.min.time(), UTC))
+
+    print(f"{len(users)} subscribers per group (libraries >= {args.min_library}), "
+          f"{len(data.texts):,} papers over {args.days} days (~{len(batches[0])}/day)")
+    hits = {group: [] for group in GROUPS}
+    for d, batch in enumerate(batches):
+        day = START + timedelta(days=d)
+        path = work / f"day{d + 1:02d}.txt"
+        write_dump(path, day, batch.tolist(), data.texts)
+        ingest_paths(engine, [path], stamp=day)
+        now = datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=8)
+        with Session(engine) as session, session.begin():
+            model, _ = textmodel.ensure(session, model_dir)
+            item_of = {pid: item for item, pid in paper_id_of(session).items()}
+            for group, offset in GROUPS.items():
+                subs = [subscribers.get(session, offset + int(u)) for u in users]
+                picks = recommend.recommend(session, model, subs, day, now, candidate_days=1,
+                                            params=PARAMS[group])
+                day_hits = day_picks = 0
+                for sub, u in zip(subs, users, strict=True):
+                    chosen = picks[sub.id]
+                    subscribers.record_shown(session, sub, [(p.paper_id, p.score, p.why) for p in chosen],
+                                             "digest", now=now)
+                    for pick in chosen:
+                        hit = item_of[pick.paper_id] in library[int(u)]
+                        day_hits += hit
+                        day_picks += 1
+                        if group != "no feedback":
+                            subscribers.vote(session, sub, pick.paper_id, 1 if hit else -1, now=now)
+                hits[group].append(day_hits / max(day_picks, 1))
+        print(f"day {d + 1:>2}: " + "  ".join(f"{g} {hits[g][-1]:.3f}" for g in GROUPS), flush=True)
+
+    curve = {g: np.array(v) for g, v in hits.items()}
+    full, no_dislikes, none = curve["feedback"], curve["ignore 👎"], curve["no feedback"]
+    print(f"\n{'ranker':<14}{'day 1':>8}{'day 30':>8}{'days 1-5':>10}{'days 26-30':>12}")
+    for group, values in curve.items():
+        print(f"{group:<14}{values[0]:>8.3f}{values[-1]:>8.3f}{values[:5].mean():>10.3f}{values[-5:].mean():>12.3f}")
+    plot = ROOT / "benchmarks" / "out" / "feedback.png"
+    plot.parent.mkdir(exist_ok=True)
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        figure, axes = plt.subplots(figsize=(7, 4))
+        for group, values in curve.items():
+            axes.plot(np.arange(1, len(values) + 1), values, marker="o", markersize=3,
+                      label=group.replace("👎", "dislikes"))
+        axes.set_xlabel("day")
+        axes.set_ylabel("hit rate (liked picks / picks)")
+        axes.set_title(f"CiteULike-t, {len(users)} simulated subscribers, 5 picks a day")
+        axes.legend()
+        figure.tight_layout()
+        figure.savefig(plot, dpi=120)
+        print(f"plot: {plot}")
+    except ImportError:
+        print("plot skipped: matplotlib is not installed (pip install -e '.[dev]')")
+    print(f"ran in {time.perf_counter() - started:.0f} s")
+    print(result_line("feedback", day1=round(float(full[0]), 3), day30=round(float(full[-1]), 3),
+                      gain=round(float(full[-5:].mean() / max(full[:5].mean(), 1e-9)), 2),
+                      no_dislike_day30=round(float(no_dislikes[-1]), 3),
+                      no_feedback_day30=round(float(none[-1]), 3)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""Scale of the batched ranking pass: 100,000 subscribers x 1,000 new papers, 50k-term vocabulary.
+
+Synthetic but realistic: 30,000 known papers and 1,000 new ones written from 300 latent topics
+(about 120 distinct terms each, Zipf-distributed); every subscriber follows 1-3 topics, has
+5-200 votes (a fifth of them 👎) on papers of those topics and 1-3 typed interests. Times
+feedbot.ranking.rank (with document expansion and explanations) and reports peak RSS; as the
+baseline, an arxiv-sanity-lite-style loop (one LinearSVC per subscriber over the known papers)
+is timed on a sample in the same run and extrapolated to all subscribers, as is a loop calling
+feedbot's own ranker one subscriber at a time.
+
+    .venv/bin/python benchmarks/rank_scale.py [--subscribers 100000] [--papers 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
+from sklearn.preprocessing import normalize  # noqa: E402
+from sklearn.svm import LinearSVC  # noqa: E402
+
+from benchmarks.common import result_line  # noqa: E402
+from feedbot import ranking  # noqa: E402
+
+VOCABULARY = 50_000
+TOPICS = 300
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def documents(rng: np.random.Generator, count: int, topic_terms: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
+    """`count` L2-normalised TF-IDF-like rows, each from one or two latent topics."""
+    topic = rng.integers(0, TOPICS, count)
+    second = np.where(rng.random(count) < 0.3, rng.integers(0, TOPICS, count), topic)
+    rows, cols = [], []
+    for n in range(count):
+        own = rng.choice(topic_terms[topic[n]], size=80, replace=False)
+        other = rng.choice(topic_terms[second[n]], size=20, replace=False)
+        common = rng.zipf(1.3, size=20) % VOCABULARY
+        terms = np.unique(np.concatenate([own, other, common]))
+        rows.append(np.full(len(terms), n))
+        cols.append(terms)
+    rows, cols = np.concatenate(rows), np.concatenate(cols)
+    values = rng.random(len(rows)).astype(np.float32) + 0.2
+    return normalize(sp.csr_matrix((values, (rows, cols)), shape=(count, VOCABULARY))), topic
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", type=int, default=100_000)
+    parser.add_argument("--papers", type=int, default=1_000)
+    parser.add_argument("--known", type=int, default=30_000)
+    parser.add_argument("--sample", type=int, default=200, help="subscribers timed in the loop baselines")
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+
+    start = time.perf_counter()
+    topic_terms = np.array([rng.choice(VOCABULARY, size=600, replace=False) for _ in range(TOPICS)])
+    known, known_topic = documents(rng, args.known, topic_terms)
+    candidates, _ = documents(rng, args.papers, topic_terms)
+    by_topic = [np.flatnonzero(known_topic == t) for t in range(TOPICS)]
+    tastes = []
+    for _ in range(args.subscribers):
+        follows = rng.choice(TOPICS, size=rng.integers(1, 4), replace=False)
+        pool = np.concatenate([by_topic[t] for t in follows])
+        votes = rng.choice(pool, size=min(len(pool), int(rng.integers(5, 201))), replace=False)
+        negative = rng.random(len(votes)) < 0.2
+        interests = sp.csr_matrix(known[rng.choice(pool, size=len(follows))].multiply(
+            known[rng.choice(pool, size=len(follows))] > 0))
+        tastes.append(ranking.Taste(
+            liked=votes[~negative], liked_weight=np.ones((~negative).sum(), np.float32),
+            disliked=votes[negative], disliked_weight=np.ones(negative.sum(), np.float32),
+            interests=normalize(interests + sp.random(len(follows), VOCABULARY, density=5 / VOCABULARY,
+                                                      format="csr", random_state=rng, dtype=np.float32)),
+            excluded=rng.choice(args.papers, size=5, replace=False), k=5,
+        ))
+    terms = np.array([f"term{i}" for i in range(VOCABULARY)])
+    corpus = ranking.Corpus.build(known, known_topic % 64, terms)
+    votes = sum(len(t.liked) + len(t.disliked) for t in tastes)
+    print(f"synthetic inputs: {args.subscribers:,} subscribers ({votes:,} votes), {args.known:,} known and "
+          f"{args.papers:,} new papers, {VOCABULARY:,} terms; built in {time.perf_counter() - start:.0f} s, "
+          f"RSS so far {peak_mb():.0f} MB")
+
+    before = peak_mb()
+    start = time.perf_counter()
+    expanded = ranking.expand(candidates, known)
+    picks = ranking.rank(tastes, corpus, expanded)
+    batched_seconds = time.perf_counter() - start
+    peak = peak_mb()
+    assert all(len(p) == 5 for p in picks)
+    assert all(p.reason.terms for p in picks[0])
+
+    sample = tastes[: args.sample]
+    table = ranking._similarities(known, expanded)  # shared, so the loop pays only per-subscriber work
+    start = time.perf_counter()
+    for taste in sample:
+        ranking._rank_block([taste], corpus, expanded, ranking.Params(), table)
+    own_loop = (time.perf_counter() - start) / len(sample) * args.subscribers
+
+    start = time.perf_counter()
+    asl_sample = sample[: max(10, args.sample // 5)]
+    for taste in asl_sample:
+        y = np.zeros(known.shape[0])
+        y[taste.liked] = 1
+        clf = LinearSVC(C=0.01, class_weight="balanced", tol=1e-6, max_iter=10000).fit(known, y)
+        scores = clf.decision_function(candidates)
+        np.argpartition(-scores, 5)[:5]
+    asl_loop = (time.perf_counter() - start) / len(asl_sample) * args.subscribers
+
+    print(f"\n{'method':<46}{'seconds':>10}{'speedup':>9}")
+    print(f"{'feedbot batched pass (all subscribers)':<46}{batched_seconds:>10.1f}{'1.0':>9}")
+    print(f"{'feedbot ranker, one subscriber at a time*':<46}{own_loop:>10.0f}{own_loop / batched_seconds:>9.1f}")
+    print(f"{'arxiv-sanity-lite LinearSVC per subscriber*':<46}{asl_loop:>10.0f}{asl_loop / batched_seconds:>9.1f}")
+    print(f"* timed on {len(sample)} (LinearSVC: {len(asl_sample)}) subscribers and extrapolated to "
+          f"{args.subscribers:,}")
+    print(f"peak RSS {peak:.0f} MB (inputs alone {before:.0f} MB)")
+    print(result_line("rank_scale", subscribers=args.subscribers, papers=args.papers,
+                      seconds=round(batched_seconds, 1), peak_mb=round(peak),
+                      speedup_vs_loop=round(asl_loop / batched_seconds, 1),
+                      speedup_vs_own_loop=round(own_loop / batched_seconds, 1)))
+
+
+if __name__ == "__main__":
+    main()

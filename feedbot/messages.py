@@ -1,0 +1,98 @@
+"""What feedbot says, as plain data: HTML text plus button rows. Telegram and the console chat
+each turn a Reply into their own form; nothing here knows about either.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass, field
+
+MAX_TEXT = 4096  # Telegram's limit for one message
+MAX_CALLBACK_BYTES = 64  # Telegram's limit for a button's callback data
+VOTE_DATA = re.compile(r"^v:(\d{1,12}):([+-])$")
+
+
+@dataclass(frozen=True)
+class Button:
+    label: str
+    data: str
+
+    def __post_init__(self) -> None:
+        if len(self.data.encode()) > MAX_CALLBACK_BYTES:
+            raise ValueError(f"callback data over {MAX_CALLBACK_BYTES} bytes: {self.data!r}")
+
+
+@dataclass
+class Reply:
+    text: str  # Telegram HTML: every outside string passed through `escape`
+    keyboard: list[list[Button]] = field(default_factory=list)
+    document: tuple[str, bytes] | None = None  # (file name, content), sent with `text` as caption
+
+
+@dataclass
+class Answer:
+    """The outcome of a button press: a short notice, and what to change or send."""
+
+    notice: str
+    keyboard: list[list[Button]] | None = None  # new buttons for the pressed message
+    text: str | None = None  # new text for the pressed message
+    replies: list[Reply] = field(default_factory=list)
+    alert: bool = False
+
+
+def escape(text: str) -> str:
+    return html.escape(text, quote=False)
+
+
+def plain(text: str) -> str:
+    """HTML to plain text: the fallback when Telegram cannot parse our entities, and the console."""
+    return html.unescape(re.sub(r"<[^>]+>", "", text))
+
+
+def snippet(abstract: str, limit: int = 260) -> str:
+    """The abstract's opening, cut at a word boundary."""
+    text = " ".join(abstract.split())
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0].rstrip(",;:")
+    return cut + "…"
+
+
+def vote_row(number: int, paper_id: int, vote: int) -> list[Button]:
+    """👍/👎 for one pick; the current vote is marked ✅."""
+    return [
+        Button(f"{'✅ ' if vote > 0 else ''}👍 {number}", f"v:{paper_id}:+"),
+        Button(f"{'✅ ' if vote < 0 else ''}👎 {number}", f"v:{paper_id}:-"),
+    ]
+
+
+def vote_keyboard(numbered: list[tuple[int, int]], votes: dict[int, int]) -> list[list[Button]]:
+    """Rows of 👍/👎 for (number, paper id) pairs."""
+    return [vote_row(number, pid, votes.get(pid, 0)) for number, pid in numbered]
+
+
+def numbered_papers(keyboard: list[list[Button]]) -> list[tuple[int, int]]:
+    """The (number, paper id) pairs a vote keyboard was built from; other buttons are ignored."""
+    out = []
+    for row in keyboard:
+        match = VOTE_DATA.match(row[0].data) if row else None
+        if match:
+            number = row[0].label.rsplit(" ", 1)[-1]
+            out.append((int(number) if number.isdigit() else len(out) + 1, int(match.group(1))))
+    return out
+
+
+def split_items(header: str, items: list[tuple[str, list[Button]]], limit: int = MAX_TEXT) -> list[Reply]:
+    """Pack items (text + its button row) into as few messages as fit, splitting only between items."""
+    replies: list[Reply] = []
+    current = Reply(header)
+    for text, row in items:
+        if len(current.text) + 2 + len(text) > limit and (current.keyboard or current.text != header):
+            replies.append(current)
+            current = Reply("")
+        current.text = f"{current.text}\n\n{text}" if current.text else text
+        if row:
+            current.keyboard.append(row)
+    replies.append(current)
+    return replies
