@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from feedbot import db
 from feedbot.config import ConfigError, Settings, load_settings, setup_logging
 
-QUIET_EXEMPT = ("worker", "chat")
+QUIET_EXEMPT = ("worker",)
 Command = Callable[[argparse.Namespace, Settings], int]
 
 
@@ -139,6 +139,28 @@ def cmd_rank(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
+    """Chat with feedbot in this terminal as one local subscriber (same database as the bot)."""
+    import getpass
+
+    from feedbot.chat import Chat, User
+    from feedbot.console import Console
+
+    engine = _engine(settings)
+    Console(Chat(engine, settings), User(args.user, args.user, getpass.getuser())).run()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the Telegram bot (long polling) and the schedules in one process."""
+    from feedbot import worker
+
+    if not settings.telegram_token:
+        raise CommandError("TELEGRAM_BOT_TOKEN is not set: the worker needs a bot token "
+                           "(try `feedbot chat` to use feedbot without Telegram)")
+    return worker.run(settings, _engine(settings))
+
+
 class CommandError(RuntimeError):
     """A command cannot do what was asked; the message says why."""
 
@@ -239,6 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
     model = commands.add_parser("model", help="The TF-IDF text model.", description="The TF-IDF text model.")
     model_commands = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
     add("refit", cmd_model_refit, model_commands)
+
+    chat = add("chat", cmd_chat)
+    chat.add_argument("--user", type=int, default=1, metavar="ID", help="the local subscriber's id (default 1)")
+
+    add("worker", cmd_worker)
 
     rank = add("rank", cmd_rank)
     rank.add_argument("--user", type=int, required=True, metavar="ID", help="the subscriber's Telegram user id")

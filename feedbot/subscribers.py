@@ -171,7 +171,7 @@ def parse_timezone(text: str) -> str:
     if key in cities:
         return cities[key]
     close = difflib.get_close_matches(key, list(names) + list(cities), n=3, cutoff=0.6)
-    hints = sorted({names.get(c) or cities[c] for c in close})
+    hints = list(dict.fromkeys(names.get(c) or cities[c] for c in close))  # closest first
     hint = (f" Did you mean {', '.join(hints)}?" if hints
             else " Use a name like Europe/Berlin or an offset like UTC+5:30.")
     raise UserError(f"I don't know the time zone “{raw[:64]}”.{hint}")

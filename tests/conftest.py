@@ -92,3 +92,65 @@ def seeded(engine, example_dumps, settings):
     with Session(engine) as session:
         textmodel.ensure(session, settings.model_dir)
     return engine
+
+
+class BotRunner:
+    """The real python-telegram-bot Application, polling the fake server from its own loop thread."""
+
+    def __init__(self, application) -> None:
+        import asyncio
+        import threading
+
+        self.application = application
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def call(self, coroutine, timeout: float = 60):
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def start(self) -> None:
+        from feedbot import bot
+
+        self.thread.start()
+        self.call(bot.start(self.application, poll_timeout=1))
+
+    def stop(self) -> None:
+        from feedbot import bot
+
+        try:
+            self.call(bot.stop(self.application))
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+
+
+@pytest.fixture
+def telegram():
+    from tests.fake_telegram import FakeTelegram
+
+    server = FakeTelegram().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def chat(seeded, settings):
+    from feedbot.chat import Chat
+
+    return Chat(seeded, settings)
+
+
+@pytest.fixture
+def bot(telegram, chat, settings):
+    """The bot running against the fake Telegram server, over real HTTP on 127.0.0.1."""
+    import dataclasses
+
+    from feedbot.bot import build_application
+
+    bot_settings = dataclasses.replace(settings, telegram_token=telegram.token, telegram_api_url=telegram.base_url)
+    runner = BotRunner(build_application(bot_settings, chat, timeout=2.0, max_retries=3))
+    runner.start()
+    yield runner
+    runner.stop()

@@ -1,0 +1,227 @@
+"""The Telegram bot: a thin python-telegram-bot adapter over feedbot.chat.
+
+Every handler hands the update to the conversation logic in a worker thread (database work stays
+off the event loop), then sends what it returned. Run it with `feedbot worker`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from telegram import (
+    BotCommand,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    Update,
+)
+from telegram.constants import ParseMode
+from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError, TimedOut
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    Defaults,
+    MessageHandler,
+    filters,
+)
+
+from feedbot.chat import BUTTON_DATA, COMMANDS, Chat, User
+from feedbot.config import Settings
+from feedbot.db import transaction
+from feedbot.messages import Answer, Button, Reply, plain
+from feedbot.subscribers import get as get_subscriber
+
+log = logging.getLogger(__name__)
+
+
+class Blocked(Exception):
+    """The user blocked the bot or deleted their account (Telegram answered 403)."""
+
+
+def keyboard_markup(rows: list[list[Button]] | None) -> InlineKeyboardMarkup | None:
+    if not rows:
+        return None
+    return InlineKeyboardMarkup([[InlineKeyboardButton(b.label, callback_data=b.data) for b in row] for row in rows])
+
+
+def keyboard_of(message: Message | None) -> list[list[Button]]:
+    """The buttons of a message we sent, back as plain data (empty for an inaccessible message)."""
+    markup = getattr(message, "reply_markup", None)
+    if markup is None:
+        return []
+    return [[Button(b.text, b.callback_data) for b in row if isinstance(b.callback_data, str)]
+            for row in markup.inline_keyboard]
+
+
+def is_not_modified(error: TelegramError) -> bool:
+    return "message is not modified" in str(error).lower()
+
+
+async def send_text(bot, chat_id: int, text: str, keyboard: list[list[Button]] | None = None) -> Message:
+    """Send HTML; if Telegram can't parse our entities, send the same words as plain text."""
+    markup = keyboard_markup(keyboard)
+    try:
+        return await bot.send_message(chat_id, text, reply_markup=markup)
+    except BadRequest as exc:
+        if "can't parse entities" not in str(exc).lower():
+            raise
+        log.warning("HTML rejected by Telegram (%s); sending plain text to chat %s", exc, chat_id)
+        return await bot.send_message(chat_id, plain(text), reply_markup=markup, parse_mode=None)
+
+
+async def send_replies(bot, chat_id: int, replies: Sequence[Reply]) -> list[int]:
+    """Send replies in order and return their message ids. A 403 raises Blocked."""
+    sent: list[int] = []
+    try:
+        for reply in replies:
+            message = await send_text(bot, chat_id, reply.text, reply.keyboard)
+            sent.append(message.message_id)
+            if reply.document is not None:
+                name, content = reply.document
+                document = await bot.send_document(chat_id, document=content, filename=name, caption=name,
+                                                   parse_mode=None)
+                sent.append(document.message_id)
+    except Forbidden as exc:
+        raise Blocked(str(exc)) from exc
+    return sent
+
+
+class TelegramBot:
+    """Handlers for one Application; holds the Chat they all call."""
+
+    def __init__(self, chat: Chat) -> None:
+        self.chat = chat
+
+    @staticmethod
+    def user_of(update: Update) -> User:
+        user = update.effective_user
+        chat = update.effective_chat
+        return User(user.id, chat.id if chat else user.id, user.full_name or "")
+
+    async def on_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A /command: its name and arguments go to the conversation."""
+        text = update.effective_message.text or ""
+        name, _, args = text[1:].partition(" ")
+        replies = await asyncio.to_thread(self.chat.command, self.user_of(update), name, args)
+        await self.reply(update, replies)
+
+    async def on_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Plain text: the answer to an onboarding question, or a pointer to /help."""
+        replies = await asyncio.to_thread(self.chat.text, self.user_of(update), update.effective_message.text or "")
+        await self.reply(update, replies)
+
+    async def on_other(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Stickers, photos, files: say what feedbot understands."""
+        await self.reply(update, [Reply("I only understand text and commands: send /help.")])
+
+    async def on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A 👍/👎 or settings button. The vote is committed before the query is answered."""
+        query = update.callback_query
+        answer: Answer = await asyncio.to_thread(
+            self.chat.button, self.user_of(update), query.data or "", keyboard_of(query.message)
+        )
+        # CallbackQueries need to be answered, even with no notice, or the client shows a spinner.
+        await query.answer(answer.notice or None, show_alert=answer.alert)
+        try:
+            if answer.text is not None:
+                await query.edit_message_text(answer.text, reply_markup=keyboard_markup(answer.keyboard))
+            elif answer.keyboard is not None:
+                await query.edit_message_reply_markup(keyboard_markup(answer.keyboard))
+        except BadRequest as exc:
+            # A double tap re-sends the same keyboard; an old message may no longer be editable.
+            if not is_not_modified(exc):
+                log.info("could not edit message after button press: %s", exc)
+        if answer.replies:
+            await self.reply(update, answer.replies)
+
+    async def on_forged_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Callback data we never sent: answer it, change nothing."""
+        await update.callback_query.answer("That button is not valid (anymore).", show_alert=True)
+
+    async def reply(self, update: Update, replies: Sequence[Reply]) -> None:
+        user = self.user_of(update)
+        try:
+            await send_replies(update.get_bot(), user.chat_id, replies)
+        except Blocked:
+            await asyncio.to_thread(mark_blocked, self.chat, user.telegram_id)
+        except TimedOut:
+            # The message may well have arrived: never send a second copy blindly.
+            log.warning("timed out replying to chat %s; not retrying", user.chat_id)
+
+    async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Log the failing update and carry on: one bad update must not stop the bot."""
+        if isinstance(context.error, RetryAfter | TimedOut):
+            log.warning("Telegram error %s while handling %s", context.error, _describe(update))
+            return
+        log.error("error while handling %s", _describe(update), exc_info=context.error)
+
+
+def _describe(update: object) -> str:
+    if isinstance(update, Update):
+        kind = "callback" if update.callback_query else "message"
+        user = update.effective_user.id if update.effective_user else "?"
+        return f"update {update.update_id} ({kind} from user {user})"
+    return repr(update)[:200]
+
+
+def mark_blocked(chat: Chat, telegram_id: int) -> None:
+    """Telegram said 403: no more digests until the user sends /start again."""
+    with transaction(chat.engine) as session:
+        subscriber = get_subscriber(session, telegram_id)
+        if subscriber is not None:
+            subscriber.state = "blocked"
+    log.info("subscriber telegram_id=%s blocked the bot: marked inactive", telegram_id)
+
+
+async def start(application: Application, poll_timeout: float = 30.0) -> None:
+    """Initialise, register the command menu, and start long polling (updates are kept, not dropped)."""
+    await application.initialize()
+    # Commands registered at start show up in Telegram's menu.
+    await application.bot.set_my_commands([BotCommand(name, text) for name, text in COMMANDS])
+    await application.start()
+    await application.updater.start_polling(poll_interval=0.0, timeout=int(poll_timeout),
+                                            allowed_updates=Update.ALL_TYPES)
+
+
+async def stop(application: Application) -> None:
+    if application.updater.running:
+        await application.updater.stop()
+    if application.running:
+        await application.stop()
+    await application.shutdown()
+
+
+def build_application(settings: Settings, chat: Chat, timeout: float = 15.0, max_retries: int = 5) -> Application:
+    """The Application with every handler, rate limiting with retries, and HTML by default."""
+    if not settings.telegram_token:
+        raise ValueError("TELEGRAM_BOT_TOKEN is not set")
+    builder = (
+        ApplicationBuilder()
+        .token(settings.telegram_token)
+        .defaults(Defaults(parse_mode=ParseMode.HTML))
+        .rate_limiter(AIORateLimiter(max_retries=max_retries))
+        .read_timeout(timeout).write_timeout(timeout).connect_timeout(timeout).pool_timeout(timeout)
+        .get_updates_read_timeout(timeout + 60)
+        .concurrent_updates(8)
+    )
+    if settings.telegram_api_url:
+        base = settings.telegram_api_url
+        builder = builder.base_url(base).base_file_url(base.removesuffix("/bot") + "/file/bot")
+    application = builder.build()
+    handlers = TelegramBot(chat)
+    application.bot_data["feedbot"] = handlers
+    names = [name for name, _ in COMMANDS] + ["skip"]
+    application.add_handler(CommandHandler(names, handlers.on_command))
+    application.add_handler(MessageHandler(filters.COMMAND, handlers.on_command))  # unknown commands
+    application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, handlers.on_text))
+    application.add_handler(CallbackQueryHandler(handlers.on_button, pattern=BUTTON_DATA))
+    application.add_handler(CallbackQueryHandler(handlers.on_forged_button))
+    application.add_handler(MessageHandler(filters.ALL & ~filters.UpdateType.EDITED, handlers.on_other))
+    application.add_error_handler(handlers.on_error)
+    return application

@@ -1,0 +1,440 @@
+"""A Bot API server on 127.0.0.1 that behaves like Telegram on the methods feedbot uses.
+
+python-telegram-bot is pointed at it with `base_url`; simulated users send messages and press
+buttons by queueing updates, which the bot fetches by long polling with offsets. The server
+checks what Telegram checks (HTML entities, 4096 characters, 64-byte callback data, "message is
+not modified") and can inject 429 with retry_after, 403 and slow answers for a chosen chat.
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+import json
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import HTTP
+from html.parser import HTMLParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+ALLOWED_TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "a", "code", "pre",
+                "tg-spoiler", "span", "blockquote", "tg-emoji"}
+NOT_MODIFIED = ("Bad Request: message is not modified: specified new message content and reply markup "
+                "are exactly the same as a current content and reply markup of the message")
+
+
+class EntityError(ValueError):
+    pass
+
+
+class _EntityChecker(HTMLParser):
+    """Telegram's HTML rules: known tags only, properly nested, entities that exist."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=False)
+        self.stack: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag not in ALLOWED_TAGS:
+            raise EntityError(f"Unsupported start tag \"{tag}\"")
+        self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack[-1] != tag:
+            raise EntityError(f"Can't find end tag corresponding to start tag \"{tag}\"")
+        self.stack.pop()
+
+    def handle_data(self, data):
+        if "<" in data or ">" in data:
+            raise EntityError("Unexpected end tag" if "</" in data else "Unclosed start tag")
+        self.text.append(data)
+
+    def handle_entityref(self, name):
+        if name not in ("lt", "gt", "amp", "quot"):
+            raise EntityError(f"Unsupported entity \"&{name};\"")
+        self.text.append(html.unescape(f"&{name};"))
+
+    def handle_charref(self, name):
+        self.text.append(html.unescape(f"&#{name};"))
+
+
+def parse_html(text: str) -> str:
+    """The plain text of Telegram HTML, or EntityError like Telegram's "can't parse entities"."""
+    checker = _EntityChecker()
+    checker.feed(text)
+    checker.close()
+    if checker.rawdata:  # an unterminated "<..." left unparsed
+        raise EntityError("Unclosed start tag")
+    if checker.stack:
+        raise EntityError(f"Can't find end tag corresponding to start tag \"{checker.stack[-1]}\"")
+    return "".join(checker.text)
+
+
+@dataclass
+class Fault:
+    kind: str  # "429", "403", "slow", "entities" (a 400 can't parse entities)
+    method: str | None
+    times: int
+    retry_after: int = 1
+    delay: float = 0.0
+
+
+@dataclass
+class SentMessage:
+    chat_id: int
+    message_id: int
+    text: str
+    parse_mode: str | None
+    reply_markup: dict | None
+    document: tuple[str, bytes] | None = None
+    edits: list[str] = field(default_factory=list)
+
+    @property
+    def buttons(self) -> list[list[dict]]:
+        return (self.reply_markup or {}).get("inline_keyboard", [])
+
+    def button(self, label_part: str) -> dict:
+        for row in self.buttons:
+            for button in row:
+                if label_part in button["text"]:
+                    return button
+        raise KeyError(f"no button with {label_part!r} in {self.buttons}")
+
+    def as_message(self, bot: dict) -> dict:
+        message = {"message_id": self.message_id, "date": int(time.time()), "from": bot,
+                   "chat": {"id": self.chat_id, "type": "private"}, "text": self.text}
+        if self.reply_markup:
+            message["reply_markup"] = self.reply_markup
+        return message
+
+
+class FakeTelegram:
+    """Start with `start()`, point the bot at `base_url`, drive it with `send` and `press`."""
+
+    def __init__(self, token: str = "123456:TEST-TOKEN") -> None:
+        self.token = token
+        self.bot_user = {"id": 999, "is_bot": True, "first_name": "feedbot", "username": "feedbot_test_bot",
+                         "can_join_groups": False, "can_read_all_group_messages": False,
+                         "supports_inline_queries": False}
+        self.lock = threading.Condition()
+        self.updates: list[dict] = []
+        self.confirmed = 0
+        self.update_ids = itertools.count(1)
+        self.message_ids = itertools.count(1000)
+        self.messages: dict[tuple[int, int], SentMessage] = {}
+        self.sent: list[SentMessage] = []
+        self.answers: list[dict] = []
+        self.commands: list[dict] = []
+        self.calls: list[tuple[str, dict]] = []
+        self.faults: dict[int, list[Fault]] = defaultdict(list)
+        self.server: ThreadingHTTPServer | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> FakeTelegram:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                fake._handle(self)
+
+            do_GET = do_POST  # noqa: N815
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self.server:
+            with self.lock:
+                self.lock.notify_all()
+            self.server.shutdown()
+            self.server.server_close()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/bot"
+
+    # --- simulated users ---------------------------------------------------------------------
+
+    def _queue(self, update: dict) -> int:
+        with self.lock:
+            update["update_id"] = next(self.update_ids)
+            self.updates.append(update)
+            self.lock.notify_all()
+            return update["update_id"]
+
+    @staticmethod
+    def user(user_id: int) -> dict:
+        return {"id": user_id, "is_bot": False, "first_name": f"User{user_id}"}
+
+    def send(self, user_id: int, text: str) -> int:
+        """The user types `text` in their private chat with the bot."""
+        message: dict[str, Any] = {"message_id": next(self.message_ids), "date": int(time.time()),
+                                   "from": self.user(user_id), "chat": {"id": user_id, "type": "private"},
+                                   "text": text}
+        if text.startswith("/"):
+            message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split(" ", 1)[0])}]
+        return self._queue({"message": message})
+
+    def press(self, user_id: int, message: SentMessage, data: str) -> str:
+        """The user taps a button (any callback data: forged data is a test case too)."""
+        query_id = f"q{next(self.update_ids)}"
+        with self.lock:
+            current = self.messages[(message.chat_id, message.message_id)]
+            snapshot = current.as_message(self.bot_user)
+        self._queue({"callback_query": {"id": query_id, "from": self.user(user_id), "chat_instance": "ci",
+                                        "message": snapshot, "data": data}})
+        return query_id
+
+    def inject(self, chat_id: int, kind: str, method: str | None = None, times: int = 1,
+               retry_after: int = 1, delay: float = 0.0) -> None:
+        """Make the next `times` calls for `chat_id` (of `method`, or any) fail or stall."""
+        with self.lock:
+            self.faults[chat_id].append(Fault(kind, method, times, retry_after, delay))
+
+    # --- waiting for the bot -----------------------------------------------------------------
+
+    def wait(self, predicate, timeout: float = 15.0, what: str = "condition"):
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while True:
+                result = predicate()
+                if result:
+                    return result
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"timed out waiting for {what}; sent so far: "
+                                         f"{[m.text[:80] for m in self.sent[-5:]]}")
+                self.lock.wait(min(remaining, 0.2))
+
+    def messages_to(self, chat_id: int) -> list[SentMessage]:
+        return [m for m in self.sent if m.chat_id == chat_id]
+
+    def wait_messages(self, chat_id: int, count: int, timeout: float = 15.0) -> list[SentMessage]:
+        """Wait until the chat has received `count` messages in all; return them all."""
+        self.wait(lambda: len(self.messages_to(chat_id)) >= count, timeout, f"{count} messages to {chat_id}")
+        return self.messages_to(chat_id)
+
+    def wait_answer(self, query_id: str, timeout: float = 15.0) -> dict:
+        return self.wait(lambda: next((a for a in self.answers if a["callback_query_id"] == query_id), None),
+                         timeout, f"answer to {query_id}")
+
+    def wait_idle(self, timeout: float = 15.0) -> None:
+        """Every queued update was fetched and confirmed by the bot."""
+        self.wait(lambda: not self.updates or self.confirmed > self.updates[-1]["update_id"], timeout,
+                  "the bot to take every update")
+
+    # --- the Bot API -------------------------------------------------------------------------
+
+    def _params(self, request: BaseHTTPRequestHandler) -> dict:
+        length = int(request.headers.get("Content-Length") or 0)
+        body = request.rfile.read(length) if length else b""
+        content_type = request.headers.get("Content-Type", "")
+        query = dict(parse_qsl(urlsplit(request.path).query))
+        if content_type.startswith("multipart/form-data"):
+            message = BytesParser(policy=HTTP).parsebytes(
+                f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+            params = {}
+            for part in message.iter_parts():
+                name = part.get_param("name", header="content-disposition")
+                filename = part.get_filename()
+                payload = part.get_payload(decode=True)
+                params[name] = (filename, payload) if filename else payload.decode()
+            return {**query, **params}
+        if content_type.startswith("application/json"):
+            return {**query, **json.loads(body or b"{}")}
+        return {**query, **dict(parse_qsl(body.decode()))}
+
+    def _handle(self, request: BaseHTTPRequestHandler) -> None:
+        path = urlsplit(request.path).path
+        prefix = f"/bot{self.token}/"
+        if not path.startswith(prefix):
+            return self._reply(request, 404, {"ok": False, "error_code": 404, "description": "Not Found"})
+        method = path[len(prefix):]
+        params = self._params(request)
+        with self.lock:
+            self.calls.append((method, params))
+        chat_id = _int(params.get("chat_id"))
+        if chat_id is None and method == "answerCallbackQuery":
+            chat_id = None
+        fault = self._take_fault(chat_id, method) if chat_id is not None else None
+        if fault is not None:
+            if fault.kind == "429":
+                return self._reply(request, 429, {
+                    "ok": False, "error_code": 429,
+                    "description": f"Too Many Requests: retry after {fault.retry_after}",
+                    "parameters": {"retry_after": fault.retry_after}})
+            if fault.kind == "entities":
+                return self._reply(request, 400, {
+                    "ok": False, "error_code": 400,
+                    "description": "Bad Request: can't parse entities: Unsupported start tag \"x\" at byte offset 0"})
+            if fault.kind == "403":
+                return self._reply(request, 403, {"ok": False, "error_code": 403,
+                                                  "description": "Forbidden: bot was blocked by the user"})
+            if fault.kind == "slow":
+                time.sleep(fault.delay)  # the request still lands: a client timeout is not a failure
+        handler = getattr(self, f"api_{method}", None)
+        if handler is None:
+            return self._reply(request, 404, {"ok": False, "error_code": 404,
+                                              "description": "Not Found: method not found"})
+        try:
+            result = handler(params)
+        except ApiError as exc:
+            return self._reply(request, exc.code, {"ok": False, "error_code": exc.code, "description": exc.description})
+        self._reply(request, 200, {"ok": True, "result": result})
+
+    def _take_fault(self, chat_id: int, method: str) -> Fault | None:
+        with self.lock:
+            for fault in self.faults.get(chat_id, []):
+                if fault.times > 0 and (fault.method is None or fault.method == method):
+                    fault.times -= 1
+                    return fault
+        return None
+
+    @staticmethod
+    def _reply(request: BaseHTTPRequestHandler, status: int, payload: dict) -> None:
+        body = json.dumps(payload).encode()
+        try:
+            request.send_response(status)
+            request.send_header("Content-Type", "application/json")
+            request.send_header("Content-Length", str(len(body)))
+            request.end_headers()
+            request.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (timeout): the call still took effect, as on Telegram
+
+    # methods
+
+    def api_getMe(self, params):  # noqa: N802 - Bot API method names
+        return self.bot_user
+
+    def api_deleteWebhook(self, params):  # noqa: N802
+        return True
+
+    def api_setMyCommands(self, params):  # noqa: N802
+        commands = json.loads(params.get("commands", "[]"))
+        for command in commands:
+            if not 1 <= len(command["command"]) <= 32 or not 1 <= len(command["description"]) <= 256:
+                raise ApiError(400, "Bad Request: BOT_COMMAND_INVALID")
+        with self.lock:
+            self.commands = commands
+        return True
+
+    def api_getUpdates(self, params):  # noqa: N802
+        offset = _int(params.get("offset")) or 0
+        timeout = float(params.get("timeout") or 0)
+        limit = _int(params.get("limit")) or 100
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            if offset:
+                self.confirmed = max(self.confirmed, offset)
+                self.updates = [u for u in self.updates if u["update_id"] >= offset]
+                self.lock.notify_all()
+            while not self.updates and time.monotonic() < deadline:
+                self.lock.wait(min(deadline - time.monotonic(), 0.5))
+            return self.updates[:limit]
+
+    def _check_text(self, text: str, parse_mode: str | None, limit: int = 4096) -> None:
+        if not text.strip():
+            raise ApiError(400, "Bad Request: message text is empty")
+        plain = text
+        if parse_mode == "HTML":
+            try:
+                plain = parse_html(text)
+            except EntityError as exc:
+                raise ApiError(400, f"Bad Request: can't parse entities: {exc}") from None
+        if len(plain) > limit:
+            raise ApiError(400, "Bad Request: message is too long")
+
+    @staticmethod
+    def _check_markup(markup_json: str | None) -> dict | None:
+        if not markup_json:
+            return None
+        markup = json.loads(markup_json)
+        for row in markup.get("inline_keyboard", []):
+            for button in row:
+                data = button.get("callback_data")
+                if data is not None and not 1 <= len(data.encode()) <= 64:
+                    raise ApiError(400, "Bad Request: BUTTON_DATA_INVALID")
+        return markup
+
+    def api_sendMessage(self, params):  # noqa: N802
+        text, mode = params.get("text", ""), params.get("parse_mode")
+        self._check_text(text, mode)
+        markup = self._check_markup(params.get("reply_markup"))
+        return self._store(int(params["chat_id"]), text, mode, markup).as_message(self.bot_user)
+
+    def api_sendDocument(self, params):  # noqa: N802
+        document = params.get("document")
+        if not isinstance(document, tuple):
+            raise ApiError(400, "Bad Request: there is no document in the request")
+        caption = params.get("caption", "")
+        if caption:
+            self._check_text(caption, params.get("parse_mode"), limit=1024)
+        message = self._store(int(params["chat_id"]), caption, params.get("parse_mode"), None, document)
+        result = message.as_message(self.bot_user)
+        result["document"] = {"file_id": f"f{message.message_id}", "file_unique_id": f"u{message.message_id}",
+                              "file_name": document[0], "file_size": len(document[1])}
+        return result
+
+    def _store(self, chat_id, text, mode, markup, document=None) -> SentMessage:
+        with self.lock:
+            message = SentMessage(chat_id, next(self.message_ids), text, mode, markup, document)
+            self.messages[(chat_id, message.message_id)] = message
+            self.sent.append(message)
+            self.lock.notify_all()
+            return message
+
+    def _edit(self, params, text: str | None) -> dict:
+        key = (int(params["chat_id"]), int(params["message_id"]))
+        markup = self._check_markup(params.get("reply_markup"))
+        with self.lock:
+            message = self.messages.get(key)
+            if message is None:
+                raise ApiError(400, "Bad Request: message to edit not found")
+            new_text = message.text if text is None else text
+            if new_text == message.text and markup == message.reply_markup:
+                raise ApiError(400, NOT_MODIFIED)
+            message.text, message.reply_markup = new_text, markup
+            message.edits.append(new_text)
+            self.lock.notify_all()
+            return message.as_message(self.bot_user)
+
+    def api_editMessageText(self, params):  # noqa: N802
+        self._check_text(params.get("text", ""), params.get("parse_mode"))
+        return self._edit(params, params.get("text", ""))
+
+    def api_editMessageReplyMarkup(self, params):  # noqa: N802
+        return self._edit(params, None)
+
+    def api_answerCallbackQuery(self, params):  # noqa: N802
+        if len(params.get("text", "") or "") > 200:
+            raise ApiError(400, "Bad Request: MESSAGE_TOO_LONG")
+        with self.lock:
+            self.answers.append(dict(params))
+            self.lock.notify_all()
+        return True
+
+
+class ApiError(Exception):
+    def __init__(self, code: int, description: str) -> None:
+        super().__init__(description)
+        self.code, self.description = code, description
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
