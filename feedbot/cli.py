@@ -161,6 +161,93 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return worker.run(settings, _engine(settings))
 
 
+def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
+    """Show who is due now and what they would get (--dry-run), or send one subscriber's digest now (--send)."""
+    from feedbot import broadcast, digests, schedule
+    from feedbot.chat import ModelCache
+    from feedbot.clock import utcnow
+    from feedbot.messages import plain
+
+    engine = _engine(settings)
+    now = utcnow()
+    if args.send:
+        if args.user is None:
+            raise CommandError("--send needs --user ID")
+        return _send_now(engine, settings, args.user, now)
+    with Session(engine) as session:
+        only = [_subscriber(session, args.user)] if args.user is not None else None
+        plan = broadcast.plan(session, now, settings.delivery_cutoff, only)
+        targets = plan.due if args.user is None else only
+        for subscriber, day in plan.late:
+            print(f"{subscriber.telegram_id}: past the cutoff for {day}: would be skipped")
+        if args.user is not None and not plan.due:
+            print(f"{args.user} is not due now: {plan.waiting.get(only[0].id, 'past the cutoff')}; "
+                  "showing what they would get")
+        if not targets:
+            print(f"nobody is due now ({len(plan.waiting)} waiting)")
+            return 0
+        model = ModelCache(settings.model_dir).get(session)
+        built = digests.build(session, model, targets, now, settings)
+        for subscriber in targets:
+            digest = built[subscriber.id]
+            print(f"== {subscriber.telegram_id} ({subscriber.timezone}, local date "
+                  f"{schedule.local_date(subscriber, now)}): {len(digest.picks)} picks")
+            for reply in digests.render(digest):
+                print(plain(reply.text))
+        session.rollback()  # a dry run writes nothing
+    return 0
+
+
+def _send_now(engine: Engine, settings: Settings, telegram_id: int, now) -> int:
+    import asyncio
+
+    from feedbot import broadcast, schedule
+    from feedbot.db import transaction
+    from feedbot.worker import Worker
+
+    if not settings.telegram_token:
+        raise CommandError("TELEGRAM_BOT_TOKEN is not set: cannot send")
+    with transaction(engine) as session:
+        subscriber = _subscriber(session, telegram_id)
+        if subscriber.state != "active":
+            raise CommandError(f"subscriber {telegram_id} is {subscriber.state}")
+        worker = Worker(settings, engine, broadcast_rate=0)
+        outgoing = broadcast.prepare(session, worker._model(session), [subscriber], now, settings)
+        if not outgoing:
+            raise CommandError(f"{telegram_id} already has a digest for {schedule.local_date(subscriber, now)}")
+
+    async def send() -> str:
+        from feedbot import bot
+
+        worker.application = bot.build_application(settings, worker.chat)
+        async with worker.application:
+            return await worker.deliver(outgoing[0])
+
+    status = asyncio.run(send())
+    print(f"delivery {outgoing[0].delivery_id} to {telegram_id}: {status}")
+    return 0 if status in ("sent", "empty") else 1
+
+
+def cmd_subscribers(args: argparse.Namespace, settings: Settings) -> int:
+    """List subscribers with their zone, time, size, frequency, state and last delivery."""
+    from sqlalchemy import func, select
+
+    from feedbot.models import Delivery, Subscriber
+
+    engine = _engine(settings)
+    with Session(engine) as session:
+        last = dict(session.execute(select(Delivery.subscriber_id, func.max(Delivery.local_date))
+                                    .group_by(Delivery.subscriber_id)).all())
+        rows = session.scalars(select(Subscriber).order_by(Subscriber.id)).all()
+        print(f"{'telegram id':>12}  {'zone':<20} {'time':<5} {'size':>4}  {'frequency':<9} {'state':<8} last delivery")
+        for s in rows:
+            state = s.state if not s.paused_until else f"{s.state}, paused"
+            print(f"{s.telegram_id:>12}  {s.timezone:<20} {s.send_time:<5} {s.digest_size:>4}  {s.frequency:<9} "
+                  f"{state:<8} {last.get(s.id) or '-'}")
+        print(f"({len(rows)} subscribers)")
+    return 0
+
+
 class CommandError(RuntimeError):
     """A command cannot do what was asked; the message says why."""
 
@@ -187,6 +274,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             print(f"  {summary.status}: {summary.count} (last: {summary.last_name})")
             if summary.status == "failed" and summary.last_error:
                 print(f"    last error: {summary.last_error}")
+        _status_deliveries(session, settings)
     from feedbot import textmodel
 
     model = textmodel.load_latest(settings.model_dir)
@@ -196,6 +284,53 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         print(f"model:    {len(model.paper_ids)} papers, {model.vocabulary_size} terms, "
               f"fitted {model.fitted_at:%Y-%m-%d %H:%M} UTC in {model.fit_seconds:.1f} s")
     return 0
+
+
+def _status_deliveries(session: Session, settings: Settings) -> None:
+    from sqlalchemy import select
+
+    from feedbot import broadcast, deliveries, schedule
+    from feedbot.clock import utcnow
+    from feedbot.models import Delivery, Subscriber, Sweep
+
+    now = utcnow()
+    for sweep in session.scalars(select(Sweep).order_by(Sweep.name)):
+        print(f"sweep {sweep.name}: {sweep.ran_at:%Y-%m-%d %H:%M} UTC — {sweep.summary}")
+    subs = session.scalars(select(Subscriber).order_by(Subscriber.id)).all()
+    print(f"subscribers: {len(subs)} ({sum(s.state == 'active' for s in subs)} active)")
+    if not subs:
+        return
+    states: dict[str, int] = {}
+    plan = broadcast.plan(session, now, settings.delivery_cutoff, subs)
+    for subscriber in subs:
+        row = deliveries.for_day(session, subscriber.id, schedule.local_date(subscriber, now))
+        if row is not None:
+            states[row.status] = states.get(row.status, 0) + 1
+    print("deliveries today: " + (", ".join(f"{k} {v}" for k, v in sorted(states.items())) or "none"))
+    shown = 0
+    for subscriber in subs:
+        today = schedule.local_date(subscriber, now)
+        row = session.scalar(select(Delivery).where(Delivery.subscriber_id == subscriber.id,
+                                                    Delivery.local_date == today))
+        if row is not None:
+            if row.status not in ("sent", "claimed", "sending") and shown < 20:
+                print(f"  {subscriber.telegram_id}: today's digest {row.status}: {row.error or ''}")
+                shown += 1
+            continue
+        if subscriber in plan.due:
+            why = "due now: the next digest sweep sends it"
+        elif any(s is subscriber for s, _ in plan.late):
+            why = "past the cutoff: skipped today"
+        else:
+            why = plan.waiting.get(subscriber.id, "")
+            upcoming = schedule.next_delivery(subscriber, now, False)
+            if upcoming is not None and "before their time" in why:
+                why += f", due {upcoming:%Y-%m-%d %H:%M} UTC"
+        if shown < 20:
+            print(f"  {subscriber.telegram_id}: no digest today: {why}")
+        shown += 1
+    if shown > 20:
+        print(f"  … and {shown - 20} more")
 
 
 def cmd_papers(args: argparse.Namespace, settings: Settings) -> int:
@@ -266,6 +401,14 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--user", type=int, default=1, metavar="ID", help="the local subscriber's id (default 1)")
 
     add("worker", cmd_worker)
+
+    digest = add("digest", cmd_digest)
+    mode = digest.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--dry-run", action="store_true", help="show who is due and their picks; write nothing")
+    mode.add_argument("--send", action="store_true", help="send now, recorded like a scheduled digest")
+    digest.add_argument("--user", type=int, metavar="ID", help="only this subscriber (Telegram user id)")
+
+    add("subscribers", cmd_subscribers)
 
     rank = add("rank", cmd_rank)
     rank.add_argument("--user", type=int, required=True, metavar="ID", help="the subscriber's Telegram user id")

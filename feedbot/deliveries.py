@@ -1,8 +1,14 @@
 """Delivery rows: one per subscriber and local date, claimed before anything is sent.
 
-States: claimed → sent | failed | blocked | uncertain; skipped and empty record days on which
-nothing was sent and why. The UNIQUE (subscriber, local date) key is what makes a second digest
+States: claimed → sending → sent | empty | failed | blocked | uncertain, and skipped for a day
+that passed its cutoff. The UNIQUE (subscriber, local date) key is what makes a second digest
 for the same day impossible, whichever process (worker, /digest, a second worker) gets there.
+
+The rule for doubt: a row is marked `sending` (committed) just before its HTTP request. A row
+found `sending` after a crash, or whose request timed out, may or may not have reached the
+subscriber; it becomes `uncertain` and is never re-sent automatically, because a second copy is
+worse than a missing one and the subscriber can always ask with /digest. A row still `claimed`
+was never attempted and is sent after a restart.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from feedbot.clock import utcnow
 from feedbot.db import insert_for
 from feedbot.models import Delivery
 
-FINAL = ("sent", "failed", "blocked", "skipped", "empty")
+FINAL = ("sent", "empty", "failed", "blocked", "uncertain", "skipped")
 
 
 def claim(session: Session, subscriber_id: int, day: date, now: datetime | None = None,
@@ -40,6 +46,18 @@ def finish(session: Session, delivery_id: int, status: str, message_ids: list[in
             message_ids=",".join(map(str, message_ids)) if message_ids else None,
         )
     )
+
+
+def start_sending(session: Session, delivery_id: int) -> bool:
+    """claimed → sending; False when the row is no longer ours to send."""
+    return session.execute(
+        update(Delivery).where(Delivery.id == delivery_id, Delivery.status == "claimed").values(status="sending")
+    ).rowcount == 1
+
+
+def release(session: Session, delivery_id: int, error: str) -> None:
+    """sending → claimed: nothing reached Telegram (e.g. flood limit), so the next sweep retries."""
+    session.execute(update(Delivery).where(Delivery.id == delivery_id).values(status="claimed", error=error[:2000]))
 
 
 def for_day(session: Session, subscriber_id: int, day: date) -> Delivery | None:

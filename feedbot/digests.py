@@ -51,7 +51,7 @@ def _until(subscriber: Subscriber) -> str:
     return f" until {subscriber.paused_until:%a %d %b}"
 
 
-def build(session: Session, model: TextModel, subs: list[Subscriber], now: datetime, settings: Settings,
+def build(session: Session, model: TextModel | None, subs: list[Subscriber], now: datetime, settings: Settings,
           sizes: dict[int, int] | None = None) -> dict[int, Digest]:
     """Digests for these subscribers, ranked together (one pass per local date)."""
     by_day: dict[date, list[Subscriber]] = defaultdict(list)
@@ -61,7 +61,7 @@ def build(session: Session, model: TextModel, subs: list[Subscriber], now: datet
     for day, group in by_day.items():
         active = [s for s in group if s.state == "active" and not subscribers.is_paused(s, day)]
         picks = recommend.recommend(session, model, active, day, now, settings.candidate_days,
-                                    settings.vote_half_life_days, sizes=sizes) if active else {}
+                                    settings.vote_half_life_days, sizes=sizes) if active and model else {}
         listed_on = recommend.latest_listing(session, day)
         for subscriber in group:
             digest = Digest(subscriber.id, day, listed_on, picks.get(subscriber.id, []))

@@ -158,7 +158,7 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("subscriber_id", "local_date"),
         CheckConstraint(
-            "status IN ('claimed', 'sent', 'failed', 'blocked', 'uncertain', 'skipped', 'empty')",
+            "status IN ('claimed', 'sending', 'sent', 'failed', 'blocked', 'uncertain', 'skipped', 'empty')",
             name="status",
         ),
     )

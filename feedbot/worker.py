@@ -1,36 +1,291 @@
-"""`feedbot worker`: one asyncio process that runs the Telegram bot by long polling."""
+"""`feedbot worker`: one asyncio process runs the Telegram bot (long polling) and the schedules.
+
+Two APScheduler jobs share the bot's event loop: the inbox sweep (every FEEDBOT_INGEST_EVERY
+minutes: ingest, then refit the model when papers arrived) and the digest sweep (every minute:
+claim, rank in one batched pass, send). CPU and database work runs in threads so chat replies
+stay prompt; broadcasts are paced below Telegram's limit so interactive answers never queue
+behind them. Everything is driven from database state, so a restart resumes where it stopped.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
 
-from sqlalchemy import Engine
+import httpx
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
+from telegram.error import NetworkError, RetryAfter, TelegramError, TimedOut
 
-from feedbot import bot
-from feedbot.chat import Chat
+from feedbot import bot, broadcast, deliveries, ingest, textmodel
+from feedbot.chat import Chat, ModelCache
+from feedbot.clock import utcnow
 from feedbot.config import Settings
+from feedbot.db import insert_for, transaction
+from feedbot.models import Subscriber, Sweep
 
 log = logging.getLogger(__name__)
 
+SHUTDOWN_SECONDS = 10
+ADVISORY_LOCK_KEY = 0x66656564626F74  # "feedbot"
+
+
+class AlreadyRunning(RuntimeError):
+    """Another worker holds this database."""
+
+
+class SingletonLock:
+    """One worker per database: a PostgreSQL advisory lock, or an exclusive lock on a file next
+    to the SQLite database. Held for the life of the process; the OS drops it on a crash."""
+
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.engine, self.settings = engine, settings
+        self._connection = None
+        self._file = None
+
+    def acquire(self) -> None:
+        if self.engine.dialect.name == "postgresql":
+            self._connection = self.engine.connect()
+            got = self._connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_LOCK_KEY}).scalar()
+            self._connection.commit()
+            if not got:
+                self._connection.close()
+                raise AlreadyRunning("another feedbot worker is already running on this database "
+                                     f"({self.settings.safe_database_url}); stop it first")
+            return
+        database = self.engine.url.database or ""
+        path = Path(database + ".worker.lock") if database and database != ":memory:" else \
+            self.settings.data_dir / "worker.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("a+")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.seek(0)
+            holder = self._file.read().strip() or "?"
+            self._file.close()
+            raise AlreadyRunning(f"another feedbot worker (pid {holder}) is already running on {database}; "
+                                 "stop it first") from None
+        self._file.truncate(0)
+        self._file.write(str(os.getpid()))
+        self._file.flush()
+
+    def release(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+        if self._file is not None:
+            self._file.close()
+
+
+class Pacer:
+    """At most `rate` messages a second for broadcasts (0: unpaced)."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        async with self._lock:
+            now = time.monotonic()
+            if self._next > now:
+                await asyncio.sleep(self._next - now)
+            self._next = max(now, self._next) + self.interval
+
+
+class Worker:
+    def __init__(self, settings: Settings, engine: Engine, application=None, clock: Callable[[], datetime] = utcnow,
+                 broadcast_rate: float = 25.0, part_pause: float = 1.0, concurrency: int = 4) -> None:
+        self.settings, self.engine, self.clock = settings, engine, clock
+        self.models = ModelCache(settings.model_dir)
+        self.chat = Chat(engine, settings, clock, self.models)
+        self.application = application
+        self.pacer = Pacer(broadcast_rate)
+        self.part_pause = part_pause  # seconds between the parts of one split digest (1/s per chat)
+        self.concurrency = concurrency
+        self.stopping = asyncio.Event()
+        self._sweep_lock = asyncio.Lock()
+
+    # --- inbox -------------------------------------------------------------------------------
+
+    async def sweep_inbox(self) -> list[ingest.IngestReport]:
+        reports = await asyncio.to_thread(ingest.sweep_inbox, self.engine, self.settings.inbox)
+        new = sum(r.new for r in reports)
+        for report in reports:
+            level = logging.WARNING if report.status in ("failed", "retry") else logging.INFO
+            log.log(level, "inbox %s", report.line())
+        refitted = False
+        if new:
+            refitted = await asyncio.to_thread(self._refit)
+        summary = f"{len(reports)} dumps, {new} new papers, {sum(r.status == 'failed' for r in reports)} failed" + (
+            ", model refitted" if refitted else "")
+        await asyncio.to_thread(self._record_sweep, "inbox", summary)
+        return reports
+
+    def _refit(self) -> bool:
+        with Session(self.engine) as session:
+            _, fitted = textmodel.ensure(session, self.settings.model_dir)
+        return fitted
+
+    def _record_sweep(self, name: str, summary: str) -> None:
+        with transaction(self.engine) as session:
+            insert = insert_for(session)
+            now = self.clock()
+            session.execute(insert(Sweep).values(name=name, ran_at=now, summary=summary).on_conflict_do_update(
+                index_elements=["name"], set_={"ran_at": now, "summary": summary}))
+
+    # --- digests -----------------------------------------------------------------------------
+
+    def _model(self, session: Session) -> textmodel.TextModel | None:
+        try:
+            return self.models.get(session)
+        except ValueError:  # no papers yet: digests say so
+            return None
+
+    def _prepare(self) -> tuple[list[broadcast.Outgoing], dict]:
+        now = self.clock()
+        with transaction(self.engine) as session:
+            resumed, uncertain, skipped = broadcast.recover(session, now, self.settings.delivery_cutoff)
+        with transaction(self.engine) as session:
+            plan = broadcast.plan(session, now, self.settings.delivery_cutoff)
+            skipped += broadcast.skip_late(session, plan.late, now)
+            fresh = broadcast.prepare(session, self._model(session), plan.due, now, self.settings) \
+                if plan.due else []
+        return resumed + fresh, {"resumed": len(resumed), "uncertain": uncertain, "skipped": skipped}
+
+    async def sweep_digests(self) -> Counter:
+        """Send every digest that is due (and any claimed but unsent). One sweep at a time."""
+        async with self._sweep_lock:
+            if self.stopping.is_set():
+                return Counter()
+            outgoing, counts = await asyncio.to_thread(self._prepare)
+            results = Counter({k: v for k, v in counts.items() if v})
+            queue: asyncio.Queue = asyncio.Queue()
+            for item in outgoing:
+                queue.put_nowait(item)
+
+            async def sender() -> None:
+                while not self.stopping.is_set():
+                    try:
+                        item = queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        return
+                    results[await self.deliver(item)] += 1
+
+            await asyncio.gather(*(sender() for _ in range(max(1, self.concurrency))))
+            if outgoing or counts["uncertain"] or counts["skipped"]:
+                log.info("digest sweep: %s", dict(results))
+            await asyncio.to_thread(self._record_sweep, "digests", ", ".join(f"{k} {v}" for k, v in
+                                                                            sorted(results.items())) or "nothing due")
+            return results
+
+    async def deliver(self, item: broadcast.Outgoing) -> str:
+        """Send one claimed digest and record the outcome (see feedbot.deliveries for the rules)."""
+        if not await asyncio.to_thread(self._transition, deliveries.start_sending, item.delivery_id):
+            return "taken"
+        status, ids, error = "sent", [], None
+        try:
+            for number, reply in enumerate(item.replies):
+                if number:
+                    await asyncio.sleep(self.part_pause)
+                await self.pacer.wait()
+                ids += await bot.send_replies(self.application.bot, item.chat_id, [reply])
+            status, error = ("empty", item.note) if item.empty else ("sent", None)
+        except bot.Blocked as exc:
+            status, error = "blocked", str(exc)
+        except RetryAfter as exc:
+            status, error = "claimed", f"flood limit: {exc}"
+        except TimedOut as exc:
+            status, error = "uncertain", f"timed out: {exc}"
+        except NetworkError as exc:
+            refused = isinstance(exc.__cause__, httpx.ConnectError)
+            status, error = ("claimed" if refused and not ids else "uncertain"), str(exc)
+        except TelegramError as exc:
+            status, error = "failed", str(exc)
+        await asyncio.to_thread(self._finish, item, status, ids, error)
+        log.info("delivery id=%s subscriber=%s date=%s status=%s messages=%s%s", item.delivery_id,
+                 item.subscriber_id, item.local_date, status, ids, f" error={error}" if error else "")
+        return status
+
+    def _transition(self, change, delivery_id: int) -> bool:
+        with transaction(self.engine) as session:
+            return change(session, delivery_id)
+
+    def _finish(self, item: broadcast.Outgoing, status: str, ids: list[int], error: str | None) -> None:
+        with transaction(self.engine) as session:
+            if status == "claimed":
+                deliveries.release(session, item.delivery_id, error or "")
+                return
+            deliveries.finish(session, item.delivery_id, status, ids, error, self.clock())
+            if status == "blocked":
+                subscriber = session.get(Subscriber, item.subscriber_id)
+                if subscriber is not None:
+                    subscriber.state = "blocked"
+
+    # --- running -----------------------------------------------------------------------------
+
+    def schedule(self, scheduler: AsyncIOScheduler) -> None:
+        start = datetime.now().astimezone()
+        scheduler.add_job(self._guarded(self.sweep_inbox), "interval", minutes=self.settings.ingest_every_minutes,
+                          next_run_time=start, id="inbox", max_instances=1, coalesce=True)
+        scheduler.add_job(self._guarded(self.sweep_digests), "interval", minutes=1, next_run_time=start,
+                          id="digests", max_instances=1, coalesce=True)
+
+    def _guarded(self, job):
+        async def run() -> None:
+            try:
+                await job()
+            except Exception:
+                log.exception("scheduled job %s failed; it runs again at its next time", job.__name__)
+        run.__name__ = job.__name__
+        return run
+
 
 def run(settings: Settings, engine: Engine) -> int:
-    return asyncio.run(serve(settings, engine))
+    lock = SingletonLock(engine, settings)
+    try:
+        lock.acquire()
+    except AlreadyRunning as exc:
+        log.error("%s", exc)
+        print(f"feedbot worker: {exc}", flush=True)
+        return 3
+    try:
+        return asyncio.run(serve(settings, engine))
+    finally:
+        lock.release()
 
 
 async def serve(settings: Settings, engine: Engine) -> int:
-    chat = Chat(engine, settings)
-    application = bot.build_application(settings, chat)
-    stopping = asyncio.Event()
+    worker = Worker(settings, engine)
+    worker.application = bot.build_application(settings, worker.chat)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopping.set)
-    log.info("worker starting: bot polling, database %s", settings.safe_database_url)
-    await bot.start(application)
+        loop.add_signal_handler(signum, worker.stopping.set)
+    scheduler = AsyncIOScheduler(event_loop=loop)
+    log.info("worker starting: database %s, inbox %s", settings.safe_database_url, settings.inbox)
+    await bot.start(worker.application)
+    worker.schedule(scheduler)
+    scheduler.start()
     try:
-        await stopping.wait()
+        await worker.stopping.wait()
     finally:
-        log.info("worker stopping")
-        await bot.stop(application)
+        log.info("worker stopping: no new work, finishing the send in flight")
+        scheduler.shutdown(wait=False)
+        try:
+            await asyncio.wait_for(worker._sweep_lock.acquire(), timeout=SHUTDOWN_SECONDS - 4)
+        except TimeoutError:
+            log.warning("a send was still in flight at shutdown; its row is left for the next start")
+        await asyncio.wait_for(bot.stop(worker.application), timeout=3)
+        log.info("worker stopped")
     return 0

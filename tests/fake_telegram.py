@@ -133,6 +133,7 @@ class FakeTelegram:
         self.commands: list[dict] = []
         self.calls: list[tuple[str, dict]] = []
         self.faults: dict[int, list[Fault]] = defaultdict(list)
+        self.held = 0  # answers being held back by "slow" faults right now
         self.server: ThreadingHTTPServer | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -282,8 +283,6 @@ class FakeTelegram:
             if fault.kind == "403":
                 return self._reply(request, 403, {"ok": False, "error_code": 403,
                                                   "description": "Forbidden: bot was blocked by the user"})
-            if fault.kind == "slow":
-                time.sleep(fault.delay)  # the request still lands: a client timeout is not a failure
         handler = getattr(self, f"api_{method}", None)
         if handler is None:
             return self._reply(request, 404, {"ok": False, "error_code": 404,
@@ -292,6 +291,15 @@ class FakeTelegram:
             result = handler(params)
         except ApiError as exc:
             return self._reply(request, exc.code, {"ok": False, "error_code": exc.code, "description": exc.description})
+        if fault is not None and fault.kind == "slow":
+            # The call has taken effect; only the answer is late, so a client timeout is a doubt,
+            # not a failure (as on Telegram).
+            with self.lock:
+                self.held += 1
+                self.lock.notify_all()
+            time.sleep(fault.delay)
+            with self.lock:
+                self.held -= 1
         self._reply(request, 200, {"ok": True, "result": result})
 
     def _take_fault(self, chat_id: int, method: str) -> Fault | None:

@@ -81,7 +81,7 @@ def upgrade() -> None:
     sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('message_ids', sa.String(length=255), nullable=True),
     sa.Column('error', sa.Text(), nullable=True),
-    sa.CheckConstraint("status IN ('claimed', 'sent', 'failed', 'blocked', 'uncertain', 'skipped', 'empty')", name=op.f('ck_deliveries_status')),
+    sa.CheckConstraint("status IN ('claimed', 'sending', 'sent', 'failed', 'blocked', 'uncertain', 'skipped', 'empty')", name=op.f('ck_deliveries_status')),
     sa.ForeignKeyConstraint(['subscriber_id'], ['subscribers.id'], name=op.f('fk_deliveries_subscriber_id_subscribers'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_deliveries')),
     sa.UniqueConstraint('subscriber_id', 'local_date', name=op.f('uq_deliveries_subscriber_id'))

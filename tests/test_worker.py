@@ -1,0 +1,317 @@
+"""The worker end to end against the fake Bot API server: sweeps, local times across DST,
+exactly-once delivery through crashes, faults during a broadcast, and the real process
+(second instance refused, SIGTERM, kill -9 mid-broadcast)."""
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from feedbot import deliveries, schedule, subscribers
+from feedbot.bot import build_application
+from feedbot.chat import Chat
+from feedbot.db import transaction
+from feedbot.dumps import parse_dump
+from feedbot.models import Delivery, Paper, Shown, Subscriber
+from feedbot.worker import Worker
+from tests.conftest import EXAMPLE_DUMPS, BotRunner
+
+BERLIN, NEW_YORK = 201, 202
+
+
+class FakeClock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return FakeClock(datetime(2026, 3, 28, 23, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def running(engine, settings, telegram, clock):
+    """The bot and a worker sharing one event loop, with the fake clock."""
+    bot_settings = dataclasses.replace(settings, telegram_token=telegram.token, telegram_api_url=telegram.base_url)
+    chat = Chat(engine, bot_settings, clock)
+    runner = BotRunner(build_application(bot_settings, chat, timeout=2.0, max_retries=3))
+    runner.start()
+    worker = Worker(bot_settings, engine, runner.application, clock, broadcast_rate=0, part_pause=0)
+    yield runner, worker
+    runner.stop()
+
+
+def drop_dump(inbox, name, raw: bytes, day: date) -> None:
+    inbox.mkdir(parents=True, exist_ok=True)
+    path = inbox / name
+    path.write_bytes(raw)
+    stamp = datetime(day.year, day.month, day.day, 12, tzinfo=UTC).timestamp()
+    os.utime(path, (stamp, stamp))
+
+
+def add_subscriber(engine, telegram_id, zone="UTC", at="08:00", interests=""):
+    with transaction(engine) as session:
+        subscriber, _ = subscribers.subscribe(session, telegram_id, telegram_id, f"u{telegram_id}")
+        subscriber.timezone, subscriber.send_time = zone, at
+        if interests:
+            subscribers.add_interests(session, subscriber, interests)
+
+
+def digests_to(telegram, chat_id):
+    return [m for m in telegram.messages_to(chat_id) if "for you" in m.text or "No papers for you" in m.text]
+
+
+def picked_ids(message):
+    return [int(row[0]["callback_data"].split(":")[1]) for row in message.buttons]
+
+
+def revisited_dump(titles_with: tuple[str, ...]) -> bytes:
+    """A next-day dump: seed papers on these topics, re-titled so they are new papers."""
+    lines = ["new", "", "Mar 30", ""]
+    for path in sorted(EXAMPLE_DUMPS.iterdir()):
+        for entry in parse_dump(path.read_bytes(), path.name, date(2026, 3, 20)).entries:
+            if any(word in entry.title.casefold() for word in titles_with):
+                lines += [f"Revisited: {entry.title}", "", entry.abstract, ""]
+    return "\n".join(lines).encode()
+
+
+def test_two_days_two_zones_across_dst(running, telegram, engine, settings, clock):
+    runner, worker = running
+    for path in sorted(EXAMPLE_DUMPS.iterdir()):
+        drop_dump(settings.inbox, path.name, path.read_bytes(), date(2026, 3, 20))
+    reports = runner.call(worker.sweep_inbox())
+    assert sum(r.new for r in reports) == 354
+    assert sorted(p.name for p in (settings.inbox / "done").iterdir()) == sorted(
+        p.name for p in EXAMPLE_DUMPS.iterdir())
+    # Berlin springs forward on 29 March: 02:30 does not exist that night, so 03:00 CEST (01:00 UTC).
+    add_subscriber(engine, BERLIN, "Europe/Berlin", "02:30", "speech recognition")
+    add_subscriber(engine, NEW_YORK, "America/New_York", "08:00", "graph neural networks")
+
+    sent_at = {BERLIN: [], NEW_YORK: []}
+    while clock.now < datetime(2026, 3, 29, 23, 0, tzinfo=UTC):
+        counts = {c: len(digests_to(telegram, c)) for c in sent_at}
+        runner.call(worker.sweep_digests())
+        for chat_id in sent_at:
+            sent_at[chat_id] += [clock.now] * (len(digests_to(telegram, chat_id)) - counts[chat_id])
+        clock.now += timedelta(minutes=15)
+    # New York joined at 19:00 local on the 28th, past its 08:00: it gets the 28th's digest at once.
+    assert sent_at == {BERLIN: [datetime(2026, 3, 29, 1, 0, tzinfo=UTC)],
+                       NEW_YORK: [datetime(2026, 3, 28, 23, 0, tzinfo=UTC), datetime(2026, 3, 29, 12, 0, tzinfo=UTC)]}
+    [day_one] = digests_to(telegram, BERLIN)
+    assert "speech" in day_one.text.casefold()
+
+    # Votes: two 👍 on the speech picks, one 👎.
+    ups = [row[0]["callback_data"] for row in day_one.buttons[:2]]
+    for data in ups + [day_one.buttons[2][1]["callback_data"]]:
+        telegram.wait_answer(telegram.press(BERLIN, day_one, data))
+
+    # Day 2: a new dump arrives in the inbox; picks follow the votes and repeat nothing.
+    drop_dump(settings.inbox, "day2.txt", revisited_dump(("speech", "graph", "vision")), date(2026, 3, 30))
+    clock.now = datetime(2026, 3, 29, 23, 30, tzinfo=UTC)
+    reports = runner.call(worker.sweep_inbox())
+    assert reports[0].status == "ingested" and reports[0].new > 10
+    while clock.now < datetime(2026, 3, 30, 13, 0, tzinfo=UTC):
+        runner.call(worker.sweep_digests())
+        clock.now += timedelta(minutes=15)
+    day_one_berlin, day_two_berlin = digests_to(telegram, BERLIN)
+    assert not set(picked_ids(day_one_berlin)) & set(picked_ids(day_two_berlin))
+    assert day_two_berlin.text.count("Revisited: ") == 5
+    assert sum("speech" in block.casefold() for block in day_two_berlin.text.split("\n\n")[1:]) >= 4
+    assert len(digests_to(telegram, NEW_YORK)) == 3
+    with Session(engine) as session:
+        rows = session.execute(select(Delivery.subscriber_id, Delivery.local_date, Delivery.status)).all()
+    assert sorted((d.isoformat(), s) for _, d, s in rows) == [
+        ("2026-03-28", "sent"), ("2026-03-29", "sent"), ("2026-03-29", "sent"), ("2026-03-30", "sent"),
+        ("2026-03-30", "sent")]
+
+
+def test_repeated_hour_on_fall_back_delivers_once(running, telegram, engine, settings, clock, example_dumps):
+    runner, worker = running
+    for path in sorted(example_dumps.iterdir()):
+        drop_dump(settings.inbox, path.name, path.read_bytes(), date(2026, 3, 20))
+    runner.call(worker.sweep_inbox())
+    add_subscriber(engine, BERLIN, "Europe/Berlin", "02:30")
+    berlin = ZoneInfo("Europe/Berlin")
+    first = schedule.wall_clock(date(2026, 10, 25), datetime.strptime("02:30", "%H:%M").time(), berlin)
+    assert first.astimezone(UTC) == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)  # the first 02:30 (CEST)
+    clock.now = datetime(2026, 10, 24, 22, 0, tzinfo=UTC)
+    sent_at = []
+    while clock.now < datetime(2026, 10, 25, 4, 0, tzinfo=UTC):
+        before = len(digests_to(telegram, BERLIN))
+        runner.call(worker.sweep_digests())
+        if len(digests_to(telegram, BERLIN)) > before:
+            sent_at.append(clock.now)
+        clock.now += timedelta(minutes=10)
+    assert sent_at == [datetime(2026, 10, 25, 0, 30, tzinfo=UTC)]
+
+
+def test_crash_between_claim_and_send_then_restart(running, telegram, seeded, settings, clock):
+    runner, worker = running
+    clock.now = datetime(2026, 3, 12, 9, 0, tzinfo=UTC)
+    for chat_id in (301, 302, 303):
+        add_subscriber(seeded, chat_id, interests="language models")
+    outgoing, _ = worker._prepare()  # claimed and recorded... then the process dies before sending
+    assert len(outgoing) == 3 and telegram.messages_to(301) == []
+    with transaction(seeded) as session:  # and one row was mid-send when it died
+        assert deliveries.start_sending(session, outgoing[0].delivery_id)
+
+    restarted = Worker(worker.settings, seeded, runner.application, clock, broadcast_rate=0, part_pause=0)
+    results = runner.call(restarted.sweep_digests())
+    assert results["uncertain"] == 1 and results["sent"] == 2
+    runner.call(restarted.sweep_digests())
+    counts = [len(digests_to(telegram, c)) for c in (301, 302, 303)]
+    assert sorted(counts) == [0, 1, 1]  # the uncertain one is never re-sent blindly
+    with Session(seeded) as session:
+        for item in outgoing[1:]:
+            recorded = session.scalars(select(Shown.paper_id).where(Shown.delivery_id == item.delivery_id)
+                                       .order_by(Shown.position)).all()
+            [message] = digests_to(telegram, item.chat_id)
+            assert picked_ids(message) == recorded  # the same picks as claimed
+        statuses = sorted(session.scalars(select(Delivery.status)))
+    assert statuses == ["sent", "sent", "uncertain"]
+
+
+def test_403_during_broadcast_blocks_one_and_the_rest_get_theirs(running, telegram, seeded, clock):
+    runner, worker = running
+    clock.now = datetime(2026, 3, 12, 9, 0, tzinfo=UTC)
+    for chat_id in (401, 402, 403):
+        add_subscriber(seeded, chat_id, interests="diffusion")
+    telegram.inject(402, "403", "sendMessage")
+    results = runner.call(worker.sweep_digests())
+    assert results["sent"] == 2 and results["blocked"] == 1
+    assert len(digests_to(telegram, 401)) == 1 and len(digests_to(telegram, 403)) == 1
+    with Session(seeded) as session:
+        assert session.scalar(select(Subscriber.state).where(Subscriber.telegram_id == 402)) == "blocked"
+    clock.now += timedelta(days=1)
+    runner.call(worker.sweep_digests())
+    assert digests_to(telegram, 402) == [] and len(digests_to(telegram, 401)) == 2
+
+
+def test_429_storm_delays_but_loses_nothing(running, telegram, seeded, clock):
+    runner, worker = running
+    clock.now = datetime(2026, 3, 12, 9, 0, tzinfo=UTC)
+    add_subscriber(seeded, 501, interests="reinforcement learning")
+    add_subscriber(seeded, 502, interests="speech")
+    telegram.inject(501, "429", "sendMessage", times=6, retry_after=1)
+    first = runner.call(worker.sweep_digests())
+    assert first["sent"] >= 1
+    for _ in range(3):
+        if len(digests_to(telegram, 501)) == 1:
+            break
+        runner.call(worker.sweep_digests())
+    assert len(digests_to(telegram, 501)) == 1 and len(digests_to(telegram, 502)) == 1
+    with Session(seeded) as session:
+        assert set(session.scalars(select(Delivery.status))) == {"sent"}
+
+
+def test_empty_day_says_why(running, telegram, engine, clock):
+    runner, worker = running
+    add_subscriber(engine, 601)
+    clock.now = datetime(2026, 3, 12, 9, 0, tzinfo=UTC)
+    runner.call(worker.sweep_digests())
+    [message] = digests_to(telegram, 601)
+    assert "No papers for you today: no papers have been listed yet" in message.text
+    with Session(engine) as session:
+        assert session.scalar(select(Delivery.status)) == "empty"
+
+
+# --- the real process ------------------------------------------------------------------------
+
+def worker_process(env, telegram):
+    return subprocess.Popen(
+        [sys.executable, "-m", "feedbot.cli", "worker"],
+        env={**env, "TELEGRAM_BOT_TOKEN": telegram.token, "FEEDBOT_TELEGRAM_API_URL": telegram.base_url,
+             "FEEDBOT_DELIVERY_CUTOFF": "23:59", "FEEDBOT_LOG_LEVEL": "INFO"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def wait_polling(telegram, count=1):
+    telegram.wait(lambda: sum(m == "getUpdates" for m, _ in telegram.calls) >= count, 30, "the worker to poll")
+
+
+def test_second_worker_refused_and_sigterm_exits_promptly(seeded, env, telegram):
+    first = worker_process(env, telegram)
+    try:
+        wait_polling(telegram)
+        second = worker_process(env, telegram)
+        out, _ = second.communicate(timeout=60)
+        assert second.returncode == 3 and "already running" in out
+        started = time.monotonic()
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=15)
+        assert time.monotonic() - started < 10 and first.returncode == 0
+    finally:
+        if first.poll() is None:
+            first.kill()
+
+
+def test_kill_9_mid_broadcast_then_restart_gives_exactly_one_each(seeded, env, telegram):
+    chats = list(range(701, 713))
+    for chat_id in chats:
+        add_subscriber(seeded, chat_id, "UTC", "00:00", "language models")
+        telegram.inject(chat_id, "slow", "sendMessage", delay=1.5)
+    first = worker_process(env, telegram)
+    try:
+        # Kill while every sender is waiting on an answer the server holds (the messages landed).
+        telegram.wait(lambda: len([m for c in chats for m in digests_to(telegram, c)]) >= 4 and telegram.held >= 4,
+                      60, "a broadcast in full flight")
+        first.kill()
+        first.wait(10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    delivered_before = {c for c in chats if digests_to(telegram, c)}
+    assert 0 < len(delivered_before) < len(chats)
+
+    second = worker_process(env, telegram)
+    try:
+        telegram.wait(lambda: all(digests_to(telegram, c) for c in chats), 90, "every subscriber's digest")
+        time.sleep(2)  # nothing more may arrive
+        assert [len(digests_to(telegram, c)) for c in chats] == [1] * len(chats)
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=15)
+    finally:
+        if second.poll() is None:
+            second.kill()
+    with Session(seeded) as session:
+        statuses = session.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all()
+        assert sum(n for _, n in statuses) == len(chats)
+        assert {s for s, _ in statuses} <= {"sent", "uncertain"}
+        assert session.scalar(select(func.count()).select_from(Paper)) == 354
+
+
+def test_dry_run_and_send_one_from_the_cli(seeded, env, telegram):
+    add_subscriber(seeded, 801, "UTC", "00:00", "speech recognition")
+    run_env = {**env, "TELEGRAM_BOT_TOKEN": telegram.token, "FEEDBOT_TELEGRAM_API_URL": telegram.base_url,
+               "FEEDBOT_DELIVERY_CUTOFF": "23:59"}
+
+    def feedbot(*args):
+        return subprocess.run([sys.executable, "-m", "feedbot.cli", *args], env=run_env, capture_output=True,
+                              text=True, timeout=120)
+
+    dry = feedbot("digest", "--dry-run")
+    assert dry.returncode == 0 and "== 801" in dry.stdout and "matches your interest" in dry.stdout
+    with Session(seeded) as session:
+        assert session.scalar(select(func.count()).select_from(Shown)) == 0
+        assert session.scalar(select(func.count()).select_from(Delivery)) == 0
+    sent = feedbot("digest", "--send", "--user", "801")
+    assert sent.returncode == 0 and ": sent" in sent.stdout, sent.stdout + sent.stderr
+    assert len(digests_to(telegram, 801)) == 1
+    again = feedbot("digest", "--send", "--user", "801")
+    assert again.returncode == 2 and "already has a digest" in again.stderr
+    listing = feedbot("subscribers")
+    assert "801" in listing.stdout and "(1 subscribers)" in listing.stdout
+    status = feedbot("status")
+    assert "deliveries today: sent 1" in status.stdout
