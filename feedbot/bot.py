@@ -197,7 +197,8 @@ async def stop(application: Application) -> None:
     await application.shutdown()
 
 
-def build_application(settings: Settings, chat: Chat, timeout: float = 15.0, max_retries: int = 5) -> Application:
+def build_application(settings: Settings, chat: Chat, timeout: float = 15.0, max_retries: int = 5,
+                      rate_limit: bool = True, connections: int = 16) -> Application:
     """The Application with every handler, rate limiting with retries, and HTML by default."""
     if not settings.telegram_token:
         raise ValueError("TELEGRAM_BOT_TOKEN is not set")
@@ -205,11 +206,13 @@ def build_application(settings: Settings, chat: Chat, timeout: float = 15.0, max
         ApplicationBuilder()
         .token(settings.telegram_token)
         .defaults(Defaults(parse_mode=ParseMode.HTML))
-        .rate_limiter(AIORateLimiter(max_retries=max_retries))
+        .connection_pool_size(connections)
         .read_timeout(timeout).write_timeout(timeout).connect_timeout(timeout).pool_timeout(timeout)
         .get_updates_read_timeout(timeout + 60)
         .concurrent_updates(8)
     )
+    if rate_limit:
+        builder = builder.rate_limiter(AIORateLimiter(max_retries=max_retries))
     if settings.telegram_api_url:
         base = settings.telegram_api_url
         builder = builder.base_url(base).base_file_url(base.removesuffix("/bot") + "/file/bot")

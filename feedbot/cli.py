@@ -221,7 +221,9 @@ def _send_now(engine: Engine, settings: Settings, telegram_id: int, now) -> int:
 
         worker.application = bot.build_application(settings, worker.chat)
         async with worker.application:
-            return await worker.deliver(outgoing[0])
+            status = await worker.deliver(outgoing[0])
+            await worker.flush_outcomes()
+            return status
 
     status = asyncio.run(send())
     print(f"delivery {outgoing[0].delivery_id} to {telegram_id}: {status}")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.orm import Session
 
 from feedbot.clock import utcnow
@@ -48,7 +48,7 @@ def finish(session: Session, delivery_id: int, status: str, message_ids: list[in
     )
 
 
-def start_sending(session: Session, delivery_id: int) -> bool:
+def start_sending(session: Session | Connection, delivery_id: int) -> bool:
     """claimed → sending; False when the row is no longer ours to send."""
     return session.execute(
         update(Delivery).where(Delivery.id == delivery_id, Delivery.status == "claimed").values(status="sending")

@@ -17,6 +17,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
@@ -116,6 +117,13 @@ class Worker:
         self.concurrency = concurrency
         self.stopping = asyncio.Event()
         self._sweep_lock = asyncio.Lock()
+        # Delivery status writes go through one thread: concurrent SQLite writers would only
+        # queue on the database lock (and its busy handler sleeps); one writer never waits.
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="feedbot-db")
+        self._outcomes: list[tuple[broadcast.Outgoing, str, list[int], str | None]] = []
+
+    async def _write(self, function, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._writer, function, *args)
 
     # --- inbox -------------------------------------------------------------------------------
 
@@ -183,7 +191,10 @@ class Worker:
                         return
                     results[await self.deliver(item)] += 1
 
-            await asyncio.gather(*(sender() for _ in range(max(1, self.concurrency))))
+            try:
+                await asyncio.gather(*(sender() for _ in range(max(1, self.concurrency))))
+            finally:
+                await self.flush_outcomes()
             if outgoing or counts["uncertain"] or counts["skipped"]:
                 log.info("digest sweep: %s", dict(results))
             await asyncio.to_thread(self._record_sweep, "digests", ", ".join(f"{k} {v}" for k, v in
@@ -192,7 +203,7 @@ class Worker:
 
     async def deliver(self, item: broadcast.Outgoing) -> str:
         """Send one claimed digest and record the outcome (see feedbot.deliveries for the rules)."""
-        if not await asyncio.to_thread(self._transition, deliveries.start_sending, item.delivery_id):
+        if not await self._write(self._start_sending, item.delivery_id):
             return "taken"
         status, ids, error = "sent", [], None
         try:
@@ -213,25 +224,36 @@ class Worker:
             status, error = ("claimed" if refused and not ids else "uncertain"), str(exc)
         except TelegramError as exc:
             status, error = "failed", str(exc)
-        await asyncio.to_thread(self._finish, item, status, ids, error)
+        # Outcomes are written in batches: a crash before the write leaves the row `sending`,
+        # which a restart turns into `uncertain` (never re-sent), so batching risks no double.
+        self._outcomes.append((item, status, ids, error))
+        if len(self._outcomes) >= 64:
+            await self.flush_outcomes()
         log.info("delivery id=%s subscriber=%s date=%s status=%s messages=%s%s", item.delivery_id,
                  item.subscriber_id, item.local_date, status, ids, f" error={error}" if error else "")
         return status
 
-    def _transition(self, change, delivery_id: int) -> bool:
-        with transaction(self.engine) as session:
-            return change(session, delivery_id)
+    async def flush_outcomes(self) -> None:
+        outcomes, self._outcomes = self._outcomes, []
+        if outcomes:
+            await self._write(self._finish, outcomes)
 
-    def _finish(self, item: broadcast.Outgoing, status: str, ids: list[int], error: str | None) -> None:
+    def _start_sending(self, delivery_id: int) -> bool:
+        with self.engine.begin() as connection:
+            return deliveries.start_sending(connection, delivery_id)
+
+    def _finish(self, outcomes: list[tuple[broadcast.Outgoing, str, list[int], str | None]]) -> None:
         with transaction(self.engine) as session:
-            if status == "claimed":
-                deliveries.release(session, item.delivery_id, error or "")
-                return
-            deliveries.finish(session, item.delivery_id, status, ids, error, self.clock())
-            if status == "blocked":
-                subscriber = session.get(Subscriber, item.subscriber_id)
-                if subscriber is not None:
-                    subscriber.state = "blocked"
+            now = self.clock()
+            for item, status, ids, error in outcomes:
+                if status == "claimed":
+                    deliveries.release(session, item.delivery_id, error or "")
+                    continue
+                deliveries.finish(session, item.delivery_id, status, ids, error, now)
+                if status == "blocked":
+                    subscriber = session.get(Subscriber, item.subscriber_id)
+                    if subscriber is not None:
+                        subscriber.state = "blocked"
 
     # --- running -----------------------------------------------------------------------------
 

@@ -142,6 +142,8 @@ class FakeTelegram:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as Telegram's servers
+
             def do_POST(self):  # noqa: N802 - http.server's naming
                 fake._handle(self)
 
@@ -150,8 +152,11 @@ class FakeTelegram:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 256  # many pooled connections may open at once
+            daemon_threads = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
@@ -324,6 +329,9 @@ class FakeTelegram:
 
     # methods
 
+    def api__stats(self, params):  # noqa: N802 - for a server in another process (benchmarks)
+        return {"sent": len(self.sent), "chats": len({m.chat_id for m in self.sent})}
+
     def api_getMe(self, params):  # noqa: N802 - Bot API method names
         return self.bot_user
 
@@ -446,3 +454,11 @@ def _int(value) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+if __name__ == "__main__":  # a server in its own process: prints its base URL, serves until killed
+    import sys
+
+    server = FakeTelegram(sys.argv[1] if len(sys.argv) > 1 else "123456:TEST-TOKEN").start()
+    print(server.base_url, flush=True)
+    threading.Event().wait()

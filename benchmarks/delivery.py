@@ -1,0 +1,187 @@
+"""Delivery throughput: 10,000 subscribers' digests ranked, rendered and sent in one sweep.
+
+The worker's real digest sweep (claim, batched ranking, record, render, send, record the outcome)
+against the tests' Bot API server running in its own process on 127.0.0.1, with Telegram rate
+limiting off, on SQLite and PostgreSQL. Reports digests per second and the share of the time
+spent ranking, rendering, in HTTP, and in the database and the rest. As a baseline in the same
+run: the same sweep sending one message per pick (what a bot that sends each paper separately
+would do), on a tenth of the subscribers.
+
+    .venv/bin/python benchmarks/delivery.py [--subscribers 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import defaultdict
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+from benchmarks.common import ROOT, result_line, scratch_database  # noqa: E402
+from feedbot import bot, db, digests, recommend, textmodel  # noqa: E402
+from feedbot.config import load_settings  # noqa: E402
+from feedbot.db import insert_for, transaction  # noqa: E402
+from feedbot.ingest import ingest_paths  # noqa: E402
+from feedbot.messages import Reply  # noqa: E402
+from feedbot.models import Interest, Subscriber  # noqa: E402
+from feedbot.worker import Worker  # noqa: E402
+
+TOKEN = "123456:BENCH"
+NOW = datetime(2026, 3, 12, 9, 0, tzinfo=UTC)
+TOPICS = ["language models", "diffusion", "speech recognition", "graph neural networks", "reinforcement learning",
+          "vision transformers", "robotics", "retrieval", "benchmark datasets", "optimization"]
+
+
+class Timer:
+    """Adds up wall time spent inside wrapped functions, by label."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.originals: list[tuple[object, str, object]] = []
+
+    def restore(self) -> None:
+        for owner, name, original in reversed(self.originals):
+            setattr(owner, name, original)
+
+    def wrap(self, owner, name: str, label: str) -> None:
+        original = getattr(owner, name)
+        self.originals.append((owner, name, original))
+        if asyncio.iscoroutinefunction(original):
+            async def timed_async(*args, **kwargs):
+                start = time.perf_counter()
+                try:
+                    return await original(*args, **kwargs)
+                finally:
+                    self.seconds[label] += time.perf_counter() - start
+            setattr(owner, name, timed_async)
+        else:
+            def timed(*args, **kwargs):
+                start = time.perf_counter()
+                try:
+                    return original(*args, **kwargs)
+                finally:
+                    self.seconds[label] += time.perf_counter() - start
+            setattr(owner, name, timed)
+
+
+def start_server() -> tuple[subprocess.Popen, str]:
+    server = subprocess.Popen([sys.executable, "-m", "tests.fake_telegram", TOKEN], cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True)
+    return server, server.stdout.readline().strip()
+
+
+def stats(base_url: str) -> dict:
+    with urllib.request.urlopen(f"{base_url}{TOKEN}/_stats", data=b"", timeout=30) as response:
+        return json.load(response)["result"]
+
+
+def populate(url: str, data_dir: Path, count: int) -> None:
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    ingest_paths(engine, [ROOT / "examples" / "dumps"], stamp=date(2026, 3, 20))
+    rng = np.random.default_rng(0)
+    with transaction(engine) as session:
+        insert = insert_for(session)
+        session.execute(insert(Subscriber), [
+            {"telegram_id": 10_000_000 + i, "chat_id": 10_000_000 + i, "name": "", "state": "active",
+             "timezone": "UTC", "send_time": "08:00", "digest_size": 5, "frequency": "daily", "created_at": NOW}
+            for i in range(count)])
+        ids = [sid for (sid,) in session.execute(Subscriber.__table__.select().with_only_columns(Subscriber.id))]
+        session.execute(insert(Interest), [
+            {"subscriber_id": sid, "text": topic, "created_at": NOW}
+            for sid in ids for topic in rng.choice(TOPICS, size=int(rng.integers(1, 4)), replace=False)])
+    from sqlalchemy.orm import Session
+
+    with Session(engine) as session:
+        textmodel.ensure(session, data_dir / "model")
+    engine.dispose()
+
+
+async def sweep(worker: Worker) -> dict:
+    async with worker.application:
+        return dict(await worker.sweep_digests())
+
+
+def run_once(kind: str, work: Path, base_url: str, count: int, one_per_pick: bool = False) -> tuple[float, dict]:
+    with scratch_database(kind, work) as url:
+        data_dir = work / f"data-{kind}-{count}-{one_per_pick}"
+        populate(url, data_dir, count)
+        settings = dataclasses.replace(load_settings({"DATABASE_URL": url, "FEEDBOT_DATA_DIR": str(data_dir)}),
+                                       telegram_token=TOKEN, telegram_api_url=base_url)
+        engine = db.make_engine(url)
+        worker = Worker(settings, engine, clock=lambda: NOW, broadcast_rate=0, part_pause=0, concurrency=16)
+        worker.application = bot.build_application(settings, worker.chat, rate_limit=False, connections=32)
+        timer = Timer()
+        timer.wrap(recommend, "recommend", "ranking")
+        timer.wrap(digests, "render", "rendering")
+        timer.wrap(worker, "_prepare", "prepare")
+        if one_per_pick:
+            one_message = digests.render
+            timer.originals.append((digests, "render", one_message))
+
+            def render_per_pick(digest, votes=None):
+                [single] = one_message(digest, votes)
+                blocks = single.text.split("\n\n")
+                return [Reply(blocks[0])] + [Reply(block, [row]) for block, row in zip(blocks[1:], single.keyboard,
+                                                                                          strict=True)]
+            digests.render = render_per_pick
+        start = time.perf_counter()
+        try:
+            results = asyncio.run(sweep(worker))
+        finally:
+            timer.restore()
+        elapsed = time.perf_counter() - start
+        engine.dispose()
+        assert results.get("sent") == count, results
+        # The prepare phase runs alone (ranking, rendering, database); the send phase is HTTP with
+        # each delivery's status writes, overlapped across concurrent senders.
+        seconds = timer.seconds
+        shares = {"ranking": seconds["ranking"] / elapsed, "rendering": seconds["rendering"] / elapsed,
+                  "database (claims, loads, records)": (seconds["prepare"] - seconds["ranking"] - seconds["rendering"])
+                  / elapsed,
+                  "sending (HTTP + status writes)": (elapsed - seconds["prepare"]) / elapsed}
+        return elapsed, shares
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", type=int, default=10_000)
+    parser.add_argument("--databases", default="sqlite,postgresql")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="feedbot-delivery-"))
+    server, base_url = start_server()
+    try:
+        figures = {}
+        for kind in args.databases.split(","):
+            elapsed, shares = run_once(kind, work, base_url, args.subscribers)
+            per_second = args.subscribers / elapsed
+            baseline_count = max(100, args.subscribers // 10)
+            base_elapsed, _ = run_once(kind, work, base_url, baseline_count, one_per_pick=True)
+            base_rate = baseline_count / base_elapsed
+            figures[kind] = per_second
+            print(f"{kind}: {args.subscribers:,} digests in {elapsed:.1f} s = {per_second:.0f} digests/s "
+                  f"(one message per pick: {base_rate:.0f} digests/s, ratio {per_second / base_rate:.1f})")
+            print("  time share: " + ", ".join(f"{k} {v:.0%}" for k, v in sorted(shares.items(), key=lambda x: -x[1])))
+        print(f"server received {stats(base_url)['sent']:,} messages")
+    finally:
+        server.terminate()
+        server.wait(10)
+    first = next(iter(figures))
+    print(result_line("delivery", subscribers=args.subscribers, per_second=round(figures[first]),
+                      **{f"{k}_per_second": round(v) for k, v in figures.items()}))
+
+
+if __name__ == "__main__":
+    main()
