@@ -121,8 +121,8 @@ def run_once(kind: str, work: Path, base_url: str, count: int, one_per_pick: boo
         settings = dataclasses.replace(load_settings({"DATABASE_URL": url, "FEEDBOT_DATA_DIR": str(data_dir)}),
                                        telegram_token=TOKEN, telegram_api_url=base_url)
         engine = db.make_engine(url)
-        worker = Worker(settings, engine, clock=lambda: NOW, broadcast_rate=0, part_pause=0, concurrency=16)
-        worker.application = bot.build_application(settings, worker.chat, rate_limit=False, connections=32)
+        worker = Worker(settings, engine, clock=lambda: NOW, broadcast_rate=0, part_pause=0, concurrency=4)
+        worker.application = bot.build_application(settings, worker.chat, rate_limit=False, connections=8)
         timer = Timer()
         timer.wrap(recommend, "recommend", "ranking")
         timer.wrap(digests, "render", "rendering")

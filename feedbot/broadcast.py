@@ -86,17 +86,15 @@ def prepare(session: Session, model: TextModel | None, subs: list[Subscriber], n
             settings: Settings) -> list[Outgoing]:
     """Claim today's delivery for each subscriber (skipping any someone else claimed), rank them
     together, record the picks against their delivery, and render."""
-    claimed: dict[int, int] = {}
-    for subscriber in subs:
-        delivery_id = deliveries.claim(session, subscriber.id, schedule.local_date(subscriber, now), now)
-        if delivery_id is not None:
-            claimed[subscriber.id] = delivery_id
+    claimed = deliveries.claim_many(session, [(s.id, schedule.local_date(s, now)) for s in subs], now)
     won = [s for s in subs if s.id in claimed]
     built = digests.build(session, model, won, now, settings) if won else {}
+    subscribers.record_shown_many(session, [
+        (subscriber.id, [(p.paper_id, p.score, p.why) for p in built[subscriber.id].picks], claimed[subscriber.id])
+        for subscriber in won], "digest", now)
     out = []
     for subscriber in won:
         digest = built[subscriber.id]
-        digests.record(session, subscriber, digest, claimed[subscriber.id], now)
         out.append(Outgoing(claimed[subscriber.id], subscriber.id, subscriber.telegram_id, subscriber.chat_id,
                             digest.local_date, digests.render(digest), empty=not digest.picks,
                             note=digest.empty_reason))

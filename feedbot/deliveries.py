@@ -38,6 +38,25 @@ def claim(session: Session, subscriber_id: int, day: date, now: datetime | None 
     return result[0] if result else None
 
 
+def claim_many(session: Session, wanted: list[tuple[int, date]], now: datetime | None = None) -> dict[int, int]:
+    """Claim (subscriber, day) pairs in bulk; {subscriber id: delivery id} for the ones won."""
+    if not wanted:
+        return {}
+    insert = insert_for(session)
+    when = now or utcnow()
+    won = {}
+    for start in range(0, len(wanted), 500):
+        rows = [{"subscriber_id": sid, "local_date": day, "status": "claimed", "claimed_at": when}
+                for sid, day in wanted[start : start + 500]]
+        result = session.execute(
+            insert(Delivery).values(rows)
+            .on_conflict_do_nothing(index_elements=["subscriber_id", "local_date"])
+            .returning(Delivery.subscriber_id, Delivery.id)
+        )
+        won.update(dict(result.all()))
+    return won
+
+
 def finish(session: Session, delivery_id: int, status: str, message_ids: list[int] | None = None,
            error: str | None = None, now: datetime | None = None) -> None:
     session.execute(

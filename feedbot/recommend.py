@@ -130,8 +130,12 @@ def recommend(
     pool_vectors = model.vectors_for(session, [c.id for c in pool])
     expanded = ranking.expand(pool_vectors, model.vectors)
 
+    # Every typed interest through the vectorizer in one call, then sliced per subscriber.
+    texts_in_order = [text for s in subscribers for text in interests[s.id]]
+    interest_matrix = model.transform(texts_in_order)
+    interest_start = np.cumsum([0] + [len(interests[s.id]) for s in subscribers])
     tastes = []
-    for subscriber in subscribers:
+    for index, subscriber in enumerate(subscribers):
         liked = [(row_of[p], _decay(now, w, half_life_days)) for p, v, w in votes[subscriber.id] if v > 0]
         disliked = [(row_of[p], _decay(now, w, half_life_days)) for p, v, w in votes[subscriber.id] if v < 0]
         pattern = mute_pattern(muted[subscriber.id])
@@ -144,7 +148,7 @@ def recommend(
             liked_weight=np.array([w for _, w in liked], np.float32),
             disliked=np.array([r for r, _ in disliked], np.int64),
             disliked_weight=np.array([w for _, w in disliked], np.float32),
-            interests=model.transform(own) if own else None,
+            interests=interest_matrix[interest_start[index]:interest_start[index + 1]] if own else None,
             excluded=np.array(sorted(blocked), np.int64),
             k=(sizes or {}).get(subscriber.id, subscriber.digest_size),
         ))

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/feedbot db upgrade
 .venv/bin/feedbot ingest examples/dumps
+.venv/bin/feedbot status
 if [ -n "${TELEGRAM_BOT_TOKEN:-}" ]; then
   exec .venv/bin/feedbot worker
 fi
