@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,12 +138,15 @@ class _RedactToken(logging.Filter):
         if self.token in message:
             record.msg = message.replace(self.token, "<token>")
             record.args = None
+        if record.exc_info:  # tracebacks quote URLs too
+            text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text, record.exc_info = text.replace(self.token, "<token>"), None
         return True
 
 
 def setup_logging(settings: Settings) -> None:
-    """One event per line on stderr; the token never printed; httpx's per-request lines quiet."""
-    handler = logging.StreamHandler()
+    """One event per line on stdout; the token never printed; httpx's per-request lines quiet."""
+    handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     if settings.telegram_token:
         handler.addFilter(_RedactToken(settings.telegram_token))

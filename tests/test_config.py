@@ -1,0 +1,54 @@
+"""Settings from the environment: defaults, validation, URL rewriting and masking, token redaction."""
+
+import io
+import logging
+import sys
+
+import pytest
+
+from feedbot.config import ConfigError, load_settings, mask_url, setup_logging
+
+
+def test_defaults_and_postgres_urls(tmp_path):
+    settings = load_settings({"FEEDBOT_DATA_DIR": str(tmp_path)})
+    assert settings.database_url == f"sqlite:///{tmp_path / 'feedbot.db'}"
+    assert settings.inbox == tmp_path / "inbox"
+    assert settings.log_level == "INFO" and settings.telegram_token is None
+    for url in ("postgres://u:secret@db/feedbot", "postgresql://u:secret@db/feedbot"):
+        settings = load_settings({"DATABASE_URL": url})
+        assert settings.database_url == "postgresql+psycopg://u:secret@db/feedbot"
+        assert settings.safe_database_url == "postgresql+psycopg://u:***@db/feedbot"
+    assert mask_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL must be"),
+    ({"FEEDBOT_LOG_LEVEL": "chatty"}, "FEEDBOT_LOG_LEVEL must be one of"),
+    ({"TELEGRAM_BOT_TOKEN": "nocolon"}, "does not look like a bot token"),
+    ({"FEEDBOT_TELEGRAM_API_URL": "ftp://x"}, "must start with http"),
+    ({"FEEDBOT_INGEST_EVERY": "0"}, "FEEDBOT_INGEST_EVERY must be between"),
+    ({"FEEDBOT_VOTE_HALF_LIFE_DAYS": "-1"}, "must be positive"),
+    ({"FEEDBOT_DELIVERY_CUTOFF": "25:00"}, "FEEDBOT_DELIVERY_CUTOFF"),
+])
+def test_bad_values_name_the_variable(env, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(env)
+
+
+def test_token_never_reaches_the_log(monkeypatch):
+    token = "123456:SECRET-TOKEN"
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(root, "level", root.level)
+    setup_logging(load_settings({"TELEGRAM_BOT_TOKEN": token}))
+    log = logging.getLogger("feedbot.test")
+    log.warning("POST https://api.telegram.org/bot%s/sendMessage failed", token)
+    try:
+        raise RuntimeError(f"httpx.ConnectError for https://api.telegram.org/bot{token}/getMe")
+    except RuntimeError:
+        log.exception("request failed")
+    text = out.getvalue()
+    assert token not in text
+    assert text.count("<token>") == 2 and "RuntimeError" in text
