@@ -34,7 +34,7 @@ class Params:
     use_topics: bool = True
     topic_min_total: int = 20  # ... once there are this many likes in all (small libraries: one centroid)
     topic_weight: float = 0.9  # topic vectors are narrower, so their cosines run higher: damp them
-    chunk: int = 4000  # subscribers per block of the batched product
+    chunk: int = 3000  # subscribers per block of the batched product
     threads: int = 0  # blocks ranked at once (0: one per core)
 
 
@@ -251,11 +251,13 @@ def _centroid_scores(coefficients: sp.csr_matrix, known: sp.csr_matrix, table: n
     vv = np.zeros(profile.shape[0], np.float64)
     filled = np.diff(profile.indptr) > 0
     if filled.any():
-        squares = np.square(profile.data, dtype=np.float64)
-        vv[filled] = np.add.reduceat(squares, profile.indptr[:-1][filled])
+        vv[filled] = np.add.reduceat(profile.data * profile.data, profile.indptr[:-1][filled])
     vb = coefficients @ known_b
     norms = np.sqrt(np.maximum(vv - 2 * background * vb + background**2 * b_norm2, 1e-12))
-    return (raw - background * candidates_b[None, :]) / norms[:, None].astype(np.float32)
+    if background:  # in place: these blocks are large
+        raw -= np.float32(background) * candidates_b[None, :].astype(np.float32)
+    raw *= (1.0 / norms).astype(np.float32)[:, None]
+    return raw
 
 
 def _rank_block(tastes: list[Taste], corpus: Corpus, candidates: sp.csr_matrix, params: Params,
