@@ -28,6 +28,9 @@ KIND_PROFILE, KIND_TOPIC, KIND_INTEREST, KIND_STARTER = "liked", "topic", "inter
 class Params:
     background: float = 2.0  # weight of the corpus mean subtracted from vote profiles
     dislike_penalty: float = 0.5  # times the similarity to the disliked centroid
+    # The penalty starts at half strength and grows to full over this many likes: early 👎 often
+    # land in the subscriber's own field, and a full centroid penalty then pushes the field away.
+    dislike_ramp: int = 30
     topic_min_likes: int = 2  # a topic gets its own vector from this many likes
     topic_min_share: float = 0.2  # ... holding at least this share of all likes
     max_topics: int = 3
@@ -308,7 +311,11 @@ def _rank_block(tastes: list[Taste], corpus: Corpus, candidates: sp.csr_matrix, 
     has_dislikes = np.flatnonzero(dislikes.getnnz(axis=1) > 0)
     if len(has_dislikes) and params.dislike_penalty:
         penalty = _centroid_scores(dislikes[has_dislikes], known, table, candidates_b, known_b, 0.0, b_norm2)
-        best[has_dislikes] -= params.dislike_penalty * penalty
+        strength = np.full(len(has_dislikes), params.dislike_penalty, np.float32)
+        if params.dislike_ramp:
+            likes_count = np.array([len(tastes[s].liked) for s in has_dislikes])
+            strength *= (0.5 + 0.5 * np.minimum(1.0, likes_count / params.dislike_ramp)).astype(np.float32)
+        best[has_dislikes] -= strength[:, None] * penalty
 
     # Top-k per subscriber, never an excluded column: one argpartition over the whole block.
     excluded_rows = np.repeat(np.arange(n_subs), [len(t.excluded) for t in tastes])

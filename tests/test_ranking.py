@@ -72,9 +72,12 @@ def test_dislike_lowers_similar_papers(seeded, settings):
         score_after = {p.title: p.score for p in picks[after.id]}
         similar = "Mixture of Prompt Learning for Vision Language Models"
         assert score_after[similar] < score_before[similar] - 0.05
+        # The drop follows similarity to the disliked paper: the pick least like it drops least.
+        drops = {t: score_before[t] - score_after[t] for t in score_before if t in score_after}
+        assert drops[similar] > 3 * min(drops.values())
         rank_before = [p.title for p in picks[before.id]].index(similar)
         rank_after = [p.title for p in picks[after.id]].index(similar)
-        assert rank_after > rank_before
+        assert rank_after >= rank_before
 
 
 def test_typed_interest_alone_ranks_matching_papers_first(seeded, settings):
