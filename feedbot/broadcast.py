@@ -4,7 +4,6 @@ a restart or a second process loses nothing and doubles nothing. Sending is the 
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -143,8 +142,3 @@ def recorded_digest(session: Session, subscriber: Subscriber, row: Delivery) -> 
         digest.empty_reason = digests.empty_reason(session, subscriber, row.local_date, listed_on)
     return digest
 
-
-def today_by_state(session: Session, now: datetime) -> Counter:
-    """Deliveries for the local dates around now, by state (for `feedbot status`)."""
-    rows = session.execute(select(Delivery.status).where(Delivery.local_date == now.date()))
-    return Counter(status for (status,) in rows)

@@ -65,16 +65,17 @@ class ModelCache:
 
     def __init__(self, model_dir: Path) -> None:
         self.model_dir = model_dir
-        self._key: tuple[str, float] | None = None
+        self._seen: tuple[str, float] | None = None
         self._model: textmodel.TextModel | None = None
 
-    def get(self, session: Session) -> textmodel.TextModel:
+    def _newest(self) -> tuple[str, float] | None:
         files = sorted(self.model_dir.glob("tfidf-*.joblib"), key=lambda p: p.stat().st_mtime)
-        key = (str(files[-1]), files[-1].stat().st_mtime) if files else None
-        if self._model is None or key is None or key != self._key:
+        return (str(files[-1]), files[-1].stat().st_mtime) if files else None
+
+    def get(self, session: Session) -> textmodel.TextModel:
+        if self._model is None or self._newest() != self._seen:
             self._model = textmodel.load(session, self.model_dir)
-            files = sorted(self.model_dir.glob("tfidf-*.joblib"), key=lambda p: p.stat().st_mtime)
-            self._key = (str(files[-1]), files[-1].stat().st_mtime) if files else None
+            self._seen = self._newest()
         return self._model
 
 

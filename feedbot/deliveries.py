@@ -22,8 +22,6 @@ from feedbot.clock import utcnow
 from feedbot.db import insert_for
 from feedbot.models import Delivery
 
-FINAL = ("sent", "empty", "failed", "blocked", "uncertain", "skipped")
-
 
 def claim(session: Session, subscriber_id: int, day: date, now: datetime | None = None,
           status: str = "claimed") -> int | None:

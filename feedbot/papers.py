@@ -71,8 +71,3 @@ def papers_listed_on(session: Session, day: date, limit: int = 100) -> list[Pape
     )
     return list(session.scalars(query))
 
-
-def sightings(session: Session, paper_id: int) -> int:
-    """How many dumps listed this paper."""
-    return session.scalar(select(func.count()).where(Listing.paper_id == paper_id)) or 0
-
