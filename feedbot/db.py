@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
 
@@ -45,10 +45,6 @@ def _sqlite_on_begin(connection) -> None:
     # IMMEDIATE takes the write lock up front: a transaction that reads, then writes, can then
     # never fail with "database is locked" when another process (CLI beside worker) wrote meanwhile.
     connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
 
 
 @contextmanager
