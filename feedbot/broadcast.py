@@ -30,6 +30,11 @@ class Outgoing:
     empty: bool = False
     note: str = ""  # why an empty digest is empty
 
+    @classmethod
+    def of(cls, delivery_id: int, subscriber: Subscriber, digest: digests.Digest) -> Outgoing:
+        return cls(delivery_id, subscriber.id, subscriber.telegram_id, subscriber.chat_id, digest.local_date,
+                   digests.render(digest), empty=not digest.picks, note=digest.empty_reason)
+
 
 @dataclass
 class Plan:
@@ -88,15 +93,11 @@ def prepare(session: Session, model: TextModel | None, subs: list[Subscriber], n
     claimed = deliveries.claim_many(session, [(s.id, schedule.local_date(s, now)) for s in subs], now)
     won = [s for s in subs if s.id in claimed]
     built = digests.build(session, model, won, now, settings) if won else {}
-    subscribers.record_shown_many(session, [
-        (subscriber.id, [(p.paper_id, p.score, p.why) for p in built[subscriber.id].picks], claimed[subscriber.id])
-        for subscriber in won], "digest", now)
+    digests.record(session, [(built[s.id], claimed[s.id]) for s in won], now)
     out = []
     for subscriber in won:
         digest = built[subscriber.id]
-        out.append(Outgoing(claimed[subscriber.id], subscriber.id, subscriber.telegram_id, subscriber.chat_id,
-                            digest.local_date, digests.render(digest), empty=not digest.picks,
-                            note=digest.empty_reason))
+        out.append(Outgoing.of(claimed[subscriber.id], subscriber, digest))
     return out
 
 
@@ -122,8 +123,7 @@ def recover(session: Session, now: datetime, cutoff: str) -> tuple[list[Outgoing
             skipped += 1
             continue
         digest = recorded_digest(session, subscriber, row)
-        out.append(Outgoing(row.id, subscriber.id, subscriber.telegram_id, subscriber.chat_id, row.local_date,
-                            digests.render(digest), empty=not digest.picks, note=digest.empty_reason))
+        out.append(Outgoing.of(row.id, subscriber, digest))
     return out, uncertain, skipped
 
 

@@ -202,7 +202,7 @@ class Chat:
         if digest.picks:
             # Counts as today's digest when none went out yet, so the schedule won't send a second.
             delivery_id = deliveries.claim(session, subscriber.id, digest.local_date, now, status="sent")
-        digests.record(session, subscriber, digest, delivery_id, now)
+        digests.record(session, [(digest, delivery_id)], now)
         return digests.render(digest)
 
     def cmd_interests(self, session: Session, user: User, subscriber: Subscriber, args: str) -> list[Reply]:

@@ -163,8 +163,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
     """Show who is due now and what they would get (--dry-run), or send one subscriber's digest now (--send)."""
-    from feedbot import broadcast, digests, schedule
-    from feedbot.chat import ModelCache
+    from feedbot import broadcast, digests, schedule, textmodel
     from feedbot.clock import utcnow
     from feedbot.messages import plain
 
@@ -186,7 +185,7 @@ def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
         if not targets:
             print(f"nobody is due now ({len(plan.waiting)} waiting)")
             return 0
-        model = ModelCache(settings.model_dir).get(session)
+        model = textmodel.load(session, settings.model_dir)
         built = digests.build(session, model, targets, now, settings)
         for subscriber in targets:
             digest = built[subscriber.id]
@@ -289,11 +288,13 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _status_deliveries(session: Session, settings: Settings) -> None:
+    from collections import Counter
+
     from sqlalchemy import select
 
     from feedbot import broadcast, deliveries, schedule
     from feedbot.clock import utcnow
-    from feedbot.models import Delivery, Subscriber, Sweep
+    from feedbot.models import Subscriber, Sweep
 
     now = utcnow()
     for sweep in session.scalars(select(Sweep).order_by(Sweep.name)):
@@ -302,18 +303,13 @@ def _status_deliveries(session: Session, settings: Settings) -> None:
     print(f"subscribers: {len(subs)} ({sum(s.state == 'active' for s in subs)} active)")
     if not subs:
         return
-    states: dict[str, int] = {}
     plan = broadcast.plan(session, now, settings.delivery_cutoff, subs)
-    for subscriber in subs:
-        row = deliveries.for_day(session, subscriber.id, schedule.local_date(subscriber, now))
-        if row is not None:
-            states[row.status] = states.get(row.status, 0) + 1
+    today = {s.id: deliveries.for_day(session, s.id, schedule.local_date(s, now)) for s in subs}
+    states = Counter(row.status for row in today.values() if row is not None)
     print("deliveries today: " + (", ".join(f"{k} {v}" for k, v in sorted(states.items())) or "none"))
     shown = 0
     for subscriber in subs:
-        today = schedule.local_date(subscriber, now)
-        row = session.scalar(select(Delivery).where(Delivery.subscriber_id == subscriber.id,
-                                                    Delivery.local_date == today))
+        row = today[subscriber.id]
         if row is not None:
             if row.status not in ("sent", "claimed", "sending") and shown < 20:
                 print(f"  {subscriber.telegram_id}: today's digest {row.status}: {row.error or ''}")

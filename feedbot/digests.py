@@ -51,8 +51,8 @@ def _until(subscriber: Subscriber) -> str:
     return f" until {subscriber.paused_until:%a %d %b}"
 
 
-def build(session: Session, model: TextModel | None, subs: list[Subscriber], now: datetime, settings: Settings,
-          sizes: dict[int, int] | None = None) -> dict[int, Digest]:
+def build(session: Session, model: TextModel | None, subs: list[Subscriber], now: datetime,
+          settings: Settings) -> dict[int, Digest]:
     """Digests for these subscribers, ranked together (one pass per local date)."""
     by_day: dict[date, list[Subscriber]] = defaultdict(list)
     for subscriber in subs:
@@ -61,7 +61,7 @@ def build(session: Session, model: TextModel | None, subs: list[Subscriber], now
     for day, group in by_day.items():
         active = [s for s in group if s.state == "active" and not subscribers.is_paused(s, day)]
         picks = recommend.recommend(session, model, active, day, now, settings.candidate_days,
-                                    settings.vote_half_life_days, sizes=sizes) if active and model else {}
+                                    settings.vote_half_life_days) if active and model else {}
         listed_on = recommend.latest_listing(session, day)
         for subscriber in group:
             digest = Digest(subscriber.id, day, listed_on, picks.get(subscriber.id, []))
@@ -71,11 +71,11 @@ def build(session: Session, model: TextModel | None, subs: list[Subscriber], now
     return out
 
 
-def record(session: Session, subscriber: Subscriber, digest: Digest, delivery_id: int | None,
-           now: datetime) -> None:
-    """Remember the picks as shown (the database refuses a repeat), tied to their delivery."""
-    subscribers.record_shown(session, subscriber, [(p.paper_id, p.score, p.why) for p in digest.picks],
-                             "digest", delivery_id, now)
+def record(session: Session, recorded: list[tuple[Digest, int | None]], now: datetime) -> None:
+    """Remember digests' picks as shown (the database refuses a repeat), each tied to its delivery."""
+    subscribers.record_shown_many(session, [
+        (digest.subscriber_id, [(p.paper_id, p.score, p.why) for p in digest.picks], delivery_id)
+        for digest, delivery_id in recorded], "digest", now)
 
 
 def render(digest: Digest, votes: dict[int, int] | None = None) -> list[Reply]:
