@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh dev
 FEEDBOT_TEST_POSTGRES_URL=$(bash scripts/postgres.sh)
 export FEEDBOT_TEST_POSTGRES_URL
-.venv/bin/ruff check --output-format concise feedbot tests benchmarks alembic
+.venv/bin/ruff check --output-format concise feedbot tests benchmarks
 set +e
 .venv/bin/python -m pytest "$@"
 status=$?

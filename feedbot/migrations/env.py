@@ -1,6 +1,7 @@
 """Alembic environment: the URL comes from feedbot's settings (or the caller), batch mode for SQLite."""
 
 from alembic import context
+
 from feedbot.config import load_settings
 from feedbot.db import make_engine
 from feedbot.models import Base
