@@ -263,7 +263,10 @@ def vote(session: Session, subscriber: Subscriber, paper_id: int, value: int,
     title = session.scalar(select(Paper.title).where(Paper.id == paper_id))
     if title is None or not was_shown(session, subscriber, paper_id):
         raise UserError("That paper was not shown to you, so I can't record a vote for it.")
-    current = session.get(Vote, (subscriber.id, paper_id))
+    # Two taps at once must toggle one after the other: under READ COMMITTED both would read the old
+    # vote and both clear it. The subscriber's row lock orders them (SQLite's write lock already does).
+    session.execute(select(Subscriber.id).where(Subscriber.id == subscriber.id).with_for_update())
+    current = session.get(Vote, (subscriber.id, paper_id), populate_existing=True)
     if current is not None and (value == 0 or current.value == value):
         session.delete(current)
         session.flush()
