@@ -46,10 +46,11 @@ COMMANDS: list[tuple[str, str]] = [
     ("delete", "erase all your data"),
 ]
 BUTTON_DATA = re.compile(
-    r"^(?:v:\d{1,12}:[+-]|h:\d{1,4}|d:(?:yes|no)"
+    r"^(?:v:[0-9]{1,12}:[+-]|h:[0-9]{1,4}|d:(?:yes|no)"
     r"|s:(?:size:[+-]|time:[+-]|freq:(?:daily|weekdays|weekly)|pause|resume))$"
 )
 HISTORY_PAGE = 3
+NO_PAPERS_YET = digests.NO_PAPERS_YET
 SEARCH_RESULTS = 5
 
 
@@ -72,9 +73,13 @@ class ModelCache:
         files = sorted(self.model_dir.glob("tfidf-*.joblib"), key=lambda p: p.stat().st_mtime)
         return (str(files[-1]), files[-1].stat().st_mtime) if files else None
 
-    def get(self, session: Session) -> textmodel.TextModel:
+    def get(self, session: Session) -> textmodel.TextModel | None:
+        """The model, or None before the first ingest (no papers: nothing to fit)."""
         if self._model is None or self._newest() != self._seen:
-            self._model = textmodel.load(session, self.model_dir)
+            try:
+                self._model = textmodel.load(session, self.model_dir)
+            except textmodel.NoPapersError:
+                return None
             self._seen = self._newest()
         return self._model
 
@@ -171,7 +176,11 @@ class Chat:
     def _after_interests(self, session: Session, subscriber: Subscriber, note: str) -> list[Reply]:
         subscriber.awaiting = "timezone"
         replies = [Reply(note)]
-        replies += digests.starter(session, self.models.get(session), subscriber, self.clock(), self.settings)
+        model = self.models.get(session)
+        if model is None:
+            replies.append(Reply(f"There are {NO_PAPERS_YET}, so there is nothing to rate yet."))
+        else:
+            replies += digests.starter(session, model, subscriber, self.clock(), self.settings)
         replies.append(Reply(
             f"Your digest comes every day at <b>{subscriber.send_time}</b>. Which time zone are you in? "
             "Send a name like <i>Europe/Berlin</i> or an offset like <i>UTC+5:30</i> — or /skip for UTC."

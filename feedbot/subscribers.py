@@ -18,12 +18,13 @@ from sqlalchemy.orm import Session
 from feedbot.clock import parse_hhmm, utcnow
 from feedbot.db import insert_for
 from feedbot.models import Delivery, Interest, Mute, Paper, Shown, Subscriber, Vote
+from feedbot.numbers import whole_number
 
 MAX_INTERESTS = 10
 MAX_INTEREST_CHARS = 200
 MAX_MUTES = 50
 FREQUENCIES = ("daily", "weekdays", "weekly")
-_OFFSET = re.compile(r"^(?:UTC|GMT)?\s*([+-])(\d{1,2})(?::?(\d{2}))?$", re.IGNORECASE)
+_OFFSET = re.compile(r"^(?:UTC|GMT)?\s*([+-])([0-9]{1,2})(?::?([0-9]{2}))?$", re.IGNORECASE)
 
 
 class UserError(ValueError):
@@ -92,9 +93,9 @@ def remove_interest(session: Session, subscriber: Subscriber, text: str) -> str:
         select(Interest).where(Interest.subscriber_id == subscriber.id).order_by(Interest.id)
     ).all()
     wanted = " ".join(text.split())
-    match = None
-    if wanted.isdigit() and 1 <= int(wanted) <= len(have):
-        match = have[int(wanted) - 1]
+    number = whole_number(wanted, 1, len(have))
+    if number is not None:
+        match = have[number - 1]
     else:
         match = next((i for i in have if i.text.casefold() == wanted.casefold()), None)
     if match is None:
@@ -195,9 +196,10 @@ def set_timezone(subscriber: Subscriber, text: str) -> str:
 
 
 def set_size(subscriber: Subscriber, text: str) -> int:
-    if not text.strip().isdigit() or not 1 <= int(text) <= 20:
+    size = whole_number(text, 1, 20)
+    if size is None:
         raise UserError("Send a number of picks from 1 to 20, e.g. /size 5")
-    subscriber.digest_size = int(text)
+    subscriber.digest_size = size
     return subscriber.digest_size
 
 
@@ -212,9 +214,10 @@ def set_frequency(subscriber: Subscriber, text: str) -> str:
 def pause(subscriber: Subscriber, days: str, today: date) -> date | None:
     """Pause for N days (vacation mode: resumes by itself), or until /resume without N."""
     if days.strip():
-        if not days.strip().isdigit() or not 1 <= int(days) <= 365:
+        count = whole_number(days, 1, 365)
+        if count is None:
             raise UserError("Send a number of days from 1 to 365, e.g. /pause 14, or /pause alone.")
-        subscriber.paused_until = today + timedelta(days=int(days))
+        subscriber.paused_until = today + timedelta(days=count)
     else:
         subscriber.paused_until = date.max
     return subscriber.paused_until
