@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from feedbot import deliveries, digests, schedule, subscribers, textmodel
+from feedbot import deliveries, digests, schedule, subscribers, textmatch, textmodel
 from feedbot.clock import utcnow
 from feedbot.config import Settings
 from feedbot.db import transaction
@@ -169,7 +169,7 @@ class Chat:
         return [Reply("Nothing to skip. Send /help to see what I can do.")]
 
     def _onboard_interests(self, session: Session, subscriber: Subscriber, text: str) -> list[Reply]:
-        added = subscribers.add_interests(session, subscriber, text)
+        added = subscribers.add_interests(session, subscriber, text, self._interest_matcher(session))
         listed = ", ".join(f"“{escape(a)}”" for a in added) or "nothing new"
         return self._after_interests(session, subscriber, f"Noted: {listed}.")
 
@@ -218,7 +218,7 @@ class Chat:
         action, _, rest = args.partition(" ")
         action = action.casefold()
         if action == "add":
-            added = subscribers.add_interests(session, subscriber, rest)
+            added = subscribers.add_interests(session, subscriber, rest, self._interest_matcher(session))
             note = f"Added {', '.join(f'“{escape(a)}”' for a in added)}." if added else "You already have those."
         elif action == "remove":
             if not rest.strip():
@@ -413,6 +413,14 @@ class Chat:
         return "<b>Your past digests</b>\n\n" + "\n\n".join(blocks), ([buttons] if buttons else [])
 
     # --- helpers -----------------------------------------------------------------------------
+
+    def _interest_matcher(self, session: Session) -> Callable[[str], bool]:
+        """Whether an interest shares a term with the corpus; before the first ingest there is no
+        vocabulary, so only what can never match (stop words, emoji, symbols) is refused."""
+        model = self.models.get(session)
+        if model is None:
+            return textmatch.could_match
+        return lambda text: textmatch.could_match(text) and model.transform([text]).nnz > 0
 
     def _next_line(self, session: Session, subscriber: Subscriber) -> str:
         now = self.clock()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
@@ -19,6 +20,7 @@ from feedbot.clock import parse_hhmm, utcnow
 from feedbot.db import insert_for
 from feedbot.models import Delivery, Interest, Mute, Paper, Shown, Subscriber, Vote
 from feedbot.numbers import whole_number
+from feedbot.textmatch import could_match
 
 MAX_INTERESTS = 10
 MAX_INTEREST_CHARS = 200
@@ -65,14 +67,24 @@ def split_interests(text: str) -> list[str]:
     return [p for p in parts if p]
 
 
-def add_interests(session: Session, subscriber: Subscriber, text: str) -> list[str]:
-    """Add each comma-separated interest; returns the ones that were new."""
+def add_interests(session: Session, subscriber: Subscriber, text: str,
+                  matches: Callable[[str], bool] = could_match) -> list[str]:
+    """Add each comma-separated interest; returns the ones that were new.
+
+    An interest that `matches` says no paper could ever be found by (only stop words or emoji,
+    or words the corpus never used) is refused with the others, before it becomes an empty profile.
+    """
     wanted = split_interests(text)
     if not wanted:
         raise UserError("Tell me a topic, e.g. /interests add diffusion models, robot learning")
     too_long = [w for w in wanted if len(w) > MAX_INTEREST_CHARS]
     if too_long:
         raise UserError(f"An interest can be at most {MAX_INTEREST_CHARS} characters.")
+    unknown = [w for w in wanted if not matches(w)]
+    if unknown:
+        listed = ", ".join(f"“{w[:60]}”" for w in unknown)
+        raise UserError(f"No paper I know uses the words of {listed}, so it would never match anything. "
+                        "Try the words papers use, e.g. a method, a task or a field (nothing was added).")
     have = interests(session, subscriber)
     folded = {h.casefold() for h in have}
     added = []
