@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from feedbot import deliveries, digests, schedule, subscribers, textmodel
+from feedbot import deliveries, digests, schedule, subscribers, textmatch, textmodel
 from feedbot.clock import utcnow
 from feedbot.config import Settings
 from feedbot.db import transaction
@@ -46,10 +46,11 @@ COMMANDS: list[tuple[str, str]] = [
     ("delete", "erase all your data"),
 ]
 BUTTON_DATA = re.compile(
-    r"^(?:v:\d{1,12}:[+-]|h:\d{1,4}|d:(?:yes|no)"
+    r"^(?:v:[0-9]{1,12}:[+-]|h:[0-9]{1,4}|d:(?:yes|no)"
     r"|s:(?:size:[+-]|time:[+-]|freq:(?:daily|weekdays|weekly)|pause|resume))$"
 )
 HISTORY_PAGE = 3
+NO_PAPERS_YET = digests.NO_PAPERS_YET
 SEARCH_RESULTS = 5
 
 
@@ -72,9 +73,13 @@ class ModelCache:
         files = sorted(self.model_dir.glob("tfidf-*.joblib"), key=lambda p: p.stat().st_mtime)
         return (str(files[-1]), files[-1].stat().st_mtime) if files else None
 
-    def get(self, session: Session) -> textmodel.TextModel:
+    def get(self, session: Session) -> textmodel.TextModel | None:
+        """The model, or None before the first ingest (no papers: nothing to fit)."""
         if self._model is None or self._newest() != self._seen:
-            self._model = textmodel.load(session, self.model_dir)
+            try:
+                self._model = textmodel.load(session, self.model_dir)
+            except textmodel.NoPapersError:
+                return None
             self._seen = self._newest()
         return self._model
 
@@ -164,14 +169,18 @@ class Chat:
         return [Reply("Nothing to skip. Send /help to see what I can do.")]
 
     def _onboard_interests(self, session: Session, subscriber: Subscriber, text: str) -> list[Reply]:
-        added = subscribers.add_interests(session, subscriber, text)
+        added = subscribers.add_interests(session, subscriber, text, self._interest_matcher(session))
         listed = ", ".join(f"“{escape(a)}”" for a in added) or "nothing new"
         return self._after_interests(session, subscriber, f"Noted: {listed}.")
 
     def _after_interests(self, session: Session, subscriber: Subscriber, note: str) -> list[Reply]:
         subscriber.awaiting = "timezone"
         replies = [Reply(note)]
-        replies += digests.starter(session, self.models.get(session), subscriber, self.clock(), self.settings)
+        model = self.models.get(session)
+        if model is None:
+            replies.append(Reply(f"There are {NO_PAPERS_YET}, so there is nothing to rate yet."))
+        else:
+            replies += digests.starter(session, model, subscriber, self.clock(), self.settings)
         replies.append(Reply(
             f"Your digest comes every day at <b>{subscriber.send_time}</b>. Which time zone are you in? "
             "Send a name like <i>Europe/Berlin</i> or an offset like <i>UTC+5:30</i> — or /skip for UTC."
@@ -209,7 +218,7 @@ class Chat:
         action, _, rest = args.partition(" ")
         action = action.casefold()
         if action == "add":
-            added = subscribers.add_interests(session, subscriber, rest)
+            added = subscribers.add_interests(session, subscriber, rest, self._interest_matcher(session))
             note = f"Added {', '.join(f'“{escape(a)}”' for a in added)}." if added else "You already have those."
         elif action == "remove":
             if not rest.strip():
@@ -404,6 +413,14 @@ class Chat:
         return "<b>Your past digests</b>\n\n" + "\n\n".join(blocks), ([buttons] if buttons else [])
 
     # --- helpers -----------------------------------------------------------------------------
+
+    def _interest_matcher(self, session: Session) -> Callable[[str], bool]:
+        """Whether an interest shares a term with the corpus; before the first ingest there is no
+        vocabulary, so only what can never match (stop words, emoji, symbols) is refused."""
+        model = self.models.get(session)
+        if model is None:
+            return textmatch.could_match
+        return lambda text: textmatch.could_match(text) and model.transform([text]).nnz > 0
 
     def _next_line(self, session: Session, subscriber: Subscriber) -> str:
         now = self.clock()

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from feedbot import db
 from feedbot.config import ConfigError, Settings, load_settings, setup_logging
+from feedbot.numbers import whole_number
 
 QUIET_EXEMPT = ("worker",)
 Command = Callable[[argparse.Namespace, Settings], int]
@@ -90,7 +91,10 @@ def _refit(engine: Engine, settings: Settings, force: bool = False) -> None:
     from feedbot import textmodel
 
     with Session(engine) as session:
-        model, fitted = textmodel.ensure(session, settings.model_dir, force=force)
+        try:
+            model, fitted = textmodel.ensure(session, settings.model_dir, force=force)
+        except textmodel.NoPapersError as exc:
+            raise CommandError(str(exc)) from None
     if fitted:
         print(f"text model fitted: {len(model.paper_ids)} papers, {model.vocabulary_size} terms, "
               f"{model.fit_seconds:.1f} s")
@@ -358,9 +362,10 @@ def _date(text: str) -> date:
 
 
 def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
+    value = whole_number(text, 1)
+    if value is None:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return int(text)
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, time
 
 Clock = Callable[[], datetime]
 
-_HHMM = re.compile(r"^([01]?\d|2[0-3])[:.h]?([0-5]\d)$")
+_HHMM = re.compile(r"^([01]?[0-9]|2[0-3])[:.h]?([0-5][0-9])$")
 
 
 def utcnow() -> datetime:

@@ -1,12 +1,17 @@
 """`feedbot chat`: the Telegram conversation in a terminal, for one local subscriber.
 
 Type commands as in Telegram (/start, /digest, …); buttons appear as numbered choices
-[1] [2] … and you press one by typing its number. Works with piped stdin, so a session can be
-scripted: each input line is echoed after a `> ` so a transcript reads like the chat.
+[1] [2] … and you press one by typing its number. Numbers always mean the newest buttons on
+screen (the last keyboard printed), so `1` after /digest is 👍 on pick 1; each keyboard also has a
+letter, and `b3` still presses button 3 of keyboard b after newer ones appeared. Works with piped
+stdin, so a session can be scripted: each input line is echoed after a `> ` so a transcript
+reads like the chat.
 """
 
 from __future__ import annotations
 
+import re
+import string
 import sys
 from collections.abc import Iterable
 from typing import TextIO
@@ -15,20 +20,24 @@ from feedbot.chat import Chat, User
 from feedbot.messages import Button, Reply, plain
 
 EXIT_WORDS = {"quit", "exit", "/quit", "/exit"}
+CHOICE = re.compile(r"^([a-z]{0,3})([0-9]{1,4})$")
 
 
-class _Keyboard:
-    """A message's buttons and the numbers they answer to; an edited keyboard keeps its numbers."""
-
-    def __init__(self, rows: list[list[Button]], numbers: list[list[int]]) -> None:
-        self.rows, self.numbers = rows, numbers
+def tag_name(index: int) -> str:
+    """a, b, …, z, aa, ab, …: short names for keyboards in the order they appeared."""
+    name = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        name = string.ascii_lowercase[rest] + name
+    return name
 
 
 class Console:
     def __init__(self, chat: Chat, user: User, out: TextIO = sys.stdout) -> None:
         self.chat, self.user, self.out = chat, user, out
-        self.choices: dict[int, tuple[_Keyboard, int, int]] = {}
-        self.next_choice = 1
+        self.keyboards: dict[str, list[list[Button]]] = {}  # by tag; the last one is the newest
+        self.shown = 0
 
     def show(self, replies: Iterable[Reply]) -> None:
         for reply in replies:
@@ -40,20 +49,38 @@ class Console:
             self.show_keyboard(reply.keyboard)
             self.out.write("\n")
 
-    def show_keyboard(self, rows: list[list[Button]], keyboard: _Keyboard | None = None) -> None:
-        shape = [len(row) for row in rows]
-        if keyboard is None or shape != [len(row) for row in keyboard.numbers]:
-            numbers = []
-            for row in rows:
-                numbers.append(list(range(self.next_choice, self.next_choice + len(row))))
-                self.next_choice += len(row)
-            keyboard = _Keyboard(rows, numbers) if keyboard is None else keyboard
-            keyboard.numbers = numbers
-        keyboard.rows = rows
-        for r, (row, numbers) in enumerate(zip(rows, keyboard.numbers, strict=True)):
-            for c, number in enumerate(numbers):
-                self.choices[number] = (keyboard, r, c)
-            self.out.write("  " + "   ".join(f"[{n}] {b.label}" for n, b in zip(numbers, row, strict=True)) + "\n")
+    def show_keyboard(self, rows: list[list[Button]], tag: str | None = None) -> None:
+        """Print buttons numbered from 1 and make them the newest (an edited keyboard keeps its tag)."""
+        if not any(rows):
+            return
+        if tag is None:
+            tag = tag_name(self.shown)
+            self.shown += 1
+        self.keyboards.pop(tag, None)
+        self.keyboards[tag] = rows
+        number = 0
+        for row in rows:
+            labels = []
+            for button in row:
+                number += 1
+                labels.append(f"[{number}] {button.label}")
+            self.out.write("  " + "   ".join(labels) + "\n")
+        self.out.write(f"  (type 1–{number}; later {tag}1–{tag}{number} still press these)\n")
+
+    def _find(self, line: str) -> tuple[str, Button] | None | str:
+        """The keyboard tag and button a choice names, None when it names none, or the line
+        itself when it is not a choice at all (text to send)."""
+        match = CHOICE.match(line.casefold())
+        if not match:
+            return line
+        tag, number = match.group(1), int(match.group(2))
+        if tag and tag not in self.keyboards:
+            return line
+        if not self.keyboards:
+            return None
+        tag = tag or next(reversed(self.keyboards))
+        buttons = [b for row in self.keyboards[tag] for b in row]
+        return (tag, buttons[number - 1]) if 1 <= number <= len(buttons) else None
 
     def handle(self, line: str) -> bool:
         """One input line; False when the user wants to leave."""
@@ -62,22 +89,21 @@ class Console:
             return True
         if line.casefold() in EXIT_WORDS:
             return False
-        if line.isdigit():
-            choice = self.choices.get(int(line))
-            if choice is None:
-                self.out.write(f"There is no choice [{line}].\n\n")
-                return True
-            keyboard, row, column = choice
-            answer = self.chat.button(self.user, keyboard.rows[row][column].data, keyboard.rows)
+        found = self._find(line)
+        if found is None:
+            self.out.write(f"There is no choice [{line}].\n\n")
+            return True
+        if isinstance(found, tuple):
+            tag, button = found
+            answer = self.chat.button(self.user, button.data, self.keyboards[tag])
             if answer.notice:
                 self.out.write(f"({answer.notice})\n")
             if answer.text is not None:
                 self.out.write(plain(answer.text).strip() + "\n")
             if answer.keyboard:
-                self.show_keyboard(answer.keyboard, keyboard)
+                self.show_keyboard(answer.keyboard, tag)
             elif answer.keyboard == []:
-                for number in [n for numbers in keyboard.numbers for n in numbers]:
-                    self.choices.pop(number, None)
+                self.keyboards.pop(tag, None)
             self.out.write("\n")
             self.show(answer.replies)
             return True
@@ -87,7 +113,6 @@ class Console:
         else:
             self.show(self.chat.text(self.user, line))
         return True
-
     def run(self, lines: TextIO = sys.stdin) -> None:
         interactive = lines.isatty()
         self.out.write("feedbot console chat: type /start to begin, /help for commands, "

@@ -20,6 +20,7 @@ from feedbot.papers import latest_dump_failed
 from feedbot.textmodel import TextModel
 
 STARTER_SIZE = 5
+NO_PAPERS_YET = "no papers yet — your first digest comes after the first listing"
 
 
 @dataclass
@@ -41,7 +42,7 @@ def empty_reason(session: Session, subscriber: Subscriber, day: date, listed_on:
     if latest_dump_failed(session):
         return "the latest papers dump failed to ingest; the team has been told"
     if listed_on is None:
-        return "no papers have been listed yet"
+        return NO_PAPERS_YET
     return f"no new papers since the listing of {listed_on:%a %d %b} (you have seen them all)"
 
 

@@ -2,7 +2,12 @@
 
 The format: header lines up to the first date line (`Mar 11` or `March 11`, no year), then
 non-empty lines alternating title, abstract. A later date line starts a new section. The year is
-the latest one that puts the date on or before the dump's own timestamp.
+the latest one that puts the date no later than a day after the dump's own timestamp (the page's
+time zone may be ahead of UTC).
+
+Nothing marks which line is a title, so a lost line shifts every pair after it. An odd count is
+caught by the missing last abstract; an even loss is caught by the lines' shapes: a title is
+short and no sentence, an abstract is a paragraph. See `check_shapes`.
 """
 
 from __future__ import annotations
@@ -11,16 +16,18 @@ import calendar
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 MAX_FILE_BYTES = 256 * 1024 * 1024
 MAX_LINE_CHARS = 64 * 1024
-MAX_TITLE_CHARS = 500
+MAX_TITLE_CHARS = 300  # longer than any real title: such a line is an abstract out of place
+ABSTRACT_ENDINGS = (".", "!", "…", "。")  # a title may end in "?" or ")", rarely in these
+MIN_COLUMN_PAIRS = 4  # below this, short test dumps ("T1", "A1") cannot be told from titles-only ones
 
 _MONTHS = {name.lower(): i for i, name in enumerate(calendar.month_abbr) if name}
 _MONTHS |= {name.lower(): i for i, name in enumerate(calendar.month_name) if name}
 _MONTHS["sept"] = 9
-_DATE_LINE = re.compile(r"^([A-Za-z]{3,9})\.? (\d{1,2})$")
+_DATE_LINE = re.compile(r"^([A-Za-z]{3,9})\.? ([0-9]{1,2})$")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 _NON_WORD = re.compile(r"[\W_]+")
@@ -58,9 +65,14 @@ class ParsedDump:
 
 
 def dedupe_key(title: str) -> str:
-    """The same paper however it was typed: NFKC, casefolded, punctuation and spaces collapsed."""
+    """The same paper however it was typed: NFKC, casefolded, punctuation and spaces collapsed.
+
+    A title with no word characters at all (emoji, symbols) keeps its symbols, so it is never the
+    empty key that every such title would share.
+    """
     folded = unicodedata.normalize("NFKC", title).casefold()
-    return " ".join(_NON_WORD.sub(" ", folded).split())[:512]
+    words = " ".join(_NON_WORD.sub(" ", folded).split())
+    return (words or " ".join(folded.split()) or title)[:512]
 
 
 def normalise_space(text: str) -> str:
@@ -84,13 +96,18 @@ def decode(raw: bytes, name: str) -> str:
 
 
 def infer_year(month: int, day: int, stamp: date) -> date:
-    """The latest date with this month/day that is not after `stamp` (Feb 29 finds a leap year)."""
-    for year in range(stamp.year, stamp.year - 9, -1):
+    """The latest date with this month/day at most a day after `stamp` (Feb 29 finds a leap year).
+
+    `stamp` is a UTC date; the page's own date can be a day ahead of it (a `Jan 1` page saved at
+    23:30 UTC on Dec 31 from a zone east of UTC), never more, so one day of slack.
+    """
+    latest = stamp + timedelta(days=1)
+    for year in range(latest.year, latest.year - 9, -1):
         try:
             candidate = date(year, month, day)
         except ValueError:
             continue
-        if candidate <= stamp:
+        if candidate <= latest:
             return candidate
     raise ValueError(f"no valid year for {calendar.month_abbr[month]} {day}")
 
@@ -139,8 +156,6 @@ def parse_dump(raw: bytes, name: str, stamp: date) -> ParsedDump:
                 continue
             if section is None:
                 continue  # header lines before the first date
-            if len(line) > MAX_TITLE_CHARS:
-                raise DumpError(name, f"title is {len(line)} characters, over the {MAX_TITLE_CHARS} cap", number)
             title = (line, number)
         else:
             entries.append(Entry(title[0], line, section, title[1]))
@@ -151,4 +166,43 @@ def parse_dump(raw: bytes, name: str, stamp: date) -> ParsedDump:
         raise DumpError(name, f"title {title[0][:60]!r} has no abstract after it", title[1])
     if not entries:
         raise DumpError(name, "no papers after the date line (header only?)")
+    check_shapes(name, entries)
     return ParsedDump(name, entries)
+
+
+def looks_like_abstract(line: str) -> bool:
+    """A paragraph rather than a title: longer than any title, or ending like a sentence."""
+    return len(line) > MAX_TITLE_CHARS or line.endswith(ABSTRACT_ENDINGS)
+
+
+def check_shapes(name: str, entries: list[Entry]) -> None:
+    """Refuse a dump whose title/abstract pairs are shifted or that holds only titles.
+
+    A line lost from a dump pairs each later title with the next title and each abstract with the
+    next abstract (or the other way round), so a shifted region shows lines of the wrong shape:
+    - a title over MAX_TITLE_CHARS characters is an abstract in a title's place;
+    - when the dump has real abstracts (some over MAX_TITLE_CHARS), an "abstract" that is a short
+      line not ending like a sentence is a title in an abstract's place;
+    - with MIN_COLUMN_PAIRS pairs or more, an abstract column where most lines are no sentence and
+      lines are about as long as the titles is a titles-only dump.
+    Short test dumps ("T1", "A1") stay accepted: there is no evidence either way.
+    """
+    real_abstracts = any(len(e.abstract) > MAX_TITLE_CHARS for e in entries)
+    for entry in entries:  # the first misplaced line is reported
+        if len(entry.title) > MAX_TITLE_CHARS:
+            raise DumpError(name, f"a {len(entry.title):,}-character line where a title belongs: it looks like "
+                            f"an abstract, so a title or an abstract is missing above it", entry.line)
+        if real_abstracts and not looks_like_abstract(entry.abstract):
+            raise DumpError(name, f"the line after title {entry.title[:60]!r} looks like a title, not an "
+                            "abstract (short, no sentence ending): an abstract is missing here, or the "
+                            "dump holds titles only", entry.line)
+    if real_abstracts:
+        return
+    sentences = sum(looks_like_abstract(e.abstract) for e in entries)
+    if len(entries) >= MIN_COLUMN_PAIRS and 2 * sentences < len(entries):
+        titles = sorted(len(e.title) for e in entries)
+        abstracts = sorted(len(e.abstract) for e in entries)
+        if abstracts[len(abstracts) // 2] < 1.5 * titles[len(titles) // 2]:
+            raise DumpError(name, f"{len(entries) - sentences} of {len(entries)} abstracts are short lines with no "
+                            "sentence ending, as short as the titles: this looks like a titles-only dump",
+                            entries[0].line)

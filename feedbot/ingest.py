@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from feedbot.clock import utcnow
 from feedbot.db import insert_for, transaction
 from feedbot.dumps import DumpError, ParsedDump, parse_dump
-from feedbot.models import Dump, Listing, Paper
+from feedbot.models import Dump, Listing, Paper, Sweep
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,12 @@ class IngestReport:
     new: int = 0
     known: int = 0
     error: str = ""
+    stuck: str = ""  # why a swept file could not be moved out of the inbox
 
     def line(self) -> str:
+        return self._line() + (f" (NOT MOVED: {self.stuck})" if self.stuck else "")
+
+    def _line(self) -> str:
         if self.status == "ingested":
             return f"{self.name}: {self.entries} entries, {self.new} new papers, {self.known} already known"
         if self.status == "duplicate":
@@ -217,15 +221,49 @@ def sweep_inbox(
         reports.append(report)
         if report.status == "retry":
             continue
-        folder = inbox / ("failed" if report.status == "failed" else "done")
-        folder.mkdir(exist_ok=True)
-        destination = _free_name(folder / path.name)
         try:
-            shutil.move(path, destination)
-        except FileNotFoundError:
-            continue
-        if report.status == "failed":
-            destination.with_name(destination.name + ".error.txt").write_text(
-                report.error + "\n", encoding="utf-8"
-            )
+            _set_aside(inbox, path, report)
+        except OSError as exc:  # e.g. a done/ folder the service user may not write: carry on
+            report.stuck = f"cannot move it to {'failed' if report.status == 'failed' else 'done'}/: " \
+                           f"{type(exc).__name__}: {exc.strerror or exc}"
+            log.error("inbox %s: %s", path.name, report.stuck)
+    try:
+        record_stuck(engine, reports)
+    except Exception:  # database trouble: the log line above still says which files are stuck
+        log.exception("could not record the inbox's stuck files")
     return reports
+
+
+def _set_aside(inbox: Path, path: Path, report: IngestReport) -> None:
+    """Move a swept dump to done/, or intact to failed/ next to a note saying why."""
+    folder = inbox / ("failed" if report.status == "failed" else "done")
+    folder.mkdir(exist_ok=True)
+    destination = _free_name(folder / path.name)
+    try:
+        shutil.move(path, destination)
+    except FileNotFoundError:
+        if path.exists():  # the folder vanished, not the file
+            raise
+        return
+    if report.status == "failed":
+        destination.with_name(destination.name + ".error.txt").write_text(report.error + "\n", encoding="utf-8")
+
+
+STUCK_SWEEP = "inbox files"
+
+
+def record_stuck(engine: Engine, reports: list[IngestReport]) -> None:
+    """Keep what could not be moved out of the inbox where `feedbot status` shows it."""
+    stuck = [r for r in reports if r.stuck]
+    if stuck:
+        summary = (f"{len(stuck)} of {len(reports)} swept files could not be moved and stay in the inbox: "
+                   + "; ".join(f"{r.name}: {r.stuck}" for r in stuck[:5]) + (" …" if len(stuck) > 5 else ""))
+    elif reports:
+        summary = f"all {len(reports)} swept files moved out of the inbox"
+    else:
+        return
+    now = utcnow()
+    with transaction(engine) as session:
+        insert = insert_for(session)
+        session.execute(insert(Sweep).values(name=STUCK_SWEEP, ran_at=now, summary=summary).on_conflict_do_update(
+            index_elements=["name"], set_={"ran_at": now, "summary": summary}))

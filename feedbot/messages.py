@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 MAX_TEXT = 4096  # Telegram's limit for one message
 MAX_CALLBACK_BYTES = 64  # Telegram's limit for a button's callback data
-VOTE_DATA = re.compile(r"^v:(\d{1,12}):([+-])$")
+VOTE_DATA = re.compile(r"^v:([0-9]{1,12}):([+-])$")
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def numbered_papers(keyboard: list[list[Button]]) -> list[tuple[int, int]]:
         match = VOTE_DATA.match(row[0].data) if row else None
         if match:
             number = row[0].label.rsplit(" ", 1)[-1]
-            out.append((int(number) if number.isdigit() else len(out) + 1, int(match.group(1))))
+            out.append((int(number) if number.isascii() and number.isdecimal() else len(out) + 1, int(match.group(1))))
     return out
 
 

@@ -4,7 +4,6 @@ the picks into suggestions with a why-line. Writes nothing: recording is the dig
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -15,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from feedbot import ranking
 from feedbot.models import Interest, Listing, Mute, Paper, Shown, Subscriber, Vote
+from feedbot.textmatch import fold, mute_pattern
 from feedbot.textmodel import TextModel
 
 DEFAULT_PARAMS = ranking.Params()
@@ -57,12 +57,6 @@ def candidates(session: Session, day: date, days: int) -> list[Candidate]:
         .order_by(Paper.id)
     ).all()
     return [Candidate(*row) for row in rows]
-
-
-def mute_pattern(words: list[str]) -> re.Pattern[str] | None:
-    if not words:
-        return None
-    return re.compile(r"\b(?:" + "|".join(re.escape(w) for w in words) + r")\b", re.IGNORECASE)
 
 
 def why_line(reason: ranking.Reason, liked_titles: dict[int, str], interests: list[str], n_topics: int) -> str:
@@ -141,7 +135,7 @@ def recommend(
         pattern = mute_pattern(muted[subscriber.id])
         blocked = set(excluded[subscriber.id])
         if pattern is not None:
-            blocked |= {n for n, text in enumerate(texts) if pattern.search(text)}
+            blocked |= {n for n, text in enumerate(texts) if pattern.search(fold(text))}
         own = interests[subscriber.id]
         tastes.append(ranking.Taste(
             liked=np.array([r for r, _ in liked], np.int64),

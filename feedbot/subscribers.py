@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
@@ -18,12 +19,14 @@ from sqlalchemy.orm import Session
 from feedbot.clock import parse_hhmm, utcnow
 from feedbot.db import insert_for
 from feedbot.models import Delivery, Interest, Mute, Paper, Shown, Subscriber, Vote
+from feedbot.numbers import whole_number
+from feedbot.textmatch import could_match
 
 MAX_INTERESTS = 10
 MAX_INTEREST_CHARS = 200
 MAX_MUTES = 50
 FREQUENCIES = ("daily", "weekdays", "weekly")
-_OFFSET = re.compile(r"^(?:UTC|GMT)?\s*([+-])(\d{1,2})(?::?(\d{2}))?$", re.IGNORECASE)
+_OFFSET = re.compile(r"^(?:UTC|GMT)?\s*([+-])([0-9]{1,2})(?::?([0-9]{2}))?$", re.IGNORECASE)
 
 
 class UserError(ValueError):
@@ -64,14 +67,24 @@ def split_interests(text: str) -> list[str]:
     return [p for p in parts if p]
 
 
-def add_interests(session: Session, subscriber: Subscriber, text: str) -> list[str]:
-    """Add each comma-separated interest; returns the ones that were new."""
+def add_interests(session: Session, subscriber: Subscriber, text: str,
+                  matches: Callable[[str], bool] = could_match) -> list[str]:
+    """Add each comma-separated interest; returns the ones that were new.
+
+    An interest that `matches` says no paper could ever be found by (only stop words or emoji,
+    or words the corpus never used) is refused with the others, before it becomes an empty profile.
+    """
     wanted = split_interests(text)
     if not wanted:
         raise UserError("Tell me a topic, e.g. /interests add diffusion models, robot learning")
     too_long = [w for w in wanted if len(w) > MAX_INTEREST_CHARS]
     if too_long:
         raise UserError(f"An interest can be at most {MAX_INTEREST_CHARS} characters.")
+    unknown = [w for w in wanted if not matches(w)]
+    if unknown:
+        listed = ", ".join(f"“{w[:60]}”" for w in unknown)
+        raise UserError(f"No paper I know uses the words of {listed}, so it would never match anything. "
+                        "Try the words papers use, e.g. a method, a task or a field (nothing was added).")
     have = interests(session, subscriber)
     folded = {h.casefold() for h in have}
     added = []
@@ -92,9 +105,9 @@ def remove_interest(session: Session, subscriber: Subscriber, text: str) -> str:
         select(Interest).where(Interest.subscriber_id == subscriber.id).order_by(Interest.id)
     ).all()
     wanted = " ".join(text.split())
-    match = None
-    if wanted.isdigit() and 1 <= int(wanted) <= len(have):
-        match = have[int(wanted) - 1]
+    number = whole_number(wanted, 1, len(have))
+    if number is not None:
+        match = have[number - 1]
     else:
         match = next((i for i in have if i.text.casefold() == wanted.casefold()), None)
     if match is None:
@@ -195,9 +208,10 @@ def set_timezone(subscriber: Subscriber, text: str) -> str:
 
 
 def set_size(subscriber: Subscriber, text: str) -> int:
-    if not text.strip().isdigit() or not 1 <= int(text) <= 20:
+    size = whole_number(text, 1, 20)
+    if size is None:
         raise UserError("Send a number of picks from 1 to 20, e.g. /size 5")
-    subscriber.digest_size = int(text)
+    subscriber.digest_size = size
     return subscriber.digest_size
 
 
@@ -212,9 +226,10 @@ def set_frequency(subscriber: Subscriber, text: str) -> str:
 def pause(subscriber: Subscriber, days: str, today: date) -> date | None:
     """Pause for N days (vacation mode: resumes by itself), or until /resume without N."""
     if days.strip():
-        if not days.strip().isdigit() or not 1 <= int(days) <= 365:
+        count = whole_number(days, 1, 365)
+        if count is None:
             raise UserError("Send a number of days from 1 to 365, e.g. /pause 14, or /pause alone.")
-        subscriber.paused_until = today + timedelta(days=int(days))
+        subscriber.paused_until = today + timedelta(days=count)
     else:
         subscriber.paused_until = date.max
     return subscriber.paused_until

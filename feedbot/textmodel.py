@@ -109,14 +109,41 @@ def corpus_version(session: Session) -> str:
     return f"{count}-{highest or 0}"
 
 
+class NoPapersError(ValueError):
+    """The corpus is empty: nothing to fit before the first ingest."""
+
+
+# Options relaxed in turn when a small or odd corpus leaves no terms: `max_df` prunes every word of
+# a two-paper corpus, stop words are all a short title may have, and a corpus of emoji or symbols
+# has no word tokens at all (characters then stand in for words).
+FALLBACK_OPTIONS = (
+    {},
+    {"max_df": 1.0},
+    {"max_df": 1.0, "stop_words": None, "token_pattern": r"(?u)\b\w+\b"},
+    {"max_df": 1.0, "stop_words": None, "analyzer": "char", "ngram_range": (1, 1),
+     "strip_accents": None, "token_pattern": None},
+)
+
+
+def fit_vectorizer(documents: list[str]) -> tuple[TfidfVectorizer, sp.csr_matrix]:
+    """Fit with the benchmarked options, relaxing them only when they leave no terms at all."""
+    if not documents:
+        raise NoPapersError("there are no papers to fit the text model on: ingest some dumps first")
+    for overrides in FALLBACK_OPTIONS:
+        vectorizer = make_vectorizer(**overrides)
+        try:
+            return vectorizer, vectorizer.fit_transform(documents).tocsr()
+        except ValueError:  # "After pruning, no terms remain" / "empty vocabulary"
+            continue
+    # Unreachable for non-empty text (every document has characters), kept as a clear failure.
+    raise ValueError("the papers' titles and abstracts contain no characters to fit the text model on")
+
+
 def fit(session: Session) -> TextModel:
-    """Fit the vectorizer on every paper's title and abstract."""
+    """Fit the vectorizer on every paper's title and abstract (one paper is enough)."""
     start = time.perf_counter()
     rows = session.execute(select(Paper.id, Paper.title, Paper.abstract).order_by(Paper.id)).all()
-    if not rows:
-        raise ValueError("there are no papers to fit the text model on: ingest some dumps first")
-    vectorizer = make_vectorizer()
-    vectors = vectorizer.fit_transform([document(t, a) for _, t, a in rows]).tocsr()
+    vectorizer, vectors = fit_vectorizer([document(t, a) for _, t, a in rows])
     topics, centres = fit_topics(vectors)
     return TextModel(
         vectorizer=vectorizer,

@@ -221,7 +221,7 @@ def test_empty_day_says_why(running, telegram, engine, clock):
     clock.now = datetime(2026, 3, 12, 9, 0, tzinfo=UTC)
     runner.call(worker.sweep_digests())
     [message] = digests_to(telegram, 601)
-    assert "No papers for you today: no papers have been listed yet" in message.text
+    assert "No papers for you today: no papers yet — your first digest comes after the first listing" in message.text
     with Session(engine) as session:
         assert session.scalar(select(Delivery.status)) == "empty"
 

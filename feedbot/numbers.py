@@ -1,0 +1,19 @@
+"""Whole numbers typed by people: `5`, `０５` or `٥` are five; `²`, `5.0`, `1e3` or a 5,000-digit
+string are not numbers here. `str.isdigit()` says yes to `²` while `int()` refuses it, so every
+numeric argument goes through `whole_number` and gets a clear reply instead of an exception.
+"""
+
+from __future__ import annotations
+
+MAX_DIGITS = 9
+
+
+def whole_number(text: str, low: int | None = None, high: int | None = None) -> int | None:
+    """The number `text` spells in decimal digits (any script), within [low, high]; else None."""
+    text = text.strip()
+    if not text or len(text) > MAX_DIGITS or not text.isdecimal():
+        return None
+    value = int(text)
+    if (low is not None and value < low) or (high is not None and value > high):
+        return None
+    return value

@@ -1,0 +1,79 @@
+"""Property-based test of the whole conversation: any sequence of commands, arguments, free text
+and button data, in any unicode, gets an answer, raises nothing, and leaves the database sound
+(no paper shown twice, votes only on shown papers, one subscriber row per user), before and after
+the first ingest, on SQLite and PostgreSQL."""
+
+from datetime import UTC, date, datetime
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from feedbot import textmodel
+from feedbot.chat import COMMANDS, Chat, User
+from feedbot.ingest import ingest_paths
+from feedbot.models import Shown, Subscriber, Vote
+from tests.test_first_day import write_dump
+
+NOW = datetime(2026, 3, 12, 9, 0, tzinfo=UTC)
+ANY_TEXT = st.text(max_size=40)
+ARGS = st.one_of(ANY_TEXT, st.sampled_from(["1", "²", "٣", "0", "21", "add diffusion", "add the of and", "add 🚀",
+                                            "remove 1", "remove ¹", "clear", "daily", "07:30", "Asia/Tokyo",
+                                            "c++", "UTC+5:30", "9" * 40]))
+COMMAND = st.tuples(st.just("command"), st.one_of(st.sampled_from([n for n, _ in COMMANDS] + ["skip"]), ANY_TEXT),
+                    ARGS)
+TEXT = st.tuples(st.just("text"), st.one_of(ANY_TEXT, st.sampled_from(["diffusion, robots", "Europe/Berlin"])),
+                 st.just(""))
+BUTTON = st.tuples(st.just("button"), st.one_of(
+    st.sampled_from(["h:0", "h:9999", "s:size:+", "s:size:-", "s:time:+", "s:freq:weekly", "s:pause",
+                     "s:resume", "d:yes", "d:no", "v:1:+", "v:2:-", "v:999999999999:+"]),
+    st.integers(0, 12).map(lambda i: f"shown:{i}"), ANY_TEXT), st.just(""))
+ACTIONS = st.lists(st.tuples(st.integers(1, 3), st.one_of(COMMAND, TEXT, BUTTON)), min_size=1, max_size=14)
+
+
+@pytest.mark.parametrize("papers", [0, 7])
+def test_any_conversation_answers_and_keeps_the_database_sound(engine, settings, tmp_path, papers):
+    if papers:
+        ingest_paths(engine, [write_dump(tmp_path, papers)], stamp=date(2026, 3, 12))
+        with Session(engine) as session:
+            textmodel.ensure(session, settings.model_dir)
+    chat = Chat(engine, settings, clock=lambda: NOW)
+
+    @settings_for_ci
+    @given(ACTIONS)
+    def run(actions):
+        keyboards: dict[int, list] = {}
+        for uid, (kind, what, args) in actions:
+            user = User(uid, uid)
+            if kind == "command":
+                replies = chat.command(user, what, args)
+                assert replies and all(r.text.strip() for r in replies)
+                keyboards[uid] = [b for r in replies for row in r.keyboard for b in row] or keyboards.get(uid, [])
+            elif kind == "text":
+                replies = chat.text(user, what)
+                assert replies and all(r.text.strip() for r in replies)
+                keyboards[uid] = [b for r in replies for row in r.keyboard for b in row] or keyboards.get(uid, [])
+            else:
+                if what.startswith("shown:"):
+                    buttons = keyboards.get(uid, [])
+                    index = int(what.split(":")[1])
+                    what = buttons[index % len(buttons)].data if buttons else "v:1:+"
+                answer = chat.button(user, what)
+                assert answer.notice or answer.text or answer.replies
+        with Session(engine) as session:
+            per_user = session.execute(select(Subscriber.telegram_id, func.count()).group_by(Subscriber.telegram_id))
+            assert all(count == 1 for _, count in per_user)
+            repeats = session.execute(select(Shown.subscriber_id, Shown.paper_id, func.count())
+                                      .group_by(Shown.subscriber_id, Shown.paper_id).having(func.count() > 1)).all()
+            assert not repeats
+            unshown = session.scalar(select(func.count()).select_from(Vote).where(~select(Shown).where(
+                Shown.subscriber_id == Vote.subscriber_id, Shown.paper_id == Vote.paper_id).exists()))
+            assert unshown == 0
+
+    run()
+
+
+settings_for_ci = settings(max_examples=60, deadline=None, database=None,
+                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])

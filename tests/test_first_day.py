@@ -1,0 +1,104 @@
+"""A fresh deployment: a subscriber before the first ingest, then a tiny first corpus (0, 1, 2, 3
+and 10 papers), through ingest → onboarding → digest, on SQLite and PostgreSQL."""
+
+import subprocess
+import sys
+from datetime import UTC, date, datetime
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from feedbot import textmodel
+from feedbot.chat import COMMANDS, Chat, User
+from feedbot.ingest import ingest_paths
+from feedbot.models import Shown
+
+NOW = datetime(2026, 3, 12, 9, 0, tzinfo=UTC)
+TOPICS = ["diffusion models for video", "robot grasping", "protein folding", "speech recognition",
+          "graph neural networks", "sparse attention", "retrieval augmented generation", "tabular learning",
+          "weather forecasting", "code generation"]
+
+
+def write_dump(folder, n: int):
+    lines = ["new", "", "Mar 12", ""]
+    for i in range(n):
+        lines += [f"Paper {i}: {TOPICS[i]}", "", f"We study {TOPICS[i]} with a new method number {i}.", ""]
+    path = folder / f"first-{n}.txt"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def say(chat, user, text):
+    replies = chat.command(user, *text[1:].partition(" ")[::2]) if text.startswith("/") else chat.text(user, text)
+    assert replies and all(r.text.strip() for r in replies), text
+    return replies
+
+
+def test_every_path_answers_before_the_first_ingest(engine, settings):
+    chat = Chat(engine, settings, clock=lambda: NOW)
+    alice = User(1, 1)
+    say(chat, alice, "/start")
+    [noted, none_yet, question] = say(chat, alice, "diffusion models")
+    assert "no papers yet — your first digest comes after the first listing" in none_yet.text
+    assert "time zone" in question.text
+    assert "All set" in say(chat, alice, "/skip")[0].text
+    [digest] = say(chat, alice, "/digest")
+    assert "no papers yet — your first digest comes after the first listing" in digest.text
+    for name, _ in COMMANDS:
+        for args in ("", "1", "²", "add robots", "x" * 300):
+            say(chat, alice, f"/{name} {args}".strip())
+    for data in ("v:1:+", "h:0", "s:size:+", "s:pause", "s:resume", "d:no"):
+        answer = chat.button(alice, data)
+        assert answer.notice or answer.text
+    # A newcomer's /skip at the interests question also completes onboarding.
+    bob = User(2, 2)
+    say(chat, bob, "/start")
+    assert any("no papers yet" in r.text for r in say(chat, bob, "/skip"))
+    assert "All set" in say(chat, bob, "/skip")[0].text
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 10])
+def test_ingest_onboarding_digest_at_any_corpus_size(engine, settings, tmp_path, n):
+    if n:
+        reports = ingest_paths(engine, [write_dump(tmp_path, n)], stamp=date(2026, 3, 12))
+        assert [r.status for r in reports] == ["ingested"]
+        with Session(engine) as session:
+            model, fitted = textmodel.ensure(session, settings.model_dir)
+        assert fitted and len(model.paper_ids) == n
+    chat = Chat(engine, settings, clock=lambda: NOW)
+    user = User(5, 5)
+    say(chat, user, "/start")
+    replies = say(chat, user, "diffusion" if n else "robot learning")
+    starters = [r for r in replies if r.keyboard]
+    assert len(starters) == (1 if n else 0)
+    if n:
+        assert len(starters[0].keyboard) == min(n, 5)
+        assert "(Saved 👍)" in f"({chat.button(user, starters[0].keyboard[0][0].data, starters[0].keyboard).notice})"
+    assert "All set" in say(chat, user, "Europe/Berlin")[0].text
+    digest = say(chat, user, "/digest")
+    shown_in_digest = sum(len(r.keyboard) for r in digest)
+    assert shown_in_digest == max(0, n - 5) if n else shown_in_digest == 0
+    if n <= 5:
+        expected = "you have seen them all" if n else "no papers yet — your first digest comes after"
+        assert expected in digest[0].text
+    with Session(engine) as session:
+        shown = session.scalar(select(func.count()).select_from(Shown))
+        distinct = session.scalar(select(func.count(func.distinct(Shown.paper_id))))
+    assert shown == distinct == n
+
+
+def test_first_cli_ingest_of_a_two_paper_dump_is_clean(env, tmp_path):
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "feedbot.cli", *args], env=env, capture_output=True,
+                              text=True, timeout=120)
+
+    assert run("db", "upgrade").returncode == 0
+    refit = run("model", "refit")
+    assert refit.returncode == 2 and "no papers to fit the text model on" in refit.stderr
+    assert "Traceback" not in refit.stderr
+    result = run("ingest", str(write_dump(tmp_path, 2)))
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and "2 new papers" in result.stdout
+    assert "text model fitted: 2 papers" in result.stdout
+    assert "model:    2 papers" in run("status").stdout
