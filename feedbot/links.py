@@ -92,10 +92,27 @@ def abs_url(arxiv_id: str) -> str:
     return ABS_URL.format(id=arxiv_id)
 
 
+MAX_URL_CHARS = 600
+
+
 def search_url(title: str, template: str = DEFAULT_PAPER_LINK) -> str:
-    """The link for a paper without an arXiv id: `{title}` is path-encoded, `{query}` query-encoded."""
-    words = " ".join(title.split())
-    return template.replace("{title}", quote(words, safe="")).replace("{query}", quote_plus(words))
+    """The link for a paper without an arXiv id: `{title}` is path-encoded, `{query}` query-encoded.
+
+    Long titles are cut word by word so the URL stays short (it counts against message sizes).
+    """
+    words = title.split()
+    while True:
+        text = " ".join(words)
+        url = template.replace("{title}", quote(text, safe="")).replace("{query}", quote_plus(text))
+        if len(url) <= MAX_URL_CHARS or len(words) <= 1:
+            break
+        words = words[:-1]
+    if len(url) > MAX_URL_CHARS:  # one very long word: cut by characters
+        text = words[0] if words else ""
+        while text and len(url) > MAX_URL_CHARS:
+            text = text[: len(text) * 3 // 4]
+            url = template.replace("{title}", quote(text, safe="")).replace("{query}", quote_plus(text))
+    return url
 
 
 def paper_url(arxiv_id: str | None, url: str | None, title: str, template: str = DEFAULT_PAPER_LINK) -> str:
@@ -105,6 +122,22 @@ def paper_url(arxiv_id: str | None, url: str | None, title: str, template: str =
     if url:
         return url
     return search_url(title, template)
+
+
+@dataclass(frozen=True)
+class PaperLinks:
+    """What a view shows around a paper's title: where it points, who wrote it, where the code is."""
+
+    url: str
+    authors: str = ""  # short form, e.g. "A. Author, B. Author et al."
+    code_url: str | None = None
+
+
+def links_for(arxiv_id: str | None, url: str | None, title: str, authors: str | None, code_url: str | None,
+              template: str = DEFAULT_PAPER_LINK) -> PaperLinks:
+    code = code_url if code_url and len(code_url) <= MAX_URL_CHARS else None
+    target = url if url and len(url) <= MAX_URL_CHARS else None
+    return PaperLinks(paper_url(arxiv_id, target, title, template), short_authors(authors), code)
 
 
 def join_authors(names: Iterable[str]) -> str:
@@ -118,10 +151,25 @@ def split_authors(stored: str | None) -> list[str]:
 
 def short_authors(stored: str | None, limit: int = MAX_AUTHORS_SHOWN) -> str:
     """`A. Author, B. Author et al.`: the first few authors, or '' when none are known."""
-    names = split_authors(stored)
+    names = [n if len(n) <= 80 else n[:79] + "…" for n in split_authors(stored)]
     if len(names) <= limit:
         return ", ".join(names)
     return ", ".join(names[: limit - 1]) + " et al."
+
+
+def html_title(links: PaperLinks | None, title_html: str) -> str:
+    """The bold title, linked to the paper when its links are known."""
+    return f"<b>{link(links.url, title_html)}</b>" if links else f"<b>{title_html}</b>"
+
+
+def html_byline(links: PaperLinks | None) -> str:
+    """`A. Author, B. Author et al. · code` (escaped HTML), or '' when neither is known."""
+    if links is None:
+        return ""
+    parts = [html.escape(links.authors, quote=False)] if links.authors else []
+    if links.code_url:
+        parts.append(link(links.code_url, "code"))
+    return " · ".join(parts)
 
 
 def link(url: str, text: str) -> str:

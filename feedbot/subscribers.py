@@ -263,7 +263,8 @@ def vote(session: Session, subscriber: Subscriber, paper_id: int, value: int,
     title = session.scalar(select(Paper.title).where(Paper.id == paper_id))
     if title is None or not was_shown(session, subscriber, paper_id):
         raise UserError("That paper was not shown to you, so I can't record a vote for it.")
-    current = session.get(Vote, (subscriber.id, paper_id))
+    # Locked, so two taps at once toggle in turn on PostgreSQL (SQLite's write lock already serialises).
+    current = session.get(Vote, (subscriber.id, paper_id), with_for_update=True)
     if current is not None and (value == 0 or current.value == value):
         session.delete(current)
         session.flush()
