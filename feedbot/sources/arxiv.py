@@ -83,4 +83,4 @@ def fetch(client: Client, api_url: str, categories: tuple[str, ...], limit: int 
         start += entries
         if start >= total:
             break
-    return papers
+    return papers[:limit]  # a server that ignores max_results still yields at most `limit`
