@@ -95,12 +95,21 @@ def abs_url(arxiv_id: str) -> str:
 MAX_URL_CHARS = 600
 
 
+_URL_SAFE = ":/?#[]@!$&'()*+,;=%~-._"
+
+
+def safe_url(url: str) -> str:
+    """Characters a URL may not hold (spaces, quotes, <, >, non-ASCII) percent-encoded; escapes kept."""
+    return quote(url, safe=_URL_SAFE)
+
+
 def search_url(title: str, template: str = DEFAULT_PAPER_LINK) -> str:
     """The link for a paper without an arXiv id: `{title}` is path-encoded, `{query}` query-encoded.
 
     Long titles are cut word by word so the URL stays short (it counts against message sizes).
     """
     words = title.split()
+    template = safe_url(template).replace("%7Btitle%7D", "{title}").replace("%7Bquery%7D", "{query}")
     while True:
         text = " ".join(words)
         url = template.replace("{title}", quote(text, safe="")).replace("{query}", quote_plus(text))
@@ -135,8 +144,8 @@ class PaperLinks:
 
 def links_for(arxiv_id: str | None, url: str | None, title: str, authors: str | None, code_url: str | None,
               template: str = DEFAULT_PAPER_LINK) -> PaperLinks:
-    code = code_url if code_url and len(code_url) <= MAX_URL_CHARS else None
-    target = url if url and len(url) <= MAX_URL_CHARS else None
+    code = safe_url(code_url) if code_url and len(code_url) <= MAX_URL_CHARS else None
+    target = safe_url(url) if url and len(url) <= MAX_URL_CHARS else None
     return PaperLinks(paper_url(arxiv_id, target, title, template), short_authors(authors), code)
 
 
