@@ -14,6 +14,7 @@ from telegram import (
     BotCommand,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    LinkPreviewOptions,
     Message,
     Update,
 )
@@ -205,7 +206,8 @@ def build_application(settings: Settings, chat: Chat, timeout: float = 15.0, max
     builder = (
         ApplicationBuilder()
         .token(settings.telegram_token)
-        .defaults(Defaults(parse_mode=ParseMode.HTML))
+        # Digests and lists carry a link per paper: one preview per message would be noise.
+        .defaults(Defaults(parse_mode=ParseMode.HTML, link_preview_options=LinkPreviewOptions(is_disabled=True)))
         .connection_pool_size(connections)
         .read_timeout(timeout).write_timeout(timeout).connect_timeout(timeout).pool_timeout(timeout)
         .get_updates_read_timeout(timeout + 60)

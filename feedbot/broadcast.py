@@ -138,6 +138,7 @@ def recorded_digest(session: Session, subscriber: Subscriber, row: Delivery) -> 
     ]
     listed_on = recommend.latest_listing(session, row.local_date)
     digest = digests.Digest(subscriber.id, row.local_date, listed_on, picks)
+    digests.attach_links(session, digest)
     if not picks:
         digest.empty_reason = digests.empty_reason(session, subscriber, row.local_date, listed_on)
     return digest

@@ -15,12 +15,25 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from feedbot import deliveries, digests, schedule, subscribers, textmatch, textmodel
+from feedbot.bibtex import export as export_bibtex
 from feedbot.clock import utcnow
 from feedbot.config import Settings
 from feedbot.db import transaction
-from feedbot.messages import Answer, Button, Reply, escape, numbered_papers, snippet, vote_keyboard
+from feedbot.links import html_byline, html_title
+from feedbot.messages import (
+    MAX_TEXT,
+    Answer,
+    Button,
+    Reply,
+    escape,
+    numbered_papers,
+    snippet,
+    split_items,
+    vote_keyboard,
+    vote_row,
+)
 from feedbot.models import Delivery, Paper, Shown, Subscriber, Vote
-from feedbot.papers import search_papers
+from feedbot.papers import links_of, paper_links, search_papers
 from feedbot.subscribers import UserError
 
 COMMANDS: list[tuple[str, str]] = [
@@ -267,9 +280,17 @@ class Chat:
         liked = subscribers.liked_papers(session, subscriber)
         if not liked:
             return [Reply("You haven't liked any papers yet. Tap 👍 in a digest, or find papers with /search.")]
-        lines = [f"{n}. {escape(p.title)}" for n, p in enumerate(liked[:30], 1)]
-        more = f"\n…and {len(liked) - 30} more: /export gives them all." if len(liked) > 30 else ""
-        return [Reply(f"<b>Papers you liked</b> ({len(liked)})\n" + "\n".join(lines) + more)]
+        items = [(self._paper_line(n, p), []) for n, p in enumerate(liked[:30], 1)]
+        if len(liked) > 30:
+            items.append((f"…and {len(liked) - 30} more: /export gives them all.", []))
+        return split_items(f"<b>Papers you liked</b> ({len(liked)})", items, separator="\n")
+
+    def _paper_line(self, number: int, paper: Paper, title_chars: int = 300) -> str:
+        """`n. Title` linked to the paper, then its authors and code link when known."""
+        title = paper.title if len(paper.title) <= title_chars else paper.title[: title_chars - 1] + "…"
+        found = links_of(paper, self.settings.paper_link)
+        byline = html_byline(found)
+        return f"{number}. {html_title(found, escape(title))}" + (f"\n{byline}" if byline else "")
 
     def cmd_search(self, session: Session, user: User, subscriber: Subscriber, args: str) -> list[Reply]:
         if not args:
@@ -280,19 +301,20 @@ class Chat:
         subscribers.record_shown(session, subscriber, [(p.id, 0.0, "search") for p in found], "search",
                                  now=self.clock())
         votes = subscribers.votes_on(session, subscriber, [p.id for p in found])
-        lines = [f"{n}. <b>{escape(p.title)}</b> ({p.first_listed:%d %b %Y})\n{escape(snippet(p.abstract, 200))}"
-                 for n, p in enumerate(found, 1)]
-        return [Reply(f"<b>Papers matching “{escape(args[:200])}”</b>\n\n" + "\n\n".join(lines),
-                      vote_keyboard([(n, p.id) for n, p in enumerate(found, 1)], votes))]
+        items = [(f"{self._paper_line(n, p)} ({p.first_listed:%d %b %Y})\n{escape(snippet(p.abstract, 200))}",
+                  vote_row(n, p.id, votes.get(p.id, 0))) for n, p in enumerate(found, 1)]
+        return split_items(f"<b>Papers matching “{escape(args[:200])}”</b>", items)
 
     def cmd_export(self, session: Session, user: User, subscriber: Subscriber, args: str) -> list[Reply]:
         liked = subscribers.liked_papers(session, subscriber)
         if not liked:
             return [Reply("You haven't liked any papers yet, so there is nothing to export.")]
-        listing = "\n".join(f"{n}. {escape(p.title)}" for n, p in enumerate(liked[:50], 1))
-        more = f"\n…and {len(liked) - 50} more in the file." if len(liked) > 50 else ""
-        return [Reply(f"<b>Your {len(liked)} liked papers</b> (BibTeX attached)\n{listing}{more}",
-                      document=("feedbot-liked.bib", bibtex(liked).encode()))]
+        items = [(self._paper_line(n, p), []) for n, p in enumerate(liked[:50], 1)]
+        if len(liked) > 50:
+            items.append((f"…and {len(liked) - 50} more in the file.", []))
+        replies = split_items(f"<b>Your {len(liked)} liked papers</b> (BibTeX attached)", items, separator="\n")
+        replies[-1].document = ("feedbot-liked.bib", bibtex(liked).encode())
+        return replies
 
     def cmd_mute(self, session: Session, user: User, subscriber: Subscriber, args: str) -> list[Reply]:
         if not args:
@@ -395,22 +417,30 @@ class Chat:
         if not delivered:
             return ("No digests yet." if page == 0 else "No older digests."), []
         has_more = len(delivered) > HISTORY_PAGE
-        blocks = []
+        text = "<b>Your past digests</b>"
         for delivery in delivered[:HISTORY_PAGE]:
             rows = session.execute(
-                select(Paper.title, Vote.value)
+                select(Paper.id, Paper.title, Vote.value)
                 .select_from(Shown).join(Paper, Paper.id == Shown.paper_id)
                 .outerjoin(Vote, (Vote.paper_id == Shown.paper_id) & (Vote.subscriber_id == subscriber.id))
                 .where(Shown.delivery_id == delivery.id).order_by(Shown.position)
             ).all()
-            lines = [f"{'👍' if v == 1 else '👎' if v == -1 else '·'} {escape(t)}" for t, v in rows]
-            blocks.append(f"<b>{delivery.local_date:%a %d %b %Y}</b>\n" + "\n".join(lines))
+            found = paper_links(session, [pid for pid, _, _ in rows], self.settings.paper_link)
+            text += f"\n\n<b>{delivery.local_date:%a %d %b %Y}</b>"
+            for number, (pid, title, value) in enumerate(rows):
+                short = title if len(title) <= 150 else title[:149] + "…"
+                mark = "👍" if value == 1 else "👎" if value == -1 else "·"
+                line = f"\n{mark} {html_title(found.get(pid), escape(short))}"
+                if len(text) + len(line) > MAX_TEXT - 40:  # one message: the page is edited in place
+                    text += f"\n… and {len(rows) - number} more"
+                    break
+                text += line
         buttons = []
         if page > 0:
             buttons.append(Button("◀ Newer", f"h:{page - 1}"))
         if has_more:
             buttons.append(Button("Older ▶", f"h:{page + 1}"))
-        return "<b>Your past digests</b>\n\n" + "\n\n".join(blocks), ([buttons] if buttons else [])
+        return text, ([buttons] if buttons else [])
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -441,16 +471,5 @@ class Chat:
 
 
 def bibtex(papers: list[Paper]) -> str:
-    """Liked papers as BibTeX @misc entries (braces and backslashes neutralised)."""
-    def clean(text: str) -> str:
-        return text.replace("\\", "\\textbackslash{}").replace("{", "\\{").replace("}", "\\}")
-
-    entries = []
-    for paper in papers:
-        words = re.findall(r"[A-Za-z0-9]+", paper.title)[:3]
-        key = f"feedbot{paper.id}{''.join(w.capitalize() for w in words)}"
-        entries.append(
-            f"@misc{{{key},\n  title = {{{clean(paper.title)}}},\n  year = {{{paper.first_listed.year}}},\n"
-            f"  note = {{Listed on {paper.first_listed.isoformat()}}},\n  abstract = {{{clean(paper.abstract)}}}\n}}\n"
-        )
-    return "\n".join(entries)
+    """Liked papers as BibTeX (see feedbot.bibtex)."""
+    return export_bibtex(papers)

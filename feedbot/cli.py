@@ -87,6 +87,26 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if failed else 0
 
 
+def cmd_fetch(args: argparse.Namespace, settings: Settings) -> int:
+    """Fetch papers from a built-in source and store them like a dump (then refit when papers were added)."""
+    from feedbot.sources import run
+    from feedbot.sources.spec import SourceSpec, SourceSpecError, check_category
+
+    engine = _engine(settings)
+    if args.source == "hf":
+        spec = SourceSpec("hf")
+    else:
+        try:
+            spec = SourceSpec("arxiv", tuple(dict.fromkeys(check_category(c) for c in args.category)))
+        except SourceSpecError as exc:
+            raise CommandError(str(exc)) from None
+    report = run.run(engine, settings, spec, day=getattr(args, "date", None), limit=getattr(args, "max", 0) or 0)
+    print(report.line())
+    if report.new:
+        _refit(engine, settings)
+    return 1 if report.status == "failed" else 0
+
+
 def _refit(engine: Engine, settings: Settings, force: bool = False) -> None:
     from feedbot import textmodel
 
@@ -344,8 +364,7 @@ def cmd_papers(args: argparse.Namespace, settings: Settings) -> int:
         if args.date:
             rows = papers.papers_listed_on(session, args.date, args.limit)
             if args.search:
-                words = args.search.casefold().split()
-                rows = [p for p in rows if all(w in (p.title + " " + p.abstract).casefold() for w in words)]
+                rows = [p for p in rows if papers.matches(args.search, f"{p.title}\n{p.abstract}\n{p.authors or ''}")]
         else:
             rows = papers.search_papers(session, args.search or "", args.limit)
         for paper in rows:
@@ -393,6 +412,16 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="dump files or folders")
     ingest.add_argument("--date", type=_date, help="the dumps' timestamp, to infer the year "
                         "(default: each file's modification date)")
+
+    fetch = commands.add_parser("fetch", help="Fetch papers from a built-in source (see README, Sources).",
+                                description="Fetch papers from a built-in source and store them like a dump.")
+    sources = fetch.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    hf = add("hf", cmd_fetch, sources)
+    hf.add_argument("--date", type=_date, help="the daily papers of this date (default: the latest page)")
+    arxiv = add("arxiv", cmd_fetch, sources)
+    arxiv.add_argument("--category", action="append", required=True, metavar="CAT",
+                       help="an arXiv category such as cs.LG (repeat for more)")
+    arxiv.add_argument("--max", type=_positive, default=200, help="at most N newest papers (default 200)")
 
     add("status", cmd_status)
 

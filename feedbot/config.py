@@ -29,6 +29,10 @@ class Settings:
     candidate_days: int
     vote_half_life_days: float
     delivery_cutoff: str
+    paper_link: str = "https://arxiv.org/search/?query={query}&searchtype=title"
+    hf_api_url: str = "https://huggingface.co"
+    arxiv_api_url: str = "https://export.arxiv.org/api/query"
+    sources: tuple[str, ...] = ()  # e.g. ("hf", "arxiv:cs.LG+cs.CL"); empty: the inbox only
 
     @property
     def model_dir(self) -> Path:
@@ -113,6 +117,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(f"FEEDBOT_DELIVERY_CUTOFF: {exc}") from None
 
     return Settings(
+        **_source_settings(env),
         data_dir=data_dir,
         inbox=inbox,
         database_url=url,
@@ -124,6 +129,34 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         vote_half_life_days=half_life,
         delivery_cutoff=cutoff,
     )
+
+
+def _http_url(env: Mapping[str, str], name: str, default: str) -> str:
+    url = env.get(name, "").strip().rstrip("/") or default
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{name} must be an http:// or https:// URL, got {url!r}")
+    return url
+
+
+def _source_settings(env: Mapping[str, str]) -> dict:
+    """The link template and the built-in sources (see README, "Sources")."""
+    from feedbot.sources.spec import SourceSpecError, parse_sources  # local: sources import config
+
+    template = env.get("FEEDBOT_PAPER_LINK", "").strip() or Settings.paper_link
+    if not template.startswith(("http://", "https://")) or ("{title}" not in template and "{query}" not in template):
+        raise ConfigError("FEEDBOT_PAPER_LINK must be an http(s) URL containing {title} or {query}, "
+                          f"got {template!r}")
+    try:
+        sources = tuple(parse_sources(env.get("FEEDBOT_SOURCES", "")))
+    except SourceSpecError as exc:
+        raise ConfigError(f"FEEDBOT_SOURCES: {exc}") from None
+    return {
+        "paper_link": template,
+        "hf_api_url": _http_url(env, "FEEDBOT_HF_API_URL", Settings.hf_api_url),
+        "arxiv_api_url": _http_url(env, "FEEDBOT_ARXIV_API_URL", Settings.arxiv_api_url),
+        "sources": tuple(s.text for s in sources),
+    }
 
 
 class _RedactToken(logging.Filter):

@@ -14,9 +14,10 @@ from sqlalchemy.orm import Session
 
 from feedbot import ranking, recommend, schedule, subscribers
 from feedbot.config import Settings
+from feedbot.links import DEFAULT_PAPER_LINK, PaperLinks, html_byline, html_title
 from feedbot.messages import Reply, escape, snippet, split_items, vote_keyboard, vote_row
 from feedbot.models import Shown, Subscriber
-from feedbot.papers import latest_dump_failed
+from feedbot.papers import latest_dump_failed, paper_links
 from feedbot.textmodel import TextModel
 
 STARTER_SIZE = 5
@@ -30,6 +31,13 @@ class Digest:
     listed_on: date | None
     picks: list[recommend.Suggestion] = field(default_factory=list)
     empty_reason: str = ""
+    links: dict[int, PaperLinks] = field(default_factory=dict)  # per picked paper: URL, authors, code
+
+
+def attach_links(session: Session, digest: Digest, template: str = DEFAULT_PAPER_LINK) -> Digest:
+    """Look up the links of the digest's picks (one query), so rendering stays pure."""
+    digest.links = paper_links(session, [p.paper_id for p in digest.picks], template)
+    return digest
 
 
 def empty_reason(session: Session, subscriber: Subscriber, day: date, listed_on: date | None) -> str:
@@ -66,6 +74,7 @@ def build(session: Session, model: TextModel | None, subs: list[Subscriber], now
         listed_on = recommend.latest_listing(session, day)
         for subscriber in group:
             digest = Digest(subscriber.id, day, listed_on, picks.get(subscriber.id, []))
+            attach_links(session, digest, settings.paper_link)
             if not digest.picks:
                 digest.empty_reason = empty_reason(session, subscriber, day, listed_on)
             out[subscriber.id] = digest
@@ -90,15 +99,17 @@ def render(digest: Digest, votes: dict[int, int] | None = None) -> list[Reply]:
     header = f"<b>📚 feedbot · {day}</b>\n{count} pick{'s' if count != 1 else ''} for you{listed}. " \
              f"Tap 👍/👎 to teach me."
     items = [
-        (_item(n, pick), vote_row(n, pick.paper_id, votes.get(pick.paper_id, 0)))
+        (_item(n, pick, digest.links.get(pick.paper_id)), vote_row(n, pick.paper_id, votes.get(pick.paper_id, 0)))
         for n, pick in enumerate(digest.picks, 1)
     ]
     return split_items(header, items)
 
 
-def _item(number: int, pick: recommend.Suggestion) -> str:
+def _item(number: int, pick: recommend.Suggestion, links: PaperLinks | None) -> str:
     why = pick.why if len(pick.why) <= 600 else pick.why[:599] + "…"
-    return f"{number}. <b>{escape(pick.title)}</b>\n{escape(snippet(pick.abstract))}\n<i>{escape(why)}</i>"
+    byline = html_byline(links)
+    return (f"{number}. {html_title(links, escape(pick.title))}\n" + (f"{byline}\n" if byline else "")
+            + f"{escape(snippet(pick.abstract))}\n<i>{escape(why)}</i>")
 
 
 def starter(session: Session, model: TextModel, subscriber: Subscriber, now: datetime,
@@ -113,6 +124,11 @@ def starter(session: Session, model: TextModel, subscriber: Subscriber, now: dat
     vectors = model.vectors_for(session, [c.id for c in pool])
     chosen = [pool[i] for i in ranking.starter_order(vectors, size)[:size]]
     subscribers.record_shown(session, subscriber, [(c.id, 0.0, "starter") for c in chosen], "starter", now=now)
-    lines = [f"{n}. <b>{escape(c.title)}</b>\n{escape(snippet(c.abstract, 200))}" for n, c in enumerate(chosen, 1)]
+    found = paper_links(session, [c.id for c in chosen], settings.paper_link)
+    lines = []
+    for n, c in enumerate(chosen, 1):
+        byline = html_byline(found.get(c.id))
+        lines.append(f"{n}. {html_title(found.get(c.id), escape(c.title))}\n" + (f"{byline}\n" if byline else "")
+                     + escape(snippet(c.abstract, 200)))
     text = "<b>Rate a few papers</b> so your first digest already knows your taste:\n\n" + "\n\n".join(lines)
     return [Reply(text, vote_keyboard([(n, c.id) for n, c in enumerate(chosen, 1)], {}))]

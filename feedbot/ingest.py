@@ -6,6 +6,7 @@ Safe beside another ingest (the CLI while the worker sweeps): unique constraints
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import shutil
@@ -17,10 +18,12 @@ from pathlib import Path
 from sqlalchemy import Engine, bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
+from feedbot import links
 from feedbot.clock import utcnow
 from feedbot.db import insert_for, transaction
-from feedbot.dumps import DumpError, ParsedDump, parse_dump
+from feedbot.dumps import DumpError, Entry, ParsedDump, parse_dump
 from feedbot.models import Dump, Listing, Paper, Sweep
+from feedbot.papers import search_text
 
 log = logging.getLogger(__name__)
 
@@ -73,48 +76,92 @@ def _chunks(items: list, size: int = CHUNK) -> Iterator[list]:
         yield items[start : start + size]
 
 
+@dataclass(frozen=True)
+class PaperRecord:
+    """One paper as a dump or a source lists it; the optional fields say where it lives."""
+
+    key: str
+    title: str
+    abstract: str
+    listed_on: date
+    arxiv_id: str | None = None
+    url: str | None = None
+    authors: str | None = None
+    code_url: str | None = None
+
+
+def record_of(entry: Entry) -> PaperRecord:
+    """A dump entry with the arXiv id and code URL its own text names."""
+    found = links.identify(entry.title, entry.abstract)
+    return PaperRecord(entry.key, entry.title, entry.abstract, entry.listed_on, found.arxiv_id,
+                       links.abs_url(found.arxiv_id) if found.arxiv_id else None, None, found.code_url)
+
+
 def store(engine: Engine, parsed: ParsedDump, sha256: str) -> IngestReport:
     """Land every paper of one parsed dump, or none of them."""
-    report = IngestReport(parsed.name, "ingested", entries=len(parsed.entries))
-    first: dict[str, tuple[int, object]] = {}
-    for position, entry in enumerate(parsed.entries):
-        first.setdefault(entry.key, (position, entry))
-    keys = sorted(first)  # a fixed order, so two concurrent ingests cannot deadlock
+    return store_records(engine, parsed.name, sha256, [record_of(e) for e in parsed.entries])
+
+
+_META = ("arxiv_id", "url", "authors", "code_url")
+
+
+def _group(records: list[PaperRecord]) -> list[tuple[int, PaperRecord]]:
+    """One (first position, record) per paper in the batch: same arXiv id, or else same title key.
+
+    Later sightings fill fields the first one lacked, so a batch never lists one paper twice.
+    """
+    groups: list[list] = []
+    by_id: dict[str, int] = {}
+    by_key: dict[str, int] = {}
+    for position, record in enumerate(records):
+        index = by_id.get(record.arxiv_id) if record.arxiv_id else None
+        if index is None:
+            index = by_key.get(record.key)  # the same title is the same paper, whatever ids say
+        if index is None:
+            groups.append([position, record])
+            index = len(groups) - 1
+        else:
+            kept = groups[index][1]
+            fill = {f: getattr(record, f) for f in _META if getattr(kept, f) is None and getattr(record, f)}
+            if fill:
+                groups[index][1] = dataclasses.replace(kept, **fill)
+        merged = groups[index][1]
+        by_key.setdefault(record.key, index)
+        by_key.setdefault(merged.key, index)
+        if merged.arxiv_id:
+            by_id.setdefault(merged.arxiv_id, index)
+    return [(position, record) for position, record in groups]
+
+
+def store_records(engine: Engine, name: str, sha256: str, records: list[PaperRecord]) -> IngestReport:
+    """Land one batch (a dump, or one fetch from a source) in one transaction, or nothing of it.
+
+    A paper already stored is matched on its arXiv id first, then on its normalised title; a match
+    gains the id, URL, authors and code URL it lacked, and gets a new sighting, not a new row.
+    """
+    report = IngestReport(name, "ingested", entries=len(records))
+    grouped = sorted(_group(records), key=lambda g: g[1].key)  # a fixed order: no deadlocks between ingests
     now = utcnow()
     try:
         with transaction(engine) as session:
             previous = session.scalar(select(Dump).where(Dump.sha256 == sha256))
             if previous is not None and previous.status == "ingested":
-                return IngestReport(parsed.name, "duplicate", entries=len(parsed.entries))
+                return IngestReport(name, "duplicate", entries=len(records))
             if previous is not None:
                 session.execute(delete(Dump).where(Dump.id == previous.id))
             dump = Dump(
-                file_name=parsed.name[:255], sha256=sha256, listed_on=parsed.dates[0],
-                status="ingested", entries=len(parsed.entries), started_at=now,
+                file_name=name[:255], sha256=sha256, listed_on=min(r.listed_on for r in records),
+                status="ingested", entries=len(records), started_at=now,
             )
             session.add(dump)
             session.flush()
-
-            insert = insert_for(session)
             connection = session.connection()
-            for chunk in _chunks(keys):
-                rows = [
-                    {"key": k, "title": first[k][1].title, "abstract": first[k][1].abstract,
-                     "first_listed": first[k][1].listed_on, "created_at": now}
-                    for k in chunk
-                ]
-                statement = insert(Paper).on_conflict_do_nothing(index_elements=["key"])
-                report.new += len(connection.execute(statement.returning(Paper.id), rows).all())
-
-            ids: dict[str, tuple[int, date]] = {}
-            for chunk in _chunks(keys):
-                query = select(Paper.key, Paper.id, Paper.first_listed).where(Paper.key.in_(chunk))
-                ids.update({k: (i, d) for k, i, d in connection.execute(query)})
-            report.known = len(keys) - report.new
+            ids, report.new = _upsert(session, connection, [r for _, r in grouped], now)
+            report.known = len(grouped) - report.new
 
             earlier = [
-                {"pid": ids[k][0], "day": first[k][1].listed_on}
-                for k in keys if first[k][1].listed_on < ids[k][1]
+                {"pid": ids[n][0], "day": record.listed_on}
+                for n, (_, record) in enumerate(grouped) if record.listed_on < ids[n][1]
             ]
             if earlier:  # a dump ingested out of order can move a paper's first listing back
                 connection.execute(
@@ -123,21 +170,85 @@ def store(engine: Engine, parsed: ParsedDump, sha256: str) -> IngestReport:
                     ),
                     earlier,
                 )
-            listings = [
-                {"dump_id": dump.id, "paper_id": ids[k][0], "listed_on": first[k][1].listed_on,
-                 "position": first[k][0]}
-                for k in keys
-            ]
-            for chunk in _chunks(listings):
+            listings: dict[int, dict] = {}
+            for n, (position, record) in enumerate(grouped):
+                listing = {"dump_id": dump.id, "paper_id": ids[n][0], "listed_on": record.listed_on,
+                           "position": position}
+                if ids[n][0] not in listings or position < listings[ids[n][0]]["position"]:
+                    listings[ids[n][0]] = listing
+            insert = insert_for(session)
+            for chunk in _chunks(list(listings.values())):
                 connection.execute(insert(Listing), chunk)
             dump.new_papers, dump.known_papers, dump.finished_at = report.new, report.known, utcnow()
     except IntegrityError:
         # Another process landed the same bytes between our check and our insert.
         with transaction(engine) as session:
             if session.scalar(select(Dump.status).where(Dump.sha256 == sha256)) == "ingested":
-                return IngestReport(parsed.name, "duplicate", entries=len(parsed.entries))
+                return IngestReport(name, "duplicate", entries=len(records))
         raise
     return report
+
+
+def _upsert(session, connection, records: list[PaperRecord], now) -> tuple[list[tuple[int, date]], int]:
+    """(paper id, first listed) for each record, inserting the new ones; and how many were new."""
+    insert = insert_for(session)
+    columns = (Paper.id, Paper.key, Paper.first_listed, Paper.arxiv_id, Paper.url, Paper.authors,
+               Paper.code_url, Paper.title, Paper.abstract)
+
+    def lookup(by_id: set[str], by_key: set[str]) -> tuple[dict[str, tuple], dict[str, tuple]]:
+        found_id: dict[str, tuple] = {}
+        found_key: dict[str, tuple] = {}
+        for chunk in _chunks(sorted(by_id)):
+            found_id.update({row.arxiv_id: row for row in connection.execute(
+                select(*columns).where(Paper.arxiv_id.in_(chunk)))})
+        for chunk in _chunks(sorted(by_key)):
+            found_key.update({row.key: row for row in connection.execute(
+                select(*columns).where(Paper.key.in_(chunk)))})
+        return found_id, found_key
+
+    wanted_ids = {r.arxiv_id for r in records if r.arxiv_id}
+    found_id, _ = lookup(wanted_ids, set())
+    fresh = [r for r in records if not (r.arxiv_id and r.arxiv_id in found_id)]
+    new = 0
+    inserted: set[str] = set()
+    for chunk in _chunks(fresh):
+        rows = [
+            {"key": r.key, "title": r.title, "abstract": r.abstract, "first_listed": r.listed_on,
+             "created_at": now, "arxiv_id": r.arxiv_id, "url": r.url, "authors": r.authors,
+             "code_url": r.code_url, "search_text": search_text(r.title, r.abstract, r.authors)}
+            for r in chunk
+        ]
+        # No conflict target: a clash on the title key or on the arXiv id both mean "already stored".
+        statement = insert(Paper).on_conflict_do_nothing()
+        inserted.update(key for (key,) in connection.execute(statement.returning(Paper.key), rows).all())
+        new = len(inserted)
+    found_id, found_key = lookup(wanted_ids, {r.key for r in records})
+
+    out: list[tuple[int, date]] = []
+    fills = []
+    for record in records:
+        row = found_id.get(record.arxiv_id) if record.arxiv_id else None
+        row = row or found_key.get(record.key)
+        if row is None:
+            raise RuntimeError(f"paper {record.key!r} was neither inserted nor found")
+        out.append((row.id, row.first_listed))
+        if record.key in inserted and row.key == record.key:
+            continue
+        fill = {f: getattr(record, f) for f in _META if getattr(row, f) is None and getattr(record, f)}
+        if fill.get("arxiv_id") and fill["arxiv_id"] in found_id:
+            fill.pop("arxiv_id")  # that id already belongs to another row: keep each id on one paper
+            fill.pop("url", None)
+        if fill:
+            merged = {f: fill.get(f, getattr(row, f)) for f in _META}
+            fills.append({"pid": row.id, **{f"n_{f}": v for f, v in merged.items()},
+                          "n_search": search_text(row.title, row.abstract, merged["authors"])})
+    if fills:
+        connection.execute(
+            update(Paper.__table__).where(Paper.id == bindparam("pid")).values(
+                search_text=bindparam("n_search"), **{f: bindparam(f"n_{f}") for f in _META}),
+            fills,
+        )
+    return out, new
 
 
 def record_failure(engine: Engine, name: str, sha256: str, error: str) -> None:

@@ -45,9 +45,19 @@ def escape(text: str) -> str:
     return html.escape(text, quote=False)
 
 
+_LINK = re.compile(r'<a href="([^"]*)">(.*?)</a>', re.DOTALL)
+
+
 def plain(text: str) -> str:
-    """HTML to plain text: the fallback when Telegram cannot parse our entities, and the console."""
-    return html.unescape(re.sub(r"<[^>]+>", "", text))
+    """HTML to plain text: the fallback when Telegram cannot parse our entities, and the console.
+
+    Links keep their target as a plain URL after the text: `Title (https://…)`.
+    """
+    def spell(match: re.Match[str]) -> str:
+        url, label = match.group(1), match.group(2)
+        return url if re.sub(r"<[^>]+>", "", label) == url else f"{label} ({url})"
+
+    return html.unescape(re.sub(r"<[^>]+>", "", _LINK.sub(spell, text)))
 
 
 def snippet(abstract: str, limit: int = 260) -> str:
@@ -83,15 +93,16 @@ def numbered_papers(keyboard: list[list[Button]]) -> list[tuple[int, int]]:
     return out
 
 
-def split_items(header: str, items: list[tuple[str, list[Button]]], limit: int = MAX_TEXT) -> list[Reply]:
+def split_items(header: str, items: list[tuple[str, list[Button]]], limit: int = MAX_TEXT,
+                separator: str = "\n\n") -> list[Reply]:
     """Pack items (text + its button row) into as few messages as fit, splitting only between items."""
     replies: list[Reply] = []
     current = Reply(header)
     for text, row in items:
-        if len(current.text) + 2 + len(text) > limit and (current.keyboard or current.text != header):
+        if len(current.text) + len(separator) + len(text) > limit and (current.keyboard or current.text != header):
             replies.append(current)
             current = Reply("")
-        current.text = f"{current.text}\n\n{text}" if current.text else text
+        current.text = f"{current.text}{separator}{text}" if current.text else text
         if row:
             current.keyboard.append(row)
     replies.append(current)

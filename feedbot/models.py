@@ -50,6 +50,13 @@ class Paper(Base):
     abstract: Mapped[str] = mapped_column(Text)
     first_listed: Mapped[date] = mapped_column(Date, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Where the paper lives, when its text or its source says: one row per arXiv id.
+    arxiv_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    url: Mapped[str | None] = mapped_column(Text)
+    authors: Mapped[str | None] = mapped_column(Text)  # one name per line, in order
+    code_url: Mapped[str | None] = mapped_column(Text)
+    # Title, abstract and authors case- and accent-folded, so search matches "Über" for "über" on any DB.
+    search_text: Mapped[str] = mapped_column(Text, default="")
 
 
 class Dump(Base):

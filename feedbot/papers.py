@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
+from feedbot.links import DEFAULT_PAPER_LINK, PaperLinks, links_for
 from feedbot.models import Dump, Listing, Paper
 
 
@@ -51,15 +53,32 @@ def latest_dump_failed(session: Session) -> bool:
     return status == "failed"
 
 
+def fold(text: str) -> str:
+    """Text for matching: NFKD, case-folded, accents dropped ("Über" and "uber" both become "uber").
+
+    Done in Python and stored (papers.search_text), so SQLite and PostgreSQL match alike whatever
+    their collation: SQLite's LIKE folds ASCII only.
+    """
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return unicodedata.normalize("NFC", "".join(c for c in decomposed if not unicodedata.combining(c)))
+
+
+def search_text(title: str, abstract: str, authors: str | None = None) -> str:
+    return fold(f"{title}\n{abstract}\n{authors or ''}".rstrip("\n"))
+
+
+def matches(words: str, text: str) -> bool:
+    """The same test as search_papers, in Python: every word appears, folded."""
+    folded = fold(text)
+    return all(term in folded for term in fold(words).split())
+
+
 def search_papers(session: Session, words: str, limit: int = 10) -> list[Paper]:
-    """Papers whose title or abstract contains every word (case-insensitive), newest first."""
-    terms = [w for w in words.split() if w][:8]
+    """Papers whose title, abstract or authors contain every word (case and accents ignored), newest first."""
+    terms = fold(words).split()[:8]
     query = select(Paper)
     if terms:
-        query = query.where(and_(*[
-            or_(Paper.title.icontains(t, autoescape=True), Paper.abstract.icontains(t, autoescape=True))
-            for t in terms
-        ]))
+        query = query.where(and_(*[Paper.search_text.contains(t, autoescape=True) for t in terms]))
     query = query.order_by(Paper.first_listed.desc(), Paper.id.desc()).limit(limit)
     return list(session.scalars(query))
 
@@ -71,3 +90,19 @@ def papers_listed_on(session: Session, day: date, limit: int = 100) -> list[Pape
     )
     return list(session.scalars(query))
 
+
+
+def links_of(paper: Paper, template: str = DEFAULT_PAPER_LINK) -> PaperLinks:
+    return links_for(paper.arxiv_id, paper.url, paper.title, paper.authors, paper.code_url, template)
+
+
+def paper_links(session: Session, ids: list[int], template: str = DEFAULT_PAPER_LINK) -> dict[int, PaperLinks]:
+    """{paper id: its links} for the papers a view is about to show."""
+    out: dict[int, PaperLinks] = {}
+    for start in range(0, len(ids), 1000):
+        rows = session.execute(
+            select(Paper.id, Paper.arxiv_id, Paper.url, Paper.title, Paper.authors, Paper.code_url)
+            .where(Paper.id.in_(ids[start : start + 1000]))
+        )
+        out.update({row[0]: links_for(*row[1:], template=template) for row in rows})
+    return out

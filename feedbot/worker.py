@@ -37,6 +37,7 @@ from feedbot.models import Subscriber, Sweep
 log = logging.getLogger(__name__)
 
 SHUTDOWN_SECONDS = 10
+SOURCES_EVERY_MINUTES = 60  # the sources change a few times a day; a repeat answer is a no-op
 ADVISORY_LOCK_KEY = 0x66656564626F74  # "feedbot"
 
 
@@ -153,6 +154,18 @@ class Worker:
             session.execute(insert(Sweep).values(name=name, ran_at=now, summary=summary).on_conflict_do_update(
                 index_elements=["name"], set_={"ran_at": now, "summary": summary}))
 
+    async def sweep_sources(self) -> list[ingest.IngestReport]:
+        """Fetch the built-in sources of FEEDBOT_SOURCES, then refit when they brought papers."""
+        from feedbot.sources import run as sources
+
+        reports = await asyncio.to_thread(sources.run_configured, self.engine, self.settings)
+        for report in reports:
+            log.log(logging.WARNING if report.status == "failed" else logging.INFO, "source %s", report.line())
+        refitted = await asyncio.to_thread(self._refit) if any(r.new for r in reports) else False
+        summary = "; ".join(r.line() for r in reports) + (", model refitted" if refitted else "")
+        await asyncio.to_thread(self._record_sweep, "sources", summary[:2000])
+        return reports
+
     # --- digests -----------------------------------------------------------------------------
 
     def _model(self, session: Session) -> textmodel.TextModel | None:
@@ -263,6 +276,9 @@ class Worker:
                           next_run_time=start, id="inbox", max_instances=1, coalesce=True)
         scheduler.add_job(self._guarded(self.sweep_digests), "interval", minutes=1, next_run_time=start,
                           id="digests", max_instances=1, coalesce=True)
+        if self.settings.sources:
+            scheduler.add_job(self._guarded(self.sweep_sources), "interval", minutes=SOURCES_EVERY_MINUTES,
+                              next_run_time=start, id="sources", max_instances=1, coalesce=True)
 
     def _guarded(self, job):
         async def run() -> None:

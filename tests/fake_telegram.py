@@ -39,10 +39,16 @@ class _EntityChecker(HTMLParser):
         super().__init__(convert_charrefs=False)
         self.stack: list[str] = []
         self.text: list[str] = []
+        self.links: list[str] = []
 
     def handle_starttag(self, tag, attrs):
         if tag not in ALLOWED_TAGS:
             raise EntityError(f"Unsupported start tag \"{tag}\"")
+        if tag == "a":
+            href = dict(attrs).get("href") or ""
+            if not href.startswith(("http://", "https://", "tg://")) or any(c in href for c in ' <>"'):
+                raise EntityError(f"Wrong HTTP URL specified {href[:80]!r}")
+            self.links.append(href)
         self.stack.append(tag)
 
     def handle_endtag(self, tag):
@@ -66,6 +72,11 @@ class _EntityChecker(HTMLParser):
 
 def parse_html(text: str) -> str:
     """The plain text of Telegram HTML, or EntityError like Telegram's "can't parse entities"."""
+    return parse_html_links(text)[0]
+
+
+def parse_html_links(text: str) -> tuple[str, list[str]]:
+    """parse_html, and the targets of the message's links in order."""
     checker = _EntityChecker()
     checker.feed(text)
     checker.close()
@@ -73,7 +84,7 @@ def parse_html(text: str) -> str:
         raise EntityError("Unclosed start tag")
     if checker.stack:
         raise EntityError(f"Can't find end tag corresponding to start tag \"{checker.stack[-1]}\"")
-    return "".join(checker.text)
+    return "".join(checker.text), checker.links
 
 
 @dataclass
@@ -94,6 +105,7 @@ class SentMessage:
     reply_markup: dict | None
     document: tuple[str, bytes] | None = None
     edits: list[str] = field(default_factory=list)
+    link_preview: dict | None = None  # the link_preview_options sent with it
 
     @property
     def buttons(self) -> list[list[dict]]:
@@ -390,7 +402,10 @@ class FakeTelegram:
         text, mode = params.get("text", ""), params.get("parse_mode")
         self._check_text(text, mode)
         markup = self._check_markup(params.get("reply_markup"))
-        return self._store(int(params["chat_id"]), text, mode, markup).as_message(self.bot_user)
+        message = self._store(int(params["chat_id"]), text, mode, markup)
+        preview = params.get("link_preview_options")
+        message.link_preview = json.loads(preview) if isinstance(preview, str) else preview
+        return message.as_message(self.bot_user)
 
     def api_sendDocument(self, params):  # noqa: N802
         document = params.get("document")

@@ -1,0 +1,186 @@
+"""Paper identity from free text, and the links shown for a paper. Pure: strings in, strings out.
+
+A dump entry often carries its arXiv id somewhere (`arXiv:2403.01234`, an `arxiv.org/abs/…` or
+`/pdf/…` URL, a `huggingface.co/papers/…` page, an old-style `hep-th/9901001`), and its abstract
+often names the code (`github.com/owner/repo`). Taking them here lets a dumped paper and a fetched
+one be recognised as the same paper, and lets every view link to it.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import quote, quote_plus
+
+DEFAULT_PAPER_LINK = "https://arxiv.org/search/?query={query}&searchtype=title"
+ABS_URL = "https://arxiv.org/abs/{id}"
+MAX_AUTHORS_SHOWN = 3
+
+# The archives that had old-style (pre-2007) identifiers: `archive[.SUBJ]/YYMMNNN`.
+_OLD_ARCHIVE_NAMES = (
+    "acc-phys adap-org alg-geom ao-sci astro-ph atom-ph bayes-an chao-dyn chem-ph cmp-lg comp-gas "
+    "cond-mat cs dg-ga funct-an gr-qc hep-ex hep-lat hep-ph hep-th math math-ph mtrl-th nlin nucl-ex "
+    "nucl-th patt-sol physics plasm-ph q-alg q-bio quant-ph solv-int supr-con"
+)
+_OLD_ARCHIVES = _OLD_ARCHIVE_NAMES.split()
+_NEW_ID = r"(?:0[7-9]|[1-9]\d)(?:0[1-9]|1[0-2])\.\d{4,5}"
+_OLD_ID = r"(?:" + "|".join(re.escape(a) for a in sorted(_OLD_ARCHIVES, key=len, reverse=True)) + \
+    r")(?:\.[A-Z]{2})?/\d{2}(?:0[1-9]|1[0-2])\d{3}"
+_ID = rf"(?:{_NEW_ID}|{_OLD_ID})"
+_VERSION = r"(?:v\d+)?"
+_ARXIV_PATTERNS = [
+    re.compile(rf"\barxiv\s*:\s*({_ID}){_VERSION}(?![\d.])", re.IGNORECASE),
+    re.compile(rf"\barxiv\.org/(?:abs|pdf|html|format)/({_ID}){_VERSION}(?![\d])", re.IGNORECASE),
+    re.compile(rf"\bhuggingface\.co/papers/({_NEW_ID}){_VERSION}(?![\d])", re.IGNORECASE),
+    re.compile(rf"(?<![\w/.-])({_OLD_ID}){_VERSION}(?![\d])"),
+]
+_CODE = re.compile(
+    r"(?:https?://)?(?:www\.)?(?P<host>github\.com|gitlab\.com|huggingface\.co)/"
+    r"(?P<path>(?:(?:datasets|spaces)/)?[A-Za-z0-9][\w.-]*/[\w.-]*[\w-])",
+    re.IGNORECASE,
+)
+_NOT_REPOS = {"papers", "docs", "blog", "login", "join", "settings", "features", "topics", "orgs", "about",
+              "pricing", "explore", "marketplace", "sponsors", "search", "models", "collections", "tasks"}
+_ID_ONLY = re.compile(rf"^{_ID}$")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What a paper's own text says about where it lives."""
+
+    arxiv_id: str | None = None
+    code_url: str | None = None
+
+
+def find_arxiv_id(text: str) -> str | None:
+    """The first arXiv id the text names (without its version), or None."""
+    best: tuple[int, str] | None = None
+    for pattern in _ARXIV_PATTERNS:
+        match = pattern.search(text)
+        if match and (best is None or match.start() < best[0]):
+            best = (match.start(), match.group(1))
+    return best[1] if best else None
+
+
+def normalise_arxiv_id(raw: str) -> str | None:
+    """`2403.01234v2`, `arXiv:2403.01234`, an abs/pdf URL → `2403.01234`; None when it is no arXiv id."""
+    text = raw.strip()
+    if _ID_ONLY.match(re.sub(r"v\d+$", "", text)):
+        return re.sub(r"v\d+$", "", text)
+    return find_arxiv_id(text)
+
+
+def find_code_url(text: str) -> str | None:
+    """The first code repository (GitHub, GitLab, Hugging Face) the text links to, as an https URL."""
+    for match in _CODE.finditer(text):
+        host, path = match.group("host").lower(), match.group("path")
+        if path.split("/", 1)[0].lower() in _NOT_REPOS:
+            continue
+        path = path.removesuffix(".git")
+        return f"https://{host}/{path}"
+    return None
+
+
+def identify(title: str, abstract: str) -> Identity:
+    """The arXiv id (title first, then abstract) and the first code URL in the abstract."""
+    return Identity(find_arxiv_id(title) or find_arxiv_id(abstract), find_code_url(abstract))
+
+
+def abs_url(arxiv_id: str) -> str:
+    return ABS_URL.format(id=arxiv_id)
+
+
+MAX_URL_CHARS = 600
+
+
+_URL_SAFE = ":/?#[]@!$&'()*+,;=%~-._"
+
+
+def safe_url(url: str) -> str:
+    """Characters a URL may not hold (spaces, quotes, <, >, non-ASCII) percent-encoded; escapes kept."""
+    return quote(url, safe=_URL_SAFE)
+
+
+def search_url(title: str, template: str = DEFAULT_PAPER_LINK) -> str:
+    """The link for a paper without an arXiv id: `{title}` is path-encoded, `{query}` query-encoded.
+
+    Long titles are cut word by word so the URL stays short (it counts against message sizes).
+    """
+    words = title.split()
+    template = safe_url(template).replace("%7Btitle%7D", "{title}").replace("%7Bquery%7D", "{query}")
+    while True:
+        text = " ".join(words)
+        url = template.replace("{title}", quote(text, safe="")).replace("{query}", quote_plus(text))
+        if len(url) <= MAX_URL_CHARS or len(words) <= 1:
+            break
+        words = words[:-1]
+    if len(url) > MAX_URL_CHARS:  # one very long word: cut by characters
+        text = words[0] if words else ""
+        while text and len(url) > MAX_URL_CHARS:
+            text = text[: len(text) * 3 // 4]
+            url = template.replace("{title}", quote(text, safe="")).replace("{query}", quote_plus(text))
+    return url
+
+
+def paper_url(arxiv_id: str | None, url: str | None, title: str, template: str = DEFAULT_PAPER_LINK) -> str:
+    """Where a pick's title points: its arXiv page, else its known URL, else a title search."""
+    if arxiv_id:
+        return abs_url(arxiv_id)
+    if url:
+        return url
+    return search_url(title, template)
+
+
+@dataclass(frozen=True)
+class PaperLinks:
+    """What a view shows around a paper's title: where it points, who wrote it, where the code is."""
+
+    url: str
+    authors: str = ""  # short form, e.g. "A. Author, B. Author et al."
+    code_url: str | None = None
+
+
+def links_for(arxiv_id: str | None, url: str | None, title: str, authors: str | None, code_url: str | None,
+              template: str = DEFAULT_PAPER_LINK) -> PaperLinks:
+    code = safe_url(code_url) if code_url and len(code_url) <= MAX_URL_CHARS else None
+    target = safe_url(url) if url and len(url) <= MAX_URL_CHARS else None
+    return PaperLinks(paper_url(arxiv_id, target, title, template), short_authors(authors), code)
+
+
+def join_authors(names: Iterable[str]) -> str:
+    """Authors as stored: one name per line, whitespace collapsed, empties dropped."""
+    return "\n".join(n for n in (" ".join(str(name).split()) for name in names) if n)
+
+
+def split_authors(stored: str | None) -> list[str]:
+    return [n for n in (stored or "").split("\n") if n]
+
+
+def short_authors(stored: str | None, limit: int = MAX_AUTHORS_SHOWN) -> str:
+    """`A. Author, B. Author et al.`: the first few authors, or '' when none are known."""
+    names = [n if len(n) <= 80 else n[:79] + "…" for n in split_authors(stored)]
+    if len(names) <= limit:
+        return ", ".join(names)
+    return ", ".join(names[: limit - 1]) + " et al."
+
+
+def html_title(links: PaperLinks | None, title_html: str) -> str:
+    """The bold title, linked to the paper when its links are known."""
+    return f"<b>{link(links.url, title_html)}</b>" if links else f"<b>{title_html}</b>"
+
+
+def html_byline(links: PaperLinks | None) -> str:
+    """`A. Author, B. Author et al. · code` (escaped HTML), or '' when neither is known."""
+    if links is None:
+        return ""
+    parts = [html.escape(links.authors, quote=False)] if links.authors else []
+    if links.code_url:
+        parts.append(link(links.code_url, "code"))
+    return " · ".join(parts)
+
+
+def link(url: str, text: str) -> str:
+    """A Telegram-HTML link; `text` must already be escaped."""
+    return f'<a href="{html.escape(url, quote=True)}">{text}</a>'

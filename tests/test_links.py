@@ -1,0 +1,210 @@
+"""Paper identity from text, links in every view, the BibTeX export, and unicode-folded search."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+import bibtexparser
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pylatexenc.latex2text import LatexNodes2Text
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from feedbot import db, links
+from feedbot.bibtex import export
+from feedbot.digests import Digest, render
+from feedbot.messages import MAX_TEXT, plain
+from feedbot.models import Paper
+from feedbot.papers import search_papers
+from feedbot.recommend import Suggestion
+from tests.fake_telegram import parse_html_links
+
+
+@pytest.mark.parametrize("written, arxiv_id", [
+    ("see arXiv:2403.01234v2.", "2403.01234"),
+    ("ARXIV: 1501.00001", "1501.00001"),
+    ("https://arxiv.org/abs/2403.01234", "2403.01234"),
+    ("http://arxiv.org/pdf/2403.01234v3.pdf", "2403.01234"),
+    ("(https://huggingface.co/papers/2501.12345)", "2501.12345"),
+    ("an old one: hep-th/9901001v1", "hep-th/9901001"),
+    ("math.GT/0309136 is old-style too", "math.GT/0309136"),
+    ("arxiv.org/abs/cond-mat/0102536", "cond-mat/0102536"),
+    ("a bare 2403.01234 is just a number", None),
+    ("arXiv:2413.01234 has no month 13", None),
+    ("see example.com/hep-th/9901001", None),
+])
+def test_arxiv_ids_are_found_wherever_the_text_names_them(written, arxiv_id):
+    assert links.find_arxiv_id(written) == arxiv_id
+
+
+@pytest.mark.parametrize("written, code", [
+    ("Code: https://github.com/owner/repo.", "https://github.com/owner/repo"),
+    ("at github.com/owner/repo.git) and https://github.com/other/x", "https://github.com/owner/repo"),
+    ("https://gitlab.com/group/project/-/tree/main", "https://gitlab.com/group/project"),
+    ("see huggingface.co/papers/2501.12345 and huggingface.co/spaces/u/demo", "https://huggingface.co/spaces/u/demo"),
+    ("https://github.com/features/actions then nothing", None),
+    ("no code here", None),
+])
+def test_the_first_code_repository_is_found(written, code):
+    assert links.find_code_url(written) == code
+
+
+def test_links_and_authors():
+    assert links.paper_url("2403.01234", "https://x", "T") == "https://arxiv.org/abs/2403.01234"
+    assert links.paper_url(None, None, "A & B: über", "https://s.example/?q={query}") == \
+        "https://s.example/?q=A+%26+B%3A+%C3%BCber"
+    assert links.search_url("A/B c", "https://s.example/t/{title}") == "https://s.example/t/A%2FB%20c"
+    assert len(links.search_url("語" * 500)) <= links.MAX_URL_CHARS
+    assert links.short_authors("A. One\nB. Two\nC. Three") == "A. One, B. Two, C. Three"
+    assert links.short_authors("A. One\nB. Two\nC. Three\nD. Four") == "A. One, B. Two et al."
+    assert links.short_authors(None) == ""
+
+
+def suggestion(n: int, title: str) -> Suggestion:
+    return Suggestion(paper_id=1000 + n, title=title, abstract="An <abstract> & more. " * 40, score=1.0, kind="liked",
+                      why=f"because you liked “<i>{n}</i>” & more")
+
+
+@given(st.lists(st.text(min_size=1, max_size=500).filter(str.strip), min_size=20, max_size=20),
+       st.sampled_from(["https://arxiv.org/search/?query={query}&searchtype=title",
+                        "https://scholar.example/{title}?a=1&b=\"2\""]))
+@settings(max_examples=25, deadline=None)
+def test_a_digest_of_20_linked_picks_stays_within_telegram_limits(titles, template):
+    picks = [suggestion(n, t) for n, t in enumerate(titles)]
+    found = {}
+    for n, pick in enumerate(picks):
+        arxiv_id = f"2403.{n:05d}" if n % 2 else None
+        found[pick.paper_id] = links.links_for(arxiv_id, None, pick.title, "Á. Author\nB. <Author>\nC & D\nE",
+                                               f"https://github.com/o/r{n}" if n % 3 else None, template)
+    messages = render(Digest(1, date(2026, 3, 12), date(2026, 3, 12), picks, links=found))
+    hrefs = []
+    for message in messages:
+        shown, targets = parse_html_links(message.text)  # raises where Telegram would refuse the entities
+        assert len(shown) <= MAX_TEXT and len(message.text) <= MAX_TEXT or len(message.keyboard) == 1
+        assert len(shown) <= MAX_TEXT
+        hrefs += targets
+    assert sum(len(m.keyboard) for m in messages) == 20
+    titles_linked = [h for h in hrefs if "github.com" not in h]
+    assert len(titles_linked) == 20  # every pick's title is a link
+    assert titles_linked[1] == "https://arxiv.org/abs/2403.00001"
+    assert sum("github.com" in h for h in hrefs) == sum(1 for n in range(20) if n % 3)
+
+
+def test_console_and_plain_fallback_spell_links_out():
+    html = '1. <b><a href="https://arxiv.org/abs/1?a=1&amp;b=2">A &amp; B</a></b> · <a href="https://g/x">code</a>'
+    assert plain(html) == "1. A & B (https://arxiv.org/abs/1?a=1&b=2) · code (https://g/x)"
+
+
+unicode_text = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=80).filter(str.strip)
+
+
+@given(st.lists(st.tuples(unicode_text, st.lists(unicode_text, max_size=4)), min_size=1, max_size=5))
+@settings(max_examples=150, deadline=None)
+def test_any_titles_and_authors_export_to_bibtex_that_reads_back_the_same(papers):
+    rows = [Paper(id=n, title=title, abstract=title, first_listed=date(2026, 3, 1),
+                  arxiv_id="2403.01234" if n == 0 else None, url=None,
+                  authors=links.join_authors(names) or None) for n, (title, names) in enumerate(papers)]
+    library = bibtexparser.parse_string(export(rows))
+    assert library.failed_blocks == [] and len(library.entries) == len(rows)
+    decode = LatexNodes2Text().latex_to_text
+    for row, entry in zip(rows, library.entries, strict=True):
+        fields = entry.fields_dict
+        # pylatexenc spells \\textasciicircum as the modifier letter ˆ; LaTeX prints it as ^.
+        assert decode(fields["title"].value).replace("ˆ", "^") == " ".join(row.title.split()).replace("ˆ", "^")
+        names = links.split_authors(row.authors)
+        if names:
+            parts = _split_and(fields["author"].value)
+            assert [decode(p).replace("ˆ", "^") for p in parts] == [n.replace("ˆ", "^") for n in names]
+    first = library.entries[0].fields_dict
+    assert first["eprint"].value == "2403.01234" and first["archivePrefix"].value == "arXiv"
+    assert first["url"].value == "https://arxiv.org/abs/2403.01234"
+
+
+def _split_and(value: str) -> list[str]:
+    """BibTeX's own rule: names split on ' and ' outside braces; a braced name loses its braces."""
+    parts, depth, start = [], 0, 0
+    for match in re.finditer(r"\\.|[{}]| and ", value):
+        token = match.group()
+        if token == "{":
+            depth += 1
+        elif token == "}":
+            depth -= 1
+        elif token == " and " and depth == 0:
+            parts.append(value[start:match.start()])
+            start = match.end()
+    parts.append(value[start:])
+    return [p[1:-1] if p.startswith("{") and p.endswith("}") and _balanced(p[1:-1]) else p for p in parts]
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for match in re.finditer(r"\\.|[{}]", text):
+        depth += {"{": 1, "}": -1}.get(match.group(), 0)
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+def test_export_escapes_what_broke_latex():
+    paper = Paper(id=1, title=r"50% of A & B_1 #2 $x$ \emph{y} ~ ^ --", abstract="a", first_listed=date(2026, 3, 1),
+                  arxiv_id=None, url=None, authors="Bob and Sons\nSmith, J.")
+    written = export([paper])
+    assert r"50\% of A \& B\_1 \#2 \$x\$ \textbackslash{}emph\{y\} \textasciitilde{} \textasciicircum{} -{}-" in written
+    assert "author = {{Bob and Sons} and {Smith, J.}}" in written
+
+
+@pytest.mark.parametrize("query, hits", [
+    ("über", {"Über alles"}), ("ÜBER", {"Über alles"}), ("uber", {"Über alles"}),
+    ("ÉCOLE", {"Résumé of the école"}), ("resume", {"Résumé of the école"}),
+    ("straße", {"STRASSE models"}), ("ΣΊΣΥΦΟΣ", {"σίσυφος learning"}),
+    ("100%", {"A 100% solution"}), ("under_score", set()),
+])
+def test_search_folds_unicode_case_and_accents_on_both_databases(engine, query, hits):
+    from feedbot.ingest import PaperRecord, store_records
+
+    titles = ["Über alles", "Résumé of the école", "STRASSE models", "σίσυφος learning", "A 100% solution",
+              "under score"]
+    records = [PaperRecord(t.casefold(), t, "abstract", date(2026, 3, 1)) for t in titles]
+    store_records(engine, "t", "0" * 64, records)
+    with Session(engine) as session:
+        assert {p.title for p in search_papers(session, query)} == hits
+
+
+def test_migration_backfills_ids_and_search_text_and_downgrades(database_url):
+    db.upgrade(database_url, "0001")
+    engine = db.make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO papers (key, title, abstract, first_listed, created_at) VALUES "
+                "('a', 'Über A', 'See arXiv:2403.01234 and github.com/o/r', '2026-03-01', '2026-03-01'),"
+                "('b', 'B', 'Also arXiv:2403.01234', '2026-03-01', '2026-03-01'), "
+                "('c', 'C', 'nothing', '2026-03-01', '2026-03-01')"))
+        db.upgrade(database_url, "0003")
+        with Session(engine) as session:
+            rows = {p.key: p for p in session.scalars(select(Paper))}
+        assert rows["a"].arxiv_id == "2403.01234" and rows["a"].code_url == "https://github.com/o/r"
+        assert rows["b"].arxiv_id is None  # one row per id: the first keeps it
+        assert rows["a"].search_text.startswith("uber a")
+        db.downgrade(database_url, "0001")
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM papers")).scalar() == 3
+        db.upgrade(database_url)
+    finally:
+        engine.dispose()
+
+
+def test_telegram_digests_and_lists_link_every_paper_without_previews(bot, telegram, seeded):
+    from tests.test_bot import onboard, talk
+
+    onboard(telegram)
+    talk(telegram, "/skip")
+    [digest] = talk(telegram, "/digest")
+    shown, hrefs = parse_html_links(digest.text)
+    assert digest.link_preview == {"is_disabled": True}
+    assert len([h for h in hrefs if "/search/?query=" in h or "/abs/" in h]) == len(digest.buttons) == 5
+    [found] = talk(telegram, "/search diffusion")
+    assert len(parse_html_links(found.text)[1]) >= len(found.buttons) > 0
