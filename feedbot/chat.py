@@ -33,6 +33,7 @@ from feedbot.messages import (
     vote_row,
 )
 from feedbot.models import Delivery, Paper, Shown, Subscriber, Vote
+from feedbot.numbers import whole_number
 from feedbot.papers import links_of, paper_links, search_papers
 from feedbot.subscribers import UserError
 
@@ -63,8 +64,14 @@ BUTTON_DATA = re.compile(
     r"|s:(?:size:[+-]|time:[+-]|freq:(?:daily|weekdays|weekly)|pause|resume))$"
 )
 HISTORY_PAGE = 3
+MAX_ROW_ID = 2**31 - 1  # the integer primary keys' range on PostgreSQL
 NO_PAPERS_YET = digests.NO_PAPERS_YET
 SEARCH_RESULTS = 5
+
+
+def storable(text: str) -> str:
+    """Text any database can store: without NUL (PostgreSQL refuses it) or lone surrogates."""
+    return "".join(c for c in text if c != "\x00" and not "\ud800" <= c <= "\udfff")
 
 
 @dataclass(frozen=True)
@@ -108,7 +115,7 @@ class Chat:
     # --- entry points ------------------------------------------------------------------------
 
     def command(self, user: User, name: str, args: str = "") -> list[Reply]:
-        name = name.casefold().split("@", 1)[0]
+        name, args = storable(name).casefold().split("@", 1)[0], storable(args)
         handler = getattr(self, f"cmd_{name}", None)
         if handler is None or name not in dict(COMMANDS) | {"skip": ""}:
             return [Reply(f"I don't know /{escape(name[:40])}. Send /help to see what I can do.")]
@@ -122,6 +129,7 @@ class Chat:
                 return [Reply(escape(str(exc)))]
 
     def text(self, user: User, text: str) -> list[Reply]:
+        text = storable(text)
         with transaction(self.engine) as session:
             subscriber = subscribers.get(session, user.telegram_id)
             if subscriber is None:
@@ -159,7 +167,7 @@ class Chat:
     # --- onboarding --------------------------------------------------------------------------
 
     def cmd_start(self, session: Session, user: User, subscriber: Subscriber | None, args: str) -> list[Reply]:
-        subscriber, new = subscribers.subscribe(session, user.telegram_id, user.chat_id, user.name)
+        subscriber, new = subscribers.subscribe(session, user.telegram_id, user.chat_id, storable(user.name))
         if new:
             subscriber.awaiting = "interests"
             return [Reply(
@@ -362,7 +370,10 @@ class Chat:
 
     def _vote(self, session: Session, subscriber: Subscriber, rest: str, keyboard: list[list[Button]]) -> Answer:
         paper, _, sign = rest.partition(":")
-        result = subscribers.vote(session, subscriber, int(paper), 1 if sign == "+" else -1, self.clock())
+        paper_id = whole_number(paper, 1, MAX_ROW_ID)  # ids past the column's range were never shown
+        if paper_id is None:
+            raise UserError("That paper was not shown to you, so I can't record a vote for it.")
+        result = subscribers.vote(session, subscriber, paper_id, 1 if sign == "+" else -1, self.clock())
         session.flush()
         numbered = numbered_papers(keyboard) or [(1, result.paper_id)]
         votes = subscribers.votes_on(session, subscriber, [pid for _, pid in numbered])

@@ -5,7 +5,7 @@ numeric argument goes through `whole_number` and gets a clear reply instead of a
 
 from __future__ import annotations
 
-MAX_DIGITS = 9
+MAX_DIGITS = 12
 
 
 def whole_number(text: str, low: int | None = None, high: int | None = None) -> int | None:

@@ -18,7 +18,7 @@ from feedbot.models import Shown, Subscriber, Vote
 from tests.test_first_day import write_dump
 
 NOW = datetime(2026, 3, 12, 9, 0, tzinfo=UTC)
-ANY_TEXT = st.text(max_size=40)
+ANY_TEXT = st.one_of(st.text(max_size=40), st.text(max_size=40).map(lambda t: f"{t}\x00{t}"))
 ARGS = st.one_of(ANY_TEXT, st.sampled_from(["1", "²", "٣", "0", "21", "add diffusion", "add the of and", "add 🚀",
                                             "remove 1", "remove ¹", "clear", "daily", "07:30", "Asia/Tokyo",
                                             "c++", "UTC+5:30", "9" * 40]))
