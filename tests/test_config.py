@@ -52,3 +52,23 @@ def test_token_never_reaches_the_log(monkeypatch):
     text = out.getvalue()
     assert token not in text
     assert text.count("<token>") == 2 and "RuntimeError" in text
+
+
+def test_source_and_link_settings():
+    settings = load_settings({})
+    assert settings.sources == () and settings.paper_link.endswith("query={query}&searchtype=title")
+    assert settings.hf_api_url == "https://huggingface.co"
+    assert settings.arxiv_api_url == "https://export.arxiv.org/api/query"
+    settings = load_settings({"FEEDBOT_SOURCES": "hf, arxiv:cs.LG+cs.CL", "FEEDBOT_HF_API_URL": "http://127.0.0.1:9/",
+                              "FEEDBOT_PAPER_LINK": "https://scholar.google.com/scholar?q={query}"})
+    assert settings.sources == ("hf", "arxiv:cs.LG+cs.CL") and settings.hf_api_url == "http://127.0.0.1:9"
+    for env, message in [
+        ({"FEEDBOT_SOURCES": "rss"}, "FEEDBOT_SOURCES: unknown source"),
+        ({"FEEDBOT_SOURCES": "arxiv"}, "FEEDBOT_SOURCES: 'arxiv' needs categories"),
+        ({"FEEDBOT_PAPER_LINK": "https://example.com/"}, "FEEDBOT_PAPER_LINK must be"),
+        ({"FEEDBOT_PAPER_LINK": "javascript:{title}"}, "FEEDBOT_PAPER_LINK must be"),
+        ({"FEEDBOT_HF_API_URL": "huggingface.co"}, "FEEDBOT_HF_API_URL must be"),
+        ({"FEEDBOT_ARXIV_API_URL": "ftp://x"}, "FEEDBOT_ARXIV_API_URL must be"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            load_settings(env)
