@@ -130,6 +130,7 @@ class Chat:
             subscriber = subscribers.get(session, user.telegram_id)
             if subscriber is None:
                 return Answer("You're not subscribed: send /start first.", alert=True)
+            session.refresh(subscriber, with_for_update=True)  # one press at a time per subscriber
             kind, _, rest = data.partition(":")
             try:
                 if kind == "v":
@@ -399,7 +400,8 @@ class Chat:
 
     def _history_page(self, session: Session, subscriber: Subscriber, page: int) -> tuple[str, list[list[Button]]]:
         delivered = session.scalars(
-            select(Delivery).where(Delivery.subscriber_id == subscriber.id, Delivery.status == "sent")
+            select(Delivery).where(Delivery.subscriber_id == subscriber.id,
+                                   Delivery.status.in_(("sent", "sending", "uncertain")))
             .order_by(Delivery.local_date.desc()).offset(page * HISTORY_PAGE).limit(HISTORY_PAGE + 1)
         ).all()
         if not delivered:
@@ -438,7 +440,9 @@ class Chat:
         history = deliveries.histories(session, [subscriber.id], now)[subscriber.id]
         slot = schedule.decide(subscriber, now, history)
         if slot.reason == "due":
-            return "Next digest: <b>due now</b>, it goes out within a minute."
+            local = now.astimezone(subscribers.zone(subscriber.timezone))
+            return (f"Next digest: <b>due now</b> (it is {local:%H:%M} in {escape(subscriber.timezone)}): "
+                    "it goes out within a minute.")
         if slot.at is None:
             return "No digest is scheduled."
         local = slot.at.astimezone(subscribers.zone(subscriber.timezone))

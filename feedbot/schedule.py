@@ -5,9 +5,9 @@ The rule, for a subscriber who is active and not paused on a delivery day of the
 - the digest for local date D is due from their delivery time on D (a time that DST skips moves
   to the next valid minute; one that happens twice counts once, the first) until LATE_WINDOW
   after it — so 23:30, 23:59 and 00:00 are all delivered, the late part falling on D+1;
-- at most one digest per real day: none for D when a digest already went out on D as seen from
-  the zone they are in *now* (a zone change never makes a day that had its digest look empty),
-  and none sooner than MIN_GAP after the previous one (a later time or zone only delays it).
+- at most one digest per real day: one per local date (the delivery row's unique key), and
+  none sooner than MIN_GAP after the previous one, whatever they did with their zone or time
+  (moving west after a digest, or from 23:59 to 00:00, only delays the next one).
 A slot whose window closes undelivered is recorded `skipped`, with why.
 """
 
@@ -82,11 +82,10 @@ def decide(subscriber: Subscriber, now: datetime, history: History) -> Slot:
     today = now.astimezone(tz).date()
     if subscriber.state != "active":
         return Slot("stopped" if subscriber.state == "stopped" else "blocked", today)
-    last_day = history.last_at.astimezone(tz).date() if history.last_at else None
     earliest = history.last_at + MIN_GAP if history.last_at else None
 
     def had(day: date) -> bool:
-        return day in history.rows or (last_day is not None and last_day >= day)
+        return day in history.rows
 
     waiting: Slot | None = None
     for day in (today - timedelta(days=1), today):
@@ -122,13 +121,13 @@ def missed_days(subscriber: Subscriber, now: datetime, history: History) -> list
         return []
     tz = zone(subscriber.timezone)
     today = now.astimezone(tz).date()
-    last_day = history.last_at.astimezone(tz).date() if history.last_at else None
     out = []
     for day in (today - timedelta(days=1), today):
-        if not _open(subscriber, day) or day in history.rows or (last_day is not None and last_day >= day):
+        if not _open(subscriber, day) or day in history.rows:
             continue
-        if now >= send_at(subscriber, day) + LATE_WINDOW:
-            out.append(day)
+        start = send_at(subscriber, day)
+        if now >= start + LATE_WINDOW and not (history.last_at and history.last_at >= start):
+            out.append(day)  # (a digest that went out after it began, under another zone, counts)
     return out
 
 
