@@ -6,6 +6,7 @@ SQLite reads (fits, ranking, status) never take the write lock a vote needs; wor
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 from collections import Counter
@@ -74,7 +75,8 @@ def test_digest_command_racing_the_sweep_shows_no_paper_twice(seeded, settings):
         worker = Worker(settings, seeded, clock=lambda: NOW)
         worker.models = models
         chat = Chat(seeded, settings, lambda: NOW, models)
-        replies, (outgoing, _) = together(lambda: chat.digest(User(telegram_id, telegram_id)), worker._prepare)
+        command = functools.partial(chat.digest, User(telegram_id, telegram_id))
+        replies, (outgoing, _) = together(command, worker._prepare)
         by_command = shown_ids(replies)
         by_sweep = [pid for item in outgoing if item.telegram_id == telegram_id for pid in item.paper_ids]
         assert by_command or by_sweep
