@@ -147,6 +147,13 @@ class TelegramBot:
 
     async def reply(self, update: Update, replies: Sequence[Reply]) -> None:
         user = self.user_of(update)
+        if replies and replies[0].delivery is not None:  # a claimed digest: the delivery module sends it
+            from feedbot import deliveries
+
+            item = deliveries.Outgoing.direct(replies[0].delivery, user.chat_id, list(replies))
+            await deliveries.send_now(self.chat.engine, item, deliveries.telegram_transport(update.get_bot()),
+                                      self.chat.clock)
+            return
         try:
             await send_replies(update.get_bot(), user.chat_id, replies)
         except Blocked:

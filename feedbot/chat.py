@@ -82,26 +82,29 @@ class User:
 
 
 class ModelCache:
-    """The fitted text model, reloaded when the worker refits (the file on disk changes)."""
+    """The fitted text model for the corpus in the database. Whichever process refits (the worker,
+    `feedbot model refit`, an ingest elsewhere), the next `get` loads the newest saved fit; file
+    names carry the corpus version, so checking costs one small query and a directory listing."""
 
     def __init__(self, model_dir: Path) -> None:
         self.model_dir = model_dir
-        self._seen: tuple[str, float] | None = None
         self._model: textmodel.TextModel | None = None
 
-    def _newest(self) -> tuple[str, float] | None:
-        files = sorted(self.model_dir.glob("tfidf-*.joblib"), key=lambda p: p.stat().st_mtime)
-        return (str(files[-1]), files[-1].stat().st_mtime) if files else None
-
     def get(self, session: Session) -> textmodel.TextModel | None:
-        """The model, or None before the first ingest (no papers: nothing to fit)."""
-        if self._model is None or self._newest() != self._seen:
+        """The newest saved fit, or None before the first ingest (no papers: nothing to fit)."""
+        saved = textmodel.saved_versions(self.model_dir)
+        if self._model is None or (saved and saved[0] != self._model.corpus_version):
+            newest = textmodel.load_latest(self.model_dir) if saved else None
             try:
-                self._model = textmodel.load(session, self.model_dir)
+                self._model = newest or self._model or textmodel.load(session, self.model_dir)
             except textmodel.NoPapersError:
                 return None
-            self._seen = self._newest()
         return self._model
+
+    def stale(self, session: Session) -> bool:
+        """Whether the corpus moved on since the newest saved fit (a refit is due)."""
+        saved = textmodel.saved_versions(self.model_dir)
+        return not saved or saved[0] != textmodel.corpus_version(session)
 
 
 class Chat:
@@ -119,6 +122,8 @@ class Chat:
         handler = getattr(self, f"cmd_{name}", None)
         if handler is None or name not in dict(COMMANDS) | {"skip": ""}:
             return [Reply(f"I don't know /{escape(name[:40])}. Send /help to see what I can do.")]
+        if name == "digest":  # ranks before it writes: no write transaction around it
+            return self.digest(user)
         with transaction(self.engine) as session:
             subscriber = subscribers.get(session, user.telegram_id)
             if subscriber is None and name not in ("start", "help"):
@@ -151,6 +156,7 @@ class Chat:
             subscriber = subscribers.get(session, user.telegram_id)
             if subscriber is None:
                 return Answer("You're not subscribed: send /start first.", alert=True)
+            session.refresh(subscriber, with_for_update=True)  # one press at a time per subscriber
             kind, _, rest = data.partition(":")
             try:
                 if kind == "v":
@@ -226,14 +232,28 @@ class Chat:
                       f"from your 👍/👎.\n\n{lines}")]
 
     def cmd_digest(self, session: Session, user: User, subscriber: Subscriber, args: str) -> list[Reply]:
+        return self.digest(user)
+
+    def digest(self, user: User) -> list[Reply]:
+        """Today's picks now. Ranked in a read-only session, then claimed and recorded in a short
+        write: the first /digest of a day becomes that day's delivery (the schedule sends no
+        second), its replies carry the delivery id so the sender records each part; later ones
+        are extra picks. Either way only papers the database accepts as new are shown."""
         now = self.clock()
-        digest = digests.build(session, self.models.get(session), [subscriber], now, self.settings)[subscriber.id]
-        delivery_id = None
-        if digest.picks:
-            # Counts as today's digest when none went out yet, so the schedule won't send a second.
-            delivery_id = deliveries.claim(session, subscriber.id, digest.local_date, now, status="sent")
-        digests.record(session, [(digest, delivery_id)], now)
-        return digests.render(digest)
+        with Session(self.engine, expire_on_commit=False) as session:
+            subscriber = subscribers.get(session, user.telegram_id)
+            if subscriber is None:
+                return [Reply("You're not subscribed yet: send /start to begin.")]
+            day = schedule.local_date(subscriber, now)
+            built = digests.build(session, self.models.get(session), [subscriber], now, self.settings,
+                                  days={subscriber.id: day})
+            session.expunge(subscriber)
+        [(_, digest, delivery_id)] = deliveries.claim_and_record(self.engine, [subscriber], built, now,
+                                                                  source="command")
+        replies = digests.render(digest)
+        for reply in replies:
+            reply.delivery = delivery_id
+        return replies
 
     def cmd_interests(self, session: Session, user: User, subscriber: Subscriber, args: str) -> list[Reply]:
         action, _, rest = args.partition(" ")
@@ -422,7 +442,8 @@ class Chat:
 
     def _history_page(self, session: Session, subscriber: Subscriber, page: int) -> tuple[str, list[list[Button]]]:
         delivered = session.scalars(
-            select(Delivery).where(Delivery.subscriber_id == subscriber.id, Delivery.status == "sent")
+            select(Delivery).where(Delivery.subscriber_id == subscriber.id,
+                                   Delivery.status.in_(("sent", "sending", "uncertain")))
             .order_by(Delivery.local_date.desc()).offset(page * HISTORY_PAGE).limit(HISTORY_PAGE + 1)
         ).all()
         if not delivered:
@@ -464,19 +485,25 @@ class Chat:
         return lambda text: textmatch.could_match(text) and model.transform([text]).nnz > 0
 
     def _next_line(self, session: Session, subscriber: Subscriber) -> str:
+        """When the next digest comes, from the same decision the worker acts on."""
         now = self.clock()
-        today = schedule.local_date(subscriber, now)
-        delivered = deliveries.for_day(session, subscriber.id, today) is not None
         if subscriber.state == "stopped":
             return "You're unsubscribed, so no digests come (send /start)."
         if subscriber.state == "blocked":
             return "Digests stopped because the chat was blocked."
+        today = schedule.local_date(subscriber, now)
         if subscribers.is_paused(subscriber, today) and subscriber.paused_until == subscriber.paused_until.max:
             return "Digests are paused until you send /resume."
-        upcoming = schedule.next_delivery(subscriber, now, delivered)
-        if upcoming is None:
+        session.flush()
+        history = deliveries.histories(session, [subscriber.id], now)[subscriber.id]
+        slot = schedule.decide(subscriber, now, history)
+        if slot.reason == "due":
+            local = now.astimezone(subscribers.zone(subscriber.timezone))
+            return (f"Next digest: <b>due now</b> (it is {local:%H:%M} in {escape(subscriber.timezone)}): "
+                    "it goes out within a minute.")
+        if slot.at is None:
             return "No digest is scheduled."
-        local = upcoming.astimezone(subscribers.zone(subscriber.timezone))
+        local = slot.at.astimezone(subscribers.zone(subscriber.timezone))
         paused = " (paused until then)" if subscribers.is_paused(subscriber, today) else ""
         return f"Next digest: <b>{local:%a %d %b %H:%M}</b> ({escape(subscriber.timezone)}){paused}."
 

@@ -28,7 +28,6 @@ class Settings:
     ingest_every_minutes: int
     candidate_days: int
     vote_half_life_days: float
-    delivery_cutoff: str
     paper_link: str = "https://arxiv.org/search/?query={query}&searchtype=title"
     hf_api_url: str = "https://huggingface.co"
     arxiv_api_url: str = "https://export.arxiv.org/api/query"
@@ -108,14 +107,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if half_life <= 0:
         raise ConfigError("FEEDBOT_VOTE_HALF_LIFE_DAYS must be positive")
 
-    cutoff = env.get("FEEDBOT_DELIVERY_CUTOFF", "").strip() or "23:00"
-    from feedbot.clock import parse_hhmm  # local import: clock has no settings dependency
-
-    try:
-        parse_hhmm(cutoff)
-    except ValueError as exc:
-        raise ConfigError(f"FEEDBOT_DELIVERY_CUTOFF: {exc}") from None
-
     return Settings(
         **_source_settings(env),
         data_dir=data_dir,
@@ -127,7 +118,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ingest_every_minutes=_int(env, "FEEDBOT_INGEST_EVERY", 10, 1, 24 * 60),
         candidate_days=_int(env, "FEEDBOT_CANDIDATE_DAYS", 2, 1, 365),
         vote_half_life_days=half_life,
-        delivery_cutoff=cutoff,
     )
 
 

@@ -40,6 +40,7 @@ class Console:
         self.shown = 0
 
     def show(self, replies: Iterable[Reply]) -> None:
+        replies = list(replies)
         for reply in replies:
             self.out.write(plain(reply.text).strip() + "\n")
             if reply.document is not None:
@@ -48,6 +49,10 @@ class Console:
                 self.out.write(content.decode(errors="replace").rstrip() + "\n---\n")
             self.show_keyboard(reply.keyboard)
             self.out.write("\n")
+        if replies and replies[0].delivery is not None:  # a claimed digest, now in front of the user
+            from feedbot.deliveries import shown_in_console
+
+            shown_in_console(self.chat.engine, replies[0].delivery, len(replies), self.chat.clock())
 
     def show_keyboard(self, rows: list[list[Button]], tag: str | None = None) -> None:
         """Print buttons numbered from 1 and make them the newest (an edited keyboard keeps its tag)."""

@@ -17,8 +17,12 @@ class SchemaError(RuntimeError):
     """The database is not migrated to the revision this code expects."""
 
 
+WRITE = "feedbot_write"  # execution option: this SQLite transaction will write
+
+
 def make_engine(url: str) -> Engine:
-    """Create an engine; SQLite gets WAL, foreign keys, a busy timeout and write-ready transactions."""
+    """Create an engine; SQLite gets WAL, foreign keys, a busy timeout, read transactions that take
+    no lock and write transactions (`transaction`) that take the write lock up front."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -42,15 +46,24 @@ def _sqlite_on_connect(dbapi_connection, _record) -> None:
 
 
 def _sqlite_on_begin(connection) -> None:
-    # IMMEDIATE takes the write lock up front: a transaction that reads, then writes, can then
-    # never fail with "database is locked" when another process (CLI beside worker) wrote meanwhile.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # A write transaction (`transaction`) takes the write lock up front with IMMEDIATE: one that
+    # reads, then writes, can then never fail with "database is locked" when another process
+    # wrote meanwhile. Everything else (ranking, model fits, status, dry runs) is a plain
+    # deferred read: in WAL mode it takes no lock, so it never makes a vote wait.
+    write = connection.get_execution_options().get(WRITE, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def writer(engine: Engine) -> Engine:
+    """The engine whose SQLite transactions take the write lock when they begin."""
+    return engine.execution_options(**{WRITE: True}) if engine.dialect.name == "sqlite" else engine
 
 
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Session]:
-    """A session whose work commits as one unit, or rolls back whole on any error."""
-    with Session(engine, expire_on_commit=False) as session, session.begin():
+    """A write transaction: commits as one unit, or rolls back whole on any error. Keep it short
+    (no ranking or fitting inside): on SQLite it holds the database's single write lock."""
+    with Session(writer(engine), expire_on_commit=False) as session, session.begin():
         yield session
 
 

@@ -9,11 +9,12 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from feedbot import ranking, recommend, schedule, subscribers
+from feedbot import ranking, reasons, recommend, schedule, subscribers
 from feedbot.config import Settings
+from feedbot.db import insert_for
 from feedbot.links import DEFAULT_PAPER_LINK, PaperLinks, html_byline, html_title
 from feedbot.messages import Reply, escape, snippet, split_items, vote_keyboard, vote_row
 from feedbot.models import Shown, Subscriber
@@ -40,18 +41,24 @@ def attach_links(session: Session, digest: Digest, template: str = DEFAULT_PAPER
     return digest
 
 
-def empty_reason(session: Session, subscriber: Subscriber, day: date, listed_on: date | None) -> str:
-    if subscriber.state == "stopped":
-        return "you have unsubscribed (send /start to come back)"
-    if subscriber.state == "blocked":
-        return "this chat blocked the bot"
+def empty_reason_code(session: Session, subscriber: Subscriber, day: date, listed_on: date | None) -> str:
+    """Why a digest has no picks, as a code from feedbot.reasons (decided here only)."""
+    if subscriber.state in ("stopped", "blocked"):
+        return subscriber.state
     if subscribers.is_paused(subscriber, day):
-        return f"your digest is paused{_until(subscriber)} (send /resume to restart it)"
+        return "paused"
     if latest_dump_failed(session):
-        return "the latest papers dump failed to ingest; the team has been told"
+        return "dump_failed"
     if listed_on is None:
-        return NO_PAPERS_YET
-    return f"no new papers since the listing of {listed_on:%a %d %b} (you have seen them all)"
+        return "no_papers"
+    return "seen_all"
+
+
+def empty_reason(session: Session, subscriber: Subscriber, day: date, listed_on: date | None) -> str:
+    """The empty-day message's words for that code."""
+    code = empty_reason_code(session, subscriber, day, listed_on)
+    return reasons.word(code, "subscriber", until=_until(subscriber),
+                        listed_on=f"{listed_on:%a %d %b}" if listed_on else "")
 
 
 def _until(subscriber: Subscriber) -> str:
@@ -61,11 +68,12 @@ def _until(subscriber: Subscriber) -> str:
 
 
 def build(session: Session, model: TextModel | None, subs: list[Subscriber], now: datetime,
-          settings: Settings) -> dict[int, Digest]:
-    """Digests for these subscribers, ranked together (one pass per local date)."""
+          settings: Settings, days: dict[int, date] | None = None) -> dict[int, Digest]:
+    """Digests for these subscribers, ranked together (one pass per local date); `days` names the
+    local date each digest is for (default: today in their zone)."""
     by_day: dict[date, list[Subscriber]] = defaultdict(list)
     for subscriber in subs:
-        by_day[schedule.local_date(subscriber, now)].append(subscriber)
+        by_day[(days or {}).get(subscriber.id) or schedule.local_date(subscriber, now)].append(subscriber)
     out: dict[int, Digest] = {}
     for day, group in by_day.items():
         active = [s for s in group if s.state == "active" and not subscribers.is_paused(s, day)]
@@ -81,11 +89,39 @@ def build(session: Session, model: TextModel | None, subs: list[Subscriber], now
     return out
 
 
-def record(session: Session, recorded: list[tuple[Digest, int | None]], now: datetime) -> None:
-    """Remember digests' picks as shown (the database refuses a repeat), each tied to its delivery."""
-    subscribers.record_shown_many(session, [
-        (digest.subscriber_id, [(p.paper_id, p.score, p.why) for p in digest.picks], delivery_id)
-        for digest, delivery_id in recorded], "digest", now)
+def record(session: Session, recorded: list[tuple[Digest, int | None]], now: datetime,
+           only_claimed: bool = False) -> dict[int, set[int]]:
+    """Remember digests' picks as shown, each tied to its delivery; returns, per subscriber, the
+    papers the database accepted as new. A paper someone else recorded meanwhile (a concurrent
+    claimer) is refused by the unique key and must not be sent. Rows go in (subscriber, paper)
+    order, so concurrent writers lock in the same order."""
+    rows = [{"subscriber_id": digest.subscriber_id, "paper_id": pick.paper_id, "delivery_id": delivery_id,
+             "source": "digest", "position": n, "score": float(pick.score), "reason": pick.why[:2000],
+             "shown_at": now}
+            for digest, delivery_id in recorded if delivery_id is not None or not only_claimed
+            for n, pick in enumerate(digest.picks)]
+    rows.sort(key=lambda r: (r["subscriber_id"], r["paper_id"]))
+    kept: dict[int, set[int]] = defaultdict(set)
+    insert = insert_for(session)
+    for start in range(0, len(rows), 1000):
+        result = session.execute(
+            insert(Shown).values(rows[start : start + 1000])
+            .on_conflict_do_nothing(index_elements=["subscriber_id", "paper_id"])
+            .returning(Shown.subscriber_id, Shown.paper_id)
+        )
+        for sid, pid in result:
+            kept[sid].add(pid)
+    for digest, delivery_id in recorded:  # positions follow the picks that were kept
+        won = kept[digest.subscriber_id]
+        if delivery_id is not None and not won.issuperset(p.paper_id for p in digest.picks):
+            _renumber(session, delivery_id, [p.paper_id for p in digest.picks if p.paper_id in won])
+    return kept
+
+
+def _renumber(session: Session, delivery_id: int, paper_ids: list[int]) -> None:
+    for n, paper_id in enumerate(paper_ids):
+        session.execute(update(Shown).where(Shown.delivery_id == delivery_id, Shown.paper_id == paper_id,
+                                            Shown.position != n).values(position=n))
 
 
 def render(digest: Digest, votes: dict[int, int] | None = None) -> list[Reply]:

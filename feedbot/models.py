@@ -161,6 +161,11 @@ class Delivery(Base):
     finished_at: Mapped[datetime | None]
     message_ids: Mapped[str | None] = mapped_column(String(255))
     error: Mapped[str | None] = mapped_column(Text)
+    # Parts of a split digest confirmed sent, recorded one by one: a retry resumes after them.
+    parts_sent: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
+    source: Mapped[str] = mapped_column(String(16), default="schedule", server_default="schedule")
+    owner: Mapped[str | None] = mapped_column(String(128))  # host:pid of the process sending it
+    attempted_at: Mapped[datetime | None]  # when that process last touched it
 
     __table_args__ = (
         UniqueConstraint("subscriber_id", "local_date"),
@@ -202,4 +207,21 @@ class Sweep(Base):
     summary: Mapped[str] = mapped_column(Text, default="")
 
 
+class Heartbeat(Base):
+    """A worker process saying it is alive, so `feedbot status` can tell a stuck or dead one."""
+
+    __tablename__ = "heartbeats"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)  # host:pid
+    host: Mapped[str] = mapped_column(String(128))
+    pid: Mapped[int] = mapped_column(Integer)
+    version: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime]
+    seen_at: Mapped[datetime]
+    sweep_started_at: Mapped[datetime | None]
+    sweep_finished_at: Mapped[datetime | None]
+
+
 Index("ix_deliveries_local_date", Delivery.local_date)
+Index("ix_deliveries_status", Delivery.status)
+Index("ix_shown_paper_id", Shown.paper_id)

@@ -1,16 +1,28 @@
-"""When a subscriber's digest is due: wall-clock times in their own zone, DST-safe.
+"""When a subscriber's digest is due: wall-clock times in their own zone, DST-safe, decided by one
+function (`decide`) that the worker, /status, `feedbot status` and `digest --dry-run` all call.
 
-A delivery time that does not exist on a DST switch day (02:30 when clocks jump from 02:00 to
-03:00) moves to the next valid minute; one that happens twice counts once (the first).
+The rule, for a subscriber who is active and not paused on a delivery day of their frequency:
+- the digest for local date D is due from their delivery time on D (a time that DST skips moves
+  to the next valid minute; one that happens twice counts once, the first) until LATE_WINDOW
+  after it — so 23:30, 23:59 and 00:00 are all delivered, the late part falling on D+1;
+- at most one digest per real day: one per local date (the delivery row's unique key), and
+  none sooner than MIN_GAP after the previous one, whatever they did with their zone or time
+  (moving west after a digest, or from 23:59 to 00:00, only delays the next one).
+A slot whose window closes undelivered is recorded `skipped`, with why.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from feedbot.clock import parse_hhmm
 from feedbot.models import Subscriber
 from feedbot.subscribers import is_paused, zone
+
+LATE_WINDOW = timedelta(hours=12)
+MIN_GAP = timedelta(hours=12)  # never more than LATE_WINDOW: a delayed digest still fits its window
 
 
 def local_date(subscriber: Subscriber, now: datetime) -> date:
@@ -42,24 +54,90 @@ def send_at(subscriber: Subscriber, day: date) -> datetime:
     return wall_clock(day, parse_hhmm(subscriber.send_time), zone(subscriber.timezone))
 
 
-def cutoff_at(subscriber: Subscriber, day: date, cutoff: str) -> datetime:
-    return wall_clock(day, parse_hhmm(cutoff), zone(subscriber.timezone))
+@dataclass(frozen=True)
+class History:
+    """What `decide` needs to know of past deliveries: rows by local date, and the last digest."""
+
+    rows: Mapping[date, str]  # local date → delivery status
+    last_at: datetime | None = None  # when the latest digest that may have reached them was claimed
 
 
-def next_delivery(subscriber: Subscriber, now: datetime, delivered_today: bool) -> datetime | None:
-    """The next time a digest will go out, or None when none will (stopped, blocked, paused)."""
-    if subscriber.state != "active":
-        return None
+@dataclass(frozen=True)
+class Slot:
+    """The decision for one subscriber now: a reason code (see feedbot.reasons), the local date it
+    concerns, and when the next digest goes out (None: none is scheduled)."""
+
+    reason: str
+    day: date
+    at: datetime | None = None
+
+
+def _open(subscriber: Subscriber, day: date) -> bool:
+    return is_delivery_day(subscriber.frequency, day) and not is_paused(subscriber, day)
+
+
+def decide(subscriber: Subscriber, now: datetime, history: History) -> Slot:
+    """Due now, waiting (and until when), or why not. Pure: the same inputs, the same answer."""
     tz = zone(subscriber.timezone)
     today = now.astimezone(tz).date()
-    for offset in range(0, 400):
+    if subscriber.state != "active":
+        return Slot("stopped" if subscriber.state == "stopped" else "blocked", today)
+    earliest = history.last_at + MIN_GAP if history.last_at else None
+
+    def had(day: date) -> bool:
+        return day in history.rows
+
+    waiting: Slot | None = None
+    for day in (today - timedelta(days=1), today):
+        if not _open(subscriber, day) or had(day):
+            continue
+        start = send_at(subscriber, day)
+        if now >= start + LATE_WINDOW:
+            if day == today:
+                return Slot("missed", day, _next(subscriber, today, earliest))
+            continue  # yesterday's slot closed: recorded as missed by the sweep, look at today
+        if now < start:
+            waiting = Slot("before_time", day, max(start, earliest) if earliest else start)
+            break
+        if earliest is not None and now < earliest:
+            return Slot("too_soon", day, earliest)
+        return Slot("due", day, now)
+    if waiting is not None:
+        return waiting
+    if today in history.rows or had(today):
+        reason = "missed" if history.rows.get(today) == "skipped" else "delivered"
+    elif not is_delivery_day(subscriber.frequency, today):
+        reason = "not_today"
+    elif is_paused(subscriber, today):
+        reason = "paused"
+    else:
+        reason = "delivered"
+    return Slot(reason, today, _next(subscriber, today, earliest))
+
+
+def missed_days(subscriber: Subscriber, now: datetime, history: History) -> list[date]:
+    """Slots (yesterday's, today's) whose late window closed with nothing sent: to record as skipped."""
+    if subscriber.state != "active":
+        return []
+    tz = zone(subscriber.timezone)
+    today = now.astimezone(tz).date()
+    out = []
+    for day in (today - timedelta(days=1), today):
+        if not _open(subscriber, day) or day in history.rows:
+            continue
+        start = send_at(subscriber, day)
+        if now >= start + LATE_WINDOW and not (history.last_at and history.last_at >= start):
+            out.append(day)  # (a digest that went out after it began, under another zone, counts)
+    return out
+
+
+def _next(subscriber: Subscriber, today: date, earliest: datetime | None) -> datetime | None:
+    """The first slot after today: its delivery time, or later when MIN_GAP says so."""
+    if subscriber.paused_until == date.max:
+        return None
+    for offset in range(1, 400):
         day = today + timedelta(days=offset)
-        if not is_delivery_day(subscriber.frequency, day) or is_paused(subscriber, day):
-            continue
-        if offset == 0 and delivered_today:
-            continue
-        due = send_at(subscriber, day)
-        if offset == 0 and due < now:
-            return now  # due now: the next sweep sends it
-        return due
+        if _open(subscriber, day):
+            start = send_at(subscriber, day)
+            return max(start, earliest) if earliest else start
     return None

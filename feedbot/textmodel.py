@@ -5,7 +5,10 @@ with the fitted vocabulary.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -173,35 +176,71 @@ def _path(model_dir: Path, version: str) -> Path:
     return model_dir / f"tfidf-v{MODEL_FORMAT}-{version}.joblib"
 
 
+def _order(version: str) -> tuple[int, int]:
+    """Corpus versions in the order they happen (papers are only added)."""
+    count, _, highest = version.partition("-")
+    return (int(highest), int(count)) if count.isdigit() and highest.isdigit() else (-1, -1)
+
+
+def saved_versions(model_dir: Path) -> list[str]:
+    """Corpus versions with a saved fit, newest first, from file names alone (no stat: a file
+    listed here may be gone a moment later, and that is fine)."""
+    prefix = f"tfidf-v{MODEL_FORMAT}-"
+    versions = [p.name[len(prefix):-len(".joblib")] for p in model_dir.glob(f"{prefix}*.joblib")]
+    return sorted((v for v in versions if _order(v) >= (0, 0)), key=_order, reverse=True)
+
+
 def save(model: TextModel, model_dir: Path) -> Path:
-    """Write atomically (temp file, then rename) and remove older fits."""
+    """Write under a unique temporary name, rename atomically, then remove older fits. Two
+    processes saving at once each write their own file; a reader sees whole files only."""
     model_dir.mkdir(parents=True, exist_ok=True)
     path = _path(model_dir, model.corpus_version)
-    temporary = path.with_suffix(".tmp")
-    joblib.dump(
-        {name: getattr(model, name) for name in (
-            "vectorizer", "paper_ids", "vectors", "corpus_version", "fitted_at", "fit_seconds",
-            "topics", "topic_centres", "background")},
-        temporary,
-    )
-    temporary.replace(path)
-    for old in model_dir.glob(f"tfidf-v{MODEL_FORMAT}-*.joblib"):
-        if old != path:
-            old.unlink(missing_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=model_dir, prefix=".tfidf-", suffix=".tmp")
+    os.close(handle)
+    try:
+        joblib.dump(
+            {name: getattr(model, name) for name in (
+                "vectorizer", "paper_ids", "vectors", "corpus_version", "fitted_at", "fit_seconds",
+                "topics", "topic_centres", "background")},
+            temporary,
+        )
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    for version in saved_versions(model_dir):
+        if _order(version) < _order(model.corpus_version):
+            _path(model_dir, version).unlink(missing_ok=True)
+    for leftover in model_dir.glob(".tfidf-*.tmp"):  # from a process killed mid-save
+        with contextlib.suppress(FileNotFoundError):
+            if time.time() - leftover.stat().st_mtime > 3600:
+                leftover.unlink()
     return path
 
 
-def load_latest(model_dir: Path) -> TextModel | None:
-    files = sorted(model_dir.glob(f"tfidf-v{MODEL_FORMAT}-*.joblib"), key=lambda p: p.stat().st_mtime)
-    if not files:
+def load_version(model_dir: Path, version: str) -> TextModel | None:
+    """That fit, or None when it is not there (any more)."""
+    try:
+        return TextModel(**joblib.load(_path(model_dir, version)))
+    except FileNotFoundError:
         return None
-    return TextModel(**joblib.load(files[-1]))
+
+
+def load_latest(model_dir: Path) -> TextModel | None:
+    """The newest saved fit; a file removed by a concurrent save is skipped for the next one."""
+    for _ in range(3):
+        for version in saved_versions(model_dir):
+            model = load_version(model_dir, version)
+            if model is not None:
+                return model
+    return None
 
 
 def ensure(session: Session, model_dir: Path, force: bool = False) -> tuple[TextModel, bool]:
     """The saved model, refitted first when the corpus changed (or `force`); and whether it was."""
-    current = None if force else load_latest(model_dir)
-    if current is not None and current.corpus_version == corpus_version(session):
+    version = corpus_version(session)
+    current = None if force else load_version(model_dir, version) if version in saved_versions(model_dir) else None
+    if current is not None:
         return current, False
     model = fit(session)
     save(model, model_dir)
@@ -211,7 +250,7 @@ def ensure(session: Session, model_dir: Path, force: bool = False) -> tuple[Text
 
 
 def load(session: Session, model_dir: Path) -> TextModel:
-    """The saved model for ranking; fitted once if none exists yet (never refitted here)."""
+    """The newest saved model for ranking; fitted once if none exists yet (never refitted here)."""
     model = load_latest(model_dir)
     if model is None:
         model, _ = ensure(session, model_dir)

@@ -16,23 +16,21 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
-import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
-from telegram.error import NetworkError, RetryAfter, TelegramError, TimedOut
 
-from feedbot import bot, broadcast, deliveries, ingest, textmodel
+from feedbot import bot, broadcast, deliveries, heartbeat, ingest, textmodel
 from feedbot.chat import Chat, ModelCache
 from feedbot.clock import utcnow
 from feedbot.config import Settings
 from feedbot.db import insert_for, transaction
-from feedbot.models import Subscriber, Sweep
+from feedbot.models import Sweep
 
 log = logging.getLogger(__name__)
 
@@ -118,10 +116,11 @@ class Worker:
         self.concurrency = concurrency
         self.stopping = asyncio.Event()
         self._sweep_lock = asyncio.Lock()
+        self.heartbeat = heartbeat.Beat(engine, clock)
         # Delivery status writes go through one thread: concurrent SQLite writers would only
         # queue on the database lock (and its busy handler sleeps); one writer never waits.
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="feedbot-db")
-        self._outcomes: list[tuple[broadcast.Outgoing, str, list[int], str | None]] = []
+        self._results: list[deliveries.Result] = []
 
     async def _write(self, function, *args):
         return await asyncio.get_running_loop().run_in_executor(self._writer, function, *args)
@@ -134,17 +133,21 @@ class Worker:
         for report in reports:
             level = logging.WARNING if report.status in ("failed", "retry") else logging.INFO
             log.log(level, "inbox %s", report.line())
-        refitted = False
-        if new:
-            refitted = await asyncio.to_thread(self._refit)
+        # Refit whenever the corpus in the database moved on, whoever ingested (this sweep, the
+        # CLI, another host): the model is versioned by the corpus, not by who added papers.
+        refitted = await asyncio.to_thread(self._refit)
         summary = f"{len(reports)} dumps, {new} new papers, {sum(r.status == 'failed' for r in reports)} failed" + (
             ", model refitted" if refitted else "")
         await asyncio.to_thread(self._record_sweep, "inbox", summary)
         return reports
 
     def _refit(self) -> bool:
+        """Fit outside any write transaction (SQLite readers take no lock), only when stale."""
         with Session(self.engine) as session:
-            _, fitted = textmodel.ensure(session, self.settings.model_dir)
+            try:
+                _, fitted = textmodel.ensure(session, self.settings.model_dir)
+            except ValueError:  # no papers yet
+                return False
         return fitted
 
     def _record_sweep(self, name: str, summary: str) -> None:
@@ -174,22 +177,28 @@ class Worker:
         except ValueError:  # no papers yet: digests say so
             return None
 
-    def _prepare(self) -> tuple[list[broadcast.Outgoing], dict]:
+    def _prepare(self) -> tuple[list[deliveries.Outgoing], dict]:
+        """Resume what is in flight, record missed days, then rank and claim who is due. Each
+        write is a short transaction; planning and ranking only read."""
         now = self.clock()
         with transaction(self.engine) as session:
-            resumed, uncertain, skipped = broadcast.recover(session, now, self.settings.delivery_cutoff)
+            resumed, uncertain, closed = deliveries.recover(session, now, self.settings.paper_link)
+        with Session(self.engine) as session:
+            plan = broadcast.plan(session, now)
+            model = self._model(session) if plan.due else None
         with transaction(self.engine) as session:
-            plan = broadcast.plan(session, now, self.settings.delivery_cutoff)
-            skipped += broadcast.skip_late(session, plan.late, now)
-            fresh = broadcast.prepare(session, self._model(session), plan.due, now, self.settings) \
-                if plan.due else []
-        return resumed + fresh, {"resumed": len(resumed), "uncertain": uncertain, "skipped": skipped}
+            skipped = broadcast.skip_missed(session, plan.missed, now)
+        fresh = deliveries.prepare(self.engine, model, plan.due, now, self.settings)
+        return resumed + fresh, {"resumed": len(resumed), "uncertain": uncertain, "skipped": skipped + closed}
 
     async def sweep_digests(self) -> Counter:
         """Send every digest that is due (and any claimed but unsent). One sweep at a time."""
         async with self._sweep_lock:
             if self.stopping.is_set():
                 return Counter()
+            await self._write(self.heartbeat.sweep_started)
+            if await asyncio.to_thread(self._model_is_stale):
+                await asyncio.to_thread(self._refit)
             outgoing, counts = await asyncio.to_thread(self._prepare)
             results = Counter({k: v for k, v in counts.items() if v})
             queue: asyncio.Queue = asyncio.Queue()
@@ -212,73 +221,57 @@ class Worker:
                 log.info("digest sweep: %s", dict(results))
             await asyncio.to_thread(self._record_sweep, "digests", ", ".join(f"{k} {v}" for k, v in
                                                                             sorted(results.items())) or "nothing due")
+            await self._write(self.heartbeat.sweep_finished)
             return results
 
-    async def deliver(self, item: broadcast.Outgoing) -> str:
-        """Send one claimed digest and record the outcome (see feedbot.deliveries for the rules)."""
-        if not await self._write(self._start_sending, item.delivery_id):
+    def _model_is_stale(self) -> bool:
+        with Session(self.engine) as session:
+            return self.models.stale(session)
+
+    async def deliver(self, item: deliveries.Outgoing) -> str:
+        """Send one claimed digest (see feedbot.deliveries for the rules); its end state."""
+        async def pause(index: int) -> None:
+            if index:
+                await asyncio.sleep(self.part_pause)
+            await self.pacer.wait()
+
+        result = await deliveries.send(item, deliveries.telegram_transport(self.application.bot), self._write,
+                                       self.engine, self.clock, pause)
+        if result is None:
             return "taken"
-        status, ids, error = "sent", [], None
-        try:
-            for number, reply in enumerate(item.replies):
-                if number:
-                    await asyncio.sleep(self.part_pause)
-                await self.pacer.wait()
-                ids += await bot.send_replies(self.application.bot, item.chat_id, [reply])
-            status, error = ("empty", item.note) if item.empty else ("sent", None)
-        except bot.Blocked as exc:
-            status, error = "blocked", str(exc)
-        except RetryAfter as exc:
-            status, error = "claimed", f"flood limit: {exc}"
-        except TimedOut as exc:
-            status, error = "uncertain", f"timed out: {exc}"
-        except NetworkError as exc:
-            refused = isinstance(exc.__cause__, httpx.ConnectError)
-            status, error = ("claimed" if refused and not ids else "uncertain"), str(exc)
-        except TelegramError as exc:
-            status, error = "failed", str(exc)
-        # Outcomes are written in batches: a crash before the write leaves the row `sending`,
+        # End states are written in batches: a crash before the write leaves the row `sending`,
         # which a restart turns into `uncertain` (never re-sent), so batching risks no double.
-        self._outcomes.append((item, status, ids, error))
-        if len(self._outcomes) >= 64:
+        self._results.append(result)
+        if len(self._results) >= 64:
             await self.flush_outcomes()
-        log.info("delivery id=%s subscriber=%s date=%s status=%s messages=%s%s", item.delivery_id,
-                 item.subscriber_id, item.local_date, status, ids, f" error={error}" if error else "")
-        return status
+        log.info("delivery id=%s subscriber=%s date=%s status=%s parts=%s/%s messages=%s%s", item.delivery_id,
+                 item.subscriber_id, item.local_date, result.status, result.confirmed, len(item.replies),
+                 result.message_ids, f" error={result.error}" if result.error else "")
+        return result.status
 
     async def flush_outcomes(self) -> None:
-        outcomes, self._outcomes = self._outcomes, []
-        if outcomes:
-            await self._write(self._finish, outcomes)
-
-    def _start_sending(self, delivery_id: int) -> bool:
-        with self.engine.begin() as connection:
-            return deliveries.start_sending(connection, delivery_id)
-
-    def _finish(self, outcomes: list[tuple[broadcast.Outgoing, str, list[int], str | None]]) -> None:
-        with transaction(self.engine) as session:
-            now = self.clock()
-            for item, status, ids, error in outcomes:
-                if status == "claimed":
-                    deliveries.release(session, item.delivery_id, error or "")
-                    continue
-                deliveries.finish(session, item.delivery_id, status, ids, error, now)
-                if status == "blocked":
-                    subscriber = session.get(Subscriber, item.subscriber_id)
-                    if subscriber is not None:
-                        subscriber.state = "blocked"
+        results, self._results = self._results, []
+        if results:
+            await self._write(deliveries.write_results, self.engine, results, self.clock())
 
     # --- running -----------------------------------------------------------------------------
 
+    def jobs(self) -> list[tuple[Callable[[], Awaitable], float, str]]:
+        """The scheduled jobs: (coroutine function, minutes between runs, id). Add one here."""
+        return [
+            (self.sweep_inbox, self.settings.ingest_every_minutes, "inbox"),
+            (self.sweep_digests, 1, "digests"),
+            (self.beat, heartbeat.EVERY.total_seconds() / 60, "heartbeat"),
+        ] + ([(self.sweep_sources, SOURCES_EVERY_MINUTES, "sources")] if self.settings.sources else [])
+
+    async def beat(self) -> None:
+        await self._write(self.heartbeat.alive)
+
     def schedule(self, scheduler: AsyncIOScheduler) -> None:
         start = datetime.now().astimezone()
-        scheduler.add_job(self._guarded(self.sweep_inbox), "interval", minutes=self.settings.ingest_every_minutes,
-                          next_run_time=start, id="inbox", max_instances=1, coalesce=True)
-        scheduler.add_job(self._guarded(self.sweep_digests), "interval", minutes=1, next_run_time=start,
-                          id="digests", max_instances=1, coalesce=True)
-        if self.settings.sources:
-            scheduler.add_job(self._guarded(self.sweep_sources), "interval", minutes=SOURCES_EVERY_MINUTES,
-                              next_run_time=start, id="sources", max_instances=1, coalesce=True)
+        for job, minutes, name in self.jobs():
+            scheduler.add_job(self._guarded(job), "interval", minutes=minutes, next_run_time=start, id=name,
+                              max_instances=1, coalesce=True)
 
     def _guarded(self, job):
         async def run() -> None:
@@ -312,6 +305,7 @@ async def serve(settings: Settings, engine: Engine) -> int:
         loop.add_signal_handler(signum, worker.stopping.set)
     scheduler = AsyncIOScheduler(event_loop=loop)
     log.info("worker starting: database %s, inbox %s", settings.safe_database_url, settings.inbox)
+    await asyncio.to_thread(worker.heartbeat.alive)
     await bot.start(worker.application)
     worker.schedule(scheduler)
     scheduler.start()
@@ -325,5 +319,6 @@ async def serve(settings: Settings, engine: Engine) -> int:
         except TimeoutError:
             log.warning("a send was still in flight at shutdown; its row is left for the next start")
         await asyncio.wait_for(bot.stop(worker.application), timeout=3)
+        await asyncio.to_thread(worker.heartbeat.stopped)
         log.info("worker stopped")
     return 0

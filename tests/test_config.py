@@ -28,7 +28,6 @@ def test_defaults_and_postgres_urls(tmp_path):
     ({"FEEDBOT_TELEGRAM_API_URL": "ftp://x"}, "must start with http"),
     ({"FEEDBOT_INGEST_EVERY": "0"}, "FEEDBOT_INGEST_EVERY must be between"),
     ({"FEEDBOT_VOTE_HALF_LIFE_DAYS": "-1"}, "must be positive"),
-    ({"FEEDBOT_DELIVERY_CUTOFF": "25:00"}, "FEEDBOT_DELIVERY_CUTOFF"),
 ])
 def test_bad_values_name_the_variable(env, message):
     with pytest.raises(ConfigError, match=message):

@@ -35,3 +35,34 @@ def test_unmigrated_database_is_refused_with_instructions(database_url):
         raise AssertionError("an empty database must be refused")
     finally:
         engine.dispose()
+
+
+def test_delivery_revision_up_and_down_keeps_rows(database_url):
+    """0002 adds per-part records, heartbeats and indexes to a database holding deliveries, and
+    removes them again, on both databases."""
+    from sqlalchemy import text
+
+    db.upgrade(database_url, "0001")
+    engine = db.make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("INSERT INTO subscribers (id, telegram_id, chat_id, name, state, timezone, "
+                                    "send_time, digest_size, frequency, created_at) VALUES (1, 1, 1, '', 'active', "
+                                    "'UTC', '08:00', 5, 'daily', CURRENT_TIMESTAMP)"))
+            connection.execute(text("INSERT INTO deliveries (id, subscriber_id, local_date, status, claimed_at) "
+                                    "VALUES (1, 1, '2026-03-12', 'sent', CURRENT_TIMESTAMP)"))
+        db.upgrade(database_url, "0002")
+        inspector = inspect(engine)
+        assert "heartbeats" in inspector.get_table_names()
+        assert "ix_shown_paper_id" in {i["name"] for i in inspector.get_indexes("shown")}
+        assert "ix_deliveries_status" in {i["name"] for i in inspector.get_indexes("deliveries")}
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT parts_sent, source FROM deliveries")).one() == (0, "schedule")
+        db.downgrade(database_url, "0001")
+        inspector = inspect(engine)
+        assert "heartbeats" not in inspector.get_table_names()
+        assert "parts_sent" not in {c["name"] for c in inspector.get_columns("deliveries")}
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM deliveries")).scalar() == 1
+    finally:
+        engine.dispose()

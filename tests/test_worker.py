@@ -5,6 +5,7 @@ exactly-once delivery through crashes, faults during a broadcast, and the real p
 import dataclasses
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -50,6 +51,11 @@ def running(engine, settings, telegram, clock):
     worker = Worker(bot_settings, engine, runner.application, clock, broadcast_rate=0, part_pause=0)
     yield runner, worker
     runner.stop()
+
+
+def an_hour_ago() -> str:
+    """A delivery time that is due now on the real clock, whatever the time of day."""
+    return f"{datetime.now(UTC) - timedelta(hours=1):%H:%M}"
 
 
 def drop_dump(inbox, name, raw: bytes, day: date) -> None:
@@ -164,7 +170,7 @@ def test_crash_between_claim_and_send_then_restart(running, telegram, seeded, se
     outgoing, _ = worker._prepare()  # claimed and recorded... then the process dies before sending
     assert len(outgoing) == 3 and telegram.messages_to(301) == []
     with transaction(seeded) as session:  # and one row was mid-send when it died
-        assert deliveries.start_sending(session, outgoing[0].delivery_id)
+        assert deliveries.start_sending(session, outgoing[0].delivery_id, owner=dead_process()) == 0
 
     restarted = Worker(worker.settings, seeded, runner.application, clock, broadcast_rate=0, part_pause=0)
     results = runner.call(restarted.sweep_digests())
@@ -180,6 +186,13 @@ def test_crash_between_claim_and_send_then_restart(running, telegram, seeded, se
             assert picked_ids(message) == recorded  # the same picks as claimed
         statuses = sorted(session.scalars(select(Delivery.status)))
     assert statuses == ["sent", "sent", "uncertain"]
+
+
+def dead_process() -> str:
+    """The owner name of a process that has exited."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    return f"{socket.gethostname()}:{gone.pid}"
 
 
 def test_403_during_broadcast_blocks_one_and_the_rest_get_theirs(running, telegram, seeded, clock):
@@ -232,7 +245,7 @@ def worker_process(env, telegram):
     return subprocess.Popen(
         [sys.executable, "-m", "feedbot.cli", "worker"],
         env={**env, "TELEGRAM_BOT_TOKEN": telegram.token, "FEEDBOT_TELEGRAM_API_URL": telegram.base_url,
-             "FEEDBOT_DELIVERY_CUTOFF": "23:59", "FEEDBOT_LOG_LEVEL": "INFO"},
+             "FEEDBOT_LOG_LEVEL": "INFO"},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
 
@@ -260,7 +273,7 @@ def test_second_worker_refused_and_sigterm_exits_promptly(seeded, env, telegram)
 def test_kill_9_mid_broadcast_then_restart_gives_exactly_one_each(seeded, env, telegram):
     chats = list(range(701, 713))
     for chat_id in chats:
-        add_subscriber(seeded, chat_id, "UTC", "00:00", "language models")
+        add_subscriber(seeded, chat_id, "UTC", an_hour_ago(), "language models")
         telegram.inject(chat_id, "slow", "sendMessage", delay=1.5)
     first = worker_process(env, telegram)
     try:
@@ -293,9 +306,8 @@ def test_kill_9_mid_broadcast_then_restart_gives_exactly_one_each(seeded, env, t
 
 
 def test_dry_run_and_send_one_from_the_cli(seeded, env, telegram):
-    add_subscriber(seeded, 801, "UTC", "00:00", "speech recognition")
-    run_env = {**env, "TELEGRAM_BOT_TOKEN": telegram.token, "FEEDBOT_TELEGRAM_API_URL": telegram.base_url,
-               "FEEDBOT_DELIVERY_CUTOFF": "23:59"}
+    add_subscriber(seeded, 801, "UTC", an_hour_ago(), "speech recognition")
+    run_env = {**env, "TELEGRAM_BOT_TOKEN": telegram.token, "FEEDBOT_TELEGRAM_API_URL": telegram.base_url}
 
     def feedbot(*args):
         return subprocess.run([sys.executable, "-m", "feedbot.cli", *args], env=run_env, capture_output=True,

@@ -1,0 +1,214 @@
+"""The delivery module: the pure outcome → state rule, and every fault at every part of a digest
+of 1–3 parts, against the real database — no part is ever sent twice, and no digest silently
+vanishes (it ends `sent`, `blocked` or `uncertain`, with a reason the admin can read)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import subprocess
+import sys
+from datetime import UTC, date, datetime
+
+import httpx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from telegram import Bot
+from telegram.error import Forbidden, NetworkError, RetryAfter, TimedOut
+from telegram.request import HTTPXRequest
+
+from feedbot import deliveries, digests, recommend, subscribers
+from feedbot.db import transaction
+from feedbot.models import Delivery, Paper
+
+NOW = datetime(2026, 3, 12, 9, 0, tzinfo=UTC)
+DAY = date(2026, 3, 12)
+
+
+class Crash(BaseException):
+    """The process dies here: nothing after it runs, only the database remains."""
+
+
+def fault(kind: str) -> BaseException:
+    """The exception python-telegram-bot raises for each kind of fault."""
+    if kind == "429":
+        return RetryAfter(5)
+    if kind == "timeout":
+        return TimedOut()
+    if kind == "403":
+        return Forbidden("Forbidden: bot was blocked by the user")
+    if kind == "5xx":
+        return NetworkError("Internal Server Error (500)")
+    if kind == "refused":
+        error = NetworkError("httpx.ConnectError: [Errno 111] Connection refused")
+        error.__cause__ = httpx.ConnectError("[Errno 111] Connection refused")
+        return error
+    return Crash()
+
+
+FAULTS = ("429", "timeout", "403", "5xx", "refused", "crash")
+
+
+# --- the pure rule -----------------------------------------------------------------------------
+
+@given(st.integers(1, 4), st.lists(st.sampled_from(deliveries.OUTCOMES), min_size=1, max_size=12))
+def test_outcomes_never_resend_a_confirmed_part(total, outcomes):
+    """Replaying any sequence of outcomes: the next part tried is always the first unconfirmed
+    one, a part is confirmed once, and attempts stop in a final state."""
+    confirmed, state, tried = 0, "claimed", []
+    for outcome in outcomes:
+        if state in deliveries.FINAL:
+            break
+        tried.append(confirmed)
+        if outcome == deliveries.DELIVERED:
+            confirmed += 1
+        state = deliveries.after(outcome, confirmed, total)
+        assert state in deliveries.FINAL + ("claimed", "sending")
+        if state in ("sent", "empty"):
+            assert confirmed == total
+    delivered = [p for p, o in zip(tried, outcomes, strict=False) if o == deliveries.DELIVERED]
+    assert delivered == sorted(set(delivered))  # each part at most once, in order
+
+
+def test_each_outcome_has_one_state():
+    assert deliveries.after(deliveries.DELIVERED, 1, 2) == "sending"
+    assert deliveries.after(deliveries.DELIVERED, 2, 2) == "sent"
+    assert deliveries.after(deliveries.DELIVERED, 1, 1, empty=True) == "empty"
+    assert deliveries.after(deliveries.REFUSED, 1, 3) == "claimed"
+    assert deliveries.after(deliveries.UNKNOWN, 0, 1) == "uncertain"
+    assert deliveries.after(deliveries.BLOCKED, 1, 2) == "blocked"
+    assert deliveries.after(deliveries.EXPIRED, 0, 2) == "skipped"
+    assert deliveries.after(deliveries.EXPIRED, 1, 2) == "failed"
+
+
+@pytest.mark.parametrize("kind", FAULTS[:-1])
+def test_classify_each_fault(kind):
+    expected = {"429": "refused", "refused": "refused", "timeout": "unknown", "5xx": "unknown",
+                "403": "blocked"}[kind]
+    assert deliveries.classify(fault(kind)) == expected
+
+
+def test_a_real_refused_connection_is_refused_not_unknown():
+    """python-telegram-bot against a port nobody listens on: nothing was sent, so it may be retried."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    bot = Bot("123:ABC", base_url=f"http://127.0.0.1:{port}/bot", request=HTTPXRequest(connect_timeout=2))
+
+    async def send():
+        try:
+            await bot.send_message(1, "hello")
+        except Exception as exc:  # noqa: BLE001 - the exception is what is checked
+            return exc
+
+    assert deliveries.classify(asyncio.run(send())) == deliveries.REFUSED
+
+
+# --- every fault at every part, on the real database -------------------------------------------
+
+def make_digest(engine, telegram_id: int, parts: int) -> int:
+    """A claimed digest whose picks render as exactly `parts` messages (long titles)."""
+    with transaction(engine) as session:
+        subscriber, _ = subscribers.subscribe(session, telegram_id, telegram_id, "u")
+        session.flush()
+        ids = []
+        for n in range(parts):
+            paper = Paper(key=f"k{telegram_id}-{n}", title=f"Paper {n} " + "word " * 600, abstract="An abstract.",
+                          first_listed=DAY)
+            session.add(paper)
+            session.flush()
+            ids.append(paper.id)
+        delivery_id = deliveries.claim(session, subscriber.id, DAY, NOW)
+        picks = [recommend.Suggestion(pid, "", "", 1.0, "", "because") for pid in ids]
+        digests.record(session, [(digests.Digest(subscriber.id, DAY, DAY, picks), delivery_id)], NOW)
+    with Session(engine) as session:
+        row = session.get(Delivery, delivery_id)
+        assert len(digests.render(deliveries.recorded_digest(session, row_subscriber(session, row), row))) == parts
+    return delivery_id
+
+
+def row_subscriber(session, row):
+    from feedbot.models import Subscriber
+
+    return session.get(Subscriber, row.subscriber_id)
+
+
+def dead_owner() -> str:
+    import socket
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    return f"{socket.gethostname()}:{gone.pid}"
+
+
+def run_until_settled(engine, faults: dict[tuple[int, int], str], monkeypatch) -> tuple[list[int], str, Delivery]:
+    """Sweeps (recover, send) until nothing is left to send; faults[(attempt, part)] strikes once.
+    Returns the parts Telegram received, in order."""
+    received: list[int] = []
+    attempt = itertools.count()
+
+    async def write(function, *args):
+        return function(*args)
+
+    for _ in range(6):
+        with transaction(engine) as session:
+            outgoing, _, _ = deliveries.recover(session, NOW)
+        if not outgoing:
+            break
+        [item] = outgoing
+        number = next(attempt)
+
+        async def transport(item, reply, number=number):
+            part = item.replies.index(reply)
+            kind = faults.pop((number, part), None)
+            if kind is not None:
+                if kind == "crash":
+                    monkeypatch.setattr(deliveries, "this_process", dead_owner)  # it was a process now gone
+                    with transaction(engine) as session:  # the row as the dead process left it
+                        session.execute(Delivery.__table__.update().where(Delivery.id == item.delivery_id)
+                                        .values(owner=dead_owner()))
+                    raise Crash()
+                if kind in ("timeout", "5xx"):
+                    received.append(part)  # it did arrive; only the answer was lost
+                raise fault(kind)
+            received.append(part)
+            return 1000 + part
+
+        try:
+            result = asyncio.run(deliveries.send(item, transport, write, engine, lambda: NOW))
+        except Crash:
+            monkeypatch.undo()
+            continue
+        if result is not None:
+            deliveries.write_results(engine, [result], NOW)
+    with Session(engine) as session:
+        row = session.scalars(select(Delivery)).one()
+        return received, row.status, row
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3])
+def test_every_fault_at_every_part(engine, parts, monkeypatch):
+    for telegram_id, (kind, position) in enumerate(itertools.product(FAULTS, range(parts)), 1):
+        with transaction(engine) as session:
+            session.execute(Delivery.__table__.delete())
+        make_digest(engine, 10_000 * parts + telegram_id, parts)
+        received, status, row = run_until_settled(engine, {(0, position): kind}, monkeypatch)
+        case = f"{kind} at part {position + 1} of {parts}"
+        assert len(received) == len(set(received)), f"a part was sent twice: {case}: {received}"
+        assert received == sorted(received), case
+        assert status in ("sent", "blocked", "uncertain"), case
+        if status == "sent":
+            assert received == list(range(parts)) and row.parts_sent == parts, case
+        else:
+            assert row.error, f"no reason recorded: {case}"
+        if kind in ("429", "refused"):  # nothing reached Telegram: resumed at that part, never repeated
+            assert status == "sent", case
+        if kind == "403":
+            assert status == "blocked", case
+        if kind in ("timeout", "5xx", "crash"):
+            assert status == "uncertain" and row.parts_sent == position, case
