@@ -91,10 +91,11 @@ class PaperRecord:
 
 
 def record_of(entry: Entry) -> PaperRecord:
-    """A dump entry with the arXiv id and code URL its own text names."""
+    """A dump entry with the arXiv id and code URL its own text names (see links.identify)."""
     found = links.identify(entry.title, entry.abstract)
+    linked = found.arxiv_id or found.cited_id
     return PaperRecord(entry.key, entry.title, entry.abstract, entry.listed_on, found.arxiv_id,
-                       links.abs_url(found.arxiv_id) if found.arxiv_id else None, None, found.code_url)
+                       links.abs_url(linked) if linked else None, None, found.code_url)
 
 
 def store(engine: Engine, parsed: ParsedDump, sha256: str) -> IngestReport:

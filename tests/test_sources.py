@@ -211,11 +211,12 @@ def test_a_timeout_is_retried_then_refused(source_settings):
 def test_a_paper_from_a_dump_and_from_a_source_is_one_paper(engine, server, source_settings, tmp_path):
     dump = tmp_path / "dump.txt"
     dump.write_text("Daily papers\nMar 5\nDIFFUSION models for video editing!\nWe edit videos.\n"
-                    "Sparse Things\nSee arXiv:2403.05678v2 for details.\n", encoding="utf-8")
+                    "Sparse Things (arXiv:2403.05678v2)\nSparse things, in detail.\n", encoding="utf-8")
     assert ingest_file(engine, dump, date(2024, 3, 6)).new == 2
     with Session(engine) as session:
         before = {p.key: (p.id, p.arxiv_id) for p in session.scalars(select(Paper))}
-    assert before["sparse things"][1] == "2403.05678"  # the id the dump's text names
+        before["sparse things"] = before.pop("sparse things arxiv 2403 05678v2")
+    assert before["sparse things"][1] == "2403.05678"  # the id the dump's title names
     server.serve("/api/daily_papers", Canned(hf_json()))
     report = run.run(engine, source_settings, HF, client(FakeTime()), day=DAY)
     assert (report.new, report.known) == (0, 2)
@@ -227,11 +228,34 @@ def test_a_paper_from_a_dump_and_from_a_source_is_one_paper(engine, server, sour
     assert by_title.arxiv_id == "2403.01234" and by_title.authors.startswith("Ada Lovelace")
     assert by_title.code_url == "https://github.com/example/vidiff"
     by_id = papers[before["sparse things"][0]]  # matched on the arXiv id despite another title
-    assert by_id.title == "Sparse Things" and by_id.authors == "Kurt Gödel"
+    assert by_id.title == "Sparse Things (arXiv:2403.05678v2)" and by_id.authors == "Kurt Gödel"
     with Session(engine) as session:
         from feedbot.papers import search_papers
 
         assert [p.id for p in search_papers(session, "gödel")] == [by_id.id]  # authors are searchable
+
+
+@pytest.mark.parametrize("dump_first", [True, False])
+def test_an_abstract_citing_a_fetched_paper_does_not_merge_the_two(engine, server, source_settings, tmp_path,
+                                                                   dump_first):
+    dump = tmp_path / "dump.txt"
+    dump.write_text("Daily papers\nMar 5\nBetter Sparse Things\nWe extend arXiv:2403.05678v2 to video.\n"
+                    "Other Things\nBuilding on https://huggingface.co/papers/2403.01234, we go further.\n",
+                    encoding="utf-8")
+    server.serve("/api/daily_papers", Canned(hf_json()))
+    steps = [lambda: ingest_file(engine, dump, date(2024, 3, 6)),
+             lambda: run.run(engine, source_settings, HF, client(FakeTime()), day=DAY)]
+    for step in steps if dump_first else steps[::-1]:
+        assert step().new == 2
+    with Session(engine) as session:
+        papers = {p.title: p for p in session.scalars(select(Paper))}
+    assert len(papers) == 4
+    assert papers["Über Sparse Attention & Long Contexts"].arxiv_id == "2403.05678"
+    assert papers["Diffusion Models for Video Editing"].arxiv_id == "2403.01234"
+    citing = papers["Better Sparse Things"]
+    assert citing.arxiv_id is None and citing.authors is None  # nothing of the cited paper attached
+    assert citing.url == "https://arxiv.org/abs/2403.05678"  # the one id it names is still a link
+    assert papers["Other Things"].arxiv_id is None
 
 
 def test_the_same_paper_twice_in_one_batch_is_listed_once(engine, server, source_settings):
