@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import html
 import re
+import string
 from collections.abc import Iterable
 from dataclasses import dataclass
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, urlsplit
 
 DEFAULT_PAPER_LINK = "https://arxiv.org/search/?query={query}&searchtype=title"
 ABS_URL = "https://arxiv.org/abs/{id}"
@@ -127,6 +128,34 @@ _URL_SAFE = ":/?#[]@!$&'()*+,;=%~-._"
 def safe_url(url: str) -> str:
     """Characters a URL may not hold (spaces, quotes, <, >, non-ASCII) percent-encoded; escapes kept."""
     return quote(url, safe=_URL_SAFE)
+
+
+def check_template(template: str) -> str:
+    """The link template if every title would give a working link; ValueError saying why otherwise.
+
+    Refused: no `{title}`/`{query}`, other `{names}` or stray braces, a placeholder in the scheme
+    or host (the title would become the host), whitespace, and anything but an http(s) URL.
+    """
+    try:
+        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(template)
+                  if name is not None]
+    except ValueError:
+        raise ValueError("has a stray { or }") from None
+    if not fields:
+        raise ValueError("has neither {title} nor {query}")
+    for name, spec, conv in fields:
+        if name not in ("title", "query") or spec or conv:
+            raise ValueError(f"may hold only {{title}} and {{query}}, not {{{name}{'!' + conv if conv else ''}"
+                             f"{':' + spec if spec else ''}}}")
+    if any(c.isspace() or not c.isprintable() for c in template):
+        raise ValueError("has whitespace or control characters")
+    parts = urlsplit(template.replace("{title}", "t").replace("{query}", "q"))
+    host = urlsplit(template).netloc
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError("is not an http(s) URL with a host")
+    if "{" in host or "}" in host:
+        raise ValueError("has a placeholder in its host")
+    return template
 
 
 def search_url(title: str, template: str = DEFAULT_PAPER_LINK) -> str:
