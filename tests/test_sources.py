@@ -348,3 +348,38 @@ def test_the_worker_job_runs_every_configured_source(engine, server, source_sett
     with Session(engine) as session:
         summary = session.get(Sweep, "sources").summary
     assert "2 new papers" in summary and "FAILED" in summary
+
+
+def test_concurrent_batches_filling_one_paper_keep_every_field(engine):
+    """A fetch (id, authors) and a dump (code) fill the same stored paper at once: neither undoes the other."""
+    import threading
+
+    from feedbot.ingest import PaperRecord, store_records
+
+    rounds = 6
+    base = [PaperRecord(f"paper {n}", f"Paper {n}", "abstract", DAY) for n in range(rounds)]
+    store_records(engine, "seed", "s" * 64, base)
+    for n in range(rounds):
+        fetched = dataclasses.replace(base[n], arxiv_id=f"2403.{n:05d}", url=f"https://arxiv.org/abs/2403.{n:05d}",
+                                      authors="Kurt Gödel")
+        dumped = dataclasses.replace(base[n], code_url=f"https://github.com/o/r{n}")
+        barrier, errors = threading.Barrier(2), []
+
+        def land(record: PaperRecord, tag: str, barrier=barrier, errors=errors, n=n) -> None:
+            try:
+                barrier.wait()
+                store_records(engine, tag, f"{tag}{n}".ljust(64, "0"), [record])
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=land, args=(r, t)) for r, t in ((fetched, "f"), (dumped, "d"))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+    with Session(engine) as session:
+        papers = list(session.scalars(select(Paper).order_by(Paper.id)))
+    assert [(p.arxiv_id, p.authors, p.code_url) for p in papers] == [
+        (f"2403.{n:05d}", "Kurt Gödel", f"https://github.com/o/r{n}") for n in range(rounds)]
+    assert all(p.search_text.endswith("kurt godel") for p in papers)  # authors searchable
