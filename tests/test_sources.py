@@ -383,3 +383,13 @@ def test_concurrent_batches_filling_one_paper_keep_every_field(engine):
     assert [(p.arxiv_id, p.authors, p.code_url) for p in papers] == [
         (f"2403.{n:05d}", "Kurt Gödel", f"https://github.com/o/r{n}") for n in range(rounds)]
     assert all(p.search_text.endswith("kurt godel") for p in papers)  # authors searchable
+
+
+def test_two_arxiv_sources_are_paced_three_seconds_apart(engine, server, source_settings):
+    server.serve("/api/query", Canned(arxiv_feed([arxiv_entry("2403.00001", "P", categories=("cs.LG", "math.AG"))]),
+                                      "application/atom+xml"))
+    fake = FakeTime()
+    configured = dataclasses.replace(source_settings, sources=("arxiv:cs.LG", "arxiv:math.AG"))
+    reports = run.run_configured(engine, configured, lambda spec: client(fake, arxiv.MIN_INTERVAL))
+    assert [r.status for r in reports] == ["ingested", "ingested"] and len(server.requests) == 2
+    assert fake.sleeps == [arxiv.MIN_INTERVAL]
