@@ -134,9 +134,13 @@ def _source_settings(env: Mapping[str, str]) -> dict:
     from feedbot.sources.spec import SourceSpecError, parse_sources  # local: sources import config
 
     template = env.get("FEEDBOT_PAPER_LINK", "").strip() or Settings.paper_link
-    if not template.startswith(("http://", "https://")) or ("{title}" not in template and "{query}" not in template):
-        raise ConfigError("FEEDBOT_PAPER_LINK must be an http(s) URL containing {title} or {query}, "
-                          f"got {template!r}")
+    from feedbot.links import check_template
+
+    try:
+        check_template(template)
+    except ValueError as exc:
+        raise ConfigError(f"FEEDBOT_PAPER_LINK must be an http(s) URL containing {{title}} or {{query}}: {exc}, "
+                          f"got {template!r}") from None
     try:
         sources = tuple(parse_sources(env.get("FEEDBOT_SOURCES", "")))
     except SourceSpecError as exc:

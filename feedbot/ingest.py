@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, bindparam, delete, select, update
+from sqlalchemy import Engine, bindparam, case, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from feedbot import links
@@ -91,10 +91,11 @@ class PaperRecord:
 
 
 def record_of(entry: Entry) -> PaperRecord:
-    """A dump entry with the arXiv id and code URL its own text names."""
+    """A dump entry with the arXiv id and code URL its own text names (see links.identify)."""
     found = links.identify(entry.title, entry.abstract)
+    linked = found.arxiv_id or found.cited_id
     return PaperRecord(entry.key, entry.title, entry.abstract, entry.listed_on, found.arxiv_id,
-                       links.abs_url(found.arxiv_id) if found.arxiv_id else None, None, found.code_url)
+                       links.abs_url(linked) if linked else None, None, found.code_url)
 
 
 def store(engine: Engine, parsed: ParsedDump, sha256: str) -> IngestReport:
@@ -243,9 +244,13 @@ def _upsert(session, connection, records: list[PaperRecord], now) -> tuple[list[
             fills.append({"pid": row.id, **{f"n_{f}": v for f, v in merged.items()},
                           "n_search": search_text(row.title, row.abstract, merged["authors"])})
     if fills:
+        # Only empty fields are filled, judged by the row as it is when updated (not as read above):
+        # a batch landing at the same time may have filled some, and what it wrote is kept.
+        table = Paper.__table__
         connection.execute(
-            update(Paper.__table__).where(Paper.id == bindparam("pid")).values(
-                search_text=bindparam("n_search"), **{f: bindparam(f"n_{f}") for f in _META}),
+            update(table).where(table.c.id == bindparam("pid")).values(
+                search_text=case((table.c.authors.is_(None), bindparam("n_search")), else_=table.c.search_text),
+                **{f: func.coalesce(table.c[f], bindparam(f"n_{f}")) for f in _META}),
             fills,
         )
     return out, new

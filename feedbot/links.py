@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import html
 import re
+import string
 from collections.abc import Iterable
 from dataclasses import dataclass
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, urlsplit
 
 DEFAULT_PAPER_LINK = "https://arxiv.org/search/?query={query}&searchtype=title"
 ABS_URL = "https://arxiv.org/abs/{id}"
@@ -25,16 +26,19 @@ _OLD_ARCHIVE_NAMES = (
     "nucl-th patt-sol physics plasm-ph q-alg q-bio quant-ph solv-int supr-con"
 )
 _OLD_ARCHIVES = _OLD_ARCHIVE_NAMES.split()
-_NEW_ID = r"(?:0[7-9]|[1-9]\d)(?:0[1-9]|1[0-2])\.\d{4,5}"
+# New-style ids: YYMM.NNNN from 0704 to 1412, YYMM.NNNNN from 1501 on.
+_MONTH = r"(?:0[1-9]|1[0-2])"
+_NEW_ID = rf"(?:(?:0[7-9]|1[0-4]){_MONTH}\.\d{{4}}|(?:1[5-9]|[2-9]\d){_MONTH}\.\d{{5}})"
 _OLD_ID = r"(?:" + "|".join(re.escape(a) for a in sorted(_OLD_ARCHIVES, key=len, reverse=True)) + \
     r")(?:\.[A-Z]{2})?/\d{2}(?:0[1-9]|1[0-2])\d{3}"
 _ID = rf"(?:{_NEW_ID}|{_OLD_ID})"
 _VERSION = r"(?:v\d+)?"
+_END = r"(?!\d|\.\d)"  # a sentence's full stop may follow an id, more digits may not
 _ARXIV_PATTERNS = [
-    re.compile(rf"\barxiv\s*:\s*({_ID}){_VERSION}(?![\d.])", re.IGNORECASE),
-    re.compile(rf"\barxiv\.org/(?:abs|pdf|html|format)/({_ID}){_VERSION}(?![\d])", re.IGNORECASE),
-    re.compile(rf"\bhuggingface\.co/papers/({_NEW_ID}){_VERSION}(?![\d])", re.IGNORECASE),
-    re.compile(rf"(?<![\w/.-])({_OLD_ID}){_VERSION}(?![\d])"),
+    re.compile(rf"\barxiv\s*:\s*({_ID}){_VERSION}{_END}", re.IGNORECASE),
+    re.compile(rf"\barxiv\.org/(?:abs|pdf|html|format)/({_ID}){_VERSION}{_END}", re.IGNORECASE),
+    re.compile(rf"\bhuggingface\.co/papers/({_NEW_ID}){_VERSION}{_END}", re.IGNORECASE),
+    re.compile(rf"(?<![\w/.-])({_OLD_ID}){_VERSION}{_END}"),
 ]
 _CODE = re.compile(
     r"(?:https?://)?(?:www\.)?(?P<host>github\.com|gitlab\.com|huggingface\.co)/"
@@ -43,33 +47,49 @@ _CODE = re.compile(
 )
 _NOT_REPOS = {"papers", "docs", "blog", "login", "join", "settings", "features", "topics", "orgs", "about",
               "pricing", "explore", "marketplace", "sponsors", "search", "models", "collections", "tasks"}
-_ID_ONLY = re.compile(rf"^{_ID}$")
+_ID_ONLY = re.compile(rf"^{_ID}$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class Identity:
-    """What a paper's own text says about where it lives."""
+    """What a paper's own text says about where it lives.
+
+    `arxiv_id` is the paper's identity (it merges a dumped paper with a fetched one); `cited_id` is
+    an id the abstract names that may be another paper's (abstracts cite), so it only gives a link.
+    """
 
     arxiv_id: str | None = None
     code_url: str | None = None
+    cited_id: str | None = None
+
+
+def _canonical(arxiv_id: str) -> str:
+    """Old-style ids in their one spelling: lower-case archive, upper-case subject (`math.AG/0101001`)."""
+    if "/" not in arxiv_id:
+        return arxiv_id
+    archive, number = arxiv_id.split("/", 1)
+    name, _, subject = archive.partition(".")
+    return f"{name.lower()}.{subject.upper()}/{number}" if subject else f"{name.lower()}/{number}"
+
+
+def find_arxiv_ids(text: str) -> list[str]:
+    """Every distinct arXiv id the text names (without versions), in the order they appear."""
+    found = sorted((m.start(), _canonical(m.group(1))) for p in _ARXIV_PATTERNS for m in p.finditer(text))
+    return list(dict.fromkeys(arxiv_id for _, arxiv_id in found))
 
 
 def find_arxiv_id(text: str) -> str | None:
     """The first arXiv id the text names (without its version), or None."""
-    best: tuple[int, str] | None = None
-    for pattern in _ARXIV_PATTERNS:
-        match = pattern.search(text)
-        if match and (best is None or match.start() < best[0]):
-            best = (match.start(), match.group(1))
-    return best[1] if best else None
+    ids = find_arxiv_ids(text)
+    return ids[0] if ids else None
 
 
 def normalise_arxiv_id(raw: str) -> str | None:
     """`2403.01234v2`, `arXiv:2403.01234`, an abs/pdf URL → `2403.01234`; None when it is no arXiv id."""
-    text = raw.strip()
-    if _ID_ONLY.match(re.sub(r"v\d+$", "", text)):
-        return re.sub(r"v\d+$", "", text)
-    return find_arxiv_id(text)
+    text = re.sub(r"v\d+$", "", raw.strip())
+    if _ID_ONLY.match(text):
+        return _canonical(text)
+    return find_arxiv_id(raw)
 
 
 def find_code_url(text: str) -> str | None:
@@ -84,8 +104,15 @@ def find_code_url(text: str) -> str | None:
 
 
 def identify(title: str, abstract: str) -> Identity:
-    """The arXiv id (title first, then abstract) and the first code URL in the abstract."""
-    return Identity(find_arxiv_id(title) or find_arxiv_id(abstract), find_code_url(abstract))
+    """The arXiv id a title names, an id the abstract names (only when it names exactly one), and
+    the first code URL in the abstract.
+
+    An id in the abstract is never the paper's identity: "we extend arXiv:2301.00001" names
+    another paper, and matching on it would merge two different papers into one. It only links.
+    """
+    in_abstract = find_arxiv_ids(abstract)
+    cited = in_abstract[0] if len(in_abstract) == 1 else None
+    return Identity(find_arxiv_id(title), find_code_url(abstract), cited)
 
 
 def abs_url(arxiv_id: str) -> str:
@@ -101,6 +128,34 @@ _URL_SAFE = ":/?#[]@!$&'()*+,;=%~-._"
 def safe_url(url: str) -> str:
     """Characters a URL may not hold (spaces, quotes, <, >, non-ASCII) percent-encoded; escapes kept."""
     return quote(url, safe=_URL_SAFE)
+
+
+def check_template(template: str) -> str:
+    """The link template if every title would give a working link; ValueError saying why otherwise.
+
+    Refused: no `{title}`/`{query}`, other `{names}` or stray braces, a placeholder in the scheme
+    or host (the title would become the host), whitespace, and anything but an http(s) URL.
+    """
+    try:
+        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(template)
+                  if name is not None]
+    except ValueError:
+        raise ValueError("has a stray { or }") from None
+    if not fields:
+        raise ValueError("has neither {title} nor {query}")
+    for name, spec, conv in fields:
+        if name not in ("title", "query") or spec or conv:
+            raise ValueError(f"may hold only {{title}} and {{query}}, not {{{name}{'!' + conv if conv else ''}"
+                             f"{':' + spec if spec else ''}}}")
+    if any(c.isspace() or not c.isprintable() for c in template):
+        raise ValueError("has whitespace or control characters")
+    parts = urlsplit(template.replace("{title}", "t").replace("{query}", "q"))
+    host = urlsplit(template).netloc
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError("is not an http(s) URL with a host")
+    if "{" in host or "}" in host:
+        raise ValueError("has a placeholder in its host")
+    return template
 
 
 def search_url(title: str, template: str = DEFAULT_PAPER_LINK) -> str:

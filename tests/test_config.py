@@ -61,11 +61,21 @@ def test_source_and_link_settings():
     settings = load_settings({"FEEDBOT_SOURCES": "hf, arxiv:cs.LG+cs.CL", "FEEDBOT_HF_API_URL": "http://127.0.0.1:9/",
                               "FEEDBOT_PAPER_LINK": "https://scholar.google.com/scholar?q={query}"})
     assert settings.sources == ("hf", "arxiv:cs.LG+cs.CL") and settings.hf_api_url == "http://127.0.0.1:9"
+    for good in ("https://s.example/t/{title}", "HTTP://s.example:8080/?a=1&q={query}&t={title}"):
+        assert load_settings({"FEEDBOT_PAPER_LINK": good}).paper_link == good
     for env, message in [
         ({"FEEDBOT_SOURCES": "rss"}, "FEEDBOT_SOURCES: unknown source"),
         ({"FEEDBOT_SOURCES": "arxiv"}, "FEEDBOT_SOURCES: 'arxiv' needs categories"),
         ({"FEEDBOT_PAPER_LINK": "https://example.com/"}, "FEEDBOT_PAPER_LINK must be"),
         ({"FEEDBOT_PAPER_LINK": "javascript:{title}"}, "FEEDBOT_PAPER_LINK must be"),
+        ({"FEEDBOT_PAPER_LINK": "https://s.example/{titel}?q={query}"}, "FEEDBOT_PAPER_LINK must be.*titel"),
+        ({"FEEDBOT_PAPER_LINK": "https://s.example/?q={query:>40}"}, "FEEDBOT_PAPER_LINK must be"),
+        ({"FEEDBOT_PAPER_LINK": "https://s.example/?q={query}}"}, "FEEDBOT_PAPER_LINK must be.*stray"),
+        ({"FEEDBOT_PAPER_LINK": "https://s.example/?q={query"}, "FEEDBOT_PAPER_LINK must be"),
+        ({"FEEDBOT_PAPER_LINK": "https://{query}.example/"}, "FEEDBOT_PAPER_LINK must be.*host"),
+        ({"FEEDBOT_PAPER_LINK": "https:///?q={query}"}, "FEEDBOT_PAPER_LINK must be.*host"),
+        ({"FEEDBOT_PAPER_LINK": "https://s.example/?q={query} &x=1"}, "FEEDBOT_PAPER_LINK must be.*whitespace"),
+        ({"FEEDBOT_PAPER_LINK": "{query}"}, "FEEDBOT_PAPER_LINK must be"),
         ({"FEEDBOT_HF_API_URL": "huggingface.co"}, "FEEDBOT_HF_API_URL must be"),
         ({"FEEDBOT_ARXIV_API_URL": "ftp://x"}, "FEEDBOT_ARXIV_API_URL must be"),
     ]:

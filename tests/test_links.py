@@ -35,9 +35,29 @@ from tests.fake_telegram import parse_html_links
     ("a bare 2403.01234 is just a number", None),
     ("arXiv:2413.01234 has no month 13", None),
     ("see example.com/hep-th/9901001", None),
+    ("See arXiv:2403.01234.", "2403.01234"),
+    ("(arXiv:1412.1234), and", "1412.1234"),
+    ("https://ARXIV.ORG/ABS/HEP-TH/9901001V2", "hep-th/9901001"),
+    ("arxiv.org/abs/math.ag/0101001", "math.AG/0101001"),
+    ("https://arxiv.org/html/2403.01234v1#S2", "2403.01234"),
+    ("arXiv:2403.1234 has four digits after 2014", None),
+    ("arXiv:1412.12345 has five digits before 2015", None),
+    ("arXiv:2403.01234.5 is a longer number", None),
+    ("version 2.4.0, 2024.03.11 and 2403.01234", None),
 ])
 def test_arxiv_ids_are_found_wherever_the_text_names_them(written, arxiv_id):
     assert links.find_arxiv_id(written) == arxiv_id
+
+
+@pytest.mark.parametrize("title, abstract, own, cited", [
+    ("Sparse arXiv:2403.01234", "We extend arXiv:2301.00001.", "2403.01234", "2301.00001"),
+    ("Sparse", "We extend arXiv:2301.00001 to video.", None, "2301.00001"),
+    ("Sparse", "Unlike arXiv:2301.00001 and arxiv.org/abs/2302.00002, we …", None, None),
+    ("Sparse", "https://huggingface.co/papers/2403.01234 twice: arXiv:2403.01234v2", None, "2403.01234"),
+])
+def test_only_a_title_gives_a_paper_its_identity_an_abstract_only_a_link(title, abstract, own, cited):
+    found = links.identify(title, abstract)
+    assert (found.arxiv_id, found.cited_id) == (own, cited)
 
 
 @pytest.mark.parametrize("written, code", [
@@ -182,16 +202,20 @@ def test_migration_backfills_ids_and_search_text_and_downgrades(database_url):
                 "INSERT INTO papers (key, title, abstract, first_listed, created_at) VALUES "
                 "('a', 'Über A', 'See arXiv:2403.01234 and github.com/o/r', '2026-03-01', '2026-03-01'),"
                 "('b', 'B', 'Also arXiv:2403.01234', '2026-03-01', '2026-03-01'), "
-                "('c', 'C', 'nothing', '2026-03-01', '2026-03-01')"))
+                "('c', 'C', 'nothing', '2026-03-01', '2026-03-01'), "
+                "('t', 'T arXiv:2403.01234', 'x', '2026-03-01', '2026-03-01'), "
+                "('u', 'U arXiv:2403.01234v2', 'y', '2026-03-01', '2026-03-01')"))
         db.upgrade(database_url, "0003")
         with Session(engine) as session:
             rows = {p.key: p for p in session.scalars(select(Paper))}
-        assert rows["a"].arxiv_id == "2403.01234" and rows["a"].code_url == "https://github.com/o/r"
-        assert rows["b"].arxiv_id is None  # one row per id: the first keeps it
+        assert rows["a"].arxiv_id is None and rows["a"].code_url == "https://github.com/o/r"
+        assert rows["a"].url == rows["b"].url == "https://arxiv.org/abs/2403.01234"  # cited: a link only
+        assert rows["t"].arxiv_id == "2403.01234"  # named in its title: its identity
+        assert rows["u"].arxiv_id is None  # one row per id: the first keeps it
         assert rows["a"].search_text.startswith("uber a")
         db.downgrade(database_url, "0001")
         with engine.connect() as connection:
-            assert connection.execute(text("SELECT count(*) FROM papers")).scalar() == 3
+            assert connection.execute(text("SELECT count(*) FROM papers")).scalar() == 5
         db.upgrade(database_url)
     finally:
         engine.dispose()

@@ -141,6 +141,15 @@ BAD_ANSWERS = {
     "arxiv empty feed": (ARXIV, Canned(arxiv_feed([], total=0), "application/atom+xml"), "empty feed"),
     "arxiv api error": (ARXIV, Canned(ARXIV_ERROR, "application/atom+xml"), "incorrect id format"),
     "arxiv not atom": (ARXIV, Canned(b"<?xml version='1.0'?><rss/>", "application/xml"), "not an Atom feed"),
+    "hf author name not text": (HF, Canned(json.dumps([dict(HF_ITEMS[0], paper=dict(
+        HF_ITEMS[0]["paper"], authors=[{"name": 7}]))]).encode()), "author"),
+    "hf nested too deep": (HF, Canned(b"[" * 100_000 + b"]" * 100_000), "JSON"),
+    "hf body not gzip as declared": (HF, Canned(b"not gzip at all", headers={"Content-Encoding": "gzip"}),
+                                     "DecodingError"),
+    "hf redirect loop": (HF, Canned(b"", "text/plain", 302, {"Location": "/api/daily_papers?date=2024-03-05"}),
+                         "TooManyRedirects"),
+    "arxiv published not a date": (ARXIV, Canned(arxiv_feed([arxiv_entry("2403.00001", "P", published="soon")]),
+                                                 "application/atom+xml"), "not a date"),
     "always 503": (HF, Canned(b"busy", "text/plain", 503), "failed 4 times"),
     "429 asking for an hour": (ARXIV, Canned(b"slow down", "text/plain", 429, {"Retry-After": "3600"}),
                                "asked to wait 3600 s"),
@@ -211,11 +220,12 @@ def test_a_timeout_is_retried_then_refused(source_settings):
 def test_a_paper_from_a_dump_and_from_a_source_is_one_paper(engine, server, source_settings, tmp_path):
     dump = tmp_path / "dump.txt"
     dump.write_text("Daily papers\nMar 5\nDIFFUSION models for video editing!\nWe edit videos.\n"
-                    "Sparse Things\nSee arXiv:2403.05678v2 for details.\n", encoding="utf-8")
+                    "Sparse Things (arXiv:2403.05678v2)\nSparse things, in detail.\n", encoding="utf-8")
     assert ingest_file(engine, dump, date(2024, 3, 6)).new == 2
     with Session(engine) as session:
         before = {p.key: (p.id, p.arxiv_id) for p in session.scalars(select(Paper))}
-    assert before["sparse things"][1] == "2403.05678"  # the id the dump's text names
+        before["sparse things"] = before.pop("sparse things arxiv 2403 05678v2")
+    assert before["sparse things"][1] == "2403.05678"  # the id the dump's title names
     server.serve("/api/daily_papers", Canned(hf_json()))
     report = run.run(engine, source_settings, HF, client(FakeTime()), day=DAY)
     assert (report.new, report.known) == (0, 2)
@@ -227,11 +237,34 @@ def test_a_paper_from_a_dump_and_from_a_source_is_one_paper(engine, server, sour
     assert by_title.arxiv_id == "2403.01234" and by_title.authors.startswith("Ada Lovelace")
     assert by_title.code_url == "https://github.com/example/vidiff"
     by_id = papers[before["sparse things"][0]]  # matched on the arXiv id despite another title
-    assert by_id.title == "Sparse Things" and by_id.authors == "Kurt Gödel"
+    assert by_id.title == "Sparse Things (arXiv:2403.05678v2)" and by_id.authors == "Kurt Gödel"
     with Session(engine) as session:
         from feedbot.papers import search_papers
 
         assert [p.id for p in search_papers(session, "gödel")] == [by_id.id]  # authors are searchable
+
+
+@pytest.mark.parametrize("dump_first", [True, False])
+def test_an_abstract_citing_a_fetched_paper_does_not_merge_the_two(engine, server, source_settings, tmp_path,
+                                                                   dump_first):
+    dump = tmp_path / "dump.txt"
+    dump.write_text("Daily papers\nMar 5\nBetter Sparse Things\nWe extend arXiv:2403.05678v2 to video.\n"
+                    "Other Things\nBuilding on https://huggingface.co/papers/2403.01234, we go further.\n",
+                    encoding="utf-8")
+    server.serve("/api/daily_papers", Canned(hf_json()))
+    steps = [lambda: ingest_file(engine, dump, date(2024, 3, 6)),
+             lambda: run.run(engine, source_settings, HF, client(FakeTime()), day=DAY)]
+    for step in steps if dump_first else steps[::-1]:
+        assert step().new == 2
+    with Session(engine) as session:
+        papers = {p.title: p for p in session.scalars(select(Paper))}
+    assert len(papers) == 4
+    assert papers["Über Sparse Attention & Long Contexts"].arxiv_id == "2403.05678"
+    assert papers["Diffusion Models for Video Editing"].arxiv_id == "2403.01234"
+    citing = papers["Better Sparse Things"]
+    assert citing.arxiv_id is None and citing.authors is None  # nothing of the cited paper attached
+    assert citing.url == "https://arxiv.org/abs/2403.05678"  # the one id it names is still a link
+    assert papers["Other Things"].arxiv_id is None
 
 
 def test_the_same_paper_twice_in_one_batch_is_listed_once(engine, server, source_settings):
@@ -315,3 +348,48 @@ def test_the_worker_job_runs_every_configured_source(engine, server, source_sett
     with Session(engine) as session:
         summary = session.get(Sweep, "sources").summary
     assert "2 new papers" in summary and "FAILED" in summary
+
+
+def test_concurrent_batches_filling_one_paper_keep_every_field(engine):
+    """A fetch (id, authors) and a dump (code) fill the same stored paper at once: neither undoes the other."""
+    import threading
+
+    from feedbot.ingest import PaperRecord, store_records
+
+    rounds = 6
+    base = [PaperRecord(f"paper {n}", f"Paper {n}", "abstract", DAY) for n in range(rounds)]
+    store_records(engine, "seed", "s" * 64, base)
+    for n in range(rounds):
+        fetched = dataclasses.replace(base[n], arxiv_id=f"2403.{n:05d}", url=f"https://arxiv.org/abs/2403.{n:05d}",
+                                      authors="Kurt Gödel")
+        dumped = dataclasses.replace(base[n], code_url=f"https://github.com/o/r{n}")
+        barrier, errors = threading.Barrier(2), []
+
+        def land(record: PaperRecord, tag: str, barrier=barrier, errors=errors, n=n) -> None:
+            try:
+                barrier.wait()
+                store_records(engine, tag, f"{tag}{n}".ljust(64, "0"), [record])
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=land, args=(r, t)) for r, t in ((fetched, "f"), (dumped, "d"))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+    with Session(engine) as session:
+        papers = list(session.scalars(select(Paper).order_by(Paper.id)))
+    assert [(p.arxiv_id, p.authors, p.code_url) for p in papers] == [
+        (f"2403.{n:05d}", "Kurt Gödel", f"https://github.com/o/r{n}") for n in range(rounds)]
+    assert all(p.search_text.endswith("kurt godel") for p in papers)  # authors searchable
+
+
+def test_two_arxiv_sources_are_paced_three_seconds_apart(engine, server, source_settings):
+    server.serve("/api/query", Canned(arxiv_feed([arxiv_entry("2403.00001", "P", categories=("cs.LG", "math.AG"))]),
+                                      "application/atom+xml"))
+    fake = FakeTime()
+    configured = dataclasses.replace(source_settings, sources=("arxiv:cs.LG", "arxiv:math.AG"))
+    reports = run.run_configured(engine, configured, lambda spec: client(fake, arxiv.MIN_INTERVAL))
+    assert [r.status for r in reports] == ["ingested", "ingested"] and len(server.requests) == 2
+    assert fake.sleeps == [arxiv.MIN_INTERVAL]

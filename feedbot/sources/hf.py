@@ -35,7 +35,7 @@ def parse(body: bytes, listed_on: date | None) -> list[PaperRecord]:
     """The answer's papers, listed on `listed_on` (or each item's own date); SourceError when malformed."""
     try:
         items = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise SourceError(f"Hugging Face answered invalid or truncated JSON ({exc})") from None
     if not isinstance(items, list):
         raise SourceError(f"Hugging Face answered a JSON {type(items).__name__}, expected a list of papers")
@@ -55,6 +55,8 @@ def parse(body: bytes, listed_on: date | None) -> list[PaperRecord]:
         authors = paper.get("authors") or []
         if not isinstance(authors, list) or not all(isinstance(a, dict) for a in authors):
             raise SourceError(f"{where}: authors is not a list of objects")
+        if not all(isinstance(a.get("name"), str | None) for a in authors):
+            raise SourceError(f"{where}: an author's name is not text")
         day = listed_on or _day(item.get("publishedAt") or paper.get("publishedAt"), where)
         arxiv_id = links.normalise_arxiv_id(raw_id)
         repo = paper.get("githubRepo")

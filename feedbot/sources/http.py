@@ -73,6 +73,8 @@ class Client:
                 response = self.http.get(url, params=params)
             except httpx.TransportError as exc:  # timeouts, refused connections, broken transfers
                 problem, wait = f"{type(exc).__name__}: {exc}", self.backoff * 2 ** (attempt - 1)
+            except httpx.HTTPError as exc:  # an undecodable body, a redirect loop: retrying won't help
+                raise SourceError(f"{url} answered unreadably ({type(exc).__name__}: {exc})") from None
             else:
                 if response.status_code == 200:
                     return self._checked(response, accept)

@@ -28,7 +28,7 @@ def upgrade() -> None:
 
 
 def _backfill() -> None:
-    """Existing papers get the id and code their text names, and their folded search text."""
+    """Existing papers get the id and code their text names, and their folded search text (as ingest does)."""
     from feedbot.links import abs_url, identify
     from feedbot.papers import fold
 
@@ -52,7 +52,8 @@ def _backfill() -> None:
             arxiv_id = found.arxiv_id if found.arxiv_id not in taken else None
             if arxiv_id:
                 taken.add(arxiv_id)
-            updates.append({'pid': pid, 'aid': arxiv_id, 'u': abs_url(arxiv_id) if arxiv_id else None,
+            linked = arxiv_id or found.cited_id
+            updates.append({'pid': pid, 'aid': arxiv_id, 'u': abs_url(linked) if linked else None,
                             'c': found.code_url, 's': fold(f'{title}\n{abstract}')})
         connection.execute(
             papers.update().where(papers.c.id == sa.bindparam('pid')).values(
