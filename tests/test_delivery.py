@@ -239,8 +239,8 @@ def test_a_resume_after_the_data_changed_sends_each_pick_once(engine, change):
         session.flush()
         ids = []
         for n in range(3):
-            paper = Paper(key=f"resume-{n}", arxiv_id=f"2603.0100{n}", title=f"Paper {n} " + "word " * 330, abstract="An abstract.",
-                          first_listed=DAY)
+            paper = Paper(key=f"resume-{n}", arxiv_id=f"2603.0100{n}", title=f"Paper {n} " + "word " * 330,
+                          abstract="An abstract.", first_listed=DAY)
             session.add(paper)
             session.flush()
             ids.append(paper.id)
