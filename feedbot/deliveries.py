@@ -166,12 +166,16 @@ def claim_many(session: Session, wanted: list[tuple[int, date]], now: datetime |
 
 
 def start_sending(session: Session, delivery_id: int, owner: str | None = None,
-                  now: datetime | None = None) -> int | None:
-    """claimed → sending, owned by this process; the parts already confirmed, or None when the
-    row is no longer ours to send (someone else took it, or it is finished)."""
+                  now: datetime | None = None, part_picks: str | None = None) -> int | None:
+    """claimed → sending, owned by this process, with the picks of each part about to go out;
+    the parts already confirmed, or None when the row is no longer ours to send (someone else
+    took it, or it is finished)."""
+    values = {"status": "sending", "owner": owner or this_process(), "attempted_at": now or utcnow()}
+    if part_picks is not None:
+        values["part_picks"] = part_picks[:255]
     row = session.execute(
         update(Delivery).where(Delivery.id == delivery_id, Delivery.status == "claimed")
-        .values(status="sending", owner=owner or this_process(), attempted_at=now or utcnow())
+        .values(**values)
         .returning(Delivery.parts_sent)
     ).first()
     return None if row is None else int(row[0])
@@ -257,6 +261,12 @@ class Outgoing:
     note: str = ""  # why an empty digest is empty
     confirmed: int = 0  # parts already delivered by an earlier attempt
     paper_ids: list[int] = field(default_factory=list)
+    sizes: list[int] | None = None  # picks per part, earlier attempts' parts included
+
+    def part_picks(self) -> str:
+        """Picks per part as stored with the row ("2,1"): what a resume skips."""
+        sizes = self.sizes if self.sizes is not None else [len(r.keyboard) for r in self.replies]
+        return ",".join(map(str, sizes))
 
     @classmethod
     def direct(cls, delivery_id: int, chat_id: int, replies: list[Reply]) -> Outgoing:
@@ -340,9 +350,26 @@ def recover(session: Session, now: datetime, paper_link: str = DEFAULT_PAPER_LIN
                    error=describe(outcome, error, row.parts_sent, total))
             closed += 1
             continue
-        digest = recorded_digest(session, subscriber, row, paper_link)
-        out.append(Outgoing.of(row.id, subscriber, digest, row.parts_sent))
+        out.append(resumed(session, subscriber, row, paper_link))
     return out, uncertain, closed
+
+
+def resumed(session: Session, subscriber: Subscriber, row: Delivery,
+            paper_link: str = DEFAULT_PAPER_LINK) -> Outgoing:
+    """A claimed row to send from its first unconfirmed part. Parts already sent are skipped by
+    the picks they held (`part_picks`), and only the rest is rendered: a paper whose title,
+    authors or links changed since cannot shift a pick into a part already sent (a repeat) or
+    out of one still to send (a drop)."""
+    digest = recorded_digest(session, subscriber, row, paper_link)
+    sizes = [int(n) for n in (row.part_picks or "").split(",") if n.isdigit()]
+    if not row.parts_sent or len(sizes) < row.parts_sent:
+        return Outgoing.of(row.id, subscriber, digest, row.parts_sent)
+    done = sizes[: row.parts_sent]
+    rest = digests.render(digest, after=sum(done))
+    item = Outgoing.of(row.id, subscriber, digest, row.parts_sent)
+    item.replies = [Reply("") for _ in done] + rest  # the sent parts are never sent again
+    item.sizes = done + [len(r.keyboard) for r in rest]
+    return item
 
 
 def window_end(subscriber: Subscriber, row: Delivery) -> datetime:
@@ -351,7 +378,7 @@ def window_end(subscriber: Subscriber, row: Delivery) -> datetime:
 
 def _parts(session: Session, row: Delivery, paper_link: str) -> int:
     subscriber = session.get(Subscriber, row.subscriber_id)
-    return len(digests.render(recorded_digest(session, subscriber, row, paper_link)))
+    return len(resumed(session, subscriber, row, paper_link).replies)
 
 
 def recorded_digest(session: Session, subscriber: Subscriber, row: Delivery,
@@ -395,7 +422,7 @@ async def send(item: Outgoing, transport: Transport, write: Writer, engine: Engi
     None when the row was not ours to send. The final state is returned, not written: the caller
     writes it (`write_results`), possibly batched — until then the row reads `sending`, which a
     restart turns into `uncertain`, never into a second copy."""
-    confirmed = await write(_start, engine, item.delivery_id, clock())
+    confirmed = await write(_start, engine, item.delivery_id, clock(), item.part_picks())
     if confirmed is None:
         return None
     total, ids = len(item.replies), []
@@ -418,9 +445,9 @@ async def send(item: Outgoing, transport: Transport, write: Writer, engine: Engi
     return Result(item, status, confirmed, ids, item.note if status == "empty" else None)
 
 
-def _start(engine: Engine, delivery_id: int, now: datetime) -> int | None:
+def _start(engine: Engine, delivery_id: int, now: datetime, part_picks: str | None = None) -> int | None:
     with transaction(engine) as session:
-        return start_sending(session, delivery_id, now=now)
+        return start_sending(session, delivery_id, now=now, part_picks=part_picks)
 
 
 def _record_part(engine: Engine, delivery_id: int, confirmed: int, ids: list[int], now: datetime) -> None:

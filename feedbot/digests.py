@@ -124,8 +124,9 @@ def _renumber(session: Session, delivery_id: int, paper_ids: list[int]) -> None:
                                             Shown.position != n).values(position=n))
 
 
-def render(digest: Digest, votes: dict[int, int] | None = None) -> list[Reply]:
-    """The digest as messages: header, numbered picks with their why-lines, a 👍/👎 row per pick."""
+def render(digest: Digest, votes: dict[int, int] | None = None, after: int = 0) -> list[Reply]:
+    """The digest as messages: header, numbered picks with their why-lines, a 👍/👎 row per pick.
+    `after` picks already went out in earlier parts: only the rest, numbered on, no header."""
     votes = votes or {}
     day = f"{digest.local_date:%a %d %b}"
     if not digest.picks:
@@ -136,8 +137,10 @@ def render(digest: Digest, votes: dict[int, int] | None = None) -> list[Reply]:
              f"Tap 👍/👎 to teach me."
     items = [
         (_item(n, pick, digest.links.get(pick.paper_id)), vote_row(n, pick.paper_id, votes.get(pick.paper_id, 0)))
-        for n, pick in enumerate(digest.picks, 1)
+        for n, pick in enumerate(digest.picks, 1) if n > after
     ]
+    if after:
+        return split_items("", items) if items else []
     return split_items(header, items)
 
 

@@ -166,6 +166,9 @@ class Delivery(Base):
     source: Mapped[str] = mapped_column(String(16), default="schedule", server_default="schedule")
     owner: Mapped[str | None] = mapped_column(String(128))  # host:pid of the process sending it
     attempted_at: Mapped[datetime | None]  # when that process last touched it
+    # Picks in each part as first split ("2,1"): a resume renders only the picks after the parts
+    # already sent, so a paper changed meanwhile can neither repeat nor drop a pick.
+    part_picks: Mapped[str | None] = mapped_column(String(255))
 
     __table_args__ = (
         UniqueConstraint("subscriber_id", "local_date"),

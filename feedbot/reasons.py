@@ -23,7 +23,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "blocked": ("this chat blocked the bot", "blocked the bot"),
     "dump_failed": ("the latest papers dump could not be read; the admin sees why in `feedbot status`",
                     "the latest dump failed to ingest (see dumps above)"),
-    "no_papers": ("no papers have been listed yet", "no papers have been listed yet"),
+    "no_papers": ("no papers yet — your first digest comes after the first listing",
+                  "no papers have been listed yet"),
     "seen_all": ("no new papers since the listing of {listed_on} (you have seen them all)",
                  "has seen every paper since the listing of {listed_on}"),
 }

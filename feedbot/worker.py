@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import logging
+import multiprocessing
 import os
 import signal
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
@@ -142,13 +143,16 @@ class Worker:
         return reports
 
     def _refit(self) -> bool:
-        """Fit outside any write transaction (SQLite readers take no lock), only when stale."""
-        with Session(self.engine) as session:
-            try:
-                _, fitted = textmodel.ensure(session, self.settings.model_dir)
-            except ValueError:  # no papers yet
-                return False
-        return fitted
+        """Fit, only when stale, in a child process: a fit is seconds of CPU under the GIL, and
+        this process answers votes. The child only reads (SQLite readers take no lock)."""
+        if not self._model_is_stale():
+            return False
+        url = self.engine.url.render_as_string(hide_password=False)
+        if url.startswith("sqlite") and (self.engine.url.database or ":memory:") == ":memory:":
+            return _refit(url, str(self.settings.model_dir))  # a private database: only here
+        context = multiprocessing.get_context("spawn")  # forking a threaded process is unsafe
+        with ProcessPoolExecutor(1, mp_context=context) as pool:
+            return pool.submit(_refit, url, str(self.settings.model_dir)).result()
 
     def _record_sweep(self, name: str, summary: str) -> None:
         with transaction(self.engine) as session:
@@ -281,6 +285,21 @@ class Worker:
                 log.exception("scheduled job %s failed; it runs again at its next time", job.__name__)
         run.__name__ = job.__name__
         return run
+
+
+def _refit(url: str, model_dir: str) -> bool:
+    """Fit and save the text model when the corpus moved on; whether it did (the refit child)."""
+    from feedbot.db import make_engine
+
+    engine = make_engine(url)
+    try:
+        with Session(engine) as session:
+            try:
+                return textmodel.ensure(session, Path(model_dir))[1]
+            except ValueError:  # no papers yet
+                return False
+    finally:
+        engine.dispose()
 
 
 def run(settings: Settings, engine: Engine) -> int:

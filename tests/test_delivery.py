@@ -212,3 +212,66 @@ def test_every_fault_at_every_part(engine, parts, monkeypatch):
             assert status == "blocked", case
         if kind in ("timeout", "5xx", "crash"):
             assert status == "uncertain" and row.parts_sent == position, case
+
+
+# --- a resumed digest never repeats or drops a pick, whatever changed since ----------------------
+
+def _paper_ids(reply) -> list[int]:
+    from feedbot.messages import numbered_papers
+
+    return [pid for _, pid in numbered_papers(reply.keyboard)]
+
+
+CHANGES = {
+    # what an ingest or a source may change between the first attempt and the resume
+    "longer title": lambda paper: setattr(paper, "title", paper.title + " more" * 200),
+    "shorter title": lambda paper: setattr(paper, "title", "Short"),
+}
+
+
+@pytest.mark.parametrize("change", sorted(CHANGES))
+def test_a_resume_after_the_data_changed_sends_each_pick_once(engine, change):
+    """Part 1 goes out, part 2 meets a 429 past the retries; then a paper changes (its title grows
+    or shrinks) so the digest would split differently. The resume sends exactly the picks
+    not yet sent: none twice, none dropped."""
+    with transaction(engine) as session:
+        subscriber, _ = subscribers.subscribe(session, 77, 77, "u")
+        session.flush()
+        ids = []
+        for n in range(3):
+            paper = Paper(key=f"resume-{n}", arxiv_id=f"2603.0100{n}", title=f"Paper {n} " + "word " * 330,
+                          abstract="An abstract.", first_listed=DAY)
+            session.add(paper)
+            session.flush()
+            ids.append(paper.id)
+        delivery_id = deliveries.claim(session, subscriber.id, DAY, NOW)
+        picks = [recommend.Suggestion(pid, "", "", 1.0, "", "because") for pid in ids]
+        digests.record(session, [(digests.Digest(subscriber.id, DAY, DAY, picks), delivery_id)], NOW)
+    received: list[int] = []
+
+    async def write(function, *args):
+        return function(*args)
+
+    def attempt(refuse_part: int | None):
+        with transaction(engine) as session:
+            [item], _, _ = deliveries.recover(session, NOW)
+
+        async def transport(item, reply):
+            if item.replies.index(reply) == refuse_part:
+                raise RetryAfter(30)
+            received.extend(_paper_ids(reply))
+            return 1
+
+        result = asyncio.run(deliveries.send(item, transport, write, engine, lambda: NOW))
+        deliveries.write_results(engine, [result], NOW)
+        return item
+
+    first = attempt(refuse_part=1)
+    assert [len(_paper_ids(r)) for r in first.replies] == [2, 1]  # the split the test relies on
+    assert received == ids[:2]
+    with transaction(engine) as session:
+        CHANGES[change](session.get(Paper, ids[0]))
+    attempt(refuse_part=None)
+    assert received == ids, f"{change}: picks received {received}, expected each of {ids} once"
+    with Session(engine) as session:
+        assert session.get(Delivery, delivery_id).status == "sent"
