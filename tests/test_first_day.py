@@ -102,3 +102,22 @@ def test_first_cli_ingest_of_a_two_paper_dump_is_clean(env, tmp_path):
     assert "Traceback" not in result.stderr and "2 new papers" in result.stdout
     assert "text model fitted: 2 papers" in result.stdout
     assert "model:    2 papers" in run("status").stdout
+
+
+def test_interests_typed_before_the_first_listing_are_never_an_empty_vector(engine, settings, tmp_path):
+    """Before the first ingest no vocabulary can check an interest; once papers land, an interest
+    with no word the corpus uses must not "match" arbitrary papers."""
+    chat = Chat(engine, settings, clock=lambda: NOW)
+    alice, bob = User(1, 1), User(2, 2)
+    for user, interests in ((alice, "xylophonic zebrafication"), (bob, "xylophonic zebrafication, speech recognition")):
+        say(chat, user, "/start")
+        say(chat, user, interests)
+        say(chat, user, "/skip")
+    ingest_paths(engine, [write_dump(tmp_path, 10)], stamp=date(2026, 3, 12))
+    with Session(engine) as session:
+        textmodel.ensure(session, settings.model_dir)
+    for user in (alice, bob):
+        text = "\n".join(r.text for r in say(chat, user, "/digest"))
+        assert "Paper " in text, text
+        assert "xylophonic" not in text, text
+    assert "matches your interest “speech recognition”" in text
