@@ -121,3 +121,23 @@ def test_interests_typed_before_the_first_listing_are_never_an_empty_vector(engi
         assert "Paper " in text, text
         assert "xylophonic" not in text, text
     assert "matches your interest “speech recognition”" in text
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5])
+def test_a_word_every_paper_of_a_tiny_corpus_uses_is_a_known_interest(engine, settings, tmp_path, n):
+    """In a first listing of a few papers on one topic, that topic's word is the most useful term,
+    not one to prune as too common."""
+    lines = ["new", "", "Mar 12", ""]
+    for i in range(n):
+        lines += [f"Diffusion for {TOPICS[i]}", "", f"We train diffusion models for {TOPICS[i]}.", ""]
+    (tmp_path / "one-topic.txt").write_text("\n".join(lines), encoding="utf-8")
+    ingest_paths(engine, [tmp_path / "one-topic.txt"], stamp=date(2026, 3, 12))
+    with Session(engine) as session:
+        model, _ = textmodel.ensure(session, settings.model_dir)
+    assert model.transform(["diffusion"]).nnz
+    chat = Chat(engine, settings, clock=lambda: NOW)
+    user = User(3, 3)
+    say(chat, user, "/start")
+    replies = say(chat, user, "diffusion")
+    assert any("diffusion" in r.text and r.keyboard for r in replies), [r.text for r in replies]
+    assert not any("no paper" in r.text.lower() and "could" in r.text.lower() for r in replies)
