@@ -471,6 +471,17 @@ def _positive(text: str) -> int:
     return value
 
 
+MAX_USER_ID = 2**63 - 1  # the telegram_id column's range: larger ids would overflow the database
+
+
+def _user_id(text: str) -> int:
+    digits = text.strip()  # Telegram ids reach 2**52, past whole_number's cap for typed counts
+    value = int(digits) if digits.isdecimal() and len(digits) <= 19 else 0
+    if not 1 <= value <= MAX_USER_ID:
+        raise argparse.ArgumentTypeError(f"expected a Telegram user id (a positive whole number), got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="feedbot",
@@ -516,7 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("refit", cmd_model_refit, model_commands)
 
     chat = add("chat", cmd_chat)
-    chat.add_argument("--user", type=int, default=1, metavar="ID", help="the local subscriber's id (default 1)")
+    chat.add_argument("--user", type=_user_id, default=1, metavar="ID", help="the local subscriber's id (default 1)")
 
     add("worker", cmd_worker)
 
@@ -524,12 +535,12 @@ def build_parser() -> argparse.ArgumentParser:
     mode = digest.add_mutually_exclusive_group(required=True)
     mode.add_argument("--dry-run", action="store_true", help="show who is due and their picks; write nothing")
     mode.add_argument("--send", action="store_true", help="send now, recorded like a scheduled digest")
-    digest.add_argument("--user", type=int, metavar="ID", help="only this subscriber (Telegram user id)")
+    digest.add_argument("--user", type=_user_id, metavar="ID", help="only this subscriber (Telegram user id)")
 
     add("subscribers", cmd_subscribers)
 
     rank = add("rank", cmd_rank)
-    rank.add_argument("--user", type=int, required=True, metavar="ID", help="the subscriber's Telegram user id")
+    rank.add_argument("--user", type=_user_id, required=True, metavar="ID", help="the subscriber's Telegram user id")
     rank.add_argument("--date", type=_date, help="rank as on this date (default: today)")
     rank.add_argument("--limit", type=_positive, help="number of picks (default: the subscriber's digest size)")
 

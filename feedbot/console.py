@@ -2,8 +2,9 @@
 
 Type commands as in Telegram (/start, /digest, …); buttons appear as numbered choices
 [1] [2] … and you press one by typing its number. Numbers always mean the newest buttons on
-screen (the last keyboard printed), so `1` after /digest is 👍 on pick 1; each keyboard also has a
-letter, and `b3` still presses button 3 of keyboard b after newer ones appeared. Works with piped
+screen (the last answer's, numbered on across all its messages), so `1` after /digest is 👍 on
+pick 1 even when the digest fills several messages; each answer's buttons also have a letter, and
+`b3` still presses button 3 of answer b after newer ones appeared. Works with piped
 stdin, so a session can be scripted: each input line is echoed after a `> ` so a transcript
 reads like the chat.
 """
@@ -36,10 +37,13 @@ def tag_name(index: int) -> str:
 class Console:
     def __init__(self, chat: Chat, user: User, out: TextIO = sys.stdout) -> None:
         self.chat, self.user, self.out = chat, user, out
-        self.keyboards: dict[str, list[list[Button]]] = {}  # by tag; the last one is the newest
+        self.keyboards: dict[str, list[list[list[Button]]]] = {}  # by tag: one answer's keyboards; last is newest
         self.shown = 0
 
     def show(self, replies: Iterable[Reply]) -> None:
+        """Print one answer's messages; all their buttons are numbered on from 1 as one keyboard,
+        so `1` after a digest split over several messages is 👍 on the first pick."""
+        tag = None
         replies = list(replies)
         for reply in replies:
             self.out.write(plain(reply.text).strip() + "\n")
@@ -47,34 +51,36 @@ class Console:
                 name, content = reply.document
                 self.out.write(f"--- attached file {name} ({len(content)} bytes) ---\n")
                 self.out.write(content.decode(errors="replace").rstrip() + "\n---\n")
-            self.show_keyboard(reply.keyboard)
+            if any(reply.keyboard):
+                if tag is None:
+                    tag = tag_name(self.shown)
+                    self.shown += 1
+                    self.keyboards[tag] = []
+                self.keyboards[tag].append(reply.keyboard)
+                self.show_keyboard(tag, len(self.keyboards[tag]) - 1)
             self.out.write("\n")
         if replies and replies[0].delivery is not None:  # a claimed digest, now in front of the user
             from feedbot.deliveries import shown_in_console
 
             shown_in_console(self.chat.engine, replies[0].delivery, len(replies), self.chat.clock())
 
-    def show_keyboard(self, rows: list[list[Button]], tag: str | None = None) -> None:
-        """Print buttons numbered from 1 and make them the newest (an edited keyboard keeps its tag)."""
-        if not any(rows):
-            return
-        if tag is None:
-            tag = tag_name(self.shown)
-            self.shown += 1
-        self.keyboards.pop(tag, None)
-        self.keyboards[tag] = rows
-        number = 0
-        for row in rows:
+    def show_keyboard(self, tag: str, part: int) -> None:
+        """Print one message's buttons, numbered on from the earlier messages of the same answer,
+        and make that answer's buttons the newest (an edited keyboard keeps its tag and numbers)."""
+        self.keyboards[tag] = self.keyboards.pop(tag)
+        number = sum(len(b) for rows in self.keyboards[tag][:part] for b in rows)
+        first = number + 1
+        for row in self.keyboards[tag][part]:
             labels = []
             for button in row:
                 number += 1
                 labels.append(f"[{number}] {button.label}")
             self.out.write("  " + "   ".join(labels) + "\n")
-        self.out.write(f"  (type 1–{number}; later {tag}1–{tag}{number} still press these)\n")
+        self.out.write(f"  (type {first}–{number}; later {tag}{first}–{tag}{number} still press these)\n")
 
-    def _find(self, line: str) -> tuple[str, Button] | None | str:
-        """The keyboard tag and button a choice names, None when it names none, or the line
-        itself when it is not a choice at all (text to send)."""
+    def _find(self, line: str) -> tuple[str, int, Button] | None | str:
+        """The keyboard tag, message part and button a choice names, None when it names none, or
+        the line itself when it is not a choice at all (text to send)."""
         match = CHOICE.match(line.casefold())
         if not match:
             return line
@@ -84,8 +90,12 @@ class Console:
         if not self.keyboards:
             return None
         tag = tag or next(reversed(self.keyboards))
-        buttons = [b for row in self.keyboards[tag] for b in row]
-        return (tag, buttons[number - 1]) if 1 <= number <= len(buttons) else None
+        for part, rows in enumerate(self.keyboards[tag]):
+            buttons = [b for row in rows for b in row]
+            if 1 <= number <= len(buttons):
+                return tag, part, buttons[number - 1]
+            number -= len(buttons)
+        return None
 
     def handle(self, line: str) -> bool:
         """One input line; False when the user wants to leave."""
@@ -99,16 +109,19 @@ class Console:
             self.out.write(f"There is no choice [{line}].\n\n")
             return True
         if isinstance(found, tuple):
-            tag, button = found
-            answer = self.chat.button(self.user, button.data, self.keyboards[tag])
+            tag, part, button = found
+            answer = self.chat.button(self.user, button.data, self.keyboards[tag][part])
             if answer.notice:
                 self.out.write(f"({answer.notice})\n")
             if answer.text is not None:
                 self.out.write(plain(answer.text).strip() + "\n")
             if answer.keyboard:
-                self.show_keyboard(answer.keyboard, tag)
+                self.keyboards[tag][part] = answer.keyboard
+                self.show_keyboard(tag, part)
             elif answer.keyboard == []:
-                self.keyboards.pop(tag, None)
+                self.keyboards[tag][part] = []  # later parts keep their numbers
+                if not any(self.keyboards[tag]):
+                    self.keyboards.pop(tag)
             self.out.write("\n")
             self.show(answer.replies)
             return True

@@ -21,8 +21,10 @@ from datetime import date, timedelta
 MAX_FILE_BYTES = 256 * 1024 * 1024
 MAX_LINE_CHARS = 64 * 1024
 MAX_TITLE_CHARS = 300  # longer than any real title: such a line is an abstract out of place
+MAX_TITLE_WORDS = 30  # a sentence of more words is a (short) abstract out of place, not a title
 ABSTRACT_ENDINGS = (".", "!", "…", "。")  # a title may end in "?" or ")", rarely in these
-MIN_COLUMN_PAIRS = 4  # below this, short test dumps ("T1", "A1") cannot be told from titles-only ones
+MIN_COLUMN_PAIRS = 4  # from this many pairs on, the two columns' lengths are compared
+MIN_TITLE_WORDS = 3  # real titles have three words or more; one- or two-word lines ("A1", "abs") prove nothing
 
 _MONTHS = {name.lower(): i for i, name in enumerate(calendar.month_abbr) if name}
 _MONTHS |= {name.lower(): i for i, name in enumerate(calendar.month_name) if name}
@@ -31,6 +33,7 @@ _DATE_LINE = re.compile(r"^([A-Za-z]{3,9})\.? ([0-9]{1,2})$")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 _NON_WORD = re.compile(r"[\W_]+")
+_LETTER_WORD = re.compile(r"[^\W\d_]{2,}")
 
 
 class DumpError(ValueError):
@@ -175,21 +178,30 @@ def looks_like_abstract(line: str) -> bool:
     return len(line) > MAX_TITLE_CHARS or line.endswith(ABSTRACT_ENDINGS)
 
 
+def looks_like_title(line: str) -> bool:
+    """A title rather than a paragraph: no sentence ending, not long, and words enough for a title."""
+    return not looks_like_abstract(line) and len(_LETTER_WORD.findall(line)) >= MIN_TITLE_WORDS
+
+
 def check_shapes(name: str, entries: list[Entry]) -> None:
     """Refuse a dump whose title/abstract pairs are shifted or that holds only titles.
 
     A line lost from a dump pairs each later title with the next title and each abstract with the
     next abstract (or the other way round), so a shifted region shows lines of the wrong shape:
-    - a title over MAX_TITLE_CHARS characters is an abstract in a title's place;
+    - a title over MAX_TITLE_CHARS characters, or a sentence of over MAX_TITLE_WORDS words, is an
+      abstract in a title's place;
     - when the dump has real abstracts (some over MAX_TITLE_CHARS), an "abstract" that is a short
       line not ending like a sentence is a title in an abstract's place;
+    - an abstract column where every line is shaped like a title (`looks_like_title`) is a
+      titles-only dump, whatever its size (two titles make one such "paper");
     - with MIN_COLUMN_PAIRS pairs or more, an abstract column where most lines are no sentence and
       lines are about as long as the titles is a titles-only dump.
-    Short test dumps ("T1", "A1") stay accepted: there is no evidence either way.
+    Short test dumps ("T1", "A1") stay accepted: one- or two-word lines are no evidence either way.
     """
     real_abstracts = any(len(e.abstract) > MAX_TITLE_CHARS for e in entries)
     for entry in entries:  # the first misplaced line is reported
-        if len(entry.title) > MAX_TITLE_CHARS:
+        if len(entry.title) > MAX_TITLE_CHARS or (
+                entry.title.endswith(ABSTRACT_ENDINGS) and len(entry.title.split()) > MAX_TITLE_WORDS):
             raise DumpError(name, f"a {len(entry.title):,}-character line where a title belongs: it looks like "
                             f"an abstract, so a title or an abstract is missing above it", entry.line)
         if real_abstracts and not looks_like_abstract(entry.abstract):
@@ -198,6 +210,9 @@ def check_shapes(name: str, entries: list[Entry]) -> None:
                             "dump holds titles only", entry.line)
     if real_abstracts:
         return
+    if all(looks_like_title(e.abstract) for e in entries):
+        raise DumpError(name, f"all {len(entries)} abstracts are title-shaped lines (a few words, no sentence "
+                        "ending): this looks like a titles-only dump", entries[0].line)
     sentences = sum(looks_like_abstract(e.abstract) for e in entries)
     if len(entries) >= MIN_COLUMN_PAIRS and 2 * sentences < len(entries):
         titles = sorted(len(e.title) for e in entries)

@@ -361,6 +361,10 @@ def _set_aside(inbox: Path, path: Path, report: IngestReport) -> None:
         if path.exists():  # the folder vanished, not the file
             raise
         return
+    except OSError:  # copied, then the original could not be removed: keep one file, in the inbox
+        if path.exists() and destination.exists():
+            destination.unlink()
+        raise
     if report.status == "failed":
         destination.with_name(destination.name + ".error.txt").write_text(report.error + "\n", encoding="utf-8")
 

@@ -126,8 +126,14 @@ def recommend(
 
     # Every typed interest through the vectorizer in one call, then sliced per subscriber.
     texts_in_order = [text for s in subscribers for text in interests[s.id]]
-    interest_matrix = model.transform(texts_in_order)
-    interest_start = np.cumsum([0] + [len(interests[s.id]) for s in subscribers])
+    interest_matrix = model.transform(texts_in_order).tocsr()
+    # An interest with no word of the vocabulary (typed before the first listing, say) is an empty
+    # vector: it would score every paper 0 and "match" arbitrary ones, so it is left out.
+    filled = np.flatnonzero(interest_matrix.getnnz(axis=1) > 0)
+    interest_start = np.searchsorted(filled, np.cumsum([0] + [len(interests[s.id]) for s in subscribers]))
+    interest_matrix = interest_matrix[filled]
+    interests = {s.id: [texts_in_order[r] for r in filled[interest_start[n]:interest_start[n + 1]]]
+                 for n, s in enumerate(subscribers)}
     tastes = []
     for index, subscriber in enumerate(subscribers):
         liked = [(row_of[p], _decay(now, w, half_life_days)) for p, v, w in votes[subscriber.id] if v > 0]

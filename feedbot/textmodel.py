@@ -128,11 +128,16 @@ FALLBACK_OPTIONS = (
 )
 
 
+SMALL_CORPUS = 20  # papers; below this `max_df` is not applied
+
+
 def fit_vectorizer(documents: list[str]) -> tuple[TfidfVectorizer, sp.csr_matrix]:
     """Fit with the benchmarked options, relaxing them only when they leave no terms at all."""
     if not documents:
         raise NoPapersError("there are no papers to fit the text model on: ingest some dumps first")
-    for overrides in FALLBACK_OPTIONS:
+    # In a first listing of a few papers, a word half of them use is their topic, not noise to prune.
+    options = FALLBACK_OPTIONS if len(documents) >= SMALL_CORPUS else FALLBACK_OPTIONS[1:]
+    for overrides in options:
         vectorizer = make_vectorizer(**overrides)
         try:
             return vectorizer, vectorizer.fit_transform(documents).tocsr()

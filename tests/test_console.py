@@ -43,3 +43,27 @@ def test_scripted_console_session(env):
     assert "3 👍 and 0 👎 so far" in status  # a3 turned the 👎 on starter 2 into 👍
     assert "All your data is erased" in out
     assert "You're not subscribed yet" in out.rsplit("> /status", 1)[1]
+
+
+def test_numbers_run_on_across_the_messages_of_one_answer(engine, settings):
+    """A 20-pick digest fills several messages: `1` is still 👍 on pick 1 and `40` 👎 on pick 20,
+    and an earlier answer's letter still reaches its buttons."""
+    import io
+    from datetime import UTC, date, datetime
+
+    from feedbot.chat import Chat, User
+    from feedbot.console import Console
+    from feedbot.ingest import ingest_paths
+
+    ingest_paths(engine, [EXAMPLE_DUMPS], date(2026, 3, 12))
+    out = io.StringIO()
+    console = Console(Chat(engine, settings, clock=lambda: datetime(2026, 3, 12, 9, 0, tzinfo=UTC)), User(7, 7), out)
+    for line in ["/start", "speech recognition", "/skip", "/size 20", "/digest"]:
+        console.handle(line)
+    digest = out.getvalue().rsplit("20 picks for you", 1)[1]
+    assert digest.count("later ") >= 2, "the digest should fill more than one message"
+    assert "[1] 👍 1 " in digest and "[40] 👎 20" in digest and "[1] 👍 15" not in digest
+    for line, mark in [("1", "✅ 👍 1"), ("40", "✅ 👎 20"), ("a1", "✅ 👍 1")]:
+        before = len(out.getvalue())
+        console.handle(line)
+        assert mark in out.getvalue()[before:], line

@@ -102,3 +102,42 @@ def test_first_cli_ingest_of_a_two_paper_dump_is_clean(env, tmp_path):
     assert "Traceback" not in result.stderr and "2 new papers" in result.stdout
     assert "text model fitted: 2 papers" in result.stdout
     assert "model:    2 papers" in run("status").stdout
+
+
+def test_interests_typed_before_the_first_listing_are_never_an_empty_vector(engine, settings, tmp_path):
+    """Before the first ingest no vocabulary can check an interest; once papers land, an interest
+    with no word the corpus uses must not "match" arbitrary papers."""
+    chat = Chat(engine, settings, clock=lambda: NOW)
+    alice, bob = User(1, 1), User(2, 2)
+    for user, interests in ((alice, "xylophonic zebrafication"), (bob, "xylophonic zebrafication, speech recognition")):
+        say(chat, user, "/start")
+        say(chat, user, interests)
+        say(chat, user, "/skip")
+    ingest_paths(engine, [write_dump(tmp_path, 10)], stamp=date(2026, 3, 12))
+    with Session(engine) as session:
+        textmodel.ensure(session, settings.model_dir)
+    for user in (alice, bob):
+        text = "\n".join(r.text for r in say(chat, user, "/digest"))
+        assert "Paper " in text, text
+        assert "xylophonic" not in text, text
+    assert "matches your interest “speech recognition”" in text
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5])
+def test_a_word_every_paper_of_a_tiny_corpus_uses_is_a_known_interest(engine, settings, tmp_path, n):
+    """In a first listing of a few papers on one topic, that topic's word is the most useful term,
+    not one to prune as too common."""
+    lines = ["new", "", "Mar 12", ""]
+    for i in range(n):
+        lines += [f"Diffusion for {TOPICS[i]}", "", f"We train diffusion models for {TOPICS[i]}.", ""]
+    (tmp_path / "one-topic.txt").write_text("\n".join(lines), encoding="utf-8")
+    ingest_paths(engine, [tmp_path / "one-topic.txt"], stamp=date(2026, 3, 12))
+    with Session(engine) as session:
+        model, _ = textmodel.ensure(session, settings.model_dir)
+    assert model.transform(["diffusion"]).nnz
+    chat = Chat(engine, settings, clock=lambda: NOW)
+    user = User(3, 3)
+    say(chat, user, "/start")
+    replies = say(chat, user, "diffusion")
+    assert any("diffusion" in r.text and r.keyboard for r in replies), [r.text for r in replies]
+    assert not any("no paper" in r.text.lower() and "could" in r.text.lower() for r in replies)

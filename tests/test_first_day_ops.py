@@ -126,3 +126,30 @@ def test_compose_and_image_use_the_entrypoint():
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
     assert 'ENTRYPOINT ["feedbot-entrypoint"]' in dockerfile and "USER feedbot" not in dockerfile
     assert "--uid 10001 --gid 10001" in dockerfile
+
+
+@pytest.mark.parametrize("body, folder", [("Paper 1\n\nAbstract 1.", "done"), ("Only a title", "failed")])
+def test_a_file_the_inbox_will_not_let_go_leaves_no_copies_behind(engine, tmp_path, monkeypatch, body, folder):
+    """A read-only inbox with a writable done/ (or failed/): renaming fails, a copy would succeed but
+    the original cannot be removed. The file stays once, in the inbox, sweep after sweep."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "0.txt").write_bytes(b"new\n\nMar 11\n\nPaper 0\n\nAbstract 0.\n")
+    stuck = inbox / "1.txt"
+    stuck.write_bytes(f"new\n\nMar 11\n\n{body}\n".encode())
+    real_rename, real_unlink = os.rename, os.unlink
+
+    def refuse(real):
+        def call(source, *args, **kwargs):  # as a directory the service user may not write, even for root
+            if Path(source) == stuck:
+                raise PermissionError(13, "Permission denied", str(source))
+            return real(source, *args, **kwargs)
+        return call
+
+    monkeypatch.setattr(os, "rename", refuse(real_rename))
+    monkeypatch.setattr(os, "unlink", refuse(real_unlink))
+    for _ in range(3):
+        reports = {r.name: r for r in ingest.sweep_inbox(engine, inbox)}
+        assert reports["1.txt"].stuck and stuck.exists()
+    assert not [p.name for p in (inbox / folder).iterdir() if p.name.startswith("1.")]
+    assert (inbox / "done" / "0.txt").exists()

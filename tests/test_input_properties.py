@@ -103,7 +103,7 @@ def test_titles_only_and_shifted_example_dumps_are_refused(example_dumps):
 
 
 @FAST
-@given(st.lists(st.text(st.characters(blacklist_categories=("L", "N", "Cs")), min_size=1, max_size=8)
+@given(st.lists(st.text(st.characters(blacklist_categories=("L", "N", "M", "Cs")), min_size=1, max_size=8)
                 .filter(lambda t: t.strip()), min_size=2, max_size=5, unique_by=lambda t: " ".join(t.split())))
 def test_symbol_only_titles_keep_distinct_non_empty_keys(titles):
     keys = [dedupe_key(" ".join(t.split())) for t in titles]
@@ -183,3 +183,35 @@ def test_offsets_round_trip(sign, hours, minutes):
     name = parse_timezone(f"UTC{sign}{hours}:{minutes:02d}")
     offset = zone(name).utcoffset(None).total_seconds()
     assert offset == (1 if sign == "+" else -1) * (hours * 3600 + minutes * 60)
+
+
+def test_titles_only_dumps_of_any_size_are_refused(example_dumps):
+    """Two titles look like one paper whose abstract is a title: refused at every size, with or
+    without date lines between them, while one-word test abstracts ("A1", "abs") stay accepted."""
+    titles = [e.title for path in sorted(example_dumps.iterdir())
+              for e in parse_dump(path.read_bytes(), path.name, STAMP).entries]
+    for count in range(2, 41, 2):
+        for dated in (False, True):
+            lines = ["Mar 11"]
+            for n, title in enumerate(titles[:count]):
+                if dated and n and n % 2 == 0:
+                    lines.append(f"Mar {11 + n // 2 % 2}")
+                lines.append(title)
+            with pytest.raises(DumpError, match="titles-only") as info:
+                parse_dump(("new\n\n" + "\n\n".join(lines) + "\n").encode(), "titles.txt", STAMP)
+            assert info.value.line, (count, dated)
+    for pair in (("T1", "A1"), ("Title two", "abstract two"), ("A Paper: Title", "abs"), ("Paper 1", "Abstract 1.")):
+        assert parse_dump(f"new\n\nMar 11\n\n{pair[0]}\n\n{pair[1]}\n".encode(), "ok.txt", STAMP).entries
+
+
+def test_short_abstracts_in_title_places_are_refused():
+    """Abstracts under MAX_TITLE_CHARS characters lose their titles too: a sentence of many words
+    where a title belongs is refused, in an abstracts-only dump or after a lost title."""
+    abstracts = [f"We study problem {n} with a small model that learns from data, and we show that it beats "
+                 f"all of the strong baselines on each of the ten tasks we tried in this short paper: so it "
+                 f"is a good fit for it." for n in range(4)]
+    assert all(len(a) < MAX_TITLE_CHARS for a in abstracts)
+    for body in (abstracts[:2], abstracts, ["Title zero", abstracts[0], abstracts[1], abstracts[2]]):
+        with pytest.raises(DumpError, match="looks like an abstract") as info:
+            parse_dump(("new\n\nMar 11\n\n" + "\n\n".join(body) + "\n").encode(), "cut.txt", STAMP)
+        assert info.value.line
