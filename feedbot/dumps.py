@@ -183,6 +183,11 @@ def looks_like_title(line: str) -> bool:
     return not looks_like_abstract(line) and len(_LETTER_WORD.findall(line)) >= MIN_TITLE_WORDS
 
 
+def _is_sentence(line: str) -> bool:
+    """A sentence longer than any title: a short abstract, unmistakably."""
+    return line.endswith(ABSTRACT_ENDINGS) and len(line.split()) > MAX_TITLE_WORDS
+
+
 def check_shapes(name: str, entries: list[Entry]) -> None:
     """Refuse a dump whose title/abstract pairs are shifted or that holds only titles.
 
@@ -190,7 +195,8 @@ def check_shapes(name: str, entries: list[Entry]) -> None:
     next abstract (or the other way round), so a shifted region shows lines of the wrong shape:
     - a title over MAX_TITLE_CHARS characters, or a sentence of over MAX_TITLE_WORDS words, is an
       abstract in a title's place;
-    - when the dump has real abstracts (some over MAX_TITLE_CHARS), an "abstract" that is a short
+    - when the dump has real abstracts (some over MAX_TITLE_CHARS, or a sentence of over
+      MAX_TITLE_WORDS words), an "abstract" that is a short
       line not ending like a sentence is a title in an abstract's place;
     - an abstract column where every line is shaped like a title (`looks_like_title`) is a
       titles-only dump, whatever its size (two titles make one such "paper");
@@ -198,10 +204,9 @@ def check_shapes(name: str, entries: list[Entry]) -> None:
       lines are about as long as the titles is a titles-only dump.
     Short test dumps ("T1", "A1") stay accepted: one- or two-word lines are no evidence either way.
     """
-    real_abstracts = any(len(e.abstract) > MAX_TITLE_CHARS for e in entries)
+    real_abstracts = any(len(e.abstract) > MAX_TITLE_CHARS or _is_sentence(e.abstract) for e in entries)
     for entry in entries:  # the first misplaced line is reported
-        if len(entry.title) > MAX_TITLE_CHARS or (
-                entry.title.endswith(ABSTRACT_ENDINGS) and len(entry.title.split()) > MAX_TITLE_WORDS):
+        if len(entry.title) > MAX_TITLE_CHARS or _is_sentence(entry.title):
             raise DumpError(name, f"a {len(entry.title):,}-character line where a title belongs: it looks like "
                             f"an abstract, so a title or an abstract is missing above it", entry.line)
         if real_abstracts and not looks_like_abstract(entry.abstract):
