@@ -1,7 +1,8 @@
 """Vote latency while the worker is busy: 👍/👎 taps through the conversation layer (the same
 `Chat.button` the bot calls) while a digest broadcast to N subscribers (default 10,000; the real
-sweep: claim, rank, record, send to the tests' Bot API server in its own process) and a model
-refit run — against the same taps with nothing else running. SQLite and PostgreSQL.
+sweep: claim, rank, record, send to the tests' Bot API server in its own process) and model
+refits in another process (as the worker's refit child or `feedbot model refit`) run — against
+the same taps with nothing else running. SQLite and PostgreSQL.
 
     .venv/bin/python benchmarks/vote_latency.py [--subscribers 10000] [--votes 300]
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import multiprocessing
 import statistics
 import sys
 import tempfile
@@ -84,19 +86,28 @@ def run(kind: str, work: Path, base_url: str, count: int, votes: int) -> tuple[l
             finally:
                 done.set()
 
-        def refit() -> None:
-            while not done.is_set():
-                with Session(engine) as session:
-                    textmodel.ensure(session, settings.model_dir, force=True)
-
-        threads = [threading.Thread(target=broadcast), threading.Thread(target=refit)]
-        for thread in threads:
-            thread.start()
+        # Refits in a loop in another process, as the worker's refit child or `feedbot model refit` run.
+        context = multiprocessing.get_context("spawn")
+        stop = context.Event()
+        refits = context.Process(target=refit_loop, args=(url, str(settings.model_dir), stop))
+        refits.start()
+        thread = threading.Thread(target=broadcast)
+        thread.start()
         busy = taps(chat, papers, votes, until=done)
-        for thread in threads:
-            thread.join()
+        thread.join()
+        stop.set()
+        refits.join(120)
         engine.dispose()
         return idle, busy
+
+
+def refit_loop(url: str, model_dir: str, stop) -> None:
+    """Fit the text model again and again until told to stop (a child process)."""
+    engine = db.make_engine(url)
+    while not stop.is_set():
+        with Session(engine) as session:
+            textmodel.ensure(session, Path(model_dir), force=True)
+    engine.dispose()
 
 
 def main() -> None:

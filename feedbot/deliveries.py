@@ -288,7 +288,7 @@ def rank(engine: Engine, model: TextModel | None, subs: list[Subscriber], days: 
 
 
 def claim_and_record(engine: Engine, subs: list[Subscriber], built: dict[int, digests.Digest], now: datetime,
-                     source: str = "schedule", chunk: int = 200) -> list[tuple[Subscriber, digests.Digest, int | None]]:
+                     source: str = "schedule", chunk: int = 50) -> list[tuple[Subscriber, digests.Digest, int | None]]:
     """Short write transactions (a chunk of subscribers each): claim each digest's day and record
     its picks as shown, keeping only the picks the database accepted as new. A digest whose day
     someone else claimed comes back with delivery id None (for /digest: extra picks)."""
