@@ -12,7 +12,7 @@ from datetime import date, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from feedbot import ranking, recommend, schedule, subscribers
+from feedbot import recommend, schedule, subscribers
 from feedbot.config import Settings
 from feedbot.messages import Reply, escape, snippet, split_items, vote_keyboard, vote_row
 from feedbot.models import Shown, Subscriber
@@ -109,8 +109,7 @@ def starter(session: Session, model: TextModel, subscriber: Subscriber, now: dat
     pool = [c for c in pool if c.id not in seen]
     if not pool:
         return []
-    vectors = model.vectors_for(session, [c.id for c in pool])
-    chosen = [pool[i] for i in ranking.starter_order(vectors, size)[:size]]
+    chosen = recommend.starters(session, model, subscriber, pool, size)
     subscribers.record_shown(session, subscriber, [(c.id, 0.0, "starter") for c in chosen], "starter", now=now)
     lines = [f"{n}. <b>{escape(c.title)}</b>\n{escape(snippet(c.abstract, 200))}" for n, c in enumerate(chosen, 1)]
     text = "<b>Rate a few papers</b> so your first digest already knows your taste:\n\n" + "\n\n".join(lines)

@@ -6,6 +6,10 @@ Each subscriber's taste becomes a few profile vectors over the TF-IDF space:
   * one centroid per topic that holds a good share of their likes (topics are k-means clusters
     of the corpus), so a minor interest is not drowned by the dominant one;
   * one vector per typed interest.
+Other subscribers' 👍 add a community signal: two known papers are co-liked when the same people
+liked both (cosine between their columns of the subscribers x papers matrix); a new paper, which
+has no votes yet, borrows the co-likes of its nearest known papers. That signal is folded into
+the shared similarity table, so it costs no extra product per subscriber.
 A paper scores by its best-matching vector (arxiv-sanity-lite's per-tag max-merge), minus a
 penalty for resembling what they disliked. All subscribers' vectors are stacked into one sparse
 matrix and multiplied with the candidates in chunks, then cut to top-k with `argpartition`.
@@ -22,6 +26,7 @@ import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
 KIND_PROFILE, KIND_TOPIC, KIND_INTEREST, KIND_STARTER = "liked", "topic", "interest", "starter"
+KIND_COLIKE, KIND_AVOID = "colike", "avoid"
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,8 @@ class Params:
     use_topics: bool = True
     topic_min_total: int = 20  # ... once there are this many likes in all (small libraries: one centroid)
     topic_weight: float = 0.9  # topic vectors are narrower, so their cosines run higher: damp them
+    colike_weight: float = 0.0  # weight of the borrowed co-likes against the content cosine
+    colike_neighbours: int = 20  # known papers a new paper borrows co-likes from
     chunk: int = 3000  # subscribers per block of the batched product
     threads: int = 0  # blocks ranked at once (0: one per core)
 
@@ -54,8 +61,16 @@ class Taste:
     k: int = 5
 
     @property
+    def usable_interests(self) -> np.ndarray:
+        """Indices of interests whose vector is not empty (all-stop-word text matches nothing)."""
+        if self.interests is None or self.interests.shape[0] == 0:
+            return np.empty(0, np.int64)
+        return np.flatnonzero(np.diff(self.interests.tocsr().indptr) > 0)
+
+    @property
     def cold(self) -> bool:
-        return len(self.liked) == 0 and (self.interests is None or self.interests.shape[0] == 0)
+        """Nothing to rank by: no likes and no usable interest (dislikes alone are handled apart)."""
+        return len(self.liked) == 0 and len(self.usable_interests) == 0
 
 
 @dataclass(frozen=True)
@@ -83,17 +98,19 @@ class Corpus:
     topics: np.ndarray  # topic of each known row
     background: np.ndarray  # mean of the known vectors (dense, vocabulary-sized)
     terms: np.ndarray | None = None  # vocabulary, for explanations
+    likers: sp.csr_matrix | None = None  # every subscriber x known paper, 1 per 👍 (the community)
 
     @classmethod
     def build(cls, known: sp.csr_matrix, topics: np.ndarray | None = None,
-              terms: np.ndarray | None = None, background: np.ndarray | None = None) -> Corpus:
+              terms: np.ndarray | None = None, background: np.ndarray | None = None,
+              likers: sp.csr_matrix | None = None) -> Corpus:
         """A corpus whose background is the mean of `known` unless given."""
         known = known.tocsr().astype(np.float32)
         if background is None:
             background = np.asarray(known.mean(axis=0)).ravel()
         if topics is None:
             topics = np.zeros(known.shape[0], dtype=np.int32)
-        return cls(known, np.asarray(topics), np.asarray(background, dtype=np.float32), terms)
+        return cls(known, np.asarray(topics), np.asarray(background, dtype=np.float32), terms, likers)
 
 
 def _weights_matrix(tastes: list[Taste], rows_attr: str, weight_attr: str, n_known: int) -> sp.csr_matrix:
@@ -201,6 +218,34 @@ def starter_order(candidates: sp.csr_matrix, clusters: int, seed: int = 0) -> np
     return np.array(order, dtype=np.int64)
 
 
+def interest_starters(candidates: sp.csr_matrix, interests: sp.csr_matrix | None, order: np.ndarray,
+                      size: int) -> np.ndarray:
+    """Papers to rate at onboarding: mostly the ones closest to the typed interests (taking each
+    interest's best in turn), plus one or two from the diverse `order` that match none of them, so
+    a wrong guess can be corrected. Without a usable interest, the diverse order as it is."""
+    order = np.asarray(order, np.int64)
+    usable = Taste(interests=interests).usable_interests if interests is not None else np.empty(0, np.int64)
+    n = candidates.shape[0]
+    if len(usable) == 0 or n == 0 or size <= 0:
+        return order[:size]
+    similarity = np.asarray((candidates @ normalize(interests.tocsr()[usable]).T).todense())
+    elsewhere = 0 if size < 3 else 1 if size <= 5 else 2
+    chosen: list[int] = []
+    ranked = [np.argsort(-similarity[:, i], kind="stable") for i in range(similarity.shape[1])]
+    depth = 0
+    while len(chosen) < min(size - elsewhere, n) and depth < n:
+        for ranking_of_interest in ranked:
+            c = int(ranking_of_interest[depth])
+            if similarity[c].max() > 0 and c not in chosen and len(chosen) < size - elsewhere:
+                chosen.append(c)
+        depth += 1
+    best = similarity.max(axis=1)
+    unrelated = [int(c) for c in order if c not in chosen and best[c] <= np.median(best)]
+    fill = [int(c) for c in order if c not in chosen and c not in unrelated]
+    chosen += (unrelated + fill)[: size - len(chosen)]
+    return np.array(chosen[:size], np.int64)
+
+
 def rank(tastes: list[Taste], corpus: Corpus, candidates: sp.csr_matrix,
          params: Params = Params(), starter: np.ndarray | None = None) -> list[list[Pick]]:
     """Top-k picks for every subscriber, best first, with reasons; excluded columns never picked."""
@@ -212,15 +257,18 @@ def rank(tastes: list[Taste], corpus: Corpus, candidates: sp.csr_matrix,
     if cold:
         order = starter if starter is not None else starter_order(candidates, max(t.k for t in tastes))
         for i in cold:
-            excluded = set(tastes[i].excluded.tolist())
-            chosen = [c for c in order if c not in excluded][: tastes[i].k]
-            results[i] = [Pick(int(c), 0.0, Reason(KIND_STARTER)) for c in chosen]
+            results[i] = _starter_picks(tastes[i], corpus, candidates, order)
     warm = [i for i, t in enumerate(tastes) if not t.cold]
     table = _similarities(corpus.known, candidates) if warm else None
+    colikes = None
+    if warm and params.colike_weight and corpus.likers is not None:
+        colikes = colike_table(corpus.likers, table, params.colike_neighbours, params.colike_weight)
+        if colikes is not None:
+            table[:-1] += colikes[:-1]
     blocks = [warm[start : start + params.chunk] for start in range(0, len(warm), params.chunk)]
 
     def run(block: list[int]) -> list[list[Pick]]:
-        return _rank_block([tastes[i] for i in block], corpus, candidates, params, table)
+        return _rank_block([tastes[i] for i in block], corpus, candidates, params, table, colikes)
 
     # Blocks are independent and the sparse kernels release the GIL: use the cores there are.
     workers = min(params.threads or os.cpu_count() or 1, len(blocks)) or 1
@@ -229,6 +277,56 @@ def rank(tastes: list[Taste], corpus: Corpus, candidates: sp.csr_matrix,
             for i, p in zip(block, picks, strict=True):
                 results[i] = p
     return results
+
+
+def _starter_picks(taste: Taste, corpus: Corpus, candidates: sp.csr_matrix, order: np.ndarray) -> list[Pick]:
+    """Starter picks for someone with nothing to rank by. With only 👎, the starter order minus the
+    half of the candidates most like what they disliked (then the least like it, if that runs short)."""
+    excluded = set(taste.excluded.tolist())
+    allowed = [int(c) for c in order if c not in excluded]
+    if len(taste.disliked) == 0:
+        return [Pick(c, 0.0, Reason(KIND_STARTER)) for c in allowed[: taste.k]]
+    weights = normalize(taste.disliked_weight.reshape(1, -1).astype(np.float64), norm="l1")
+    centroid = normalize(sp.csr_matrix(weights) @ corpus.known[taste.disliked])
+    closeness = np.asarray((candidates @ centroid.T).todense()).ravel()
+    far = closeness <= np.median(closeness)
+    first = [c for c in allowed if far[c]]
+    rest = sorted((c for c in allowed if not far[c]), key=lambda c: closeness[c])
+    return [Pick(c, float(-closeness[c]), Reason(KIND_AVOID)) for c in (first + rest)[: taste.k]]
+
+
+def colike_table(likers: sp.csr_matrix, table: np.ndarray, neighbours: int, weight: float) -> np.ndarray | None:
+    """`weight` x how much each known paper is co-liked with each candidate's nearest known papers.
+
+    co(i, c) = sum_k s(c, k) C(i, k) over the candidate's `neighbours` most similar known papers
+    that someone liked (s: their similarities scaled to sum 1; C: cosine between the papers'
+    columns of the subscribers x papers matrix, without its diagonal). Computed as Xn' (Xn S) in blocks of candidates, so
+    the known x known co-like matrix is never formed. One padding row of zeros at the end.
+    """
+    n_known, n_cand = table.shape[0] - 1, table.shape[1]
+    likers = likers.tocsr().astype(np.float32)
+    counts = np.asarray(likers.sum(axis=0)).ravel()
+    liked = counts > 0
+    k = min(neighbours, int(liked.sum()))
+    if k == 0 or n_cand == 0:
+        return None
+    scaled = (likers @ sp.diags(np.where(liked, 1 / np.sqrt(np.maximum(counts, 1)), 0).astype(np.float32))).tocsr()
+    scaled_t = scaled.T.tocsr()
+    out = np.zeros((n_known + 1, n_cand), np.float32)
+    for start in range(0, n_cand, 128):
+        sims = table[:-1, start : start + 128].copy()
+        sims[~liked] = -1
+        sims[sims > 0.999] = -1  # the paper itself, when it is known: its own votes are no neighbours' votes
+        top = np.argpartition(-sims, k - 1, axis=0)[:k]
+        values = np.maximum(np.take_along_axis(sims, top, axis=0), 0)
+        columns = np.tile(np.arange(sims.shape[1]), k)
+        picked = sp.csr_matrix((values.ravel(), (top.ravel(), columns)), shape=sims.shape)
+        picked = normalize(picked, norm="l1", axis=0)
+        # Minus the diagonal (C(i, i) = 1 for a liked paper): being near a paper you liked is the
+        # content score's business; this signal is only what other papers' likers add.
+        out[:-1, start : start + 128] = (scaled_t @ (scaled @ picked) - picked).toarray()
+    out *= np.float32(weight)
+    return out
 
 
 def _similarities(known: sp.csr_matrix, candidates: sp.csr_matrix) -> np.ndarray:
@@ -264,7 +362,7 @@ def _centroid_scores(coefficients: sp.csr_matrix, known: sp.csr_matrix, table: n
 
 
 def _rank_block(tastes: list[Taste], corpus: Corpus, candidates: sp.csr_matrix, params: Params,
-                table: np.ndarray) -> list[list[Pick]]:
+                table: np.ndarray, colikes: np.ndarray | None = None) -> list[list[Pick]]:
     n_subs, n_cand = len(tastes), candidates.shape[0]
     known, b = corpus.known, corpus.background
     likes = _weights_matrix(tastes, "liked", "liked_weight", known.shape[0])
@@ -287,14 +385,15 @@ def _rank_block(tastes: list[Taste], corpus: Corpus, candidates: sp.csr_matrix, 
     blocks = [vote_scores]
     extra = [np.full(coefficients.shape[0], -1, np.int64)]
     interest_rows = None
-    with_interests = [s for s, t in enumerate(tastes) if t.interests is not None and t.interests.shape[0]]
+    usable = [t.usable_interests for t in tastes]
+    with_interests = [s for s in range(n_subs) if len(usable[s])]
     if with_interests:
-        interest_rows = normalize(sp.vstack([tastes[s].interests for s in with_interests], format="csr")
-                                  .astype(np.float32))
-        counts = [tastes[s].interests.shape[0] for s in with_interests]
+        interest_rows = normalize(sp.vstack([tastes[s].interests.tocsr()[usable[s]] for s in with_interests],
+                                            format="csr").astype(np.float32))
+        counts = [len(usable[s]) for s in with_interests]
         owners.append(np.repeat(with_interests, counts))
         kinds.append(np.full(interest_rows.shape[0], 2, np.int8))
-        extra.append(np.concatenate([np.arange(c) for c in counts]))
+        extra.append(np.concatenate([usable[s] for s in with_interests]))
         blocks.append(np.asarray((interest_rows @ candidates.T).todense(), dtype=np.float32))
     scores = np.vstack(blocks)
     owner, kind, interest_of = np.concatenate(owners), np.concatenate(kinds), np.concatenate(extra)
@@ -347,8 +446,23 @@ def _rank_block(tastes: list[Taste], corpus: Corpus, candidates: sp.csr_matrix, 
                      np.concatenate([np.arange(c) for c in liked_counts])] = np.concatenate([t.liked for t in tastes])
     liked_of_pick = liked_padded[pick_sub]
     closeness = table[liked_of_pick, pick_col[:, None]]
+    by_colike = np.zeros(len(pick_col), bool)
+    if colikes is not None and len(pick_col):
+        # The community is the reason when the likes' borrowed co-likes outweigh their content score.
+        shared = colikes[liked_of_pick, pick_col[:, None]]
+        weight = np.zeros(liked_of_pick.shape, np.float32)
+        if liked_counts.sum():
+            weight[np.repeat(np.arange(n_subs), liked_counts), np.concatenate(
+                [np.arange(c) for c in liked_counts])] = np.concatenate([t.liked_weight for t in tastes])
+        weight = weight[pick_sub]
+        weight /= np.maximum(weight.sum(axis=1, keepdims=True), 1e-30)
+        content = np.where(liked_of_pick >= 0, closeness - shared, 0)
+        community = (weight * shared).sum(axis=1)
+        by_colike = community > (weight * content).sum(axis=1) - params.background * candidates_b[pick_col]
+        closeness = np.where(by_colike[:, None], np.where(liked_of_pick >= 0, shared, -np.inf), closeness)
     closest = liked_of_pick[np.arange(len(pick_col)), np.argmax(closeness, axis=1)]
     by_interest = kind[win_row] == 2
+    by_colike &= ~by_interest
     parts = [known[closest[~by_interest]]]
     if by_interest.any():
         parts.append(interest_rows[interest_row_of[win_row[by_interest]]])
@@ -360,6 +474,8 @@ def _rank_block(tastes: list[Taste], corpus: Corpus, candidates: sp.csr_matrix, 
     for n, (s, c, w) in enumerate(zip(pick_sub.tolist(), pick_col.tolist(), win_row.tolist(), strict=True)):
         if kind[w] == 2:
             reason = Reason(KIND_INTEREST, interest=int(interest_of[w]), terms=terms[n])
+        elif by_colike[n]:
+            reason = Reason(KIND_COLIKE, liked_row=int(closest[n]))
         else:
             reason = Reason(KIND_PROFILE if kind[w] == 0 else KIND_TOPIC, liked_row=int(closest[n]), terms=terms[n])
         out[s].append(Pick(c, float(best[s, c]), reason))
