@@ -102,7 +102,7 @@ def _item(number: int, pick: recommend.Suggestion) -> str:
 
 def starter(session: Session, model: TextModel, subscriber: Subscriber, now: datetime,
             settings: Settings, size: int = STARTER_SIZE) -> list[Reply]:
-    """About five diverse recent papers to rate during onboarding, recorded as shown."""
+    """About five recent papers to rate during onboarding (led by the typed interests), recorded as shown."""
     day = schedule.local_date(subscriber, now)
     pool = recommend.candidates(session, day, max(settings.candidate_days, 7))
     seen = set(session.scalars(select(Shown.paper_id).where(Shown.subscriber_id == subscriber.id)))

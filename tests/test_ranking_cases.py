@@ -343,3 +343,16 @@ def test_interest_starters_are_distinct_and_lead_with_the_closest(seed, size, n_
     best = similarity[:, 0].max()
     if best > 0:
         assert similarity[first, 0] == pytest.approx(best)
+
+
+def test_onboarding_in_telegram_offers_papers_on_the_typed_interests(bot, telegram, seeded):
+    from tests.test_bot import talk
+
+    talk(telegram, "/start")
+    _, starter, _ = talk(telegram, "speech recognition", expect=3)
+    ids = [int(row[0]["callback_data"].split(":")[1]) for row in starter.buttons]
+    with Session(seeded) as session:
+        shown = [session.get(Paper, i) for i in ids]
+    assert len(shown) == 5
+    assert sum(is_speech(p.title, p.abstract) for p in shown) >= 4
+    assert not all(is_speech(p.title, p.abstract) for p in shown)  # one from elsewhere
