@@ -42,7 +42,7 @@ class Params:
     use_topics: bool = True
     topic_min_total: int = 20  # ... once there are this many likes in all (small libraries: one centroid)
     topic_weight: float = 0.9  # topic vectors are narrower, so their cosines run higher: damp them
-    colike_weight: float = 0.0  # weight of the borrowed co-likes against the content cosine
+    colike_weight: float = 0.6  # weight of the borrowed co-likes against the content cosine (tuned on split 0)
     colike_neighbours: int = 20  # known papers a new paper borrows co-likes from
     chunk: int = 3000  # subscribers per block of the batched product
     threads: int = 0  # blocks ranked at once (0: one per core)
@@ -300,8 +300,8 @@ def colike_table(likers: sp.csr_matrix, table: np.ndarray, neighbours: int, weig
 
     co(i, c) = sum_k s(c, k) C(i, k) over the candidate's `neighbours` most similar known papers
     that someone liked (s: their similarities scaled to sum 1; C: cosine between the papers'
-    columns of the subscribers x papers matrix, without its diagonal). Computed as Xn' (Xn S) in blocks of candidates, so
-    the known x known co-like matrix is never formed. One padding row of zeros at the end.
+    columns of the subscribers x papers matrix, without its diagonal). Computed as Xn' (Xn S) in
+    blocks of candidates, so the known x known co-like matrix is never formed. One padding row of zeros at the end.
     """
     n_known, n_cand = table.shape[0] - 1, table.shape[1]
     likers = likers.tocsr().astype(np.float32)
