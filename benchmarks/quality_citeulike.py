@@ -150,8 +150,8 @@ def evaluate(data, split_seed: int, user_seed: int, n_users: int, variants: dict
     def feedbot(params: ranking.Params, neighbours: int = 10):
         if neighbours not in expanded:
             expanded[neighbours] = ranking.expand(candidates, known, neighbours)
-        tastes = [ranking.Taste(liked=items, liked_weight=np.ones(len(items), np.float32), k=max(CUTS))
-                  for items in liked]
+        tastes = [ranking.Taste(liked=items, liked_weight=np.ones(len(items), np.float32), k=max(CUTS),
+                                liker_row=int(u)) for u, items in zip(users, liked, strict=True)]
         return picks_to_scores(ranking.rank(tastes, corpus, expanded[neighbours], params), len(test_items))
 
     for name, params in variants.items():

@@ -91,6 +91,7 @@ def main() -> None:
     rows, cols = [], []
     for n, taste in enumerate(tastes):
         take = taste.liked[: int(rng.integers(args.community_likes // 2, args.community_likes * 3 // 2 + 1))]
+        taste.liker_row = n
         rows.append(np.full(len(take), n))
         cols.append(take)
     likers = sp.csr_matrix((np.ones(sum(map(len, rows)), np.float32), (np.concatenate(rows), np.concatenate(cols))),
@@ -114,7 +115,7 @@ def main() -> None:
     sample = tastes[: args.sample]
     table = ranking._similarities(known, expanded)  # shared, so the loop pays only per-subscriber work
     colikes = ranking.colike_table(likers, table, PARAMS.colike_neighbours, PARAMS.colike_weight)
-    table[:-1] += colikes[:-1]
+    table[:-1] += colikes.table[:-1]
     start = time.perf_counter()
     for taste in sample:
         ranking._rank_block([taste], corpus, expanded, PARAMS, table, colikes)

@@ -59,6 +59,7 @@ class Taste:
     interests: sp.csr_matrix | None = None  # one L2-normalised row per typed interest
     excluded: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     k: int = 5
+    liker_row: int = -1  # this subscriber's row in `Corpus.likers`: their own 👍 are no one else's
 
     @property
     def usable_interests(self) -> np.ndarray:
@@ -264,7 +265,7 @@ def rank(tastes: list[Taste], corpus: Corpus, candidates: sp.csr_matrix,
     if warm and params.colike_weight and corpus.likers is not None:
         colikes = colike_table(corpus.likers, table, params.colike_neighbours, params.colike_weight)
         if colikes is not None:
-            table[:-1] += colikes[:-1]
+            table[:-1] += colikes.table[:-1]
     blocks = [warm[start : start + params.chunk] for start in range(0, len(warm), params.chunk)]
 
     def run(block: list[int]) -> list[list[Pick]]:
@@ -295,7 +296,33 @@ def _starter_picks(taste: Taste, corpus: Corpus, candidates: sp.csr_matrix, orde
     return [Pick(c, float(-closeness[c]), Reason(KIND_AVOID)) for c in (first + rest)[: taste.k]]
 
 
-def colike_table(likers: sp.csr_matrix, table: np.ndarray, neighbours: int, weight: float) -> np.ndarray | None:
+@dataclass
+class Colikes:
+    """The borrowed co-likes, and what it takes to leave each subscriber's own 👍 out of them."""
+
+    table: np.ndarray  # (known + 1) x candidates, weighted, last row zeros
+    neighbours: sp.csr_matrix  # known x candidates: each candidate's neighbours, weights summing to 1
+    inv_sqrt: np.ndarray  # 1 / sqrt(likers) of each known paper (0 when none)
+    likers: sp.csr_matrix
+    weight: float
+
+    def own(self, liker_rows: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
+        """Each subscriber's own 👍 row (empty without one), and its co-likes with the candidates."""
+        rows = self.likers[np.maximum(liker_rows, 0)]
+        rows = (sp.diags((liker_rows >= 0).astype(np.float32)) @ rows).tocsr()
+        return rows, (rows @ sp.diags(self.inv_sqrt) @ self.neighbours).toarray()
+
+    def own_share(self, coefficients: sp.csr_matrix, own_rows: sp.csr_matrix, own_reach: np.ndarray,
+                  row_owner: np.ndarray) -> np.ndarray:
+        """The part of `coefficients @ table` that comes from the owner's own 👍 (co-liking papers
+        with themselves), to subtract: a_r * B_u(c) - sum_i U_ri x_ui s(c, i) / n_i."""
+        masked = coefficients.multiply(own_rows[row_owner]).tocsr()
+        a = masked @ self.inv_sqrt
+        diagonal = (masked @ sp.diags(self.inv_sqrt**2) @ self.neighbours).toarray()
+        return (self.weight * (a[:, None] * own_reach[row_owner] - diagonal)).astype(np.float32)
+
+
+def colike_table(likers: sp.csr_matrix, table: np.ndarray, neighbours: int, weight: float) -> Colikes | None:
     """`weight` x how much each known paper is co-liked with each candidate's nearest known papers.
 
     co(i, c) = sum_k s(c, k) C(i, k) over the candidate's `neighbours` most similar known papers
@@ -313,6 +340,8 @@ def colike_table(likers: sp.csr_matrix, table: np.ndarray, neighbours: int, weig
     scaled = (likers @ sp.diags(np.where(liked, 1 / np.sqrt(np.maximum(counts, 1)), 0).astype(np.float32))).tocsr()
     scaled_t = scaled.T.tocsr()
     out = np.zeros((n_known + 1, n_cand), np.float32)
+    inv_sqrt = np.where(liked, 1 / np.sqrt(np.maximum(counts, 1)), 0).astype(np.float32)
+    parts = []
     for start in range(0, n_cand, 128):
         sims = table[:-1, start : start + 128].copy()
         sims[~liked] = -1
@@ -322,11 +351,12 @@ def colike_table(likers: sp.csr_matrix, table: np.ndarray, neighbours: int, weig
         columns = np.tile(np.arange(sims.shape[1]), k)
         picked = sp.csr_matrix((values.ravel(), (top.ravel(), columns)), shape=sims.shape)
         picked = normalize(picked, norm="l1", axis=0)
+        parts.append(picked)
         # Minus the diagonal (C(i, i) = 1 for a liked paper): being near a paper you liked is the
         # content score's business; this signal is only what other papers' likers add.
         out[:-1, start : start + 128] = (scaled_t @ (scaled @ picked) - picked).toarray()
     out *= np.float32(weight)
-    return out
+    return Colikes(out, sp.hstack(parts, format="csr"), inv_sqrt, likers, weight)
 
 
 def _similarities(known: sp.csr_matrix, candidates: sp.csr_matrix) -> np.ndarray:
@@ -339,7 +369,7 @@ def _similarities(known: sp.csr_matrix, candidates: sp.csr_matrix) -> np.ndarray
 
 def _centroid_scores(coefficients: sp.csr_matrix, known: sp.csr_matrix, table: np.ndarray,
                      candidates_b: np.ndarray, known_b: np.ndarray, background: float,
-                     b_norm2: float) -> np.ndarray:
+                     b_norm2: float, correction: np.ndarray | None = None) -> np.ndarray:
     """Cosine of each weighted mean of known papers, background subtracted, with the candidates.
 
     By linearity the raw dot products come from the similarity table (no profile x candidate
@@ -348,6 +378,8 @@ def _centroid_scores(coefficients: sp.csr_matrix, known: sp.csr_matrix, table: n
     if coefficients.shape[0] == 0:
         return np.zeros((0, table.shape[1]), np.float32)
     raw = np.asarray(coefficients @ table[:-1], dtype=np.float32)
+    if correction is not None:
+        raw -= correction
     profile = coefficients @ known
     vv = np.zeros(profile.shape[0], np.float64)
     filled = np.diff(profile.indptr) > 0
@@ -362,7 +394,7 @@ def _centroid_scores(coefficients: sp.csr_matrix, known: sp.csr_matrix, table: n
 
 
 def _rank_block(tastes: list[Taste], corpus: Corpus, candidates: sp.csr_matrix, params: Params,
-                table: np.ndarray, colikes: np.ndarray | None = None) -> list[list[Pick]]:
+                table: np.ndarray, colikes: Colikes | None = None) -> list[list[Pick]]:
     n_subs, n_cand = len(tastes), candidates.shape[0]
     known, b = corpus.known, corpus.background
     likes = _weights_matrix(tastes, "liked", "liked_weight", known.shape[0])
@@ -380,7 +412,12 @@ def _rank_block(tastes: list[Taste], corpus: Corpus, candidates: sp.csr_matrix, 
         owners.append(topic_owners)
         kinds.append(np.ones(len(topic_owners), np.int8))
     coefficients = sp.vstack(coefficients, format="csr")
-    vote_scores = _centroid_scores(coefficients, known, table, candidates_b, known_b, params.background, b_norm2)
+    own_share = None
+    if colikes is not None:
+        own_rows, own_reach = colikes.own(np.array([t.liker_row for t in tastes], np.int64))
+        own_share = colikes.own_share(coefficients, own_rows, own_reach, np.concatenate(owners))
+    vote_scores = _centroid_scores(coefficients, known, table, candidates_b, known_b, params.background, b_norm2,
+                                   own_share)
     vote_scores[np.concatenate(kinds) == 1] *= params.topic_weight
     blocks = [vote_scores]
     extra = [np.full(coefficients.shape[0], -1, np.int64)]
@@ -449,16 +486,25 @@ def _rank_block(tastes: list[Taste], corpus: Corpus, candidates: sp.csr_matrix, 
     by_colike = np.zeros(len(pick_col), bool)
     if colikes is not None and len(pick_col):
         # The community is the reason when the likes' borrowed co-likes outweigh their content score.
-        shared = colikes[liked_of_pick, pick_col[:, None]]
+        everyone = colikes.table[liked_of_pick, pick_col[:, None]]
+        # ... of other people: a liked paper's co-likes minus those its owner made themselves.
+        padded_rows = np.maximum(liked_of_pick, 0)
+        mine = np.asarray(own_rows[pick_sub[:, None], padded_rows].todense())
+        near = np.asarray(colikes.neighbours[padded_rows, pick_col[:, None]].todense())
+        inv_sqrt = colikes.inv_sqrt[padded_rows]
+        shared = everyone - np.float32(colikes.weight) * mine * (
+            inv_sqrt * own_reach[pick_sub, pick_col][:, None] - near * inv_sqrt**2)
+        shared = np.where(liked_of_pick >= 0, shared, 0).astype(np.float32)
         weight = np.zeros(liked_of_pick.shape, np.float32)
         if liked_counts.sum():
             weight[np.repeat(np.arange(n_subs), liked_counts), np.concatenate(
                 [np.arange(c) for c in liked_counts])] = np.concatenate([t.liked_weight for t in tastes])
         weight = weight[pick_sub]
         weight /= np.maximum(weight.sum(axis=1, keepdims=True), 1e-30)
-        content = np.where(liked_of_pick >= 0, closeness - shared, 0)
+        content = np.where(liked_of_pick >= 0, closeness - everyone, 0)
         community = (weight * shared).sum(axis=1)
-        by_colike = community > (weight * content).sum(axis=1) - params.background * candidates_b[pick_col]
+        by_content = (weight * content).sum(axis=1) - params.background * candidates_b[pick_col]
+        by_colike = community > np.maximum(by_content, 1e-4)  # float noise is not a community
         closeness = np.where(by_colike[:, None], np.where(liked_of_pick >= 0, shared, -np.inf), closeness)
     closest = liked_of_pick[np.arange(len(pick_col)), np.argmax(closeness, axis=1)]
     by_interest = kind[win_row] == 2

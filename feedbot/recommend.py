@@ -131,8 +131,9 @@ def recommend(
     voted_ids = sorted({pid for rows in votes.values() for pid, _, _ in rows} | {pid for _, pid in community})
     known = model.vectors_for(session, voted_ids)
     row_of = {pid: n for n, pid in enumerate(voted_ids)}
+    liker_row = {sid: n for n, sid in enumerate(sorted({sid for sid, _ in community}))}
     corpus = ranking.Corpus(known, model.topics_for(known), model.background, model.terms,
-                            likers=likers_matrix(community, row_of) if community else None)
+                            likers=likers_matrix(community, liker_row, row_of) if community else None)
     texts = [f"{c.title} {c.abstract}" for c in pool]
     pool_vectors = model.vectors_for(session, [c.id for c in pool])
     expanded = ranking.expand(pool_vectors, model.vectors)
@@ -160,6 +161,7 @@ def recommend(
             interests=interest_matrix[interest_start[index]:interest_start[index + 1]] if own else None,
             excluded=np.array(sorted(blocked), np.int64),
             k=(sizes or {}).get(subscriber.id, subscriber.digest_size),
+            liker_row=liker_row.get(subscriber.id, -1),
         ))
     n_topics = max((t.k for t in tastes), default=5)
     starter = ranking.starter_order(pool_vectors, n_topics) if any(t.cold for t in tastes) else None
@@ -199,12 +201,11 @@ def community_likes(session: Session) -> list[tuple[int, int]]:
     return [tuple(row) for row in session.execute(select(Vote.subscriber_id, Vote.paper_id).where(Vote.value > 0))]
 
 
-def likers_matrix(likes: list[tuple[int, int]], row_of: dict[int, int]) -> sp.csr_matrix:
-    """Subscribers x known papers, 1 per 👍."""
-    subscriber_ids = {sid: n for n, sid in enumerate(sorted({sid for sid, _ in likes}))}
-    rows = np.array([subscriber_ids[sid] for sid, _ in likes], np.int64)
+def likers_matrix(likes: list[tuple[int, int]], liker_row: dict[int, int], row_of: dict[int, int]) -> sp.csr_matrix:
+    """Subscribers (rows by `liker_row`) x known papers, 1 per 👍."""
+    rows = np.array([liker_row[sid] for sid, _ in likes], np.int64)
     cols = np.array([row_of[pid] for _, pid in likes], np.int64)
-    matrix = sp.csr_matrix((np.ones(len(likes), np.float32), (rows, cols)), shape=(len(subscriber_ids), len(row_of)))
+    matrix = sp.csr_matrix((np.ones(len(likes), np.float32), (rows, cols)), shape=(len(liker_row), len(row_of)))
     matrix.data[:] = 1  # duplicates (none by the votes' unique key) would count once
     return matrix
 

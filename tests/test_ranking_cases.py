@@ -155,7 +155,7 @@ def test_hundreds_of_likes_in_the_database(seeded, settings):
         assert len(picks) == 20
         assert not {p.paper_id for p in picks} & {p.id for p in liked}
         assert any(is_speech(p.title, p.abstract) and not is_vision(p.title, p.abstract) for p in picks)
-        assert all(p.why.startswith("because you liked “") for p in picks)
+        assert all(p.why.startswith("because you liked “") for p in picks), [p.why for p in picks]
 
 
 @pytest.mark.parametrize("years", [3, 40])
@@ -218,10 +218,11 @@ def test_colike_table_matches_the_definition(seed, neighbours):
     likers = sp.random(9, 15, density=0.3, format="csr", random_state=rng, dtype=np.float32)
     likers.data[:] = 1
     table = ranking._similarities(known, candidates)
-    fast = ranking.colike_table(likers, table, neighbours, 1.0)
+    colikes = ranking.colike_table(likers, table, neighbours, 1.0)
     if likers.nnz == 0:
-        assert fast is None
+        assert colikes is None
         return
+    fast = colikes.table
     # Ties among equally similar neighbours may be broken either way: compare where they cannot matter.
     expected = brute_force_colikes(likers, table, neighbours)
     sims = np.where(np.asarray(likers.sum(axis=0)).ravel()[:, None] > 0, table[:-1], -1)
@@ -356,3 +357,50 @@ def test_onboarding_in_telegram_offers_papers_on_the_typed_interests(bot, telegr
     assert len(shown) == 5
     assert sum(is_speech(p.title, p.abstract) for p in shown) >= 4
     assert not all(is_speech(p.title, p.abstract) for p in shown)  # one from elsewhere
+
+
+@hypothesis_settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 8))
+def test_a_subscribers_own_likes_are_not_counted_as_other_peoples(seed, owner):
+    """Score = cosine(profile, candidate) + weight x co-likes counted over everyone but the owner."""
+    rng = np.random.default_rng(seed)
+    known = normalize(sp.random(15, 12, density=0.4, format="csr", random_state=rng, dtype=np.float32))
+    candidates = normalize(sp.random(7, 12, density=0.4, format="csr", random_state=rng, dtype=np.float32))
+    likers = sp.random(9, 15, density=0.3, format="csr", random_state=rng, dtype=np.float32)
+    likers.data[:] = 1
+    liked = np.flatnonzero(likers[owner].toarray().ravel())
+    if len(liked) == 0 or likers.nnz == 0:
+        return
+    weights = (rng.random(len(liked)) + 0.1).astype(np.float32)
+    params = ranking.Params(background=0.0, use_topics=False, colike_weight=1.0, colike_neighbours=4)
+    corpus = ranking.Corpus.build(known, likers=likers)
+    taste = ranking.Taste(liked=liked, liked_weight=weights, k=7, liker_row=owner)
+    picks = ranking.rank([taste], corpus, candidates, params)[0]
+
+    table = ranking._similarities(known, candidates)
+    others = likers.toarray().astype(np.float64)
+    counts = others.sum(axis=0)
+    norms = np.sqrt(np.maximum(counts, 1))
+    others[owner] = 0
+    cosine = (others.T @ others) / np.outer(norms, norms)
+    np.fill_diagonal(cosine, 0)
+    neighbours = ranking.colike_table(likers, table, 4, 1.0).neighbours.toarray()
+    u = weights / weights.sum()
+    profile = u @ known[liked].toarray()
+    expected = (u @ table[liked] + u @ (cosine[liked] @ neighbours)) / np.linalg.norm(profile)
+    for pick in picks:
+        assert pick.score == pytest.approx(expected[pick.column], rel=1e-4, abs=1e-5)
+
+
+def test_a_lone_subscriber_gets_no_community_reasons(seeded, settings):
+    with Session(seeded) as session, session.begin():
+        liked = papers_where(session, is_vision, limit=12)
+        subscriber = make_subscriber(session, 1, liked=liked)
+        picks = rank_for(session, settings, [subscriber], sizes={subscriber.id: 20})[subscriber.id]
+        assert len(picks) == 20
+        assert all(p.kind != ranking.KIND_COLIKE for p in picks)
+        model = textmodel.load(session, settings.model_dir)
+        plain = recommend.recommend(session, model, [subscriber], DAY, NOW, sizes={subscriber.id: 20},
+                                    params=ranking.Params(colike_weight=0.0))[subscriber.id]
+        assert [p.paper_id for p in picks] == [p.paper_id for p in plain]
+        np.testing.assert_allclose([p.score for p in picks], [p.score for p in plain], rtol=1e-4, atol=1e-5)
