@@ -239,11 +239,14 @@ def interest_starters(candidates: sp.csr_matrix, interests: sp.csr_matrix | None
             c = int(ranking_of_interest[depth])
             if similarity[c].max() > 0 and c not in chosen and len(chosen) < size - elsewhere:
                 chosen.append(c)
+        if all(similarity[r[depth], i] <= 0 for i, r in enumerate(ranked)):
+            break  # nothing left that matches any interest
         depth += 1
     best = similarity.max(axis=1)
-    unrelated = [int(c) for c in order if c not in chosen and best[c] <= np.median(best)]
-    fill = [int(c) for c in order if c not in chosen and c not in unrelated]
-    chosen += (unrelated + fill)[: size - len(chosen)]
+    far = best <= np.median(best)
+    taken = set(chosen)
+    rest = [int(c) for c in order if int(c) not in taken]
+    chosen += ([c for c in rest if far[c]] + [c for c in rest if not far[c]])[: size - len(chosen)]
     return np.array(chosen[:size], np.int64)
 
 
