@@ -301,7 +301,7 @@ def _starter_picks(taste: Taste, corpus: Corpus, candidates: sp.csr_matrix, orde
 
 @dataclass
 class Colikes:
-    """The borrowed co-likes, and what it takes to leave each subscriber's own 👍 out of them."""
+    """The borrowed co-likes, and what it takes to tell each subscriber's own 👍 from other people's."""
 
     table: np.ndarray  # (known + 1) x candidates, weighted, last row zeros
     neighbours: sp.csr_matrix  # known x candidates: each candidate's neighbours, weights summing to 1
@@ -315,23 +315,14 @@ class Colikes:
         rows = (sp.diags((liker_rows >= 0).astype(np.float32)) @ rows).tocsr()
         return rows, (rows @ sp.diags(self.inv_sqrt) @ self.neighbours).toarray()
 
-    def own_share(self, coefficients: sp.csr_matrix, own_rows: sp.csr_matrix, own_reach: np.ndarray,
-                  row_owner: np.ndarray) -> np.ndarray:
-        """The part of `coefficients @ table` that comes from the owner's own 👍 (co-liking papers
-        with themselves), to subtract: a_r * B_u(c) - sum_i U_ri x_ui s(c, i) / n_i."""
-        masked = coefficients.multiply(own_rows[row_owner]).tocsr()
-        a = masked @ self.inv_sqrt
-        diagonal = (masked @ sp.diags(self.inv_sqrt**2) @ self.neighbours).toarray()
-        return (self.weight * (a[:, None] * own_reach[row_owner] - diagonal)).astype(np.float32)
-
 
 def colike_table(likers: sp.csr_matrix, table: np.ndarray, neighbours: int, weight: float) -> Colikes | None:
     """`weight` x how much each known paper is co-liked with each candidate's nearest known papers.
 
     co(i, c) = sum_k s(c, k) C(i, k) over the candidate's `neighbours` most similar known papers
     that someone liked (s: their similarities scaled to sum 1; C: cosine between the papers'
-    columns of the subscribers x papers matrix, without its diagonal). Computed as Xn' (Xn S) in
-    blocks of candidates, so the known x known co-like matrix is never formed. One padding row of zeros at the end.
+    columns of the subscribers x papers matrix). Computed as Xn' (Xn S) in blocks of candidates,
+    so the known x known co-like matrix is never formed. One padding row of zeros at the end.
     """
     n_known, n_cand = table.shape[0] - 1, table.shape[1]
     likers = likers.tocsr().astype(np.float32)
@@ -355,9 +346,7 @@ def colike_table(likers: sp.csr_matrix, table: np.ndarray, neighbours: int, weig
         picked = sp.csr_matrix((values.ravel(), (top.ravel(), columns)), shape=sims.shape)
         picked = normalize(picked, norm="l1", axis=0)
         parts.append(picked)
-        # Minus the diagonal (C(i, i) = 1 for a liked paper): being near a paper you liked is the
-        # content score's business; this signal is only what other papers' likers add.
-        out[:-1, start : start + 128] = (scaled_t @ (scaled @ picked) - picked).toarray()
+        out[:-1, start : start + 128] = (scaled_t @ (scaled @ picked)).toarray()
     out *= np.float32(weight)
     return Colikes(out, sp.hstack(parts, format="csr"), inv_sqrt, likers, weight)
 
@@ -415,12 +404,7 @@ def _rank_block(tastes: list[Taste], corpus: Corpus, candidates: sp.csr_matrix, 
         owners.append(topic_owners)
         kinds.append(np.ones(len(topic_owners), np.int8))
     coefficients = sp.vstack(coefficients, format="csr")
-    own_share = None
-    if colikes is not None:
-        own_rows, own_reach = colikes.own(np.array([t.liker_row for t in tastes], np.int64))
-        own_share = colikes.own_share(coefficients, own_rows, own_reach, np.concatenate(owners))
-    vote_scores = _centroid_scores(coefficients, known, table, candidates_b, known_b, params.background, b_norm2,
-                                   own_share)
+    vote_scores = _centroid_scores(coefficients, known, table, candidates_b, known_b, params.background, b_norm2)
     vote_scores[np.concatenate(kinds) == 1] *= params.topic_weight
     blocks = [vote_scores]
     extra = [np.full(coefficients.shape[0], -1, np.int64)]
@@ -489,14 +473,16 @@ def _rank_block(tastes: list[Taste], corpus: Corpus, candidates: sp.csr_matrix, 
     by_colike = np.zeros(len(pick_col), bool)
     if colikes is not None and len(pick_col):
         # The community is the reason when the likes' borrowed co-likes outweigh their content score.
+        # Only other people's co-likes between two different papers count as the community's
+        # reason: the subscriber's own 👍 and a candidate's nearness to a paper they liked do not.
         everyone = colikes.table[liked_of_pick, pick_col[:, None]]
-        # ... of other people: a liked paper's co-likes minus those its owner made themselves.
+        own_rows, own_reach = colikes.own(np.array([t.liker_row for t in tastes], np.int64))
         padded_rows = np.maximum(liked_of_pick, 0)
         mine = np.asarray(own_rows[pick_sub[:, None], padded_rows].todense())
         near = np.asarray(colikes.neighbours[padded_rows, pick_col[:, None]].todense())
         inv_sqrt = colikes.inv_sqrt[padded_rows]
-        shared = everyone - np.float32(colikes.weight) * mine * (
-            inv_sqrt * own_reach[pick_sub, pick_col][:, None] - near * inv_sqrt**2)
+        shared = everyone - np.float32(colikes.weight) * (
+            mine * inv_sqrt * own_reach[pick_sub, pick_col][:, None] + near * (1 - mine * inv_sqrt**2))
         shared = np.where(liked_of_pick >= 0, shared, 0).astype(np.float32)
         weight = np.zeros(liked_of_pick.shape, np.float32)
         if liked_counts.sum():
@@ -506,7 +492,7 @@ def _rank_block(tastes: list[Taste], corpus: Corpus, candidates: sp.csr_matrix, 
         weight /= np.maximum(weight.sum(axis=1, keepdims=True), 1e-30)
         content = np.where(liked_of_pick >= 0, closeness - everyone, 0)
         community = (weight * shared).sum(axis=1)
-        by_content = (weight * content).sum(axis=1) - params.background * candidates_b[pick_col]
+        by_content = (weight * content).sum(axis=1)  # the plain cosine, before the background
         by_colike = community > np.maximum(by_content, 1e-4)  # float noise is not a community
         closeness = np.where(by_colike[:, None], np.where(liked_of_pick >= 0, shared, -np.inf), closeness)
     closest = liked_of_pick[np.arange(len(pick_col)), np.argmax(closeness, axis=1)]
