@@ -275,7 +275,9 @@ def test_batched_pass_with_co_likes_equals_one_subscriber_at_a_time(chunk):
     corpus = ranking.Corpus.build(known, topics=rng.integers(0, 6, 200), likers=likers,
                                   terms=np.array([f"t{i}" for i in range(300)]))
     tastes = random_tastes(rng, 200, 60, 30)
-    params = ranking.Params(chunk=chunk, topic_min_total=4, colike_weight=1.0)
+    for n, taste in enumerate(tastes[::2]):
+        taste.liker_row = n  # half of them are in the community, half are not
+    params = ranking.Params(chunk=chunk, topic_min_total=4, colike_weight=5.0)
     starter = ranking.starter_order(candidates, 8)
     batched = ranking.rank(tastes, corpus, candidates, params, starter=starter)
     assert any(p.reason.kind == ranking.KIND_COLIKE for ps in batched for p in ps)
