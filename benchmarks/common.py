@@ -14,7 +14,8 @@ from pathlib import Path
 from tests.pgschema import fresh_schema
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+# ../shared next to the repository (or next to a folder holding it, for a checkout one level deeper).
+SHARED = next((p / "shared" for p in ROOT.parents if (p / "shared" / "datasets").is_dir()), ROOT.parent / "shared")
 
 
 def postgres_base_url() -> str:

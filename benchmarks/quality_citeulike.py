@@ -1,13 +1,16 @@
-"""Ranking quality on CiteULike-t: recall@20/50/100 and nDCG@10 of held-out "new" papers.
+"""Ranking quality on CiteULike-t: recall@10/20/50/100 and nDCG@10 of held-out "new" papers.
 
-20 % of items (seed 0) are held out as new papers; 400 users (seed 1) with >= 1 training and
->= 1 held-out item get a profile from their training items; every method ranks all held-out items
-for them. Methods, in the same run on the same users: random, centroid cosine, arxiv-sanity-lite's
-per-user LinearSVC(C=0.01, class_weight='balanced') with all other training items as negatives,
-and feedbot's ranker (feedbot.ranking.rank, over feedbot's own vectorizer). 95 % bootstrap
+20 % of items are held out as new papers (drawn by the split seed); 400 users (drawn by the user
+seed) with >= 1 training and >= 1 held-out item get a profile from their training items; every
+method ranks all held-out items for them. Every user's training library stands for the other
+subscribers' 👍 (feedbot's co-likes). Parameters are tuned on split seed 0 only; the default report
+is the mean over split seeds 1, 2 and 3, with paired bootstrap intervals against arxiv-sanity-lite.
+Methods, in the same run on the same users: random, centroid cosine,
+arxiv-sanity-lite's per-user LinearSVC(C=0.01, class_weight='balanced') with all other training
+items as negatives, and feedbot's ranker (feedbot.ranking.rank, over feedbot's own vectorizer). 95 % bootstrap
 intervals over users. Needs ../shared/datasets/citeulike-t.
 
-    .venv/bin/python benchmarks/quality_citeulike.py [--users 400] [--variants]
+    .venv/bin/python benchmarks/quality_citeulike.py [--split-seed N ...] [--user-seed 1] [--users 400] [--variants]
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -25,11 +29,14 @@ from sklearn.preprocessing import normalize  # noqa: E402
 from sklearn.svm import LinearSVC  # noqa: E402
 
 from benchmarks.citeulike import load, split  # noqa: E402
-from benchmarks.common import result_line  # noqa: E402
+from benchmarks.common import ROOT, result_line  # noqa: E402
 from feedbot import ranking  # noqa: E402
 from feedbot.textmodel import fit_topics, make_vectorizer  # noqa: E402
 
-CUTS = (20, 50, 100)
+CUTS = (10, 20, 50, 100)
+TUNING_SPLIT = 0  # parameters are chosen on this split only
+REPORT_SPLITS = (1, 2, 3)
+VARIANT_WEIGHTS = (0.3, 0.6, 1.0, 2.0)
 DEFAULT = ranking.Params()
 
 
@@ -60,30 +67,46 @@ def bootstrap(values: np.ndarray, seed: int = 2, rounds: int = 1000) -> tuple[fl
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=400)
-    parser.add_argument("--variants", action="store_true", help="also score ranker variants (tuning)")
-    args = parser.parse_args()
+def paired_ratio(ours: list[np.ndarray], theirs: list[np.ndarray], seed: int = 2,
+                 rounds: int = 1000) -> tuple[float, float, float]:
+    """Ratio of the mean over splits of per-user means, with a 95 % interval from resampling the
+    users of each split (the same users for both methods: a paired bootstrap)."""
+    rng = np.random.default_rng(seed)
+    ratio = float(np.mean([o.mean() for o in ours]) / max(np.mean([t.mean() for t in theirs]), 1e-12))
+    a, b = np.zeros(rounds), np.zeros(rounds)
+    for o, t in zip(ours, theirs, strict=True):
+        draw = rng.integers(0, len(o), (rounds, len(o)))
+        a += o[draw].mean(axis=1)
+        b += t[draw].mean(axis=1)
+    ratios = a / np.maximum(b, 1e-12)
+    return ratio, float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))
 
-    data = load()
-    held = split(data)
+
+def evaluate(data, split_seed: int, user_seed: int, n_users: int, variants: dict[str, ranking.Params],
+             show: bool = True, asl_cache: Path | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """Every method on one split (held-out items drawn by `split_seed`, users by `user_seed`)."""
+    held = split(data, seed=split_seed)
     train_items, test_items = np.flatnonzero(~held), np.flatnonzero(held)
     eligible = [u for u, lib in enumerate(data.libraries) if (~held[lib]).any() and held[lib].any()]
-    users = np.random.default_rng(1).choice(eligible, size=min(args.users, len(eligible)), replace=False)
+    users = np.random.default_rng(user_seed).choice(eligible, size=min(n_users, len(eligible)), replace=False)
     test_position = {item: n for n, item in enumerate(test_items)}
     relevant = [{test_position[i] for i in data.libraries[u] if held[i]} for u in users]
-    train_position = {item: n for n, item in enumerate(train_items)}
-    liked = [np.array([train_position[i] for i in data.libraries[u] if not held[i]]) for u in users]
-    print(f"CiteULike-t: {len(data.texts):,} items, {len(test_items):,} held out as new; "
-          f"{len(users)} users, median {int(np.median([len(x) for x in liked]))} training items")
+    train_position = np.full(len(held), -1, np.int64)
+    train_position[train_items] = np.arange(len(train_items))
+    liked = [train_position[data.libraries[u][~held[data.libraries[u]]]] for u in users]
+    # Every user's training library stands for the other subscribers' 👍 (the community).
+    rows = [train_position[lib[~held[lib]]] for lib in data.libraries]
+    likers = sp.csr_matrix((np.ones(sum(map(len, rows)), np.float32), np.concatenate(rows),
+                            np.r_[0, np.cumsum([len(r) for r in rows])]), shape=(len(rows), len(train_items)))
+    if show:
+        print(f"\nsplit seed {split_seed}, user seed {user_seed}: {len(test_items):,} of {len(data.texts):,} items "
+              f"held out as new; {len(users)} users, median {int(np.median([len(x) for x in liked]))} training "
+              f"items; community: {likers.shape[0]:,} libraries, {likers.nnz:,} saves")
 
     vectorizer = make_vectorizer(ngram_range=(1, 1))  # bag-of-words input: word order is lost
-    start = time.perf_counter()
     known = vectorizer.fit_transform([data.texts[i] for i in train_items]).tocsr()
     candidates = vectorizer.transform([data.texts[i] for i in test_items]).tocsr()
     topics, _ = fit_topics(known)
-    print(f"vectorizer: {len(vectorizer.vocabulary_):,} terms, fitted in {time.perf_counter() - start:.1f} s")
 
     results: dict[str, dict[str, np.ndarray]] = {}
     timings: dict[str, float] = {}
@@ -96,10 +119,8 @@ def main() -> None:
 
     rng = np.random.default_rng(3)
     run("random", lambda: rng.random((len(users), len(test_items))))
-
     likes = sp.csr_matrix((np.ones(sum(map(len, liked))), np.concatenate(liked),
                            np.r_[0, np.cumsum([len(x) for x in liked])]), shape=(len(users), known.shape[0]))
-
     run("centroid", lambda: (normalize(likes @ known) @ candidates.T).toarray())
 
     def asl():
@@ -111,37 +132,97 @@ def main() -> None:
             scores[row] = clf.decision_function(candidates)
         return scores
 
-    run("asl", asl)
+    cache = None if asl_cache is None else asl_cache / f"asl-split{split_seed}-users{user_seed}x{n_users}.npy"
+    if cache is not None and cache.exists():
+        results["asl"], timings["asl"] = metrics(np.load(cache), relevant), 0.0
+    else:
+        def asl_kept():
+            scores = asl()
+            if cache is not None:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                np.save(cache, scores)
+            return scores
 
-    def feedbot(params=DEFAULT, neighbours=10):
-        corpus = ranking.Corpus.build(known, topics)
-        tastes = [ranking.Taste(liked=items, liked_weight=np.ones(len(items), np.float32), k=max(CUTS))
-                  for items in liked]
-        expanded = ranking.expand(candidates, known, neighbours)
-        return picks_to_scores(ranking.rank(tastes, corpus, expanded, params), len(test_items))
+        run("asl", asl_kept)
+    corpus = ranking.Corpus.build(known, topics, likers=likers)
+    expanded = {}
 
-    run("feedbot", feedbot)
-    if args.variants:
-        run("feedbot no expansion", lambda: feedbot(neighbours=0))
-        run("feedbot no topics", lambda: feedbot(ranking.Params(use_topics=False)))
-        run("feedbot topics from 4", lambda: feedbot(ranking.Params(topic_min_total=4)))
-        for background in (1.0, 3.0):
-            run(f"feedbot bg={background}", lambda b=background: feedbot(ranking.Params(background=b)))
+    def feedbot(params: ranking.Params, neighbours: int = 10):
+        if neighbours not in expanded:
+            expanded[neighbours] = ranking.expand(candidates, known, neighbours)
+        tastes = [ranking.Taste(liked=items, liked_weight=np.ones(len(items), np.float32), k=max(CUTS),
+                                liker_row=int(u)) for u, items in zip(users, liked, strict=True)]
+        return picks_to_scores(ranking.rank(tastes, corpus, expanded[neighbours], params), len(test_items))
 
-    print(f"\n{'method':<22}" + "".join(f"{m:>22}" for m in results["random"]) + f"{'seconds':>9}")
+    for name, params in variants.items():
+        run(name, lambda p=params: feedbot(p))
+    if show:
+        table(results, timings)
+    return results
+
+
+def table(results: dict[str, dict[str, np.ndarray]], timings: dict[str, float] | None = None) -> None:
+    first = next(iter(results.values()))
+    print(f"{'method':<28}" + "".join(f"{m:>22}" for m in first) + ("" if timings is None else f"{'seconds':>9}"))
     for name, values in results.items():
         cells = ""
         for metric in values:
             low, high = bootstrap(values[metric])
             cells += f"{values[metric].mean():>8.3f} [{low:.3f}, {high:.3f}]"
-        print(f"{name:<22}{cells}{timings[name]:>9.1f}")
-    mean = {name: values["recall@50"].mean() for name, values in results.items()}
-    paired = results["feedbot"]["recall@50"] - results["asl"]["recall@50"]
-    low, high = bootstrap(paired)
-    print(f"\nfeedbot - asl recall@50 per user: {paired.mean():+.4f} [{low:+.4f}, {high:+.4f}]")
-    print(result_line("quality", **{"recall@50": ""}, feedbot=round(mean["feedbot"], 4),
-                      asl=round(mean["asl"], 4), centroid=round(mean["centroid"], 4),
-                      ratio_vs_asl=round(mean["feedbot"] / mean["asl"], 3)).replace("recall@50= ", "recall@50 "))
+        print(f"{name:<28}{cells}" + ("" if timings is None else f"{timings[name]:>9.1f}"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--split-seed", type=int, action="append",
+                        help=f"held-out split to report on (repeatable; default {REPORT_SPLITS}; "
+                             f"{TUNING_SPLIT} is the one parameters were tuned on)")
+    parser.add_argument("--user-seed", type=int, default=1)
+    parser.add_argument("--users", type=int, default=400)
+    parser.add_argument("--variants", action="store_true", help="also score ranker variants (tuning)")
+    parser.add_argument("--asl-cache", action="store_true",
+                        help="tuning only: reuse arxiv-sanity-lite's scores from an earlier run (benchmarks/out)")
+    args = parser.parse_args()
+    splits = args.split_seed or list(REPORT_SPLITS)
+    if TUNING_SPLIT in splits:
+        print(f"note: split seed {TUNING_SPLIT} is the tuning split; its figures are not a fair report")
+
+    variants = {"feedbot": DEFAULT, "feedbot content only": replace(DEFAULT, colike_weight=0.0)}
+    if args.variants:
+        for weight in VARIANT_WEIGHTS:
+            variants[f"feedbot co-likes x{weight}"] = replace(DEFAULT, colike_weight=weight)
+        variants["feedbot co-likes, 50 neighbours"] = replace(DEFAULT, colike_neighbours=50,
+                                                              colike_weight=DEFAULT.colike_weight or 0.6)
+        variants["feedbot no topics"] = replace(DEFAULT, use_topics=False)
+    data = load()
+    started = time.perf_counter()
+    cache = ROOT / "benchmarks" / "out" if args.asl_cache else None
+    runs = [evaluate(data, seed, args.user_seed, args.users, variants, asl_cache=cache) for seed in splits]
+
+    print(f"\nmean over split seeds {splits} ({args.users} users each, user seed {args.user_seed}); "
+          "ratio to arxiv-sanity-lite with a paired 95 % bootstrap interval")
+    metrics_names = list(runs[0]["asl"])
+    print(f"{'method':<28}" + "".join(f"{m:>26}" for m in metrics_names))
+    for name in runs[0]:
+        cells = ""
+        for metric in metrics_names:
+            ours = [r[name][metric] for r in runs]
+            ratio, low, high = paired_ratio(ours, [r["asl"][metric] for r in runs])
+            cells += f"{np.mean([o.mean() for o in ours]):>7.3f} {ratio:.3f}x [{low:.2f}, {high:.2f}]"
+        print(f"{name:<28}{cells}")
+    ratios = {metric: paired_ratio([r["feedbot"][metric] for r in runs], [r["asl"][metric] for r in runs])
+              for metric in ("ndcg@10", "recall@10", "recall@50")}
+    for metric, (ratio, low, high) in ratios.items():
+        print(f"feedbot / arxiv-sanity-lite {metric}: {ratio:.3f} [{low:.3f}, {high:.3f}]")
+    mean = {name: float(np.mean([r[name]["recall@50"].mean() for r in runs])) for name in runs[0]}
+    print(f"ran in {time.perf_counter() - started:.0f} s")
+    print(result_line(
+        "quality", ndcg10_vs_asl=round(ratios["ndcg@10"][0], 3), recall10_vs_asl=round(ratios["recall@10"][0], 3),
+        recall50_vs_asl=round(ratios["recall@50"][0], 3),
+        feedbot_ndcg10=round(float(np.mean([r["feedbot"]["ndcg@10"].mean() for r in runs])), 4),
+        asl_ndcg10=round(float(np.mean([r["asl"]["ndcg@10"].mean() for r in runs])), 4),
+        feedbot=round(mean["feedbot"], 4), asl=round(mean["asl"], 4), centroid=round(mean["centroid"], 4),
+        ratio_vs_asl=round(mean["feedbot"] / mean["asl"], 3), splits="+".join(map(str, splits))))
 
 
 if __name__ == "__main__":

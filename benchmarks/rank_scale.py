@@ -2,8 +2,9 @@
 
 Synthetic but realistic: 30,000 known papers and 1,000 new ones written from 300 latent topics
 (about 120 distinct terms each, Zipf-distributed); every subscriber follows 1-3 topics, has
-5-200 votes (a fifth of them 👎) on papers of those topics and 1-3 typed interests. Times
-feedbot.ranking.rank (with document expansion and explanations) and reports peak RSS; as the
+5-200 votes (a fifth of them 👎) on papers of those topics and 1-3 typed interests; the co-likes
+come from about 50 of each subscriber's 👍 (5 M in all). Times feedbot.ranking.rank (with
+document expansion, co-likes and explanations) and reports peak RSS; as the
 baseline, an arxiv-sanity-lite-style loop (one LinearSVC per subscriber over the known papers)
 is timed on a sample in the same run and extrapolated to all subscribers, as is a loop calling
 feedbot's own ranker one subscriber at a time.
@@ -30,6 +31,7 @@ from benchmarks.common import result_line  # noqa: E402
 from feedbot import ranking  # noqa: E402
 
 VOCABULARY = 50_000
+PARAMS = ranking.Params()
 TOPICS = 300
 
 
@@ -59,6 +61,7 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=100_000)
     parser.add_argument("--papers", type=int, default=1_000)
     parser.add_argument("--known", type=int, default=30_000)
+    parser.add_argument("--community-likes", type=int, default=50, help="mean 👍 per subscriber in the co-likes")
     parser.add_argument("--sample", type=int, default=200, help="subscribers timed in the loop baselines")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
@@ -84,16 +87,26 @@ def main() -> None:
             excluded=rng.choice(args.papers, size=5, replace=False), k=5,
         ))
     terms = np.array([f"term{i}" for i in range(VOCABULARY)])
-    corpus = ranking.Corpus.build(known, known_topic % 64, terms)
+    # The community: every subscriber's 👍, about `--community-likes` each, on papers of their topics.
+    rows, cols = [], []
+    for n, taste in enumerate(tastes):
+        take = taste.liked[: int(rng.integers(args.community_likes // 2, args.community_likes * 3 // 2 + 1))]
+        taste.liker_row = n
+        rows.append(np.full(len(take), n))
+        cols.append(take)
+    likers = sp.csr_matrix((np.ones(sum(map(len, rows)), np.float32), (np.concatenate(rows), np.concatenate(cols))),
+                           shape=(len(tastes), args.known))
+    corpus = ranking.Corpus.build(known, known_topic % 64, terms, likers=likers)
     votes = sum(len(t.liked) + len(t.disliked) for t in tastes)
-    print(f"synthetic inputs: {args.subscribers:,} subscribers ({votes:,} votes), {args.known:,} known and "
+    print(f"synthetic inputs: {args.subscribers:,} subscribers ({votes:,} votes; co-likes from {likers.nnz:,} 👍), "
+          f"{args.known:,} known and "
           f"{args.papers:,} new papers, {VOCABULARY:,} terms; built in {time.perf_counter() - start:.0f} s, "
           f"RSS so far {peak_mb():.0f} MB")
 
     before = peak_mb()
     start = time.perf_counter()
     expanded = ranking.expand(candidates, known)
-    picks = ranking.rank(tastes, corpus, expanded)
+    picks = ranking.rank(tastes, corpus, expanded, PARAMS)
     batched_seconds = time.perf_counter() - start
     peak = peak_mb()
     assert all(len(p) == 5 for p in picks)
@@ -101,9 +114,11 @@ def main() -> None:
 
     sample = tastes[: args.sample]
     table = ranking._similarities(known, expanded)  # shared, so the loop pays only per-subscriber work
+    colikes = ranking.colike_table(likers, table, PARAMS.colike_neighbours, PARAMS.colike_weight)
+    table[:-1] += colikes.table[:-1]
     start = time.perf_counter()
     for taste in sample:
-        ranking._rank_block([taste], corpus, expanded, ranking.Params(), table)
+        ranking._rank_block([taste], corpus, expanded, PARAMS, table, colikes)
     own_loop = (time.perf_counter() - start) / len(sample) * args.subscribers
 
     start = time.perf_counter()

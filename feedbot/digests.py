@@ -12,7 +12,7 @@ from datetime import date, datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from feedbot import ranking, reasons, recommend, schedule, subscribers
+from feedbot import reasons, recommend, schedule, subscribers
 from feedbot.config import Settings
 from feedbot.db import insert_for
 from feedbot.links import DEFAULT_PAPER_LINK, PaperLinks, html_byline, html_title
@@ -153,15 +153,14 @@ def _item(number: int, pick: recommend.Suggestion, links: PaperLinks | None) -> 
 
 def starter(session: Session, model: TextModel, subscriber: Subscriber, now: datetime,
             settings: Settings, size: int = STARTER_SIZE) -> list[Reply]:
-    """About five diverse recent papers to rate during onboarding, recorded as shown."""
+    """About five recent papers to rate during onboarding (led by the typed interests), recorded as shown."""
     day = schedule.local_date(subscriber, now)
     pool = recommend.candidates(session, day, max(settings.candidate_days, 7))
     seen = set(session.scalars(select(Shown.paper_id).where(Shown.subscriber_id == subscriber.id)))
     pool = [c for c in pool if c.id not in seen]
     if not pool:
         return []
-    vectors = model.vectors_for(session, [c.id for c in pool])
-    chosen = [pool[i] for i in ranking.starter_order(vectors, size)[:size]]
+    chosen = recommend.starters(session, model, subscriber, pool, size)
     subscribers.record_shown(session, subscriber, [(c.id, 0.0, "starter") for c in chosen], "starter", now=now)
     found = paper_links(session, [c.id for c in chosen], settings.paper_link)
     lines = []

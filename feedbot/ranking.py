@@ -6,6 +6,10 @@ Each subscriber's taste becomes a few profile vectors over the TF-IDF space:
   * one centroid per topic that holds a good share of their likes (topics are k-means clusters
     of the corpus), so a minor interest is not drowned by the dominant one;
   * one vector per typed interest.
+Other subscribers' 👍 add a community signal: two known papers are co-liked when the same people
+liked both (cosine between their columns of the subscribers x papers matrix); a new paper, which
+has no votes yet, borrows the co-likes of its nearest known papers. That signal is folded into
+the shared similarity table, so it costs no extra product per subscriber.
 A paper scores by its best-matching vector (arxiv-sanity-lite's per-tag max-merge), minus a
 penalty for resembling what they disliked. All subscribers' vectors are stacked into one sparse
 matrix and multiplied with the candidates in chunks, then cut to top-k with `argpartition`.
@@ -22,6 +26,7 @@ import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
 KIND_PROFILE, KIND_TOPIC, KIND_INTEREST, KIND_STARTER = "liked", "topic", "interest", "starter"
+KIND_COLIKE, KIND_AVOID = "colike", "avoid"
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,8 @@ class Params:
     use_topics: bool = True
     topic_min_total: int = 20  # ... once there are this many likes in all (small libraries: one centroid)
     topic_weight: float = 0.9  # topic vectors are narrower, so their cosines run higher: damp them
+    colike_weight: float = 0.6  # weight of the borrowed co-likes against the content cosine (tuned on split 0)
+    colike_neighbours: int = 20  # known papers a new paper borrows co-likes from
     chunk: int = 3000  # subscribers per block of the batched product
     threads: int = 0  # blocks ranked at once (0: one per core)
 
@@ -52,10 +59,19 @@ class Taste:
     interests: sp.csr_matrix | None = None  # one L2-normalised row per typed interest
     excluded: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     k: int = 5
+    liker_row: int = -1  # this subscriber's row in `Corpus.likers`: their own 👍 are no one else's
+
+    @property
+    def usable_interests(self) -> np.ndarray:
+        """Indices of interests whose vector is not empty (all-stop-word text matches nothing)."""
+        if self.interests is None or self.interests.shape[0] == 0:
+            return np.empty(0, np.int64)
+        return np.flatnonzero(np.diff(self.interests.tocsr().indptr) > 0)
 
     @property
     def cold(self) -> bool:
-        return len(self.liked) == 0 and (self.interests is None or self.interests.shape[0] == 0)
+        """Nothing to rank by: no likes and no usable interest (dislikes alone are handled apart)."""
+        return len(self.liked) == 0 and len(self.usable_interests) == 0
 
 
 @dataclass(frozen=True)
@@ -83,17 +99,19 @@ class Corpus:
     topics: np.ndarray  # topic of each known row
     background: np.ndarray  # mean of the known vectors (dense, vocabulary-sized)
     terms: np.ndarray | None = None  # vocabulary, for explanations
+    likers: sp.csr_matrix | None = None  # every subscriber x known paper, 1 per 👍 (the community)
 
     @classmethod
     def build(cls, known: sp.csr_matrix, topics: np.ndarray | None = None,
-              terms: np.ndarray | None = None, background: np.ndarray | None = None) -> Corpus:
+              terms: np.ndarray | None = None, background: np.ndarray | None = None,
+              likers: sp.csr_matrix | None = None) -> Corpus:
         """A corpus whose background is the mean of `known` unless given."""
         known = known.tocsr().astype(np.float32)
         if background is None:
             background = np.asarray(known.mean(axis=0)).ravel()
         if topics is None:
             topics = np.zeros(known.shape[0], dtype=np.int32)
-        return cls(known, np.asarray(topics), np.asarray(background, dtype=np.float32), terms)
+        return cls(known, np.asarray(topics), np.asarray(background, dtype=np.float32), terms, likers)
 
 
 def _weights_matrix(tastes: list[Taste], rows_attr: str, weight_attr: str, n_known: int) -> sp.csr_matrix:
@@ -201,6 +219,37 @@ def starter_order(candidates: sp.csr_matrix, clusters: int, seed: int = 0) -> np
     return np.array(order, dtype=np.int64)
 
 
+def interest_starters(candidates: sp.csr_matrix, interests: sp.csr_matrix | None, order: np.ndarray,
+                      size: int) -> np.ndarray:
+    """Papers to rate at onboarding: mostly the ones closest to the typed interests (taking each
+    interest's best in turn), plus one or two from the diverse `order` that match none of them, so
+    a wrong guess can be corrected. Without a usable interest, the diverse order as it is."""
+    order = np.asarray(order, np.int64)
+    usable = Taste(interests=interests).usable_interests if interests is not None else np.empty(0, np.int64)
+    n = candidates.shape[0]
+    if len(usable) == 0 or n == 0 or size <= 0:
+        return order[:size]
+    similarity = np.asarray((candidates @ normalize(interests.tocsr()[usable]).T).todense())
+    elsewhere = 0 if size < 3 else 1 if size <= 5 else 2
+    chosen: list[int] = []
+    ranked = [np.argsort(-similarity[:, i], kind="stable") for i in range(similarity.shape[1])]
+    depth = 0
+    while len(chosen) < min(size - elsewhere, n) and depth < n:
+        for ranking_of_interest in ranked:
+            c = int(ranking_of_interest[depth])
+            if similarity[c].max() > 0 and c not in chosen and len(chosen) < size - elsewhere:
+                chosen.append(c)
+        if all(similarity[r[depth], i] <= 0 for i, r in enumerate(ranked)):
+            break  # nothing left that matches any interest
+        depth += 1
+    best = similarity.max(axis=1)
+    far = best <= np.median(best)
+    taken = set(chosen)
+    rest = [int(c) for c in order if int(c) not in taken]
+    chosen += ([c for c in rest if far[c]] + [c for c in rest if not far[c]])[: size - len(chosen)]
+    return np.array(chosen[:size], np.int64)
+
+
 def rank(tastes: list[Taste], corpus: Corpus, candidates: sp.csr_matrix,
          params: Params = Params(), starter: np.ndarray | None = None) -> list[list[Pick]]:
     """Top-k picks for every subscriber, best first, with reasons; excluded columns never picked."""
@@ -212,15 +261,18 @@ def rank(tastes: list[Taste], corpus: Corpus, candidates: sp.csr_matrix,
     if cold:
         order = starter if starter is not None else starter_order(candidates, max(t.k for t in tastes))
         for i in cold:
-            excluded = set(tastes[i].excluded.tolist())
-            chosen = [c for c in order if c not in excluded][: tastes[i].k]
-            results[i] = [Pick(int(c), 0.0, Reason(KIND_STARTER)) for c in chosen]
+            results[i] = _starter_picks(tastes[i], corpus, candidates, order)
     warm = [i for i, t in enumerate(tastes) if not t.cold]
     table = _similarities(corpus.known, candidates) if warm else None
+    colikes = None
+    if warm and params.colike_weight and corpus.likers is not None:
+        colikes = colike_table(corpus.likers, table, params.colike_neighbours, params.colike_weight)
+        if colikes is not None:
+            table[:-1] += colikes.table[:-1]
     blocks = [warm[start : start + params.chunk] for start in range(0, len(warm), params.chunk)]
 
     def run(block: list[int]) -> list[list[Pick]]:
-        return _rank_block([tastes[i] for i in block], corpus, candidates, params, table)
+        return _rank_block([tastes[i] for i in block], corpus, candidates, params, table, colikes)
 
     # Blocks are independent and the sparse kernels release the GIL: use the cores there are.
     workers = min(params.threads or os.cpu_count() or 1, len(blocks)) or 1
@@ -229,6 +281,74 @@ def rank(tastes: list[Taste], corpus: Corpus, candidates: sp.csr_matrix,
             for i, p in zip(block, picks, strict=True):
                 results[i] = p
     return results
+
+
+def _starter_picks(taste: Taste, corpus: Corpus, candidates: sp.csr_matrix, order: np.ndarray) -> list[Pick]:
+    """Starter picks for someone with nothing to rank by. With only 👎, the starter order minus the
+    half of the candidates most like what they disliked (then the least like it, if that runs short)."""
+    excluded = set(taste.excluded.tolist())
+    allowed = [int(c) for c in order if c not in excluded]
+    if len(taste.disliked) == 0:
+        return [Pick(c, 0.0, Reason(KIND_STARTER)) for c in allowed[: taste.k]]
+    weights = normalize(taste.disliked_weight.reshape(1, -1).astype(np.float64), norm="l1")
+    centroid = normalize(sp.csr_matrix(weights) @ corpus.known[taste.disliked])
+    closeness = np.asarray((candidates @ centroid.T).todense()).ravel()
+    far = closeness <= np.median(closeness)
+    first = [c for c in allowed if far[c]]
+    rest = sorted((c for c in allowed if not far[c]), key=lambda c: closeness[c])
+    return [Pick(c, float(-closeness[c]), Reason(KIND_AVOID)) for c in (first + rest)[: taste.k]]
+
+
+@dataclass
+class Colikes:
+    """The borrowed co-likes, and what it takes to tell each subscriber's own 👍 from other people's."""
+
+    table: np.ndarray  # (known + 1) x candidates, weighted, last row zeros
+    neighbours: sp.csr_matrix  # known x candidates: each candidate's neighbours, weights summing to 1
+    inv_sqrt: np.ndarray  # 1 / sqrt(likers) of each known paper (0 when none)
+    likers: sp.csr_matrix
+    weight: float
+
+    def own(self, liker_rows: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
+        """Each subscriber's own 👍 row (empty without one), and its co-likes with the candidates."""
+        rows = self.likers[np.maximum(liker_rows, 0)]
+        rows = (sp.diags((liker_rows >= 0).astype(np.float32)) @ rows).tocsr()
+        return rows, (rows @ sp.diags(self.inv_sqrt) @ self.neighbours).toarray()
+
+
+def colike_table(likers: sp.csr_matrix, table: np.ndarray, neighbours: int, weight: float) -> Colikes | None:
+    """`weight` x how much each known paper is co-liked with each candidate's nearest known papers.
+
+    co(i, c) = sum_k s(c, k) C(i, k) over the candidate's `neighbours` most similar known papers
+    that someone liked (s: their similarities scaled to sum 1; C: cosine between the papers'
+    columns of the subscribers x papers matrix). Computed as Xn' (Xn S) in blocks of candidates,
+    so the known x known co-like matrix is never formed. One padding row of zeros at the end.
+    """
+    n_known, n_cand = table.shape[0] - 1, table.shape[1]
+    likers = likers.tocsr().astype(np.float32)
+    counts = np.asarray(likers.sum(axis=0)).ravel()
+    liked = counts > 0
+    k = min(neighbours, int(liked.sum()))
+    if k == 0 or n_cand == 0:
+        return None
+    scaled = (likers @ sp.diags(np.where(liked, 1 / np.sqrt(np.maximum(counts, 1)), 0).astype(np.float32))).tocsr()
+    scaled_t = scaled.T.tocsr()
+    out = np.zeros((n_known + 1, n_cand), np.float32)
+    inv_sqrt = np.where(liked, 1 / np.sqrt(np.maximum(counts, 1)), 0).astype(np.float32)
+    parts = []
+    for start in range(0, n_cand, 128):
+        sims = table[:-1, start : start + 128].copy()
+        sims[~liked] = -1
+        sims[sims > 0.999] = -1  # the paper itself, when it is known: its own votes are no neighbours' votes
+        top = np.argpartition(-sims, k - 1, axis=0)[:k]
+        values = np.maximum(np.take_along_axis(sims, top, axis=0), 0)
+        columns = np.tile(np.arange(sims.shape[1]), k)
+        picked = sp.csr_matrix((values.ravel(), (top.ravel(), columns)), shape=sims.shape)
+        picked = normalize(picked, norm="l1", axis=0)
+        parts.append(picked)
+        out[:-1, start : start + 128] = (scaled_t @ (scaled @ picked)).toarray()
+    out *= np.float32(weight)
+    return Colikes(out, sp.hstack(parts, format="csr"), inv_sqrt, likers, weight)
 
 
 def _similarities(known: sp.csr_matrix, candidates: sp.csr_matrix) -> np.ndarray:
@@ -241,7 +361,7 @@ def _similarities(known: sp.csr_matrix, candidates: sp.csr_matrix) -> np.ndarray
 
 def _centroid_scores(coefficients: sp.csr_matrix, known: sp.csr_matrix, table: np.ndarray,
                      candidates_b: np.ndarray, known_b: np.ndarray, background: float,
-                     b_norm2: float) -> np.ndarray:
+                     b_norm2: float, correction: np.ndarray | None = None) -> np.ndarray:
     """Cosine of each weighted mean of known papers, background subtracted, with the candidates.
 
     By linearity the raw dot products come from the similarity table (no profile x candidate
@@ -250,6 +370,8 @@ def _centroid_scores(coefficients: sp.csr_matrix, known: sp.csr_matrix, table: n
     if coefficients.shape[0] == 0:
         return np.zeros((0, table.shape[1]), np.float32)
     raw = np.asarray(coefficients @ table[:-1], dtype=np.float32)
+    if correction is not None:
+        raw -= correction
     profile = coefficients @ known
     vv = np.zeros(profile.shape[0], np.float64)
     filled = np.diff(profile.indptr) > 0
@@ -264,7 +386,7 @@ def _centroid_scores(coefficients: sp.csr_matrix, known: sp.csr_matrix, table: n
 
 
 def _rank_block(tastes: list[Taste], corpus: Corpus, candidates: sp.csr_matrix, params: Params,
-                table: np.ndarray) -> list[list[Pick]]:
+                table: np.ndarray, colikes: Colikes | None = None) -> list[list[Pick]]:
     n_subs, n_cand = len(tastes), candidates.shape[0]
     known, b = corpus.known, corpus.background
     likes = _weights_matrix(tastes, "liked", "liked_weight", known.shape[0])
@@ -287,14 +409,15 @@ def _rank_block(tastes: list[Taste], corpus: Corpus, candidates: sp.csr_matrix, 
     blocks = [vote_scores]
     extra = [np.full(coefficients.shape[0], -1, np.int64)]
     interest_rows = None
-    with_interests = [s for s, t in enumerate(tastes) if t.interests is not None and t.interests.shape[0]]
+    usable = [t.usable_interests for t in tastes]
+    with_interests = [s for s in range(n_subs) if len(usable[s])]
     if with_interests:
-        interest_rows = normalize(sp.vstack([tastes[s].interests for s in with_interests], format="csr")
-                                  .astype(np.float32))
-        counts = [tastes[s].interests.shape[0] for s in with_interests]
+        interest_rows = normalize(sp.vstack([tastes[s].interests.tocsr()[usable[s]] for s in with_interests],
+                                            format="csr").astype(np.float32))
+        counts = [len(usable[s]) for s in with_interests]
         owners.append(np.repeat(with_interests, counts))
         kinds.append(np.full(interest_rows.shape[0], 2, np.int8))
-        extra.append(np.concatenate([np.arange(c) for c in counts]))
+        extra.append(np.concatenate([usable[s] for s in with_interests]))
         blocks.append(np.asarray((interest_rows @ candidates.T).todense(), dtype=np.float32))
     scores = np.vstack(blocks)
     owner, kind, interest_of = np.concatenate(owners), np.concatenate(kinds), np.concatenate(extra)
@@ -347,8 +470,34 @@ def _rank_block(tastes: list[Taste], corpus: Corpus, candidates: sp.csr_matrix, 
                      np.concatenate([np.arange(c) for c in liked_counts])] = np.concatenate([t.liked for t in tastes])
     liked_of_pick = liked_padded[pick_sub]
     closeness = table[liked_of_pick, pick_col[:, None]]
+    by_colike = np.zeros(len(pick_col), bool)
+    if colikes is not None and len(pick_col):
+        # The community is the reason when the likes' borrowed co-likes outweigh their content score.
+        # Only other people's co-likes between two different papers count as the community's
+        # reason: the subscriber's own 👍 and a candidate's nearness to a paper they liked do not.
+        everyone = colikes.table[liked_of_pick, pick_col[:, None]]
+        own_rows, own_reach = colikes.own(np.array([t.liker_row for t in tastes], np.int64))
+        padded_rows = np.maximum(liked_of_pick, 0)
+        mine = np.asarray(own_rows[pick_sub[:, None], padded_rows].todense())
+        near = np.asarray(colikes.neighbours[padded_rows, pick_col[:, None]].todense())
+        inv_sqrt = colikes.inv_sqrt[padded_rows]
+        shared = everyone - np.float32(colikes.weight) * (
+            mine * inv_sqrt * own_reach[pick_sub, pick_col][:, None] + near * (1 - mine * inv_sqrt**2))
+        shared = np.where(liked_of_pick >= 0, shared, 0).astype(np.float32)
+        weight = np.zeros(liked_of_pick.shape, np.float32)
+        if liked_counts.sum():
+            weight[np.repeat(np.arange(n_subs), liked_counts), np.concatenate(
+                [np.arange(c) for c in liked_counts])] = np.concatenate([t.liked_weight for t in tastes])
+        weight = weight[pick_sub]
+        weight /= np.maximum(weight.sum(axis=1, keepdims=True), 1e-30)
+        content = np.where(liked_of_pick >= 0, closeness - everyone, 0)
+        community = (weight * shared).sum(axis=1)
+        by_content = (weight * content).sum(axis=1)  # the plain cosine, before the background
+        by_colike = community > np.maximum(by_content, 1e-4)  # float noise is not a community
+        closeness = np.where(by_colike[:, None], np.where(liked_of_pick >= 0, shared, -np.inf), closeness)
     closest = liked_of_pick[np.arange(len(pick_col)), np.argmax(closeness, axis=1)]
     by_interest = kind[win_row] == 2
+    by_colike &= ~by_interest
     parts = [known[closest[~by_interest]]]
     if by_interest.any():
         parts.append(interest_rows[interest_row_of[win_row[by_interest]]])
@@ -360,6 +509,8 @@ def _rank_block(tastes: list[Taste], corpus: Corpus, candidates: sp.csr_matrix, 
     for n, (s, c, w) in enumerate(zip(pick_sub.tolist(), pick_col.tolist(), win_row.tolist(), strict=True)):
         if kind[w] == 2:
             reason = Reason(KIND_INTEREST, interest=int(interest_of[w]), terms=terms[n])
+        elif by_colike[n]:
+            reason = Reason(KIND_COLIKE, liked_row=int(closest[n]))
         else:
             reason = Reason(KIND_PROFILE if kind[w] == 0 else KIND_TOPIC, liked_row=int(closest[n]), terms=terms[n])
         out[s].append(Pick(c, float(best[s, c]), reason))

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 import numpy as np
+import scipy.sparse as sp
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -67,8 +68,12 @@ def why_line(reason: ranking.Reason, liked_titles: dict[int, str], interests: li
         return f"matches your interest “{interests[reason.interest]}”{terms}"
     if reason.kind in (ranking.KIND_PROFILE, ranking.KIND_TOPIC) and reason.liked_row in liked_titles:
         return f"because you liked “{liked_titles[reason.liked_row]}”{terms}"
+    if reason.kind == ranking.KIND_COLIKE and reason.liked_row in liked_titles:
+        return f"liked by people who liked “{liked_titles[reason.liked_row]}”"
     if reason.kind == ranking.KIND_STARTER:
         return f"starter pick: a paper from one of today's {n_topics} main topics, to learn your taste"
+    if reason.kind == ranking.KIND_AVOID:
+        return f"starter pick from one of today's {n_topics} main topics, away from the papers you 👎"
     return f"close to what you liked{terms}"
 
 
@@ -116,10 +121,13 @@ def recommend(
             if sid in wanted:
                 excluded[sid].add(column_of[pid])
 
-    voted_ids = sorted({pid for rows in votes.values() for pid, _, _ in rows})
+    community = community_likes(session) if params.colike_weight else []
+    voted_ids = sorted({pid for rows in votes.values() for pid, _, _ in rows} | {pid for _, pid in community})
     known = model.vectors_for(session, voted_ids)
     row_of = {pid: n for n, pid in enumerate(voted_ids)}
-    corpus = ranking.Corpus(known, model.topics_for(known), model.background, model.terms)
+    liker_row = {sid: n for n, sid in enumerate(sorted({sid for sid, _ in community}))}
+    corpus = ranking.Corpus(known, model.topics_for(known), model.background, model.terms,
+                            likers=likers_matrix(community, liker_row, row_of) if community else None)
     texts = [f"{c.title} {c.abstract}" for c in pool]
     pool_vectors = model.vectors_for(session, [c.id for c in pool])
     expanded = ranking.expand(pool_vectors, model.vectors)
@@ -136,8 +144,10 @@ def recommend(
                  for n, s in enumerate(subscribers)}
     tastes = []
     for index, subscriber in enumerate(subscribers):
-        liked = [(row_of[p], _decay(now, w, half_life_days)) for p, v, w in votes[subscriber.id] if v > 0]
-        disliked = [(row_of[p], _decay(now, w, half_life_days)) for p, v, w in votes[subscriber.id] if v < 0]
+        own_votes = votes[subscriber.id]
+        weights = _decay(now, [w for _, _, w in own_votes], half_life_days)
+        liked = [(row_of[p], d) for (p, v, _), d in zip(own_votes, weights, strict=True) if v > 0]
+        disliked = [(row_of[p], d) for (p, v, _), d in zip(own_votes, weights, strict=True) if v < 0]
         pattern = mute_pattern(muted[subscriber.id])
         blocked = set(excluded[subscriber.id])
         if pattern is not None:
@@ -151,6 +161,7 @@ def recommend(
             interests=interest_matrix[interest_start[index]:interest_start[index + 1]] if own else None,
             excluded=np.array(sorted(blocked), np.int64),
             k=(sizes or {}).get(subscriber.id, subscriber.digest_size),
+            liker_row=liker_row.get(subscriber.id, -1),
         ))
     n_topics = max((t.k for t in tastes), default=5)
     starter = ranking.starter_order(pool_vectors, n_topics) if any(t.cold for t in tastes) else None
@@ -173,11 +184,44 @@ def recommend(
     return results
 
 
-def _decay(now: datetime, when: datetime, half_life_days: float) -> float:
-    if when.tzinfo is None:  # SQLite hands back naive UTC
-        now = now.replace(tzinfo=None)
-    age = max((now - when).total_seconds() / 86400.0, 0.0)
-    return float(0.5 ** (age / half_life_days))
+def _decay(now: datetime, when: list[datetime], half_life_days: float) -> list[float]:
+    """Each vote's weight, halving every `half_life_days`, relative to the subscriber's newest vote.
+
+    Profiles are weighted means, so only the ratios matter; measuring ages from the newest vote
+    keeps the weights of someone whose votes are all years old from underflowing to zero.
+    """
+    ages = [max((now.replace(tzinfo=None) if w.tzinfo is None else now) - w, timedelta(0)).total_seconds()
+            / 86400.0 for w in when]  # SQLite hands back naive UTC
+    newest = min(ages, default=0.0)
+    return [float(0.5 ** ((age - newest) / half_life_days)) for age in ages]
+
+
+def community_likes(session: Session) -> list[tuple[int, int]]:
+    """Every (subscriber, paper) 👍: the other subscribers whose co-likes new papers borrow."""
+    return [tuple(row) for row in session.execute(select(Vote.subscriber_id, Vote.paper_id).where(Vote.value > 0))]
+
+
+def likers_matrix(likes: list[tuple[int, int]], liker_row: dict[int, int], row_of: dict[int, int]) -> sp.csr_matrix:
+    """Subscribers (rows by `liker_row`) x known papers, 1 per 👍."""
+    rows = np.array([liker_row[sid] for sid, _ in likes], np.int64)
+    cols = np.array([row_of[pid] for _, pid in likes], np.int64)
+    matrix = sp.csr_matrix((np.ones(len(likes), np.float32), (rows, cols)), shape=(len(liker_row), len(row_of)))
+    matrix.data[:] = 1  # duplicates (none by the votes' unique key) would count once
+    return matrix
+
+
+def starters(session: Session, model: TextModel, subscriber: Subscriber, pool: list[Candidate],
+             size: int) -> list[Candidate]:
+    """The papers a newcomer rates at onboarding: closest to their typed interests plus one or two
+    from elsewhere, or the day's most central paper of each main topic when they typed none."""
+    if not pool:
+        return []
+    vectors = model.vectors_for(session, [c.id for c in pool])
+    texts = list(session.scalars(select(Interest.text).where(Interest.subscriber_id == subscriber.id)
+                                 .order_by(Interest.id)))
+    order = ranking.starter_order(vectors, size)
+    interests = model.transform(texts) if texts else None
+    return [pool[i] for i in ranking.interest_starters(vectors, interests, order, size)]
 
 
 def _chunks(items: list, size: int = 900):
