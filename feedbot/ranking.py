@@ -494,7 +494,9 @@ def _rank_block(tastes: list[Taste], corpus: Corpus, candidates: sp.csr_matrix, 
         community = (weight * shared).sum(axis=1)
         by_content = (weight * content).sum(axis=1)  # the plain cosine, before the background
         by_colike = community > np.maximum(by_content, 1e-4)  # float noise is not a community
-        closeness = np.where(by_colike[:, None], np.where(liked_of_pick >= 0, shared, -np.inf), closeness)
+        # Name the liked paper behind the reason: by other people's co-likes, or else by content
+        # alone (a paper linked to the pick only through co-likes shares no word with it).
+        closeness = np.where(by_colike[:, None], np.where(liked_of_pick >= 0, shared, -np.inf), closeness - everyone)
     closest = liked_of_pick[np.arange(len(pick_col)), np.argmax(closeness, axis=1)]
     by_interest = kind[win_row] == 2
     by_colike &= ~by_interest

@@ -406,3 +406,26 @@ def test_a_lone_subscriber_gets_no_community_reasons(seeded, settings):
         picks = rank_for(session, settings, [subscriber], sizes={subscriber.id: 20})[subscriber.id]
         assert len(picks) == 20
         assert all(p.kind != ranking.KIND_COLIKE and p.why.startswith("because you liked “") for p in picks)
+
+
+def test_a_content_reason_names_a_liked_paper_that_shares_words_not_one_only_co_liked():
+    """When the content is the reason, the paper named is the closest by content: a liked paper
+    linked to the pick only through co-likes shares no word with it and must not be named."""
+    terms = np.array(["alpha", "beta", "gamma", "delta"])
+    known = normalize(sp.csr_matrix(np.array([
+        [1, 0, 0, 0],  # A: only co-liked with K by others
+        [0, 1, 0, 0],  # B: the pick's closest by content
+        [0, 1, 1, 0],  # C
+        [0, 0, 0, 1],  # K: the pick's nearest known paper, liked by others together with A
+    ], np.float32)))
+    candidates = normalize(sp.csr_matrix(np.array([[0, 0.6, 0, 0.8]], np.float32)))
+    rows = [0, 0, 0] + [u for u in range(1, 6) for _ in range(2)]
+    cols = [0, 1, 2] + [paper for _ in range(1, 6) for paper in (0, 3)]
+    likers = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(6, 4))
+    corpus = ranking.Corpus.build(known, likers=likers, terms=terms)
+    taste = ranking.Taste(liked=np.array([0, 1, 2]), liked_weight=np.ones(3, np.float32), k=1, liker_row=0)
+    params = ranking.Params(background=0.0, use_topics=False, colike_weight=1.0, colike_neighbours=1)
+    (pick,) = ranking.rank([taste], corpus, candidates, params)[0]
+    assert pick.reason.kind == ranking.KIND_PROFILE
+    assert pick.reason.liked_row == 1
+    assert pick.reason.terms == ("beta",)
