@@ -121,7 +121,12 @@ def recommend(
             if sid in wanted:
                 excluded[sid].add(column_of[pid])
 
-    community = community_likes(session) if params.colike_weight else []
+    community: list[tuple[int, int]] = []
+    if params.colike_weight:
+        # The batch's own 👍 come from the votes read above, so a vote changed between the two reads
+        # cannot count as a like in one place and a 👎 in the other.
+        community = [(sid, pid) for sid, pid in community_likes(session) if sid not in wanted]
+        community += [(sid, pid) for sid in ids for pid, value, _ in votes[sid] if value > 0]
     voted_ids = sorted({pid for rows in votes.values() for pid, _, _ in rows} | {pid for _, pid in community})
     known = model.vectors_for(session, voted_ids)
     row_of = {pid: n for n, pid in enumerate(voted_ids)}
