@@ -111,21 +111,29 @@ def test_a_real_refused_connection_is_refused_not_unknown():
 
 # --- every fault at every part, on the real database -------------------------------------------
 
-def make_digest(engine, telegram_id: int, parts: int) -> int:
-    """A claimed digest whose picks render as exactly `parts` messages (long titles)."""
+def claim_digest(engine, telegram_id: int, picks: int, title_words: int,
+                 arxiv: bool = False) -> tuple[int, list[int]]:
+    """A subscriber with a claimed digest of `picks` new papers (titles of `title_words` words, so
+    the test controls how the digest splits); the delivery id and the papers' ids."""
     with transaction(engine) as session:
         subscriber, _ = subscribers.subscribe(session, telegram_id, telegram_id, "u")
         session.flush()
         ids = []
-        for n in range(parts):
-            paper = Paper(key=f"k{telegram_id}-{n}", title=f"Paper {n} " + "word " * 600, abstract="An abstract.",
-                          first_listed=DAY)
+        for n in range(picks):
+            paper = Paper(key=f"k{telegram_id}-{n}", arxiv_id=f"2603.0100{n}" if arxiv else None,
+                          title=f"Paper {n} " + "word " * title_words, abstract="An abstract.", first_listed=DAY)
             session.add(paper)
             session.flush()
             ids.append(paper.id)
         delivery_id = deliveries.claim(session, subscriber.id, DAY, NOW)
-        picks = [recommend.Suggestion(pid, "", "", 1.0, "", "because") for pid in ids]
-        digests.record(session, [(digests.Digest(subscriber.id, DAY, DAY, picks), delivery_id)], NOW)
+        suggestions = [recommend.Suggestion(pid, "", "", 1.0, "", "because") for pid in ids]
+        digests.record(session, [(digests.Digest(subscriber.id, DAY, DAY, suggestions), delivery_id)], NOW)
+    return delivery_id, ids
+
+
+def make_digest(engine, telegram_id: int, parts: int) -> int:
+    """A claimed digest whose picks render as exactly `parts` messages (long titles)."""
+    delivery_id, _ = claim_digest(engine, telegram_id, parts, title_words=600)
     with Session(engine) as session:
         row = session.get(Delivery, delivery_id)
         assert len(digests.render(deliveries.recorded_digest(session, row_subscriber(session, row), row))) == parts
@@ -234,19 +242,7 @@ def test_a_resume_after_the_data_changed_sends_each_pick_once(engine, change):
     """Part 1 goes out, part 2 meets a 429 past the retries; then a paper changes (its title grows
     or shrinks) so the digest would split differently. The resume sends exactly the picks
     not yet sent: none twice, none dropped."""
-    with transaction(engine) as session:
-        subscriber, _ = subscribers.subscribe(session, 77, 77, "u")
-        session.flush()
-        ids = []
-        for n in range(3):
-            paper = Paper(key=f"resume-{n}", arxiv_id=f"2603.0100{n}", title=f"Paper {n} " + "word " * 330,
-                          abstract="An abstract.", first_listed=DAY)
-            session.add(paper)
-            session.flush()
-            ids.append(paper.id)
-        delivery_id = deliveries.claim(session, subscriber.id, DAY, NOW)
-        picks = [recommend.Suggestion(pid, "", "", 1.0, "", "because") for pid in ids]
-        digests.record(session, [(digests.Digest(subscriber.id, DAY, DAY, picks), delivery_id)], NOW)
+    delivery_id, ids = claim_digest(engine, 77, 3, title_words=330, arxiv=True)
     received: list[int] = []
 
     async def write(function, *args):
