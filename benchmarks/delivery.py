@@ -30,12 +30,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from benchmarks.common import ROOT, result_line, scratch_database  # noqa: E402
-from feedbot import bot, db, digests, recommend, textmodel  # noqa: E402
+from feedbot.chat import telegram  # noqa: E402
+from feedbot.chat.messages import Reply  # noqa: E402
 from feedbot.config import load_settings  # noqa: E402
-from feedbot.db import insert_for, transaction  # noqa: E402
-from feedbot.ingest import ingest_paths  # noqa: E402
-from feedbot.messages import Reply  # noqa: E402
-from feedbot.models import Interest, Subscriber  # noqa: E402
+from feedbot.delivery import digests  # noqa: E402
+from feedbot.ranking import recommend, textmodel  # noqa: E402
+from feedbot.sources.ingest import ingest_paths  # noqa: E402
+from feedbot.store import db  # noqa: E402
+from feedbot.store.db import insert_for, transaction  # noqa: E402
+from feedbot.store.models import Interest, Subscriber  # noqa: E402
 from feedbot.worker import Worker  # noqa: E402
 
 TOKEN = "123456:BENCH"
@@ -122,7 +125,7 @@ def run_once(kind: str, work: Path, base_url: str, count: int, one_per_pick: boo
                                        telegram_token=TOKEN, telegram_api_url=base_url)
         engine = db.make_engine(url)
         worker = Worker(settings, engine, clock=lambda: NOW, broadcast_rate=0, part_pause=0, concurrency=4)
-        worker.application = bot.build_application(settings, worker.chat, rate_limit=False, connections=8)
+        worker.application = telegram.build_application(settings, worker.chat, rate_limit=False, connections=8)
         timer = Timer()
         timer.wrap(recommend, "recommend", "ranking")
         timer.wrap(digests, "render", "rendering")

@@ -32,16 +32,17 @@ from sqlalchemy.orm import Session  # noqa: E402
 
 from benchmarks.citeulike import load  # noqa: E402
 from benchmarks.common import ROOT, result_line  # noqa: E402
-from feedbot import db, ranking, recommend, subscribers, textmodel  # noqa: E402
-from feedbot.ingest import ingest_paths  # noqa: E402
-from feedbot.models import Paper  # noqa: E402
+from feedbot.ranking import rank, recommend, textmodel  # noqa: E402
+from feedbot.sources.ingest import ingest_paths  # noqa: E402
+from feedbot.store import db, subscribers  # noqa: E402
+from feedbot.store.models import Paper  # noqa: E402
 
 START = date(2026, 1, 1)
 TUNING_SEED = 0  # parameters are chosen on this seed only
 REPORT_SEEDS = (1, 2, 3)
 GROUPS = {"feedback": 1_000_000, "ignore 👎": 2_000_000, "no feedback": 3_000_000}
-PARAMS = {"feedback": ranking.Params(), "ignore 👎": replace(ranking.Params(), dislike_penalty=0.0),
-          "no feedback": ranking.Params()}
+PARAMS = {"feedback": rank.Params(), "ignore 👎": replace(rank.Params(), dislike_penalty=0.0),
+          "no feedback": rank.Params()}
 
 
 def write_dump(path: Path, day: date, items: list[int], texts: list[str]) -> None:

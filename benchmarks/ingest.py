@@ -23,10 +23,10 @@ from sqlalchemy import select  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from benchmarks.common import ROOT, result_line, scratch_database, timed  # noqa: E402
-from feedbot import db  # noqa: E402
-from feedbot.dumps import parse_dump  # noqa: E402
-from feedbot.ingest import ingest_paths  # noqa: E402
-from feedbot.models import Dump, Listing, Paper  # noqa: E402
+from feedbot.sources.dumps import parse_dump  # noqa: E402
+from feedbot.sources.ingest import ingest_paths  # noqa: E402
+from feedbot.store import db  # noqa: E402
+from feedbot.store.models import Dump, Listing, Paper  # noqa: E402
 
 STAMP = date(2026, 3, 20)
 

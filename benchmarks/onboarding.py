@@ -26,8 +26,8 @@ import numpy as np  # noqa: E402
 from benchmarks.citeulike import DATASET, load, split  # noqa: E402
 from benchmarks.common import result_line  # noqa: E402
 from benchmarks.quality_citeulike import REPORT_SPLITS, bootstrap  # noqa: E402
-from feedbot import ranking  # noqa: E402
-from feedbot.textmodel import make_vectorizer  # noqa: E402
+from feedbot.ranking import rank  # noqa: E402
+from feedbot.ranking.textmodel import make_vectorizer  # noqa: E402
 
 SIZE = 5
 
@@ -50,7 +50,7 @@ def evaluate(data, tags, split_seed: int, user_seed: int, n_users: int, n_tags: 
     vectorizer = make_vectorizer(ngram_range=(1, 1))
     vectorizer.fit([data.texts[i] for i in train_items])
     candidates = vectorizer.transform([data.texts[i] for i in test_items]).tocsr()
-    diverse = ranking.starter_order(candidates, SIZE)
+    diverse = rank.starter_order(candidates, SIZE)
     typed = []
     for u in users:
         counts = Counter(t for i in data.libraries[u] if not held[i] for t in tags[i])
@@ -61,7 +61,7 @@ def evaluate(data, tags, split_seed: int, user_seed: int, n_users: int, n_tags: 
     for n, u in enumerate(users):
         saved = set(np.flatnonzero(np.isin(test_items, data.libraries[u])).tolist())
         interests = vectors[start[n] : start[n + 1]]
-        chosen = ranking.interest_starters(candidates, interests, diverse, SIZE)
+        chosen = rank.interest_starters(candidates, interests, diverse, SIZE)
         hits["interest"][n] = len(saved & set(chosen.tolist())) / SIZE
         hits["diverse"][n] = len(saved & set(diverse[:SIZE].tolist())) / SIZE
         hits["no usable tag"][n] = interests.getnnz() == 0

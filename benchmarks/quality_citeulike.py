@@ -30,14 +30,14 @@ from sklearn.svm import LinearSVC  # noqa: E402
 
 from benchmarks.citeulike import load, split  # noqa: E402
 from benchmarks.common import ROOT, result_line  # noqa: E402
-from feedbot import ranking  # noqa: E402
-from feedbot.textmodel import fit_topics, make_vectorizer  # noqa: E402
+from feedbot.ranking import rank  # noqa: E402
+from feedbot.ranking.textmodel import fit_topics, make_vectorizer  # noqa: E402
 
 CUTS = (10, 20, 50, 100)
 TUNING_SPLIT = 0  # parameters are chosen on this split only
 REPORT_SPLITS = (1, 2, 3)
 VARIANT_WEIGHTS = (0.3, 0.6, 1.0, 2.0)
-DEFAULT = ranking.Params()
+DEFAULT = rank.Params()
 
 
 def metrics(scores: np.ndarray, relevant: list[set[int]]) -> dict[str, np.ndarray]:
@@ -53,7 +53,7 @@ def metrics(scores: np.ndarray, relevant: list[set[int]]) -> dict[str, np.ndarra
     return out
 
 
-def picks_to_scores(picks: list[list[ranking.Pick]], n: int) -> np.ndarray:
+def picks_to_scores(picks: list[list[rank.Pick]], n: int) -> np.ndarray:
     scores = np.full((len(picks), n), -np.inf, dtype=np.float32)
     for row, user_picks in enumerate(picks):
         for rank_position, pick in enumerate(user_picks):
@@ -82,7 +82,7 @@ def paired_ratio(ours: list[np.ndarray], theirs: list[np.ndarray], seed: int = 2
     return ratio, float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))
 
 
-def evaluate(data, split_seed: int, user_seed: int, n_users: int, variants: dict[str, ranking.Params],
+def evaluate(data, split_seed: int, user_seed: int, n_users: int, variants: dict[str, rank.Params],
              show: bool = True, asl_cache: Path | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Every method on one split (held-out items drawn by `split_seed`, users by `user_seed`)."""
     held = split(data, seed=split_seed)
@@ -144,15 +144,15 @@ def evaluate(data, split_seed: int, user_seed: int, n_users: int, variants: dict
             return scores
 
         run("asl", asl_kept)
-    corpus = ranking.Corpus.build(known, topics, likers=likers)
+    corpus = rank.Corpus.build(known, topics, likers=likers)
     expanded = {}
 
-    def feedbot(params: ranking.Params, neighbours: int = 10):
+    def feedbot(params: rank.Params, neighbours: int = 10):
         if neighbours not in expanded:
-            expanded[neighbours] = ranking.expand(candidates, known, neighbours)
-        tastes = [ranking.Taste(liked=items, liked_weight=np.ones(len(items), np.float32), k=max(CUTS),
+            expanded[neighbours] = rank.expand(candidates, known, neighbours)
+        tastes = [rank.Taste(liked=items, liked_weight=np.ones(len(items), np.float32), k=max(CUTS),
                                 liker_row=int(u)) for u, items in zip(users, liked, strict=True)]
-        return picks_to_scores(ranking.rank(tastes, corpus, expanded[neighbours], params), len(test_items))
+        return picks_to_scores(rank.rank(tastes, corpus, expanded[neighbours], params), len(test_items))
 
     for name, params in variants.items():
         run(name, lambda p=params: feedbot(p))

@@ -28,10 +28,10 @@ from sklearn.preprocessing import normalize  # noqa: E402
 from sklearn.svm import LinearSVC  # noqa: E402
 
 from benchmarks.common import result_line  # noqa: E402
-from feedbot import ranking  # noqa: E402
+from feedbot.ranking import rank  # noqa: E402
 
 VOCABULARY = 50_000
-PARAMS = ranking.Params()
+PARAMS = rank.Params()
 TOPICS = 300
 
 
@@ -79,7 +79,7 @@ def main() -> None:
         negative = rng.random(len(votes)) < 0.2
         interests = sp.csr_matrix(known[rng.choice(pool, size=len(follows))].multiply(
             known[rng.choice(pool, size=len(follows))] > 0))
-        tastes.append(ranking.Taste(
+        tastes.append(rank.Taste(
             liked=votes[~negative], liked_weight=np.ones((~negative).sum(), np.float32),
             disliked=votes[negative], disliked_weight=np.ones(negative.sum(), np.float32),
             interests=normalize(interests + sp.random(len(follows), VOCABULARY, density=5 / VOCABULARY,
@@ -96,7 +96,7 @@ def main() -> None:
         cols.append(take)
     likers = sp.csr_matrix((np.ones(sum(map(len, rows)), np.float32), (np.concatenate(rows), np.concatenate(cols))),
                            shape=(len(tastes), args.known))
-    corpus = ranking.Corpus.build(known, known_topic % 64, terms, likers=likers)
+    corpus = rank.Corpus.build(known, known_topic % 64, terms, likers=likers)
     votes = sum(len(t.liked) + len(t.disliked) for t in tastes)
     print(f"synthetic inputs: {args.subscribers:,} subscribers ({votes:,} votes; co-likes from {likers.nnz:,} 👍), "
           f"{args.known:,} known and "
@@ -105,20 +105,20 @@ def main() -> None:
 
     before = peak_mb()
     start = time.perf_counter()
-    expanded = ranking.expand(candidates, known)
-    picks = ranking.rank(tastes, corpus, expanded, PARAMS)
+    expanded = rank.expand(candidates, known)
+    picks = rank.rank(tastes, corpus, expanded, PARAMS)
     batched_seconds = time.perf_counter() - start
     peak = peak_mb()
     assert all(len(p) == 5 for p in picks)
     assert all(p.reason.terms for p in picks[0])
 
     sample = tastes[: args.sample]
-    table = ranking._similarities(known, expanded)  # shared, so the loop pays only per-subscriber work
-    colikes = ranking.colike_table(likers, table, PARAMS.colike_neighbours, PARAMS.colike_weight)
+    table = rank._similarities(known, expanded)  # shared, so the loop pays only per-subscriber work
+    colikes = rank.colike_table(likers, table, PARAMS.colike_neighbours, PARAMS.colike_weight)
     table[:-1] += colikes.table[:-1]
     start = time.perf_counter()
     for taste in sample:
-        ranking._rank_block([taste], corpus, expanded, PARAMS, table, colikes)
+        rank._rank_block([taste], corpus, expanded, PARAMS, table, colikes)
     own_loop = (time.perf_counter() - start) / len(sample) * args.subscribers
 
     start = time.perf_counter()

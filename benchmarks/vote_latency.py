@@ -29,10 +29,12 @@ from sqlalchemy.orm import Session  # noqa: E402
 
 from benchmarks.common import result_line, scratch_database  # noqa: E402
 from benchmarks.delivery import NOW, TOKEN, populate, start_server  # noqa: E402
-from feedbot import bot, db, subscribers, textmodel  # noqa: E402
-from feedbot.chat import Chat, User  # noqa: E402
+from feedbot.chat import telegram  # noqa: E402
+from feedbot.chat.conversation import Chat, User  # noqa: E402
 from feedbot.config import load_settings  # noqa: E402
-from feedbot.db import transaction  # noqa: E402
+from feedbot.ranking import textmodel  # noqa: E402
+from feedbot.store import db, subscribers  # noqa: E402
+from feedbot.store.db import transaction  # noqa: E402
 from feedbot.worker import Worker  # noqa: E402
 
 VOTER = 42
@@ -74,7 +76,7 @@ def run(kind: str, work: Path, base_url: str, count: int, votes: int) -> tuple[l
                   for row in reply.keyboard]
         idle = taps(chat, papers, votes)
         worker = Worker(settings, engine, clock=lambda: NOW, broadcast_rate=0, part_pause=0, concurrency=4)
-        worker.application = bot.build_application(settings, worker.chat, rate_limit=False, connections=8)
+        worker.application = telegram.build_application(settings, worker.chat, rate_limit=False, connections=8)
         done = threading.Event()
 
         def broadcast() -> None:

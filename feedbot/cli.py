@@ -19,9 +19,9 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from feedbot import db
 from feedbot.config import ConfigError, Settings, load_settings, setup_logging
 from feedbot.numbers import whole_number
+from feedbot.store import db
 
 QUIET_EXEMPT = ("worker",)
 Command = Callable[[argparse.Namespace, Settings], int]
@@ -68,7 +68,7 @@ def cmd_db_downgrade(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     """Ingest dump files or folders; with no PATH, sweep the inbox (moving files to done/ or failed/)."""
-    from feedbot import ingest
+    from feedbot.sources import ingest
 
     engine = _engine(settings)
     if args.paths:
@@ -108,7 +108,7 @@ def cmd_fetch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _refit(engine: Engine, settings: Settings, force: bool = False) -> None:
-    from feedbot import textmodel
+    from feedbot.ranking import textmodel
 
     with Session(engine) as session:
         try:
@@ -129,7 +129,7 @@ def cmd_model_refit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _subscriber(session: Session, telegram_id: int):
-    from feedbot import subscribers
+    from feedbot.store import subscribers
 
     subscriber = subscribers.get(session, telegram_id)
     if subscriber is None:
@@ -139,8 +139,8 @@ def _subscriber(session: Session, telegram_id: int):
 
 def cmd_rank(args: argparse.Namespace, settings: Settings) -> int:
     """Print a subscriber's picks with scores and reasons; sends and records nothing."""
-    from feedbot import recommend, textmodel
     from feedbot.clock import utcnow
+    from feedbot.ranking import recommend, textmodel
 
     engine = _engine(settings)
     now = utcnow()
@@ -167,8 +167,8 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
     """Chat with feedbot in this terminal as one local subscriber (same database as the bot)."""
     import getpass
 
-    from feedbot.chat import Chat, User
-    from feedbot.console import Console
+    from feedbot.chat.console import Console
+    from feedbot.chat.conversation import Chat, User
 
     engine = _engine(settings)
     Console(Chat(engine, settings), User(args.user, args.user, getpass.getuser())).run()
@@ -187,10 +187,10 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
     """Show who is due now and what they would get (--dry-run), or send one subscriber's digest now (--send)."""
-    from feedbot import broadcast, digests, reasons, schedule
-    from feedbot.chat import ModelCache
+    from feedbot.chat.conversation import ModelCache
+    from feedbot.chat.messages import plain
     from feedbot.clock import utcnow
-    from feedbot.messages import plain
+    from feedbot.delivery import digests, due, reasons, schedule
 
     engine = _engine(settings)
     now = utcnow()
@@ -200,7 +200,7 @@ def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
         return _send_now(engine, settings, args.user, now)
     with Session(engine) as session:  # a read-only session: a dry run writes nothing and locks nothing
         only = [_subscriber(session, args.user)] if args.user is not None else None
-        plan = broadcast.plan(session, now, only)
+        plan = due.plan(session, now, only)
         for subscriber, day in plan.missed:
             print(f"{subscriber.telegram_id}: {day}: {reasons.word('missed', 'admin')}")
         targets = plan.due
@@ -229,8 +229,9 @@ def _send_now(engine: Engine, settings: Settings, telegram_id: int, now) -> int:
     """Claim, record and send through the same delivery code as the worker and /digest."""
     import asyncio
 
-    from feedbot import bot, deliveries, schedule
-    from feedbot.chat import Chat, ModelCache
+    from feedbot.chat import telegram
+    from feedbot.chat.conversation import Chat, ModelCache
+    from feedbot.delivery import deliveries, schedule
 
     if not settings.telegram_token:
         raise CommandError("TELEGRAM_BOT_TOKEN is not set: cannot send")
@@ -248,7 +249,7 @@ def _send_now(engine: Engine, settings: Settings, telegram_id: int, now) -> int:
         raise CommandError(f"{telegram_id} already has a digest for {day}")
 
     async def send() -> str:
-        application = bot.build_application(settings, Chat(engine, settings))
+        application = telegram.build_application(settings, Chat(engine, settings))
         async with application:
             return await deliveries.send_now(engine, outgoing[0], deliveries.telegram_transport(application.bot))
 
@@ -261,9 +262,9 @@ def cmd_subscribers(args: argparse.Namespace, settings: Settings) -> int:
     """List subscribers with their zone, time, size, frequency, state, last delivery and next digest."""
     from sqlalchemy import func, select
 
-    from feedbot import broadcast, reasons
     from feedbot.clock import utcnow
-    from feedbot.models import Delivery, Subscriber
+    from feedbot.delivery import due, reasons
+    from feedbot.store.models import Delivery, Subscriber
 
     engine = _engine(settings)
     now = utcnow()
@@ -274,7 +275,7 @@ def cmd_subscribers(args: argparse.Namespace, settings: Settings) -> int:
                 Delivery.subscriber_id == Subscriber.id).correlate(Subscriber).scalar_subquery())
             .join(Subscriber, Subscriber.id == Delivery.subscriber_id))}
         rows = session.scalars(select(Subscriber).order_by(Subscriber.id)).all()
-        plan = broadcast.plan(session, now, rows) if rows else broadcast.Plan()
+        plan = due.plan(session, now, rows) if rows else due.Plan()
         print(f"{'telegram id':>12}  {'zone':<20} {'time':<5} {'size':>4}  {'frequency':<9} {'state':<8} "
               "last delivery          next (UTC)")
         for s in rows:
@@ -296,7 +297,7 @@ class CommandError(RuntimeError):
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     """Show the database, papers, dumps, the model, whether a worker is alive, stuck and uncertain
     deliveries, and why each subscriber has no digest today. --check: exit 1 when something is wrong."""
-    from feedbot import papers
+    from feedbot.store import papers
 
     engine = _engine(settings, migrated=False)
     revision = db.current_revision(engine)
@@ -326,7 +327,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"    last error: {summary.last_error}")
         _status_worker(session)
         _status_deliveries(session, settings)
-    from feedbot import textmodel
+    from feedbot.ranking import textmodel
 
     model = textmodel.load_latest(settings.model_dir)
     if model is None:
@@ -348,8 +349,8 @@ def _ago(delta) -> str:
 
 def _health(session: Session) -> list[str]:
     """What `status --check` fails on: no live worker, deliveries stuck in flight."""
-    from feedbot import deliveries, heartbeat
     from feedbot.clock import utcnow
+    from feedbot.delivery import deliveries, heartbeat
 
     now = utcnow()
     problems = []
@@ -363,8 +364,8 @@ def _health(session: Session) -> list[str]:
 
 
 def _status_worker(session: Session) -> None:
-    from feedbot import heartbeat
     from feedbot.clock import utcnow
+    from feedbot.delivery import heartbeat
 
     now = utcnow()
     seen = heartbeat.workers(session, now)
@@ -387,9 +388,9 @@ def _status_deliveries(session: Session, settings: Settings) -> None:
 
     from sqlalchemy import select
 
-    from feedbot import broadcast, deliveries, reasons, schedule
     from feedbot.clock import utcnow
-    from feedbot.models import Delivery, Subscriber, Sweep
+    from feedbot.delivery import deliveries, due, reasons, schedule
+    from feedbot.store.models import Delivery, Subscriber, Sweep
 
     now = utcnow()
     for sweep in session.scalars(select(Sweep).order_by(Sweep.name)):
@@ -418,7 +419,7 @@ def _status_deliveries(session: Session, settings: Settings) -> None:
     print(f"subscribers: {len(subs)} ({sum(s.state == 'active' for s in subs)} active)")
     if not subs:
         return
-    plan = broadcast.plan(session, now, subs)
+    plan = due.plan(session, now, subs)
     today = {s.id: deliveries.for_day(session, s.id, schedule.local_date(s, now)) for s in subs}
     states = Counter(row.status for row in today.values() if row is not None)
     print("deliveries today: " + (", ".join(f"{k} {v}" for k, v in sorted(states.items())) or "none"))
@@ -441,7 +442,7 @@ def _status_deliveries(session: Session, settings: Settings) -> None:
 
 def cmd_papers(args: argparse.Namespace, settings: Settings) -> int:
     """List papers: those listed on --date, or matching --search, newest first."""
-    from feedbot import papers
+    from feedbot.store import papers
 
     engine = _engine(settings)
     with Session(engine) as session:

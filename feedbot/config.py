@@ -134,7 +134,7 @@ def _source_settings(env: Mapping[str, str]) -> dict:
     from feedbot.sources.spec import SourceSpecError, parse_sources  # local: sources import config
 
     template = env.get("FEEDBOT_PAPER_LINK", "").strip() or Settings.paper_link
-    from feedbot.links import check_template
+    from feedbot.store.links import check_template
 
     try:
         check_template(template)

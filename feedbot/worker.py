@@ -26,12 +26,15 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from feedbot import bot, broadcast, deliveries, heartbeat, ingest, textmodel
-from feedbot.chat import Chat, ModelCache
+from feedbot.chat import telegram
+from feedbot.chat.conversation import Chat, ModelCache
 from feedbot.clock import utcnow
 from feedbot.config import Settings
-from feedbot.db import insert_for, transaction
-from feedbot.models import Sweep
+from feedbot.delivery import deliveries, due, heartbeat
+from feedbot.ranking import textmodel
+from feedbot.sources import ingest
+from feedbot.store.db import insert_for, transaction
+from feedbot.store.models import Sweep
 
 log = logging.getLogger(__name__)
 
@@ -188,10 +191,10 @@ class Worker:
         with transaction(self.engine) as session:
             resumed, uncertain, closed = deliveries.recover(session, now, self.settings.paper_link)
         with Session(self.engine) as session:
-            plan = broadcast.plan(session, now)
+            plan = due.plan(session, now)
             model = self._model(session) if plan.due else None
         with transaction(self.engine) as session:
-            skipped = broadcast.skip_missed(session, plan.missed, now)
+            skipped = due.skip_missed(session, plan.missed, now)
         fresh = deliveries.prepare(self.engine, model, plan.due, now, self.settings)
         return resumed + fresh, {"resumed": len(resumed), "uncertain": uncertain, "skipped": skipped + closed}
 
@@ -233,7 +236,7 @@ class Worker:
             return self.models.stale(session)
 
     async def deliver(self, item: deliveries.Outgoing) -> str:
-        """Send one claimed digest (see feedbot.deliveries for the rules); its end state."""
+        """Send one claimed digest (see feedbot.delivery.deliveries for the rules); its end state."""
         async def pause(index: int) -> None:
             if index:
                 await asyncio.sleep(self.part_pause)
@@ -289,7 +292,7 @@ class Worker:
 
 def _refit(url: str, model_dir: str) -> bool:
     """Fit and save the text model when the corpus moved on; whether it did (the refit child)."""
-    from feedbot.db import make_engine
+    from feedbot.store.db import make_engine
 
     engine = make_engine(url)
     try:
@@ -318,14 +321,14 @@ def run(settings: Settings, engine: Engine) -> int:
 
 async def serve(settings: Settings, engine: Engine) -> int:
     worker = Worker(settings, engine)
-    worker.application = bot.build_application(settings, worker.chat)
+    worker.application = telegram.build_application(settings, worker.chat)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, worker.stopping.set)
     scheduler = AsyncIOScheduler(event_loop=loop)
     log.info("worker starting: database %s, inbox %s", settings.safe_database_url, settings.inbox)
     await asyncio.to_thread(worker.heartbeat.alive)
-    await bot.start(worker.application)
+    await telegram.start(worker.application)
     worker.schedule(scheduler)
     scheduler.start()
     try:
@@ -337,7 +340,7 @@ async def serve(settings: Settings, engine: Engine) -> int:
             await asyncio.wait_for(worker._sweep_lock.acquire(), timeout=SHUTDOWN_SECONDS - 4)
         except TimeoutError:
             log.warning("a send was still in flight at shutdown; its row is left for the next start")
-        await asyncio.wait_for(bot.stop(worker.application), timeout=3)
+        await asyncio.wait_for(telegram.stop(worker.application), timeout=3)
         await asyncio.to_thread(worker.heartbeat.stopped)
         log.info("worker stopped")
     return 0

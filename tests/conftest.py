@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from feedbot import db
 from feedbot.config import Settings, load_settings, normalise_database_url
+from feedbot.store import db
 from tests.pgschema import fresh_schema
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,8 +75,8 @@ def seeded(engine, example_dumps, settings):
 
     from sqlalchemy.orm import Session
 
-    from feedbot import textmodel
-    from feedbot.ingest import ingest_paths
+    from feedbot.ranking import textmodel
+    from feedbot.sources.ingest import ingest_paths
 
     ingest_paths(engine, [example_dumps], stamp=date(2026, 3, 20))
     with Session(engine) as session:
@@ -101,16 +101,16 @@ class BotRunner:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
     def start(self) -> None:
-        from feedbot import bot
+        from feedbot.chat import telegram
 
         self.thread.start()
-        self.call(bot.start(self.application, poll_timeout=1))
+        self.call(telegram.start(self.application, poll_timeout=1))
 
     def stop(self) -> None:
-        from feedbot import bot
+        from feedbot.chat import telegram
 
         try:
-            self.call(bot.stop(self.application))
+            self.call(telegram.stop(self.application))
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(10)
@@ -127,7 +127,7 @@ def telegram():
 
 @pytest.fixture
 def chat(seeded, settings):
-    from feedbot.chat import Chat
+    from feedbot.chat.conversation import Chat
 
     return Chat(seeded, settings)
 
@@ -137,7 +137,7 @@ def bot(telegram, chat, settings):
     """The bot running against the fake Telegram server, over real HTTP on 127.0.0.1."""
     import dataclasses
 
-    from feedbot.bot import build_application
+    from feedbot.chat.telegram import build_application
 
     bot_settings = dataclasses.replace(settings, telegram_token=telegram.token, telegram_api_url=telegram.base_url)
     runner = BotRunner(build_application(bot_settings, chat, timeout=2.0, max_retries=3))

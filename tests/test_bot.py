@@ -6,8 +6,8 @@ from datetime import date
 from sqlalchemy import func, inspect, select
 from sqlalchemy.orm import Session
 
-from feedbot.ingest import ingest_paths
-from feedbot.models import Base, Subscriber, Vote
+from feedbot.sources.ingest import ingest_paths
+from feedbot.store.models import Base, Subscriber, Vote
 
 ALICE = 111
 

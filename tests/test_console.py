@@ -51,9 +51,9 @@ def test_numbers_run_on_across_the_messages_of_one_answer(engine, settings):
     import io
     from datetime import UTC, date, datetime
 
-    from feedbot.chat import Chat, User
-    from feedbot.console import Console
-    from feedbot.ingest import ingest_paths
+    from feedbot.chat.console import Console
+    from feedbot.chat.conversation import Chat, User
+    from feedbot.sources.ingest import ingest_paths
 
     ingest_paths(engine, [EXAMPLE_DUMPS], date(2026, 3, 12))
     out = io.StringIO()

@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from feedbot import textmodel
-from feedbot.chat import COMMANDS, Chat, User
-from feedbot.ingest import ingest_paths
-from feedbot.models import Shown, Subscriber, Vote
+from feedbot.chat.conversation import COMMANDS, Chat, User
+from feedbot.ranking import textmodel
+from feedbot.sources.ingest import ingest_paths
+from feedbot.store.models import Shown, Subscriber, Vote
 from tests.test_first_day import write_dump
 
 NOW = datetime(2026, 3, 12, 9, 0, tzinfo=UTC)

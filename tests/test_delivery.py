@@ -20,9 +20,11 @@ from telegram import Bot
 from telegram.error import Forbidden, NetworkError, RetryAfter, TimedOut
 from telegram.request import HTTPXRequest
 
-from feedbot import deliveries, digests, recommend, subscribers
-from feedbot.db import transaction
-from feedbot.models import Delivery, Paper
+from feedbot.delivery import deliveries, digests
+from feedbot.ranking import recommend
+from feedbot.store import subscribers
+from feedbot.store.db import transaction
+from feedbot.store.models import Delivery, Paper
 
 NOW = datetime(2026, 3, 12, 9, 0, tzinfo=UTC)
 DAY = date(2026, 3, 12)
@@ -141,7 +143,7 @@ def make_digest(engine, telegram_id: int, parts: int) -> int:
 
 
 def row_subscriber(session, row):
-    from feedbot.models import Subscriber
+    from feedbot.store.models import Subscriber
 
     return session.get(Subscriber, row.subscriber_id)
 
@@ -225,7 +227,7 @@ def test_every_fault_at_every_part(engine, parts, monkeypatch):
 # --- a resumed digest never repeats or drops a pick, whatever changed since ----------------------
 
 def _paper_ids(reply) -> list[int]:
-    from feedbot.messages import numbered_papers
+    from feedbot.chat.messages import numbered_papers
 
     return [pid for _, pid in numbered_papers(reply.keyboard)]
 

@@ -3,9 +3,9 @@
 import re
 from datetime import date
 
-from feedbot.digests import Digest, render
-from feedbot.messages import MAX_TEXT
-from feedbot.recommend import Suggestion
+from feedbot.chat.messages import MAX_TEXT
+from feedbot.delivery.digests import Digest, render
+from feedbot.ranking.recommend import Suggestion
 from tests.fake_telegram import parse_html
 
 

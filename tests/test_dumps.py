@@ -4,7 +4,7 @@ from datetime import date
 
 import pytest
 
-from feedbot.dumps import DumpError, dedupe_key, infer_year, parse_dump
+from feedbot.sources.dumps import DumpError, dedupe_key, infer_year, parse_dump
 from tests.conftest import EXAMPLE_DUMPS
 
 STAMP = date(2026, 3, 20)

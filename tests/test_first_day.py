@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from feedbot import textmodel
-from feedbot.chat import COMMANDS, Chat, User
-from feedbot.ingest import ingest_paths
-from feedbot.models import Shown
+from feedbot.chat.conversation import COMMANDS, Chat, User
+from feedbot.ranking import textmodel
+from feedbot.sources.ingest import ingest_paths
+from feedbot.store.models import Shown
 
 NOW = datetime(2026, 3, 12, 9, 0, tzinfo=UTC)
 TOPICS = ["diffusion models for video", "robot grasping", "protein folding", "speech recognition",

@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from feedbot import ingest
-from feedbot.dumps import infer_year
-from feedbot.models import Paper, Sweep
+from feedbot.sources import ingest
+from feedbot.sources.dumps import infer_year
+from feedbot.store.models import Paper, Sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,8 +7,8 @@ from datetime import date
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from feedbot.ingest import ingest_paths, sweep_inbox
-from feedbot.models import Dump, Listing, Paper
+from feedbot.sources.ingest import ingest_paths, sweep_inbox
+from feedbot.store.models import Dump, Listing, Paper
 
 HEADER = b"new\n\nSubscribe\n\n"
 BAD_DUMPS = {

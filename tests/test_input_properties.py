@@ -9,10 +9,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from feedbot.clock import parse_hhmm
-from feedbot.dumps import ABSTRACT_ENDINGS, MAX_TITLE_CHARS, DumpError, dedupe_key, parse_dump
 from feedbot.numbers import whole_number
-from feedbot.subscribers import UserError, parse_timezone, zone
-from feedbot.textmatch import fold, mute_pattern
+from feedbot.ranking.textmatch import fold, mute_pattern
+from feedbot.sources.dumps import ABSTRACT_ENDINGS, MAX_TITLE_CHARS, DumpError, dedupe_key, parse_dump
+from feedbot.store.subscribers import UserError, parse_timezone, zone
 
 STAMP = date(2026, 3, 20)
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -13,13 +13,13 @@ from pylatexenc.latex2text import LatexNodes2Text
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from feedbot import db, links
-from feedbot.bibtex import export
-from feedbot.digests import Digest, render
-from feedbot.messages import MAX_TEXT, plain
-from feedbot.models import Paper
-from feedbot.papers import search_papers
-from feedbot.recommend import Suggestion
+from feedbot.chat.bibtex import export
+from feedbot.chat.messages import MAX_TEXT, plain
+from feedbot.delivery.digests import Digest, render
+from feedbot.ranking.recommend import Suggestion
+from feedbot.store import db, links
+from feedbot.store.models import Paper
+from feedbot.store.papers import search_papers
 from tests.fake_telegram import parse_html_links
 
 
@@ -183,7 +183,7 @@ def test_export_escapes_what_broke_latex():
     ("100%", {"A 100% solution"}), ("under_score", set()),
 ])
 def test_search_folds_unicode_case_and_accents_on_both_databases(engine, query, hits):
-    from feedbot.ingest import PaperRecord, store_records
+    from feedbot.sources.ingest import PaperRecord, store_records
 
     titles = ["Über alles", "Résumé of the école", "STRASSE models", "σίσυφος learning", "A 100% solution",
               "under score"]

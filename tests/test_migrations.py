@@ -4,8 +4,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
-from feedbot import db
-from feedbot.models import Base
+from feedbot.store import db
+from feedbot.store.models import Base
 
 
 def test_upgrade_matches_models_and_downgrade_removes_everything(database_url):

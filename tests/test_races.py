@@ -16,10 +16,13 @@ import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
-from feedbot import cli, deliveries, heartbeat, subscribers, textmodel
-from feedbot.chat import Chat, ModelCache, User
-from feedbot.db import transaction
-from feedbot.models import Delivery, Heartbeat, Shown
+from feedbot import cli
+from feedbot.chat.conversation import Chat, ModelCache, User
+from feedbot.delivery import deliveries, heartbeat
+from feedbot.ranking import textmodel
+from feedbot.store import subscribers
+from feedbot.store.db import transaction
+from feedbot.store.models import Delivery, Heartbeat, Shown
 from feedbot.worker import Worker
 
 NOW = datetime(2026, 3, 12, 9, 0, tzinfo=UTC)
@@ -186,7 +189,7 @@ def test_status_check_sees_a_dead_worker_and_stuck_deliveries(seeded, settings, 
 
 
 def test_an_ingest_elsewhere_is_picked_up_by_the_worker_and_the_chat(seeded, settings):
-    from feedbot.ingest import ingest_paths
+    from feedbot.sources.ingest import ingest_paths
 
     worker = Worker(settings, seeded, clock=lambda: NOW)
     with Session(seeded) as session:

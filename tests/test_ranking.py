@@ -8,8 +8,9 @@ import scipy.sparse as sp
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from feedbot import ranking, recommend, subscribers, textmodel
-from feedbot.models import Paper
+from feedbot.ranking import rank, recommend, textmodel
+from feedbot.store import subscribers
+from feedbot.store.models import Paper
 
 DAY = date(2026, 3, 12)
 NOW = datetime(2026, 3, 12, 8, 0, tzinfo=UTC)
@@ -94,7 +95,7 @@ def test_shown_paper_never_picked_again_even_after_refit(seeded, settings, examp
         first = rank_for(session, settings, [subscriber])[subscriber.id]
         subscribers.record_shown(session, subscriber, [(p.paper_id, p.score, p.why) for p in first], "digest")
     (tmp_path / "extra.txt").write_bytes(b"new\n\nMar 12\n\nSpeech recognition for whales\n\nSpeech.\n")
-    from feedbot.ingest import ingest_paths
+    from feedbot.sources.ingest import ingest_paths
 
     ingest_paths(seeded, [tmp_path / "extra.txt"], stamp=DAY)
     with Session(seeded) as session, session.begin():
@@ -119,7 +120,7 @@ def test_newcomer_gets_a_labelled_starter_set(seeded, settings):
         subscriber = make_subscriber(session, 1)
         picks = rank_for(session, settings, [subscriber])[subscriber.id]
         assert len(picks) == 5
-        assert all(p.kind == ranking.KIND_STARTER and p.why.startswith("starter pick") for p in picks)
+        assert all(p.kind == rank.KIND_STARTER and p.why.startswith("starter pick") for p in picks)
         assert len({p.paper_id for p in picks}) == 5
 
 
@@ -147,7 +148,7 @@ def random_tastes(rng, n_known, n_cand, count):
         disliked = rng.choice(n_known, size=rng.integers(0, 4), replace=False)
         interests = sp.random(rng.integers(0, 3), 300, density=0.05, format="csr", random_state=rng) \
             if rng.random() < 0.5 else None
-        tastes.append(ranking.Taste(
+        tastes.append(rank.Taste(
             liked=liked, liked_weight=rng.random(len(liked)).astype(np.float32) + 0.1,
             disliked=disliked, disliked_weight=np.ones(len(disliked), np.float32),
             interests=interests, excluded=rng.choice(n_cand, size=rng.integers(0, 10), replace=False),
@@ -161,13 +162,13 @@ def test_batched_pass_equals_one_subscriber_at_a_time(chunk):
     rng = np.random.default_rng(5)
     known = sp.random(200, 300, density=0.05, format="csr", random_state=rng, dtype=np.float32)
     candidates = sp.random(60, 300, density=0.05, format="csr", random_state=rng, dtype=np.float32)
-    corpus = ranking.Corpus.build(known, topics=rng.integers(0, 6, 200), terms=np.array([f"t{i}" for i in range(300)]))
+    corpus = rank.Corpus.build(known, topics=rng.integers(0, 6, 200), terms=np.array([f"t{i}" for i in range(300)]))
     tastes = random_tastes(rng, 200, 60, 40)
-    params = ranking.Params(chunk=chunk, topic_min_total=4)
-    starter = ranking.starter_order(candidates, 8)
-    batched = ranking.rank(tastes, corpus, candidates, params, starter=starter)
+    params = rank.Params(chunk=chunk, topic_min_total=4)
+    starter = rank.starter_order(candidates, 8)
+    batched = rank.rank(tastes, corpus, candidates, params, starter=starter)
     for taste, picks in zip(tastes, batched, strict=True):
-        alone = ranking.rank([taste], corpus, candidates, params, starter=starter)[0]
+        alone = rank.rank([taste], corpus, candidates, params, starter=starter)[0]
         assert [p.column for p in picks] == [p.column for p in alone]
         assert [p.reason for p in picks] == [p.reason for p in alone]
         np.testing.assert_allclose([p.score for p in picks], [p.score for p in alone], rtol=1e-5)

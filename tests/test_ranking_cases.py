@@ -13,8 +13,9 @@ from sklearn.preprocessing import normalize
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from feedbot import ranking, recommend, subscribers, textmodel
-from feedbot.models import Interest, Paper
+from feedbot.ranking import rank, recommend, textmodel
+from feedbot.store import subscribers
+from feedbot.store.models import Interest, Paper
 from tests.test_ranking import DAY, NOW, is_vision, make_subscriber, rank_for, titled
 
 SPEECH_WORDS = ("speech", "audio", "asr", "spoken", "acoustic")
@@ -42,7 +43,7 @@ def test_only_dislikes_get_picks_away_from_what_they_disliked(seeded, settings):
         picks = rank_for(session, settings, [newcomer, grumpy])
         model = textmodel.load(session, settings.model_dir)
         pool = recommend.candidates(session, DAY, settings.candidate_days)
-        vectors = ranking.expand(model.vectors_for(session, [c.id for c in pool]), model.vectors)  # as ranked
+        vectors = rank.expand(model.vectors_for(session, [c.id for c in pool]), model.vectors)  # as ranked
         centroid = normalize(np.asarray(model.vectors_for(session, [p.id for p in disliked]).mean(axis=0)))
         closeness = dict(zip([c.id for c in pool], np.asarray(vectors @ centroid.T).ravel(), strict=True))
         median = float(np.median(list(closeness.values())))
@@ -51,7 +52,7 @@ def test_only_dislikes_get_picks_away_from_what_they_disliked(seeded, settings):
         assert len(chosen) == 5
         assert all(closeness[p.paper_id] <= median for p in chosen)
         assert not {p.paper_id for p in chosen} & {p.id for p in disliked}
-        assert all(p.kind == ranking.KIND_AVOID and "away from the papers you 👎" in p.why for p in chosen)
+        assert all(p.kind == rank.KIND_AVOID and "away from the papers you 👎" in p.why for p in chosen)
         # The plain starter set did contain papers like the disliked ones: the 👎 changed the picks.
         assert any(closeness[p.paper_id] > median for p in picks[newcomer.id])
 
@@ -60,13 +61,13 @@ def test_only_dislikes_in_the_batched_pass_match_one_at_a_time():
     rng = np.random.default_rng(3)
     known = sp.random(50, 40, density=0.2, format="csr", random_state=rng, dtype=np.float32)
     candidates = sp.random(30, 40, density=0.2, format="csr", random_state=rng, dtype=np.float32)
-    corpus = ranking.Corpus.build(known)
-    tastes = [ranking.Taste(disliked=rng.choice(50, size=3, replace=False), disliked_weight=np.ones(3, np.float32),
+    corpus = rank.Corpus.build(known)
+    tastes = [rank.Taste(disliked=rng.choice(50, size=3, replace=False), disliked_weight=np.ones(3, np.float32),
                             excluded=rng.choice(30, size=4, replace=False), k=6) for _ in range(5)]
-    order = ranking.starter_order(candidates, 6)
-    together = ranking.rank(tastes, corpus, candidates, starter=order)
+    order = rank.starter_order(candidates, 6)
+    together = rank.rank(tastes, corpus, candidates, starter=order)
     for taste, picks in zip(tastes, together, strict=True):
-        assert picks == ranking.rank([taste], corpus, candidates, starter=order)[0]
+        assert picks == rank.rank([taste], corpus, candidates, starter=order)[0]
         assert len(picks) == 6 and not {p.column for p in picks} & set(taste.excluded.tolist())
         closeness = np.asarray(candidates @ normalize(np.asarray(known[taste.disliked].mean(axis=0))).T).ravel()
         assert max(closeness[p.column] for p in picks) <= np.median(closeness)
@@ -89,7 +90,7 @@ def test_an_interest_with_an_empty_vector_is_never_a_profile(seeded, settings):
         store_interest(session, mixed, "the of and")
         store_interest(session, mixed, "speech recognition")
         picks = rank_for(session, settings, [only_empty, mixed])
-        assert [p.kind for p in picks[only_empty.id]] == [ranking.KIND_STARTER] * 5
+        assert [p.kind for p in picks[only_empty.id]] == [rank.KIND_STARTER] * 5
         assert all(p.why.startswith("matches your interest “speech recognition”") for p in picks[mixed.id])
         assert all(is_speech(p.title, p.abstract) for p in picks[mixed.id])
         assert not any("the of and" in p.why for ps in picks.values() for p in ps)
@@ -98,17 +99,17 @@ def test_an_interest_with_an_empty_vector_is_never_a_profile(seeded, settings):
 def test_empty_interest_rows_are_ignored_by_the_ranker():
     rng = np.random.default_rng(4)
     candidates = normalize(sp.random(20, 30, density=0.3, format="csr", random_state=rng, dtype=np.float32))
-    corpus = ranking.Corpus.build(sp.random(10, 30, density=0.3, format="csr", random_state=rng, dtype=np.float32))
+    corpus = rank.Corpus.build(sp.random(10, 30, density=0.3, format="csr", random_state=rng, dtype=np.float32))
     real = normalize(sp.random(1, 30, density=0.3, format="csr", random_state=rng, dtype=np.float32))
     empty = sp.csr_matrix((1, 30), dtype=np.float32)
-    with_empty = ranking.rank([ranking.Taste(interests=sp.vstack([empty, real, empty], format="csr"))],
+    with_empty = rank.rank([rank.Taste(interests=sp.vstack([empty, real, empty], format="csr"))],
                               corpus, candidates)[0]
-    alone = ranking.rank([ranking.Taste(interests=real)], corpus, candidates)[0]
+    alone = rank.rank([rank.Taste(interests=real)], corpus, candidates)[0]
     assert [p.column for p in with_empty] == [p.column for p in alone]
-    assert all(p.reason.kind == ranking.KIND_INTEREST and p.reason.interest == 1 for p in with_empty)
-    nothing = ranking.Taste(interests=sp.vstack([empty, empty], format="csr"))
+    assert all(p.reason.kind == rank.KIND_INTEREST and p.reason.interest == 1 for p in with_empty)
+    nothing = rank.Taste(interests=sp.vstack([empty, empty], format="csr"))
     assert nothing.cold
-    assert [p.reason.kind for p in ranking.rank([nothing], corpus, candidates)[0]] == [ranking.KIND_STARTER] * 5
+    assert [p.reason.kind for p in rank.rank([nothing], corpus, candidates)[0]] == [rank.KIND_STARTER] * 5
 
 
 # --- hundreds of likes over several fields, and years-old likes ---------------------------------
@@ -135,11 +136,11 @@ def test_hundreds_of_likes_across_fields_get_every_field_and_nothing_else():
     # 260 likes: a main field and two minor ones holding a fifth or more each (a topic vector apiece).
     liked = np.concatenate([np.flatnonzero(known_field == 0)[:140], np.flatnonzero(known_field == 1)[:60],
                             np.flatnonzero(known_field == 2)[:60]])
-    taste = ranking.Taste(liked=liked, liked_weight=np.ones(len(liked), np.float32), k=12)
-    picks = ranking.rank([taste], ranking.Corpus.build(known, known_field), candidates)[0]
+    taste = rank.Taste(liked=liked, liked_weight=np.ones(len(liked), np.float32), k=12)
+    picks = rank.rank([taste], rank.Corpus.build(known, known_field), candidates)[0]
     fields = [int(candidate_field[p.column]) for p in picks]
     assert set(fields) == {0, 1, 2}  # the minor fields are not drowned by the main one
-    assert ranking.KIND_TOPIC in {p.reason.kind for p in picks}
+    assert rank.KIND_TOPIC in {p.reason.kind for p in picks}
     for p in picks:
         assert known_field[p.reason.liked_row] == candidate_field[p.column]  # the named paper is of its field
 
@@ -216,8 +217,8 @@ def test_colike_table_matches_the_definition(seed, neighbours):
     candidates = normalize(sp.random(7, 12, density=0.4, format="csr", random_state=rng, dtype=np.float32))
     likers = sp.random(9, 15, density=0.3, format="csr", random_state=rng, dtype=np.float32)
     likers.data[:] = 1
-    table = ranking._similarities(known, candidates)
-    colikes = ranking.colike_table(likers, table, neighbours, 1.0)
+    table = rank._similarities(known, candidates)
+    colikes = rank.colike_table(likers, table, neighbours, 1.0)
     if likers.nnz == 0:
         assert colikes is None
         return
@@ -247,20 +248,20 @@ def two_field_corpus():
 
 def test_a_new_paper_borrows_co_likes_from_its_known_neighbours():
     known, candidates, known_field, candidate_field, likers, a0 = two_field_corpus()
-    taste = ranking.Taste(liked=np.array([a0]), liked_weight=np.ones(1, np.float32), k=15)
-    content = ranking.rank([taste], ranking.Corpus.build(known, known_field), candidates)[0]
+    taste = rank.Taste(liked=np.array([a0]), liked_weight=np.ones(1, np.float32), k=15)
+    content = rank.rank([taste], rank.Corpus.build(known, known_field), candidates)[0]
     assert candidate_field[content[0].column] == 0
-    assert all(p.reason.kind == ranking.KIND_PROFILE for p in content)
-    community = ranking.Corpus.build(known, known_field, likers=likers)
-    picks = ranking.rank([taste], community, candidates, ranking.Params(colike_weight=3.0))[0]
+    assert all(p.reason.kind == rank.KIND_PROFILE for p in content)
+    community = rank.Corpus.build(known, known_field, likers=likers)
+    picks = rank.rank([taste], community, candidates, rank.Params(colike_weight=3.0))[0]
     borrowed = [p for p in picks if candidate_field[p.column] == 1]
     assert len(borrowed) >= 5
     # Field B shares no word with A0: only the community links them, and the reason says so.
-    assert all(p.reason == ranking.Reason(ranking.KIND_COLIKE, liked_row=a0) for p in borrowed)
+    assert all(p.reason == rank.Reason(rank.KIND_COLIKE, liked_row=a0) for p in borrowed)
     best_by_content = max(p.score for p in content if candidate_field[p.column] == 1)
     assert min(p.score for p in borrowed) > best_by_content + 1.0
     # A weight of zero is the content ranker exactly.
-    assert ranking.rank([taste], community, candidates, ranking.Params(colike_weight=0.0))[0] == content
+    assert rank.rank([taste], community, candidates, rank.Params(colike_weight=0.0))[0] == content
 
 
 @pytest.mark.parametrize("chunk", [1, 1000])
@@ -272,17 +273,17 @@ def test_batched_pass_with_co_likes_equals_one_subscriber_at_a_time(chunk):
     candidates = sp.random(60, 300, density=0.05, format="csr", random_state=rng, dtype=np.float32)
     likers = sp.random(50, 200, density=0.05, format="csr", random_state=rng, dtype=np.float32)
     likers.data[:] = 1
-    corpus = ranking.Corpus.build(known, topics=rng.integers(0, 6, 200), likers=likers,
+    corpus = rank.Corpus.build(known, topics=rng.integers(0, 6, 200), likers=likers,
                                   terms=np.array([f"t{i}" for i in range(300)]))
     tastes = random_tastes(rng, 200, 60, 30)
     for n, taste in enumerate(tastes[::2]):
         taste.liker_row = n  # half of them are in the community, half are not
-    params = ranking.Params(chunk=chunk, topic_min_total=4, colike_weight=5.0)
-    starter = ranking.starter_order(candidates, 8)
-    batched = ranking.rank(tastes, corpus, candidates, params, starter=starter)
-    assert any(p.reason.kind == ranking.KIND_COLIKE for ps in batched for p in ps)
+    params = rank.Params(chunk=chunk, topic_min_total=4, colike_weight=5.0)
+    starter = rank.starter_order(candidates, 8)
+    batched = rank.rank(tastes, corpus, candidates, params, starter=starter)
+    assert any(p.reason.kind == rank.KIND_COLIKE for ps in batched for p in ps)
     for taste, picks in zip(tastes, batched, strict=True):
-        alone = ranking.rank([taste], corpus, candidates, params, starter=starter)[0]
+        alone = rank.rank([taste], corpus, candidates, params, starter=starter)[0]
         assert [p.column for p in picks] == [p.column for p in alone]
         assert [p.reason for p in picks] == [p.reason for p in alone]
 
@@ -296,15 +297,15 @@ def test_why_line_names_the_community_when_it_is_the_reason(seeded, settings):
             make_subscriber(session, 100 + n, liked=[anchor, fans[n % len(fans)], fans[(n + 1) % len(fans)]])
         subscriber = make_subscriber(session, 1, liked=[anchor])
         model = textmodel.load(session, settings.model_dir)
-        params = ranking.Params(colike_weight=3.0)
+        params = rank.Params(colike_weight=3.0)
         picks = recommend.recommend(session, model, [subscriber], DAY, NOW, sizes={subscriber.id: 40},
                                     params=params)[subscriber.id]
-        by_community = [p for p in picks if p.kind == ranking.KIND_COLIKE]
+        by_community = [p for p in picks if p.kind == rank.KIND_COLIKE]
         assert by_community
         assert all(p.why == f"liked by people who liked “{anchor.title}”" for p in by_community)
         plain = recommend.recommend(session, model, [subscriber], DAY, NOW, sizes={subscriber.id: 40},
-                                    params=ranking.Params(colike_weight=0.0))[subscriber.id]
-        assert all(p.kind != ranking.KIND_COLIKE for p in plain)
+                                    params=rank.Params(colike_weight=0.0))[subscriber.id]
+        assert all(p.kind != rank.KIND_COLIKE for p in plain)
 
 
 # --- onboarding from interests ------------------------------------------------------------------
@@ -322,7 +323,7 @@ def test_onboarding_starters_follow_the_typed_interests(seeded, settings):
         assert not is_speech(chosen[4].title, chosen[4].abstract)  # one from elsewhere, to correct a wrong guess
         diverse = recommend.starters(session, model, silent, pool, 5)
         vectors = model.vectors_for(session, [c.id for c in pool])
-        assert [c.id for c in diverse] == [pool[i].id for i in ranking.starter_order(vectors, 5)[:5]]
+        assert [c.id for c in diverse] == [pool[i].id for i in rank.starter_order(vectors, 5)[:5]]
 
 
 @hypothesis_settings(max_examples=60, deadline=None)
@@ -333,7 +334,7 @@ def test_interest_starters_are_distinct_and_lead_with_the_closest(seed, size, n_
                                      dtype=np.float32))
     interests = sp.random(n_interests, 25, density=0.2, format="csr", random_state=rng, dtype=np.float32)
     order = rng.permutation(n_candidates)
-    chosen = ranking.interest_starters(candidates, interests, order, size)
+    chosen = rank.interest_starters(candidates, interests, order, size)
     assert len(chosen) == len(set(chosen.tolist())) == min(size, n_candidates)
     usable = np.flatnonzero(interests.getnnz(axis=1) > 0)
     if len(usable) == 0:
@@ -373,12 +374,12 @@ def test_scores_are_cosine_plus_weighted_co_likes_and_only_others_are_named(seed
     if len(liked) == 0:
         return
     weights = (rng.random(len(liked)) + 0.1).astype(np.float32)
-    params = ranking.Params(background=0.0, use_topics=False, colike_weight=1.0, colike_neighbours=4)
-    corpus = ranking.Corpus.build(known, likers=likers)
-    taste = ranking.Taste(liked=liked, liked_weight=weights, k=7, liker_row=owner)
-    picks = ranking.rank([taste], corpus, candidates, params)[0]
+    params = rank.Params(background=0.0, use_topics=False, colike_weight=1.0, colike_neighbours=4)
+    corpus = rank.Corpus.build(known, likers=likers)
+    taste = rank.Taste(liked=liked, liked_weight=weights, k=7, liker_row=owner)
+    picks = rank.rank([taste], corpus, candidates, params)[0]
 
-    table = ranking._similarities(known, candidates)
+    table = rank._similarities(known, candidates)
     dense = likers.toarray().astype(np.float64)
     norms = np.sqrt(np.maximum(dense.sum(axis=0), 1))
     cosine = (dense.T @ dense) / np.outer(norms, norms)
@@ -386,7 +387,7 @@ def test_scores_are_cosine_plus_weighted_co_likes_and_only_others_are_named(seed
     others[owner] = 0
     others_cosine = (others.T @ others) / np.outer(norms, norms)
     np.fill_diagonal(others_cosine, 0)
-    neighbours = ranking.colike_table(likers, table, 4, 1.0).neighbours.toarray()
+    neighbours = rank.colike_table(likers, table, 4, 1.0).neighbours.toarray()
     u = weights / weights.sum()
     profile = u @ known[liked].toarray()
     expected = (u @ table[liked] + u @ (cosine[liked] @ neighbours)) / np.linalg.norm(profile)
@@ -396,7 +397,7 @@ def test_scores_are_cosine_plus_weighted_co_likes_and_only_others_are_named(seed
         assert pick.score == pytest.approx(expected[pick.column], rel=1e-4, abs=1e-5)
         c = pick.column
         if abs(community[c] - max(content[c], 1e-4)) > 1e-4:  # clear cases only
-            assert (pick.reason.kind == ranking.KIND_COLIKE) == (community[c] > max(content[c], 1e-4))
+            assert (pick.reason.kind == rank.KIND_COLIKE) == (community[c] > max(content[c], 1e-4))
 
 
 def test_a_lone_subscriber_gets_no_community_reasons(seeded, settings):
@@ -405,7 +406,7 @@ def test_a_lone_subscriber_gets_no_community_reasons(seeded, settings):
         subscriber = make_subscriber(session, 1, liked=liked)
         picks = rank_for(session, settings, [subscriber], sizes={subscriber.id: 20})[subscriber.id]
         assert len(picks) == 20
-        assert all(p.kind != ranking.KIND_COLIKE and p.why.startswith("because you liked “") for p in picks)
+        assert all(p.kind != rank.KIND_COLIKE and p.why.startswith("because you liked “") for p in picks)
 
 
 def test_a_content_reason_names_a_liked_paper_that_shares_words_not_one_only_co_liked():
@@ -422,10 +423,10 @@ def test_a_content_reason_names_a_liked_paper_that_shares_words_not_one_only_co_
     rows = [0, 0, 0] + [u for u in range(1, 6) for _ in range(2)]
     cols = [0, 1, 2] + [paper for _ in range(1, 6) for paper in (0, 3)]
     likers = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(6, 4))
-    corpus = ranking.Corpus.build(known, likers=likers, terms=terms)
-    taste = ranking.Taste(liked=np.array([0, 1, 2]), liked_weight=np.ones(3, np.float32), k=1, liker_row=0)
-    params = ranking.Params(background=0.0, use_topics=False, colike_weight=1.0, colike_neighbours=1)
-    (pick,) = ranking.rank([taste], corpus, candidates, params)[0]
-    assert pick.reason.kind == ranking.KIND_PROFILE
+    corpus = rank.Corpus.build(known, likers=likers, terms=terms)
+    taste = rank.Taste(liked=np.array([0, 1, 2]), liked_weight=np.ones(3, np.float32), k=1, liker_row=0)
+    params = rank.Params(background=0.0, use_topics=False, colike_weight=1.0, colike_neighbours=1)
+    (pick,) = rank.rank([taste], corpus, candidates, params)[0]
+    assert pick.reason.kind == rank.KIND_PROFILE
     assert pick.reason.liked_row == 1
     assert pick.reason.terms == ("beta",)

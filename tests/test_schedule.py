@@ -9,8 +9,8 @@ from datetime import UTC, date, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from feedbot import schedule
-from feedbot.models import Subscriber
+from feedbot.delivery import schedule
+from feedbot.store.models import Subscriber
 
 ZONES = ["UTC", "Pacific/Honolulu", "America/New_York", "Europe/Berlin", "Asia/Tokyo", "Pacific/Kiritimati",
          "Asia/Kolkata", "America/St_Johns"]

@@ -12,13 +12,13 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from feedbot import textmodel
-from feedbot.chat import Chat, User
-from feedbot.ingest import ingest_file
-from feedbot.models import Dump, Listing, Paper
+from feedbot.chat.conversation import Chat, User
+from feedbot.ranking import textmodel
 from feedbot.sources import arxiv, hf, run
 from feedbot.sources.http import Client, SourceError
+from feedbot.sources.ingest import ingest_file
 from feedbot.sources.spec import SourceSpec, SourceSpecError, parse_sources
+from feedbot.store.models import Dump, Listing, Paper
 from tests.fake_telegram import parse_html_links
 from tests.source_fixtures import ARXIV_ERROR, HF_ITEMS, arxiv_entry, arxiv_feed, hf_json
 from tests.source_server import Canned, SourceServer
@@ -239,7 +239,7 @@ def test_a_paper_from_a_dump_and_from_a_source_is_one_paper(engine, server, sour
     by_id = papers[before["sparse things"][0]]  # matched on the arXiv id despite another title
     assert by_id.title == "Sparse Things (arXiv:2403.05678v2)" and by_id.authors == "Kurt Gödel"
     with Session(engine) as session:
-        from feedbot.papers import search_papers
+        from feedbot.store.papers import search_papers
 
         assert [p.id for p in search_papers(session, "gödel")] == [by_id.id]  # authors are searchable
 
@@ -343,7 +343,7 @@ def test_the_worker_job_runs_every_configured_source(engine, server, source_sett
     reports = asyncio.run(worker.sweep_sources())
     assert [r.status for r in reports] == ["ingested", "failed"]
     assert worker.models.get(Session(engine)) is not None  # refitted after new papers
-    from feedbot.models import Sweep
+    from feedbot.store.models import Sweep
 
     with Session(engine) as session:
         summary = session.get(Sweep, "sources").summary
@@ -354,7 +354,7 @@ def test_concurrent_batches_filling_one_paper_keep_every_field(engine):
     """A fetch (id, authors) and a dump (code) fill the same stored paper at once: neither undoes the other."""
     import threading
 
-    from feedbot.ingest import PaperRecord, store_records
+    from feedbot.sources.ingest import PaperRecord, store_records
 
     rounds = 6
     base = [PaperRecord(f"paper {n}", f"Paper {n}", "abstract", DAY) for n in range(rounds)]

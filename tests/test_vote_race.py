@@ -7,8 +7,8 @@ import threading
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from feedbot.chat import User
-from feedbot.models import Vote
+from feedbot.chat.conversation import User
+from feedbot.store.models import Vote
 
 ALICE = User(111, 111, "Alice")
 

@@ -16,12 +16,13 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from feedbot import deliveries, schedule, subscribers
-from feedbot.bot import build_application
-from feedbot.chat import Chat
-from feedbot.db import transaction
-from feedbot.dumps import parse_dump
-from feedbot.models import Delivery, Paper, Shown, Subscriber
+from feedbot.chat.conversation import Chat
+from feedbot.chat.telegram import build_application
+from feedbot.delivery import deliveries, schedule
+from feedbot.sources.dumps import parse_dump
+from feedbot.store import subscribers
+from feedbot.store.db import transaction
+from feedbot.store.models import Delivery, Paper, Shown, Subscriber
 from feedbot.worker import Worker
 from tests.conftest import EXAMPLE_DUMPS, BotRunner
 

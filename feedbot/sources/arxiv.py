@@ -11,10 +11,10 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from datetime import datetime
 
-from feedbot import links
-from feedbot.ingest import PaperRecord
 from feedbot.sources.http import Client, SourceError
+from feedbot.sources.ingest import PaperRecord
 from feedbot.sources.records import record
+from feedbot.store import links
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 OPENSEARCH = "{http://a9.com/-/spec/opensearch/1.1/}"

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from datetime import date, datetime
 
-from feedbot import links
-from feedbot.ingest import PaperRecord
 from feedbot.sources.http import Client, SourceError
+from feedbot.sources.ingest import PaperRecord
 from feedbot.sources.records import record
+from feedbot.store import links
 
 JSON_TYPES = ("application/json",)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from datetime import date
 
-from feedbot import links
-from feedbot.dumps import MAX_TITLE_CHARS, dedupe_key
-from feedbot.ingest import PaperRecord
+from feedbot.sources.dumps import MAX_TITLE_CHARS, dedupe_key
+from feedbot.sources.ingest import PaperRecord
+from feedbot.store import links
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 

@@ -1,4 +1,4 @@
-"""Fetch a source and store its papers as one batch, exactly like a dump (see feedbot.ingest)."""
+"""Fetch a source and store its papers as one batch, exactly like a dump (see feedbot.sources.ingest)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from datetime import date
 from sqlalchemy import Engine
 
 from feedbot.config import Settings
-from feedbot.ingest import IngestReport, PaperRecord, store_records
 from feedbot.sources import arxiv, hf
 from feedbot.sources.http import Client, SourceError
+from feedbot.sources.ingest import IngestReport, PaperRecord, store_records
 from feedbot.sources.spec import SourceSpec, parse_sources
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ import re
 import bibtexparser
 from bibtexparser import model
 
-from feedbot.links import abs_url, split_authors
-from feedbot.models import Paper
+from feedbot.store.links import abs_url, split_authors
+from feedbot.store.models import Paper
 
 _SPECIALS = {
     "\\": r"\textbackslash{}",

@@ -32,14 +32,15 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 
-from feedbot import digests, recommend, schedule
+from feedbot.chat.messages import Reply
 from feedbot.clock import utcnow
 from feedbot.config import Settings
-from feedbot.db import insert_for, transaction
-from feedbot.links import DEFAULT_PAPER_LINK
-from feedbot.messages import Reply
-from feedbot.models import Delivery, Paper, Shown, Subscriber
-from feedbot.textmodel import TextModel
+from feedbot.delivery import digests, schedule
+from feedbot.ranking import recommend
+from feedbot.ranking.textmodel import TextModel
+from feedbot.store.db import insert_for, transaction
+from feedbot.store.links import DEFAULT_PAPER_LINK
+from feedbot.store.models import Delivery, Paper, Shown, Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ def describe(outcome: str, error: str, confirmed: int, total: int) -> str:
 
 def classify(exc: BaseException) -> str:
     """Which outcome a python-telegram-bot exception means for the part being sent."""
-    from feedbot.bot import Blocked
+    from feedbot.chat.telegram import Blocked
 
     if isinstance(exc, Blocked | Forbidden):
         return BLOCKED
@@ -473,7 +474,7 @@ def write_results(engine: Engine, results: list[Result], now: datetime) -> None:
 
 def telegram_transport(bot) -> Transport:
     """Send a part with python-telegram-bot (HTML, falling back to plain text on entity errors)."""
-    from feedbot.bot import send_text
+    from feedbot.chat.telegram import send_text
 
     async def transport(item: Outgoing, reply: Reply) -> int:
         return (await send_text(bot, item.chat_id, reply.text, reply.keyboard)).message_id

@@ -29,8 +29,8 @@ def upgrade() -> None:
 
 def _backfill() -> None:
     """Existing papers get the id and code their text names, and their folded search text (as ingest does)."""
-    from feedbot.links import abs_url, identify
-    from feedbot.papers import fold
+    from feedbot.store.links import abs_url, identify
+    from feedbot.store.papers import fold
 
     connection = op.get_bind()
     papers = sa.table('papers', sa.column('id', sa.Integer), sa.column('title', sa.Text),

@@ -23,7 +23,7 @@ from sklearn.preprocessing import normalize
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from feedbot.models import Paper
+from feedbot.store.models import Paper
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Who gets a digest now, decided from database state (never from in-memory jobs) by
 `schedule.decide`, so a restart or a second process loses nothing and doubles nothing. Claiming,
-sending and recording are feedbot.deliveries' job.
+sending and recording are feedbot.delivery.deliveries' job.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from datetime import date, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from feedbot import deliveries, schedule
-from feedbot.models import Subscriber
+from feedbot.delivery import deliveries, schedule
+from feedbot.store.models import Subscriber
 
 
 @dataclass

@@ -13,12 +13,12 @@ import scipy.sparse as sp
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from feedbot import ranking
-from feedbot.models import Interest, Listing, Mute, Paper, Shown, Subscriber, Vote
-from feedbot.textmatch import fold, mute_pattern
-from feedbot.textmodel import TextModel
+from feedbot.ranking import rank
+from feedbot.ranking.textmatch import fold, mute_pattern
+from feedbot.ranking.textmodel import TextModel
+from feedbot.store.models import Interest, Listing, Mute, Paper, Shown, Subscriber, Vote
 
-DEFAULT_PARAMS = ranking.Params()
+DEFAULT_PARAMS = rank.Params()
 
 
 @dataclass(frozen=True)
@@ -60,19 +60,19 @@ def candidates(session: Session, day: date, days: int) -> list[Candidate]:
     return [Candidate(*row) for row in rows]
 
 
-def why_line(reason: ranking.Reason, liked_titles: dict[int, str], interests: list[str], n_topics: int) -> str:
+def why_line(reason: rank.Reason, liked_titles: dict[int, str], interests: list[str], n_topics: int) -> str:
     """One line for chat: `because you liked "X" · diffusion, video, editing`."""
-    shared = ranking.distinct_terms(reason.terms)
+    shared = rank.distinct_terms(reason.terms)
     terms = f" · {', '.join(shared)}" if shared else ""
-    if reason.kind == ranking.KIND_INTEREST and 0 <= reason.interest < len(interests):
+    if reason.kind == rank.KIND_INTEREST and 0 <= reason.interest < len(interests):
         return f"matches your interest “{interests[reason.interest]}”{terms}"
-    if reason.kind in (ranking.KIND_PROFILE, ranking.KIND_TOPIC) and reason.liked_row in liked_titles:
+    if reason.kind in (rank.KIND_PROFILE, rank.KIND_TOPIC) and reason.liked_row in liked_titles:
         return f"because you liked “{liked_titles[reason.liked_row]}”{terms}"
-    if reason.kind == ranking.KIND_COLIKE and reason.liked_row in liked_titles:
+    if reason.kind == rank.KIND_COLIKE and reason.liked_row in liked_titles:
         return f"liked by people who liked “{liked_titles[reason.liked_row]}”"
-    if reason.kind == ranking.KIND_STARTER:
+    if reason.kind == rank.KIND_STARTER:
         return f"starter pick: a paper from one of today's {n_topics} main topics, to learn your taste"
-    if reason.kind == ranking.KIND_AVOID:
+    if reason.kind == rank.KIND_AVOID:
         return f"starter pick from one of today's {n_topics} main topics, away from the papers you 👎"
     return f"close to what you liked{terms}"
 
@@ -86,7 +86,7 @@ def recommend(
     candidate_days: int = 2,
     half_life_days: float = 90.0,
     sizes: dict[int, int] | None = None,
-    params: ranking.Params = DEFAULT_PARAMS,
+    params: rank.Params = DEFAULT_PARAMS,
 ) -> dict[int, list[Suggestion]]:
     """Suggestions for each subscriber (by subscriber id), never a paper they saw or voted on."""
     pool = candidates(session, day, candidate_days)
@@ -131,11 +131,11 @@ def recommend(
     known = model.vectors_for(session, voted_ids)
     row_of = {pid: n for n, pid in enumerate(voted_ids)}
     liker_row = {sid: n for n, sid in enumerate(sorted({sid for sid, _ in community}))}
-    corpus = ranking.Corpus(known, model.topics_for(known), model.background, model.terms,
+    corpus = rank.Corpus(known, model.topics_for(known), model.background, model.terms,
                             likers=likers_matrix(community, liker_row, row_of) if community else None)
     texts = [f"{c.title} {c.abstract}" for c in pool]
     pool_vectors = model.vectors_for(session, [c.id for c in pool])
-    expanded = ranking.expand(pool_vectors, model.vectors)
+    expanded = rank.expand(pool_vectors, model.vectors)
 
     # Every typed interest through the vectorizer in one call, then sliced per subscriber.
     texts_in_order = [text for s in subscribers for text in interests[s.id]]
@@ -158,7 +158,7 @@ def recommend(
         if pattern is not None:
             blocked |= {n for n, text in enumerate(texts) if pattern.search(fold(text))}
         own = interests[subscriber.id]
-        tastes.append(ranking.Taste(
+        tastes.append(rank.Taste(
             liked=np.array([r for r, _ in liked], np.int64),
             liked_weight=np.array([w for _, w in liked], np.float32),
             disliked=np.array([r for r, _ in disliked], np.int64),
@@ -169,8 +169,8 @@ def recommend(
             liker_row=liker_row.get(subscriber.id, -1),
         ))
     n_topics = max((t.k for t in tastes), default=5)
-    starter = ranking.starter_order(pool_vectors, n_topics) if any(t.cold for t in tastes) else None
-    picks = ranking.rank(tastes, corpus, expanded, params, starter=starter)
+    starter = rank.starter_order(pool_vectors, n_topics) if any(t.cold for t in tastes) else None
+    picks = rank.rank(tastes, corpus, expanded, params, starter=starter)
 
     explained = sorted({voted_ids[p.reason.liked_row] for ps in picks for p in ps if p.reason.liked_row >= 0})
     title_by_row = {}
@@ -224,9 +224,9 @@ def starters(session: Session, model: TextModel, subscriber: Subscriber, pool: l
     vectors = model.vectors_for(session, [c.id for c in pool])
     texts = list(session.scalars(select(Interest.text).where(Interest.subscriber_id == subscriber.id)
                                  .order_by(Interest.id)))
-    order = ranking.starter_order(vectors, size)
+    order = rank.starter_order(vectors, size)
     interests = model.transform(texts) if texts else None
-    return [pool[i] for i in ranking.interest_starters(vectors, interests, order, size)]
+    return [pool[i] for i in rank.interest_starters(vectors, interests, order, size)]
 
 
 def _chunks(items: list, size: int = 900):

@@ -17,8 +17,8 @@ import sys
 from collections.abc import Iterable
 from typing import TextIO
 
-from feedbot.chat import Chat, User
-from feedbot.messages import Button, Reply, plain
+from feedbot.chat.conversation import Chat, User
+from feedbot.chat.messages import Button, Reply, plain
 
 EXIT_WORDS = {"quit", "exit", "/quit", "/exit"}
 CHOICE = re.compile(r"^([a-z]{0,3})([0-9]{1,4})$")
@@ -60,7 +60,7 @@ class Console:
                 self.show_keyboard(tag, len(self.keyboards[tag]) - 1)
             self.out.write("\n")
         if replies and replies[0].delivery is not None:  # a claimed digest, now in front of the user
-            from feedbot.deliveries import shown_in_console
+            from feedbot.delivery.deliveries import shown_in_console
 
             shown_in_console(self.chat.engine, replies[0].delivery, len(replies), self.chat.clock())
 

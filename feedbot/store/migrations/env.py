@@ -3,8 +3,8 @@
 from alembic import context
 
 from feedbot.config import load_settings
-from feedbot.db import make_engine
-from feedbot.models import Base
+from feedbot.store.db import make_engine
+from feedbot.store.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 from feedbot import __version__
 from feedbot.clock import utcnow
-from feedbot.db import insert_for, transaction
-from feedbot.models import Heartbeat
+from feedbot.store.db import insert_for, transaction
+from feedbot.store.models import Heartbeat
 
 EVERY = timedelta(seconds=30)  # how often a worker says it is alive
 DEAD_AFTER = timedelta(minutes=3)  # no word for this long: the worker is gone or stuck
@@ -66,7 +66,7 @@ class Seen:
 
 def workers(session: Session, now: datetime) -> list[Seen]:
     """Every worker that reported, newest first, with whether it counts as alive."""
-    from feedbot.deliveries import as_utc
+    from feedbot.delivery.deliveries import as_utc
 
     out = []
     for beat in session.scalars(select(Heartbeat).order_by(Heartbeat.seen_at.desc())):

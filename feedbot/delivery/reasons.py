@@ -47,7 +47,7 @@ def explain(subscriber, slot, audience: str) -> str:
     subscriber's zone (labelled) for them, in UTC (labelled) for the admin."""
     from datetime import UTC
 
-    from feedbot.subscribers import zone
+    from feedbot.store.subscribers import zone
 
     at = ""
     if slot.at is not None:

@@ -32,11 +32,11 @@ from telegram.ext import (
     filters,
 )
 
-from feedbot.chat import BUTTON_DATA, COMMANDS, Chat, User
+from feedbot.chat.conversation import BUTTON_DATA, COMMANDS, Chat, User
+from feedbot.chat.messages import Answer, Button, Reply, plain
 from feedbot.config import Settings
-from feedbot.db import transaction
-from feedbot.messages import Answer, Button, Reply, plain
-from feedbot.subscribers import get as get_subscriber
+from feedbot.store.db import transaction
+from feedbot.store.subscribers import get as get_subscriber
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class TelegramBot:
     async def reply(self, update: Update, replies: Sequence[Reply]) -> None:
         user = self.user_of(update)
         if replies and replies[0].delivery is not None:  # a claimed digest: the delivery module sends it
-            from feedbot import deliveries
+            from feedbot.delivery import deliveries
 
             item = deliveries.Outgoing.direct(replies[0].delivery, user.chat_id, list(replies))
             await deliveries.send_now(self.chat.engine, item, deliveries.telegram_transport(update.get_bot()),

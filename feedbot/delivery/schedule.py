@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from feedbot.clock import parse_hhmm
-from feedbot.models import Subscriber
-from feedbot.subscribers import is_paused, zone
+from feedbot.store.models import Subscriber
+from feedbot.store.subscribers import is_paused, zone
 
 LATE_WINDOW = timedelta(hours=12)
 MIN_GAP = timedelta(hours=12)  # never more than LATE_WINDOW: a delayed digest still fits its window
@@ -64,7 +64,7 @@ class History:
 
 @dataclass(frozen=True)
 class Slot:
-    """The decision for one subscriber now: a reason code (see feedbot.reasons), the local date it
+    """The decision for one subscriber now: a reason code (see feedbot.delivery.reasons), the local date it
     concerns, and when the next digest goes out (None: none is scheduled)."""
 
     reason: str

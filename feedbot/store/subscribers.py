@@ -17,10 +17,10 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from feedbot.clock import parse_hhmm, utcnow
-from feedbot.db import insert_for
-from feedbot.models import Delivery, Interest, Mute, Paper, Shown, Subscriber, Vote
 from feedbot.numbers import whole_number
-from feedbot.textmatch import could_match
+from feedbot.ranking.textmatch import could_match
+from feedbot.store.db import insert_for
+from feedbot.store.models import Delivery, Interest, Mute, Paper, Shown, Subscriber, Vote
 
 MAX_INTERESTS = 10
 MAX_INTEREST_CHARS = 200

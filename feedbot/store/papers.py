@@ -9,8 +9,8 @@ from datetime import date
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
-from feedbot.links import DEFAULT_PAPER_LINK, PaperLinks, links_for
-from feedbot.models import Dump, Listing, Paper
+from feedbot.store.links import DEFAULT_PAPER_LINK, PaperLinks, links_for
+from feedbot.store.models import Dump, Listing, Paper
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ class Reply:
     text: str  # Telegram HTML: every outside string passed through `escape`
     keyboard: list[list[Button]] = field(default_factory=list)
     document: tuple[str, bytes] | None = None  # (file name, content), sent with `text` as caption
-    delivery: int | None = None  # a digest part: sent through feedbot.deliveries, recorded part by part
+    delivery: int | None = None  # a digest part: sent through feedbot.delivery.deliveries, recorded part by part
 
 
 @dataclass

@@ -14,13 +14,8 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from feedbot import deliveries, digests, schedule, subscribers, textmatch, textmodel
-from feedbot.bibtex import export as export_bibtex
-from feedbot.clock import utcnow
-from feedbot.config import Settings
-from feedbot.db import transaction
-from feedbot.links import html_byline, html_title
-from feedbot.messages import (
+from feedbot.chat.bibtex import export as export_bibtex
+from feedbot.chat.messages import (
     MAX_TEXT,
     Answer,
     Button,
@@ -32,10 +27,17 @@ from feedbot.messages import (
     vote_keyboard,
     vote_row,
 )
-from feedbot.models import Delivery, Paper, Shown, Subscriber, Vote
+from feedbot.clock import utcnow
+from feedbot.config import Settings
+from feedbot.delivery import deliveries, digests, schedule
 from feedbot.numbers import whole_number
-from feedbot.papers import links_of, paper_links, search_papers
-from feedbot.subscribers import UserError
+from feedbot.ranking import textmatch, textmodel
+from feedbot.store import subscribers
+from feedbot.store.db import transaction
+from feedbot.store.links import html_byline, html_title
+from feedbot.store.models import Delivery, Paper, Shown, Subscriber, Vote
+from feedbot.store.papers import links_of, paper_links, search_papers
+from feedbot.store.subscribers import UserError
 
 COMMANDS: list[tuple[str, str]] = [
     ("start", "subscribe and set up"),
@@ -509,5 +511,5 @@ class Chat:
 
 
 def bibtex(papers: list[Paper]) -> str:
-    """Liked papers as BibTeX (see feedbot.bibtex)."""
+    """Liked papers as BibTeX (see feedbot.chat.bibtex)."""
     return export_bibtex(papers)

@@ -12,14 +12,16 @@ from datetime import date, datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from feedbot import reasons, recommend, schedule, subscribers
+from feedbot.chat.messages import Reply, escape, snippet, split_items, vote_keyboard, vote_row
 from feedbot.config import Settings
-from feedbot.db import insert_for
-from feedbot.links import DEFAULT_PAPER_LINK, PaperLinks, html_byline, html_title
-from feedbot.messages import Reply, escape, snippet, split_items, vote_keyboard, vote_row
-from feedbot.models import Shown, Subscriber
-from feedbot.papers import latest_dump_failed, paper_links
-from feedbot.textmodel import TextModel
+from feedbot.delivery import reasons, schedule
+from feedbot.ranking import recommend
+from feedbot.ranking.textmodel import TextModel
+from feedbot.store import subscribers
+from feedbot.store.db import insert_for
+from feedbot.store.links import DEFAULT_PAPER_LINK, PaperLinks, html_byline, html_title
+from feedbot.store.models import Shown, Subscriber
+from feedbot.store.papers import latest_dump_failed, paper_links
 
 STARTER_SIZE = 5
 NO_PAPERS_YET = "no papers yet — your first digest comes after the first listing"
@@ -42,7 +44,7 @@ def attach_links(session: Session, digest: Digest, template: str = DEFAULT_PAPER
 
 
 def empty_reason_code(session: Session, subscriber: Subscriber, day: date, listed_on: date | None) -> str:
-    """Why a digest has no picks, as a code from feedbot.reasons (decided here only)."""
+    """Why a digest has no picks, as a code from feedbot.delivery.reasons (decided here only)."""
     if subscriber.state in ("stopped", "blocked"):
         return subscriber.state
     if subscribers.is_paused(subscriber, day):

@@ -18,12 +18,12 @@ from pathlib import Path
 from sqlalchemy import Engine, bindparam, case, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from feedbot import links
 from feedbot.clock import utcnow
-from feedbot.db import insert_for, transaction
-from feedbot.dumps import DumpError, Entry, ParsedDump, parse_dump
-from feedbot.models import Dump, Listing, Paper, Sweep
-from feedbot.papers import search_text
+from feedbot.sources.dumps import DumpError, Entry, ParsedDump, parse_dump
+from feedbot.store import links
+from feedbot.store.db import insert_for, transaction
+from feedbot.store.models import Dump, Listing, Paper, Sweep
+from feedbot.store.papers import search_text
 
 log = logging.getLogger(__name__)
 
