@@ -4,7 +4,8 @@ from datetime import date
 
 import pytest
 
-from feedbot.sources.dumps import DumpError, dedupe_key, infer_year, parse_dump
+from feedbot.sources.dumps import DumpError, infer_year, parse_dump
+from feedbot.sources.records import dedupe_key
 from tests.conftest import EXAMPLE_DUMPS
 
 STAMP = date(2026, 3, 20)

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from feedbot.clock import parse_hhmm
 from feedbot.numbers import whole_number
 from feedbot.ranking.textmatch import fold, mute_pattern
-from feedbot.sources.dumps import ABSTRACT_ENDINGS, MAX_TITLE_CHARS, DumpError, dedupe_key, parse_dump
+from feedbot.sources.dumps import ABSTRACT_ENDINGS, DumpError, parse_dump
+from feedbot.sources.records import MAX_TITLE_CHARS, dedupe_key
 from feedbot.store.subscribers import UserError, parse_timezone, zone
 
 STAMP = date(2026, 3, 20)

@@ -183,7 +183,8 @@ def test_export_escapes_what_broke_latex():
     ("100%", {"A 100% solution"}), ("under_score", set()),
 ])
 def test_search_folds_unicode_case_and_accents_on_both_databases(engine, query, hits):
-    from feedbot.sources.ingest import PaperRecord, store_records
+    from feedbot.sources.ingest import store_records
+    from feedbot.sources.records import PaperRecord
 
     titles = ["Über alles", "Résumé of the école", "STRASSE models", "σίσυφος learning", "A 100% solution",
               "under score"]

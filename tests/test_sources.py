@@ -354,7 +354,8 @@ def test_concurrent_batches_filling_one_paper_keep_every_field(engine):
     """A fetch (id, authors) and a dump (code) fill the same stored paper at once: neither undoes the other."""
     import threading
 
-    from feedbot.sources.ingest import PaperRecord, store_records
+    from feedbot.sources.ingest import store_records
+    from feedbot.sources.records import PaperRecord
 
     rounds = 6
     base = [PaperRecord(f"paper {n}", f"Paper {n}", "abstract", DAY) for n in range(rounds)]

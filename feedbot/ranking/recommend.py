@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from feedbot.ranking import rank
 from feedbot.ranking.textmatch import fold, mute_pattern
 from feedbot.ranking.textmodel import TextModel
+from feedbot.store.db import chunks
 from feedbot.store.models import Interest, Listing, Mute, Paper, Shown, Subscriber, Vote
 
 DEFAULT_PARAMS = rank.Params()
@@ -100,7 +101,7 @@ def recommend(
     interests: dict[int, list[str]] = defaultdict(list)
     muted: dict[int, list[str]] = defaultdict(list)
     excluded: dict[int, set[int]] = defaultdict(set)
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids, 900):
         for sid, pid, value, when in session.execute(
             select(Vote.subscriber_id, Vote.paper_id, Vote.value, Vote.voted_at).where(Vote.subscriber_id.in_(chunk))
         ):
@@ -114,7 +115,7 @@ def recommend(
         for sid, word in session.execute(select(Mute.subscriber_id, Mute.word).where(Mute.subscriber_id.in_(chunk))):
             muted[sid].append(word)
     wanted = set(ids)
-    for cand_chunk in _chunks(list(column_of)):
+    for cand_chunk in chunks(list(column_of), 900):
         for sid, pid in session.execute(
             select(Shown.subscriber_id, Shown.paper_id).where(Shown.paper_id.in_(cand_chunk))
         ):
@@ -174,7 +175,7 @@ def recommend(
 
     explained = sorted({voted_ids[p.reason.liked_row] for ps in picks for p in ps if p.reason.liked_row >= 0})
     title_by_row = {}
-    for chunk in _chunks(explained):
+    for chunk in chunks(explained, 900):
         for pid, title in session.execute(select(Paper.id, Paper.title).where(Paper.id.in_(chunk))):
             title_by_row[row_of[pid]] = title
     for subscriber, taste_picks in zip(subscribers, picks, strict=True):
@@ -227,8 +228,3 @@ def starters(session: Session, model: TextModel, subscriber: Subscriber, pool: l
     order = rank.starter_order(vectors, size)
     interests = model.transform(texts) if texts else None
     return [pool[i] for i in rank.interest_starters(vectors, interests, order, size)]
-
-
-def _chunks(items: list, size: int = 900):
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

@@ -12,8 +12,7 @@ import xml.etree.ElementTree as ET
 from datetime import datetime
 
 from feedbot.sources.http import Client, SourceError
-from feedbot.sources.ingest import PaperRecord
-from feedbot.sources.records import record
+from feedbot.sources.records import PaperRecord, from_source
 from feedbot.store import links
 
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -60,8 +59,8 @@ def parse_page(body: bytes, categories: tuple[str, ...]) -> tuple[int, int, list
             continue
         authors = [a.findtext(f"{ATOM}name") or "" for a in entry.findall(f"{ATOM}author")]
         comment = entry.findtext(f"{ARXIV}comment") or ""
-        out.append(record(title, summary, day, arxiv_id, authors,
-                          code_url=links.find_code_url(summary) or links.find_code_url(comment)))
+        out.append(from_source(title, summary, day, arxiv_id, authors,
+                               code_url=links.find_code_url(summary) or links.find_code_url(comment)))
     return int(total_text), len(entries), out
 
 

@@ -1,4 +1,4 @@
-"""Parse a scraped "daily papers" dump into entries. Pure: bytes in, entries or a DumpError out.
+"""Parse a scraped "daily papers" dump into paper records. Pure: bytes in, records or a DumpError out.
 
 The format: header lines up to the first date line (`Mar 11` or `March 11`, no year), then
 non-empty lines alternating title, abstract. A later date line starts a new section. The year is
@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import calendar
 import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from feedbot.sources.records import CONTROL, MAX_TITLE_CHARS, PaperRecord, from_dump
+
 MAX_FILE_BYTES = 256 * 1024 * 1024
 MAX_LINE_CHARS = 64 * 1024
-MAX_TITLE_CHARS = 300  # longer than any real title: such a line is an abstract out of place
 MAX_TITLE_WORDS = 30  # a sentence of more words is a (short) abstract out of place, not a title
 ABSTRACT_ENDINGS = (".", "!", "…", "。")  # a title may end in "?" or ")", rarely in these
 MIN_COLUMN_PAIRS = 4  # from this many pairs on, the two columns' lengths are compared
@@ -31,8 +31,6 @@ _MONTHS |= {name.lower(): i for i, name in enumerate(calendar.month_name) if nam
 _MONTHS["sept"] = 9
 _DATE_LINE = re.compile(r"^([A-Za-z]{3,9})\.? ([0-9]{1,2})$")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
-_NON_WORD = re.compile(r"[\W_]+")
 _LETTER_WORD = re.compile(r"[^\W\d_]{2,}")
 
 
@@ -46,40 +44,13 @@ class DumpError(ValueError):
 
 
 @dataclass(frozen=True)
-class Entry:
-    title: str
-    abstract: str
-    listed_on: date
-    line: int
-
-    @property
-    def key(self) -> str:
-        return dedupe_key(self.title)
-
-
-@dataclass(frozen=True)
 class ParsedDump:
     name: str
-    entries: list[Entry]
+    entries: list[PaperRecord]
 
     @property
     def dates(self) -> list[date]:
         return sorted({e.listed_on for e in self.entries})
-
-
-def dedupe_key(title: str) -> str:
-    """The same paper however it was typed: NFKC, casefolded, punctuation and spaces collapsed.
-
-    A title with no word characters at all (emoji, symbols) keeps its symbols, so it is never the
-    empty key that every such title would share.
-    """
-    folded = unicodedata.normalize("NFKC", title).casefold()
-    words = " ".join(_NON_WORD.sub(" ", folded).split())
-    return (words or " ".join(folded.split()) or title)[:512]
-
-
-def normalise_space(text: str) -> str:
-    return " ".join(text.split())
 
 
 def decode(raw: bytes, name: str) -> str:
@@ -134,17 +105,17 @@ def parse_dump(raw: bytes, name: str, stamp: date) -> ParsedDump:
         raise DumpError(name, "empty file")
     text = decode(raw, name)
 
-    entries: list[Entry] = []
+    entries: list[PaperRecord] = []
     section: date | None = None
     title: tuple[str, int] | None = None
     for number, line in enumerate(_LINE_BREAK.split(text), start=1):
         if len(line) > MAX_LINE_CHARS:
             raise DumpError(name, f"line is {len(line):,} characters, over the {MAX_LINE_CHARS:,} cap", number)
-        bad = _CONTROL.search(line)
+        bad = CONTROL.search(line)
         if bad:
             what = "NUL byte" if bad.group() == "\x00" else f"control character U+{ord(bad.group()):04X}"
             raise DumpError(name, f"{what} in the text (binary data?)", number)
-        line = normalise_space(line)
+        line = " ".join(line.split())
         if not line:
             continue
         try:
@@ -161,7 +132,7 @@ def parse_dump(raw: bytes, name: str, stamp: date) -> ParsedDump:
                 continue  # header lines before the first date
             title = (line, number)
         else:
-            entries.append(Entry(title[0], line, section, title[1]))
+            entries.append(from_dump(title[0], line, section, title[1]))
             title = None
     if section is None:
         raise DumpError(name, "no date line found (expected a line like 'Mar 11' before the papers)")
@@ -188,7 +159,7 @@ def _is_sentence(line: str) -> bool:
     return line.endswith(ABSTRACT_ENDINGS) and len(line.split()) > MAX_TITLE_WORDS
 
 
-def check_shapes(name: str, entries: list[Entry]) -> None:
+def check_shapes(name: str, entries: list[PaperRecord]) -> None:
     """Refuse a dump whose title/abstract pairs are shifted or that holds only titles.
 
     A line lost from a dump pairs each later title with the next title and each abstract with the

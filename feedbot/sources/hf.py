@@ -11,8 +11,7 @@ import json
 from datetime import date, datetime
 
 from feedbot.sources.http import Client, SourceError
-from feedbot.sources.ingest import PaperRecord
-from feedbot.sources.records import record
+from feedbot.sources.records import PaperRecord, from_source
 from feedbot.store import links
 
 JSON_TYPES = ("application/json",)
@@ -60,7 +59,7 @@ def parse(body: bytes, listed_on: date | None) -> list[PaperRecord]:
         day = listed_on or _day(item.get("publishedAt") or paper.get("publishedAt"), where)
         arxiv_id = links.normalise_arxiv_id(raw_id)
         repo = paper.get("githubRepo")
-        out.append(record(
+        out.append(from_source(
             title, summary, day, arxiv_id, [a.get("name") or "" for a in authors],
             code_url=links.find_code_url(repo) if isinstance(repo, str) else None,
             url=f"https://huggingface.co/papers/{raw_id.strip()}",

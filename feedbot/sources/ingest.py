@@ -19,9 +19,9 @@ from sqlalchemy import Engine, bindparam, case, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from feedbot.clock import utcnow
-from feedbot.sources.dumps import DumpError, Entry, ParsedDump, parse_dump
-from feedbot.store import links
-from feedbot.store.db import insert_for, transaction
+from feedbot.sources.dumps import DumpError, parse_dump
+from feedbot.sources.records import PaperRecord
+from feedbot.store.db import chunks, insert_for, transaction
 from feedbot.store.models import Dump, Listing, Paper, Sweep
 from feedbot.store.papers import search_text
 
@@ -43,64 +43,29 @@ class IngestReport:
     stuck: str = ""  # why a swept file could not be moved out of the inbox
 
     def line(self) -> str:
-        return self._line() + (f" (NOT MOVED: {self.stuck})" if self.stuck else "")
-
-    def _line(self) -> str:
         if self.status == "ingested":
-            return f"{self.name}: {self.entries} entries, {self.new} new papers, {self.known} already known"
-        if self.status == "duplicate":
-            return f"{self.name}: already ingested (same content), nothing to do"
-        if self.status == "retry":
-            return f"{self.name}: left for the next sweep: {self.error}"
-        return f"{self.name}: FAILED: {self.error}"
+            text = f"{self.name}: {self.entries} entries, {self.new} new papers, {self.known} already known"
+        elif self.status == "duplicate":
+            text = f"{self.name}: already ingested (same content), nothing to do"
+        elif self.status == "retry":
+            text = f"{self.name}: left for the next sweep: {self.error}"
+        else:
+            text = f"{self.name}: FAILED: {self.error}"
+        return text + (f" (NOT MOVED: {self.stuck})" if self.stuck else "")
 
 
-def is_partial(path: Path) -> bool:
-    """Files a scraper is still writing: hidden names and .tmp/.part endings are left alone."""
-    return path.name.startswith(".") or path.suffix in (".tmp", ".part") or path.name.endswith(
-        ".error.txt"
-    )
+def dump_files(paths: Iterable[Path]) -> Iterator[Path]:
+    """Files named directly, and the complete dumps directly inside named folders, sorted.
 
-
-def expand(paths: Iterable[Path]) -> Iterator[Path]:
-    """Files named directly, and the complete files directly inside named folders, sorted."""
+    In a folder, files a scraper is still writing (hidden names, .tmp/.part endings) and the
+    notes beside failed dumps (.error.txt) are left alone.
+    """
     for path in paths:
         if path.is_dir():
-            yield from sorted(p for p in path.iterdir() if p.is_file() and not is_partial(p))
+            yield from sorted(p for p in path.iterdir() if p.is_file() and not (
+                p.name.startswith(".") or p.suffix in (".tmp", ".part") or p.name.endswith(".error.txt")))
         else:
             yield path
-
-
-def _chunks(items: list, size: int = CHUNK) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-@dataclass(frozen=True)
-class PaperRecord:
-    """One paper as a dump or a source lists it; the optional fields say where it lives."""
-
-    key: str
-    title: str
-    abstract: str
-    listed_on: date
-    arxiv_id: str | None = None
-    url: str | None = None
-    authors: str | None = None
-    code_url: str | None = None
-
-
-def record_of(entry: Entry) -> PaperRecord:
-    """A dump entry with the arXiv id and code URL its own text names (see links.identify)."""
-    found = links.identify(entry.title, entry.abstract)
-    linked = found.arxiv_id or found.cited_id
-    return PaperRecord(entry.key, entry.title, entry.abstract, entry.listed_on, found.arxiv_id,
-                       links.abs_url(linked) if linked else None, None, found.code_url)
-
-
-def store(engine: Engine, parsed: ParsedDump, sha256: str) -> IngestReport:
-    """Land every paper of one parsed dump, or none of them."""
-    return store_records(engine, parsed.name, sha256, [record_of(e) for e in parsed.entries])
 
 
 _META = ("arxiv_id", "url", "authors", "code_url")
@@ -178,7 +143,7 @@ def store_records(engine: Engine, name: str, sha256: str, records: list[PaperRec
                 if ids[n][0] not in listings or position < listings[ids[n][0]]["position"]:
                     listings[ids[n][0]] = listing
             insert = insert_for(session)
-            for chunk in _chunks(list(listings.values())):
+            for chunk in chunks(list(listings.values()), CHUNK):
                 connection.execute(insert(Listing), chunk)
             dump.new_papers, dump.known_papers, dump.finished_at = report.new, report.known, utcnow()
     except IntegrityError:
@@ -199,10 +164,10 @@ def _upsert(session, connection, records: list[PaperRecord], now) -> tuple[list[
     def lookup(by_id: set[str], by_key: set[str]) -> tuple[dict[str, tuple], dict[str, tuple]]:
         found_id: dict[str, tuple] = {}
         found_key: dict[str, tuple] = {}
-        for chunk in _chunks(sorted(by_id)):
+        for chunk in chunks(sorted(by_id), CHUNK):
             found_id.update({row.arxiv_id: row for row in connection.execute(
                 select(*columns).where(Paper.arxiv_id.in_(chunk)))})
-        for chunk in _chunks(sorted(by_key)):
+        for chunk in chunks(sorted(by_key), CHUNK):
             found_key.update({row.key: row for row in connection.execute(
                 select(*columns).where(Paper.key.in_(chunk)))})
         return found_id, found_key
@@ -212,7 +177,7 @@ def _upsert(session, connection, records: list[PaperRecord], now) -> tuple[list[
     fresh = [r for r in records if not (r.arxiv_id and r.arxiv_id in found_id)]
     new = 0
     inserted: set[str] = set()
-    for chunk in _chunks(fresh):
+    for chunk in chunks(fresh, CHUNK):
         rows = [
             {"key": r.key, "title": r.title, "abstract": r.abstract, "first_listed": r.listed_on,
              "created_at": now, "arxiv_id": r.arxiv_id, "url": r.url, "authors": r.authors,
@@ -283,7 +248,7 @@ def ingest_file(engine: Engine, path: Path, stamp: date | None = None) -> Ingest
     except DumpError as exc:
         record_failure(engine, path.name, sha256, str(exc))
         return IngestReport(path.name, "failed", error=str(exc))
-    report = store(engine, parsed, sha256)
+    report = store_records(engine, parsed.name, sha256, parsed.entries)
     log.info("ingest dump=%s status=%s new=%d known=%d", path.name, report.status, report.new,
              report.known)
     return report
@@ -296,7 +261,7 @@ def ingest_paths(
     progress: Callable[[int, int, Path], None] | None = None,
 ) -> list[IngestReport]:
     """Ingest files and folders in place (the admin CLI's `feedbot ingest PATH…`)."""
-    files = list(expand(paths))
+    files = list(dump_files(paths))
     reports = []
     for index, path in enumerate(files):
         if progress:
@@ -324,7 +289,7 @@ def sweep_inbox(
 ) -> list[IngestReport]:
     """Ingest every complete dump in the inbox; move it to done/ or, intact, to failed/."""
     inbox.mkdir(parents=True, exist_ok=True)
-    files = list(expand([inbox]))
+    files = list(dump_files([inbox]))
     reports = []
     for index, path in enumerate(files):
         if progress:

@@ -13,22 +13,17 @@ from sqlalchemy import Engine
 from feedbot.config import Settings
 from feedbot.sources import arxiv, hf
 from feedbot.sources.http import Client, SourceError
-from feedbot.sources.ingest import IngestReport, PaperRecord, store_records
+from feedbot.sources.ingest import IngestReport, store_records
+from feedbot.sources.records import PaperRecord
 from feedbot.sources.spec import SourceSpec, parse_sources
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ARXIV_MAX = 200
-ClientFactory = Callable[[SourceSpec], Client]
 
 
 def default_client(spec: SourceSpec) -> Client:
     return Client(min_interval=arxiv.MIN_INTERVAL if spec.kind == "arxiv" else 1.0)
-
-
-def batch_name(spec: SourceSpec, records: list[PaperRecord], day: date | None) -> str:
-    newest = day or max(r.listed_on for r in records)
-    return f"{spec.text} {newest.isoformat()}"
 
 
 def fingerprint(spec: SourceSpec, records: list[PaperRecord]) -> str:
@@ -38,33 +33,30 @@ def fingerprint(spec: SourceSpec, records: list[PaperRecord]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def fetch(spec: SourceSpec, settings: Settings, client: Client, day: date | None = None,
-          limit: int = DEFAULT_ARXIV_MAX) -> list[PaperRecord]:
-    if spec.kind == "hf":
-        return hf.fetch(client, settings.hf_api_url, day)
-    return arxiv.fetch(client, settings.arxiv_api_url, spec.categories, limit)
-
-
 def run(engine: Engine, settings: Settings, spec: SourceSpec, client: Client | None = None,
         day: date | None = None, limit: int = DEFAULT_ARXIV_MAX) -> IngestReport:
     """Fetch and store one source. A refused answer is reported as failed and stores nothing."""
     own = client is None
     client = client or default_client(spec)
     try:
-        records = fetch(spec, settings, client, day, limit)
+        if spec.kind == "hf":
+            records = hf.fetch(client, settings.hf_api_url, day)
+        else:
+            records = arxiv.fetch(client, settings.arxiv_api_url, spec.categories, limit)
     except SourceError as exc:
         log.warning("source %s refused: %s", spec.text, exc)
         return IngestReport(spec.text, "failed", error=str(exc))
     finally:
         if own:
             client.http.close()
-    report = store_records(engine, batch_name(spec, records, day), fingerprint(spec, records), records)
+    name = f"{spec.text} {(day or max(r.listed_on for r in records)).isoformat()}"
+    report = store_records(engine, name, fingerprint(spec, records), records)
     log.info("source %s: %s", spec.text, report.line())
     return report
 
 
-def run_configured(engine: Engine, settings: Settings, client_factory: ClientFactory = default_client
-                   ) -> list[IngestReport]:
+def run_configured(engine: Engine, settings: Settings,
+                   client_factory: Callable[[SourceSpec], Client] = default_client) -> list[IngestReport]:
     """Every source in FEEDBOT_SOURCES, one after the other (the worker's scheduled job).
 
     Sources of one kind share one client, so two arXiv sources are still paced 3 s apart.

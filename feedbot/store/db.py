@@ -73,6 +73,12 @@ def insert_for(engine_or_session) -> type:
     return postgresql.insert if bind.dialect.name == "postgresql" else sqlite.insert
 
 
+def chunks(items: list, size: int) -> Iterator[list]:
+    """`items` in slices of at most `size`, so IN lists and multi-row inserts stay under parameter limits."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
 def alembic_config(url: str):
     from alembic.config import Config
 
