@@ -54,16 +54,13 @@ def _sqlite_on_begin(connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
-def writer(engine: Engine) -> Engine:
-    """The engine whose SQLite transactions take the write lock when they begin."""
-    return engine.execution_options(**{WRITE: True}) if engine.dialect.name == "sqlite" else engine
-
-
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Session]:
     """A write transaction: commits as one unit, or rolls back whole on any error. Keep it short
     (no ranking or fitting inside): on SQLite it holds the database's single write lock."""
-    with Session(writer(engine), expire_on_commit=False) as session, session.begin():
+    if engine.dialect.name == "sqlite":
+        engine = engine.execution_options(**{WRITE: True})  # BEGIN IMMEDIATE (see _sqlite_on_begin)
+    with Session(engine, expire_on_commit=False) as session, session.begin():
         yield session
 
 

@@ -307,18 +307,13 @@ def votes_on(session: Session, subscriber: Subscriber, paper_ids: list[int]) -> 
 
 
 def record_shown(session: Session, subscriber: Subscriber, items: list[tuple[int, float, str]], source: str,
-                 delivery_id: int | None = None, now: datetime | None = None) -> None:
-    """Remember papers put in front of the subscriber; the unique key makes a repeat a no-op."""
-    record_shown_many(session, [(subscriber.id, items, delivery_id)], source, now)
-
-
-def record_shown_many(session: Session, batches: list[tuple[int, list[tuple[int, float, str]], int | None]],
-                      source: str, now: datetime | None = None) -> None:
-    """record_shown for many subscribers in one statement: (subscriber id, items, delivery id)."""
+                 now: datetime | None = None) -> None:
+    """Remember papers put in front of the subscriber, as (paper id, score, reason); the unique key
+    makes a repeat a no-op. Digest picks are recorded with their delivery (delivery.digests)."""
     when = now or utcnow()
-    rows = [{"subscriber_id": sid, "paper_id": pid, "delivery_id": delivery_id, "source": source,
-             "position": n, "score": float(score), "reason": reason[:2000], "shown_at": when}
-            for sid, items, delivery_id in batches for n, (pid, score, reason) in enumerate(items)]
+    rows = [{"subscriber_id": subscriber.id, "paper_id": pid, "source": source, "position": n,
+             "score": float(score), "reason": reason[:2000], "shown_at": when}
+            for n, (pid, score, reason) in enumerate(items)]
     if not rows:
         return
     insert = insert_for(session)
