@@ -51,12 +51,6 @@ class Client:
         self._last: float | None = None
         self.http = httpx.Client(headers={"User-Agent": USER_AGENT}, timeout=timeout, follow_redirects=True)
 
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.http.close()
-
     def _pace(self) -> None:
         if self._last is not None and self.min_interval > 0:
             wait = self._last + self.min_interval - self.clock()

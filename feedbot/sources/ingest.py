@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, bindparam, case, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from feedbot.clock import utcnow
 from feedbot.sources.dumps import DumpError, parse_dump
@@ -122,7 +123,7 @@ def store_records(engine: Engine, name: str, sha256: str, records: list[PaperRec
             session.add(dump)
             session.flush()
             connection = session.connection()
-            ids, report.new = _upsert(session, connection, [r for _, r in grouped], now)
+            ids, report.new = _upsert(session, [r for _, r in grouped], now)
             report.known = len(grouped) - report.new
 
             earlier = [
@@ -155,9 +156,9 @@ def store_records(engine: Engine, name: str, sha256: str, records: list[PaperRec
     return report
 
 
-def _upsert(session, connection, records: list[PaperRecord], now) -> tuple[list[tuple[int, date]], int]:
+def _upsert(session: Session, records: list[PaperRecord], now: datetime) -> tuple[list[tuple[int, date]], int]:
     """(paper id, first listed) for each record, inserting the new ones; and how many were new."""
-    insert = insert_for(session)
+    connection, insert = session.connection(), insert_for(session)
     columns = (Paper.id, Paper.key, Paper.first_listed, Paper.arxiv_id, Paper.url, Paper.authors,
                Paper.code_url, Paper.title, Paper.abstract)
 

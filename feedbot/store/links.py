@@ -18,6 +18,8 @@ from urllib.parse import quote, quote_plus, urlsplit
 DEFAULT_PAPER_LINK = "https://arxiv.org/search/?query={query}&searchtype=title"
 ABS_URL = "https://arxiv.org/abs/{id}"
 MAX_AUTHORS_SHOWN = 3
+MAX_URL_CHARS = 600
+_URL_SAFE = ":/?#[]@!$&'()*+,;=%~-._"
 
 # The archives that had old-style (pre-2007) identifiers: `archive[.SUBJ]/YYMMNNN`.
 _OLD_ARCHIVE_NAMES = (
@@ -117,12 +119,6 @@ def identify(title: str, abstract: str) -> Identity:
 
 def abs_url(arxiv_id: str) -> str:
     return ABS_URL.format(id=arxiv_id)
-
-
-MAX_URL_CHARS = 600
-
-
-_URL_SAFE = ":/?#[]@!$&'()*+,;=%~-._"
 
 
 def safe_url(url: str) -> str:
