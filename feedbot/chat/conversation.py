@@ -9,7 +9,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -83,39 +82,13 @@ class User:
     name: str = ""
 
 
-class ModelCache:
-    """The fitted text model for the corpus in the database. Whichever process refits (the worker,
-    `feedbot model refit`, an ingest elsewhere), the next `get` loads the newest saved fit; file
-    names carry the corpus version, so checking costs one small query and a directory listing."""
-
-    def __init__(self, model_dir: Path) -> None:
-        self.model_dir = model_dir
-        self._model: textmodel.TextModel | None = None
-
-    def get(self, session: Session) -> textmodel.TextModel | None:
-        """The newest saved fit, or None before the first ingest (no papers: nothing to fit)."""
-        saved = textmodel.saved_versions(self.model_dir)
-        if self._model is None or (saved and saved[0] != self._model.corpus_version):
-            newest = textmodel.load_latest(self.model_dir) if saved else None
-            try:
-                self._model = newest or self._model or textmodel.load(session, self.model_dir)
-            except textmodel.NoPapersError:
-                return None
-        return self._model
-
-    def stale(self, session: Session) -> bool:
-        """Whether the corpus moved on since the newest saved fit (a refit is due)."""
-        saved = textmodel.saved_versions(self.model_dir)
-        return not saved or saved[0] != textmodel.corpus_version(session)
-
-
 class Chat:
     """One instance serves every subscriber; methods are synchronous (run them off the event loop)."""
 
     def __init__(self, engine: Engine, settings: Settings, clock: Callable[[], datetime] = utcnow,
-                 models: ModelCache | None = None) -> None:
+                 models: textmodel.ModelCache | None = None) -> None:
         self.engine, self.settings, self.clock = engine, settings, clock
-        self.models = models or ModelCache(settings.model_dir)
+        self.models = models or textmodel.ModelCache(settings.model_dir)
 
     # --- entry points ------------------------------------------------------------------------
 
