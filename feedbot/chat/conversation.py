@@ -21,7 +21,7 @@ from feedbot.chat.messages import (
     Reply,
     escape,
     numbered_papers,
-    snippet,
+    paper_item,
     split_items,
     vote_keyboard,
     vote_row,
@@ -33,7 +33,6 @@ from feedbot.numbers import whole_number
 from feedbot.ranking import textmatch, textmodel
 from feedbot.store import subscribers
 from feedbot.store.db import transaction
-from feedbot.store.links import html_byline, html_title
 from feedbot.store.models import Delivery, Paper, Shown, Subscriber, Vote
 from feedbot.store.papers import links_of, paper_links, search_papers
 from feedbot.store.subscribers import UserError
@@ -288,12 +287,9 @@ class Chat:
             items.append((f"…and {len(liked) - 30} more: /export gives them all.", []))
         return split_items(f"<b>Papers you liked</b> ({len(liked)})", items, separator="\n")
 
-    def _paper_line(self, number: int, paper: Paper, title_chars: int = 300) -> str:
-        """`n. Title` linked to the paper, then its authors and code link when known."""
-        title = paper.title if len(paper.title) <= title_chars else paper.title[: title_chars - 1] + "…"
-        found = links_of(paper, self.settings.paper_link)
-        byline = html_byline(found)
-        return f"{number}. {html_title(found, escape(title))}" + (f"\n{byline}" if byline else "")
+    def _paper_line(self, number: int, paper: Paper, **shown) -> str:
+        return paper_item(f"{number}.", paper.title, links_of(paper, self.settings.paper_link), title_chars=300,
+                          **shown)
 
     def cmd_search(self, session: Session, user: User, subscriber: Subscriber, args: str) -> list[Reply]:
         if not args:
@@ -304,7 +300,7 @@ class Chat:
         subscribers.record_shown(session, subscriber, [(p.id, 0.0, "search") for p in found], "search",
                                  now=self.clock())
         votes = subscribers.votes_on(session, subscriber, [p.id for p in found])
-        items = [(f"{self._paper_line(n, p)} ({p.first_listed:%d %b %Y})\n{escape(snippet(p.abstract, 200))}",
+        items = [(self._paper_line(n, p, listed=p.first_listed, abstract=p.abstract, abstract_chars=200),
                   vote_row(n, p.id, votes.get(p.id, 0))) for n, p in enumerate(found, 1)]
         return split_items(f"<b>Papers matching “{escape(args[:200])}”</b>", items)
 
@@ -435,9 +431,8 @@ class Chat:
             found = paper_links(session, [pid for pid, _, _ in rows], self.settings.paper_link)
             text += f"\n\n<b>{delivery.local_date:%a %d %b %Y}</b>"
             for number, (pid, title, value) in enumerate(rows):
-                short = title if len(title) <= 150 else title[:149] + "…"
                 mark = "👍" if value == 1 else "👎" if value == -1 else "·"
-                line = f"\n{mark} {html_title(found.get(pid), escape(short))}"
+                line = "\n" + paper_item(mark, title, found.get(pid), title_chars=150, byline=False)
                 if len(text) + len(line) > MAX_TEXT - 40:  # one message: the page is edited in place
                     text += f"\n… and {len(rows) - number} more"
                     break
