@@ -9,10 +9,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from feedbot.chat.messages import Reply, escape, paper_item, split_items, vote_keyboard, vote_row
+from feedbot.chat.messages import Reply, escape, paper_item, split_items, vote_row
 from feedbot.config import Settings
 from feedbot.delivery import reasons, schedule
 from feedbot.ranking import recommend
@@ -22,9 +22,6 @@ from feedbot.store.db import insert_for
 from feedbot.store.links import DEFAULT_PAPER_LINK, PaperLinks
 from feedbot.store.models import Shown, Subscriber
 from feedbot.store.papers import latest_dump_failed, paper_links
-
-STARTER_SIZE = 5
-NO_PAPERS_YET = "no papers yet — your first digest comes after the first listing"
 
 
 @dataclass
@@ -145,21 +142,3 @@ def render(digest: Digest, votes: dict[int, int] | None = None, after: int = 0) 
     if after:
         return split_items("", items) if items else []
     return split_items(header, items)
-
-
-def starter(session: Session, model: TextModel, subscriber: Subscriber, now: datetime,
-            settings: Settings, size: int = STARTER_SIZE) -> list[Reply]:
-    """About five recent papers to rate during onboarding (led by the typed interests), recorded as shown."""
-    day = schedule.local_date(subscriber, now)
-    pool = recommend.candidates(session, day, max(settings.candidate_days, 7))
-    seen = set(session.scalars(select(Shown.paper_id).where(Shown.subscriber_id == subscriber.id)))
-    pool = [c for c in pool if c.id not in seen]
-    if not pool:
-        return []
-    chosen = recommend.starters(session, model, subscriber, pool, size)
-    subscribers.record_shown(session, subscriber, [(c.id, 0.0, "starter") for c in chosen], "starter", now=now)
-    found = paper_links(session, [c.id for c in chosen], settings.paper_link)
-    lines = [paper_item(f"{n}.", c.title, found.get(c.id), abstract=c.abstract, abstract_chars=200)
-             for n, c in enumerate(chosen, 1)]
-    text = "<b>Rate a few papers</b> so your first digest already knows your taste:\n\n" + "\n\n".join(lines)
-    return [Reply(text, vote_keyboard([(n, c.id) for n, c in enumerate(chosen, 1)], {}))]
