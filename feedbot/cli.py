@@ -187,10 +187,10 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
     """Show who is due now and what they would get (--dry-run), or send one subscriber's digest now (--send)."""
-    from feedbot.chat.conversation import ModelCache
     from feedbot.chat.messages import plain
     from feedbot.clock import utcnow
     from feedbot.delivery import digests, due, reasons, schedule
+    from feedbot.ranking.textmodel import ModelCache
 
     engine = _engine(settings)
     now = utcnow()
@@ -230,8 +230,9 @@ def _send_now(engine: Engine, settings: Settings, telegram_id: int, now) -> int:
     import asyncio
 
     from feedbot.chat import telegram
-    from feedbot.chat.conversation import Chat, ModelCache
+    from feedbot.chat.conversation import Chat
     from feedbot.delivery import deliveries, schedule
+    from feedbot.ranking.textmodel import ModelCache
 
     if not settings.telegram_token:
         raise CommandError("TELEGRAM_BOT_TOKEN is not set: cannot send")

@@ -27,7 +27,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from feedbot.chat import telegram
-from feedbot.chat.conversation import Chat, ModelCache
+from feedbot.chat.conversation import Chat
 from feedbot.clock import utcnow
 from feedbot.config import Settings
 from feedbot.delivery import deliveries, due, heartbeat
@@ -112,7 +112,7 @@ class Worker:
     def __init__(self, settings: Settings, engine: Engine, application=None, clock: Callable[[], datetime] = utcnow,
                  broadcast_rate: float = 25.0, part_pause: float = 1.0, concurrency: int = 4) -> None:
         self.settings, self.engine, self.clock = settings, engine, clock
-        self.models = ModelCache(settings.model_dir)
+        self.models = textmodel.ModelCache(settings.model_dir)
         self.chat = Chat(engine, settings, clock, self.models)
         self.application = application
         self.pacer = Pacer(broadcast_rate)

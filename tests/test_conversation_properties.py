@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from feedbot.chat.conversation import COMMANDS, Chat, User
+from feedbot.chat.commands import names
+from feedbot.chat.conversation import Chat, User
 from feedbot.ranking import textmodel
 from feedbot.sources.ingest import ingest_paths
 from feedbot.store.models import Shown, Subscriber, Vote
@@ -22,7 +23,7 @@ ANY_TEXT = st.one_of(st.text(max_size=40), st.text(max_size=40).map(lambda t: f"
 ARGS = st.one_of(ANY_TEXT, st.sampled_from(["1", "²", "٣", "0", "21", "add diffusion", "add the of and", "add 🚀",
                                             "remove 1", "remove ¹", "clear", "daily", "07:30", "Asia/Tokyo",
                                             "c++", "UTC+5:30", "9" * 40]))
-COMMAND = st.tuples(st.just("command"), st.one_of(st.sampled_from([n for n, _ in COMMANDS] + ["skip"]), ANY_TEXT),
+COMMAND = st.tuples(st.just("command"), st.one_of(st.sampled_from(names()), ANY_TEXT),
                     ARGS)
 TEXT = st.tuples(st.just("text"), st.one_of(ANY_TEXT, st.sampled_from(["diffusion, robots", "Europe/Berlin"])),
                  st.just(""))

@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from feedbot.chat.conversation import COMMANDS, Chat, User
+from feedbot.chat.commands import menu
+from feedbot.chat.conversation import Chat, User
 from feedbot.ranking import textmodel
 from feedbot.sources.ingest import ingest_paths
 from feedbot.store.models import Shown
@@ -45,7 +46,7 @@ def test_every_path_answers_before_the_first_ingest(engine, settings):
     assert "All set" in say(chat, alice, "/skip")[0].text
     [digest] = say(chat, alice, "/digest")
     assert "no papers yet — your first digest comes after the first listing" in digest.text
-    for name, _ in COMMANDS:
+    for name, _ in menu():
         for args in ("", "1", "²", "add robots", "x" * 300):
             say(chat, alice, f"/{name} {args}".strip())
     for data in ("v:1:+", "h:0", "s:size:+", "s:pause", "s:resume", "d:no"):

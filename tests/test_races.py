@@ -17,7 +17,7 @@ from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from feedbot import cli
-from feedbot.chat.conversation import Chat, ModelCache, User
+from feedbot.chat.conversation import Chat, User
 from feedbot.delivery import deliveries, heartbeat
 from feedbot.ranking import textmodel
 from feedbot.store import subscribers
@@ -71,7 +71,7 @@ def shown_ids(replies):
 
 
 def test_digest_command_racing_the_sweep_shows_no_paper_twice(seeded, settings):
-    models = ModelCache(settings.model_dir)
+    models = textmodel.ModelCache(settings.model_dir)
     for n in range(ROUNDS):
         telegram_id = 900 + n
         add(seeded, telegram_id)
@@ -92,7 +92,7 @@ def test_digest_command_racing_the_sweep_shows_no_paper_twice(seeded, settings):
 def test_two_sweeps_and_an_admin_send_at_once_claim_each_digest_once(seeded, settings):
     for n in range(ROUNDS):
         add(seeded, 950 + n)
-    models = ModelCache(settings.model_dir)
+    models = textmodel.ModelCache(settings.model_dir)
     first, second = (Worker(settings, seeded, clock=lambda: NOW) for _ in range(2))
     first.models = second.models = models
     with Session(seeded, expire_on_commit=False) as session:

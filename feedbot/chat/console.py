@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterable
 from typing import TextIO
 
+from feedbot.chat import commands
 from feedbot.chat.conversation import Chat, User
 from feedbot.chat.messages import Button, Reply, plain
 
@@ -126,8 +127,7 @@ class Console:
             self.show(answer.replies)
             return True
         if line.startswith("/"):
-            name, _, args = line[1:].partition(" ")
-            self.show(self.chat.command(self.user, name, args))
+            self.show(self.chat.command(self.user, *commands.split(line)))
         else:
             self.show(self.chat.text(self.user, line))
         return True

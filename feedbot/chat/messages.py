@@ -7,6 +7,9 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass, field
+from datetime import date
+
+from feedbot.store.links import PaperLinks
 
 MAX_TEXT = 4096  # Telegram's limit for one message
 MAX_CALLBACK_BYTES = 64  # Telegram's limit for a button's callback data
@@ -68,6 +71,34 @@ def snippet(abstract: str, limit: int = 260) -> str:
         return text
     cut = text[:limit].rsplit(" ", 1)[0].rstrip(",;:")
     return cut + "…"
+
+
+def link(url: str, text: str) -> str:
+    """A Telegram-HTML link; `text` must already be escaped."""
+    return f'<a href="{html.escape(url, quote=True)}">{text}</a>'
+
+
+def paper_item(lead: str, title: str, links: PaperLinks | None, *, title_chars: int | None = None,
+               byline: bool = True, listed: date | None = None, abstract: str | None = None,
+               abstract_chars: int = 260, why: str | None = None) -> str:
+    """One paper as every list shows it (digest, starters, /search, /liked, /export, /history):
+    `lead` (its number or vote mark), the bold title linked to the paper, its authors and code link
+    when known; then, when given, the listing date, the abstract's opening and why it was picked."""
+    if title_chars is not None and len(title) > title_chars:
+        title = title[: title_chars - 1] + "…"
+    lines = [f"{lead} <b>{link(links.url, escape(title)) if links else escape(title)}</b>"]
+    credits = [escape(links.authors)] if byline and links and links.authors else []
+    if byline and links and links.code_url:
+        credits.append(link(links.code_url, "code"))
+    if credits:
+        lines.append(" · ".join(credits))
+    if listed is not None:
+        lines[-1] += f" ({listed:%d %b %Y})"
+    if abstract is not None:
+        lines.append(escape(snippet(abstract, abstract_chars)))
+    if why is not None:
+        lines.append(f"<i>{escape(why if len(why) <= 600 else why[:599] + '…')}</i>")
+    return "\n".join(lines)
 
 
 def vote_row(number: int, paper_id: int, vote: int) -> list[Button]:

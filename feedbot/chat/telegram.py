@@ -32,7 +32,8 @@ from telegram.ext import (
     filters,
 )
 
-from feedbot.chat.conversation import BUTTON_DATA, COMMANDS, Chat, User
+from feedbot.chat import commands
+from feedbot.chat.conversation import BUTTON_DATA, Chat, User
 from feedbot.chat.messages import Answer, Button, Reply, plain
 from feedbot.config import Settings
 from feedbot.store.db import transaction
@@ -107,8 +108,7 @@ class TelegramBot:
 
     async def on_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A /command: its name and arguments go to the conversation."""
-        text = update.effective_message.text or ""
-        name, _, args = text[1:].partition(" ")
+        name, args = commands.split(update.effective_message.text or "")
         replies = await asyncio.to_thread(self.chat.command, self.user_of(update), name, args)
         await self.reply(update, replies)
 
@@ -191,7 +191,7 @@ async def start(application: Application, poll_timeout: float = 30.0) -> None:
     """Initialise, register the command menu, and start long polling (updates are kept, not dropped)."""
     await application.initialize()
     # Commands registered at start show up in Telegram's menu.
-    await application.bot.set_my_commands([BotCommand(name, text) for name, text in COMMANDS])
+    await application.bot.set_my_commands([BotCommand(name, text) for name, text in commands.menu()])
     await application.start()
     await application.updater.start_polling(poll_interval=0.0, timeout=int(poll_timeout),
                                             allowed_updates=Update.ALL_TYPES)
@@ -228,8 +228,7 @@ def build_application(settings: Settings, chat: Chat, timeout: float = 15.0, max
     application = builder.build()
     handlers = TelegramBot(chat)
     application.bot_data["feedbot"] = handlers
-    names = [name for name, _ in COMMANDS] + ["skip"]
-    application.add_handler(CommandHandler(names, handlers.on_command))
+    application.add_handler(CommandHandler(commands.names(), handlers.on_command))
     application.add_handler(MessageHandler(filters.COMMAND, handlers.on_command))  # unknown commands
     application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, handlers.on_text))
     application.add_handler(CallbackQueryHandler(handlers.on_button, pattern=BUTTON_DATA))

@@ -9,22 +9,19 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from feedbot.chat.messages import Reply, escape, snippet, split_items, vote_keyboard, vote_row
+from feedbot.chat.messages import Reply, escape, paper_item, split_items, vote_row
 from feedbot.config import Settings
 from feedbot.delivery import reasons, schedule
 from feedbot.ranking import recommend
 from feedbot.ranking.textmodel import TextModel
 from feedbot.store import subscribers
 from feedbot.store.db import insert_for
-from feedbot.store.links import DEFAULT_PAPER_LINK, PaperLinks, html_byline, html_title
+from feedbot.store.links import DEFAULT_PAPER_LINK, PaperLinks
 from feedbot.store.models import Shown, Subscriber
 from feedbot.store.papers import latest_dump_failed, paper_links
-
-STARTER_SIZE = 5
-NO_PAPERS_YET = "no papers yet — your first digest comes after the first listing"
 
 
 @dataclass
@@ -138,37 +135,10 @@ def render(digest: Digest, votes: dict[int, int] | None = None, after: int = 0) 
     header = f"<b>📚 feedbot · {day}</b>\n{count} pick{'s' if count != 1 else ''} for you{listed}. " \
              f"Tap 👍/👎 to teach me."
     items = [
-        (_item(n, pick, digest.links.get(pick.paper_id)), vote_row(n, pick.paper_id, votes.get(pick.paper_id, 0)))
+        (paper_item(f"{n}.", pick.title, digest.links.get(pick.paper_id), abstract=pick.abstract, why=pick.why),
+         vote_row(n, pick.paper_id, votes.get(pick.paper_id, 0)))
         for n, pick in enumerate(digest.picks, 1) if n > after
     ]
     if after:
         return split_items("", items) if items else []
     return split_items(header, items)
-
-
-def _item(number: int, pick: recommend.Suggestion, links: PaperLinks | None) -> str:
-    why = pick.why if len(pick.why) <= 600 else pick.why[:599] + "…"
-    byline = html_byline(links)
-    return (f"{number}. {html_title(links, escape(pick.title))}\n" + (f"{byline}\n" if byline else "")
-            + f"{escape(snippet(pick.abstract))}\n<i>{escape(why)}</i>")
-
-
-def starter(session: Session, model: TextModel, subscriber: Subscriber, now: datetime,
-            settings: Settings, size: int = STARTER_SIZE) -> list[Reply]:
-    """About five recent papers to rate during onboarding (led by the typed interests), recorded as shown."""
-    day = schedule.local_date(subscriber, now)
-    pool = recommend.candidates(session, day, max(settings.candidate_days, 7))
-    seen = set(session.scalars(select(Shown.paper_id).where(Shown.subscriber_id == subscriber.id)))
-    pool = [c for c in pool if c.id not in seen]
-    if not pool:
-        return []
-    chosen = recommend.starters(session, model, subscriber, pool, size)
-    subscribers.record_shown(session, subscriber, [(c.id, 0.0, "starter") for c in chosen], "starter", now=now)
-    found = paper_links(session, [c.id for c in chosen], settings.paper_link)
-    lines = []
-    for n, c in enumerate(chosen, 1):
-        byline = html_byline(found.get(c.id))
-        lines.append(f"{n}. {html_title(found.get(c.id), escape(c.title))}\n" + (f"{byline}\n" if byline else "")
-                     + escape(snippet(c.abstract, 200)))
-    text = "<b>Rate a few papers</b> so your first digest already knows your taste:\n\n" + "\n\n".join(lines)
-    return [Reply(text, vote_keyboard([(n, c.id) for n, c in enumerate(chosen, 1)], {}))]

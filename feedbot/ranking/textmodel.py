@@ -260,3 +260,29 @@ def load(session: Session, model_dir: Path) -> TextModel:
     if model is None:
         model, _ = ensure(session, model_dir)
     return model
+
+
+class ModelCache:
+    """The fitted text model for the corpus in the database. Whichever process refits (the worker,
+    `feedbot model refit`, an ingest elsewhere), the next `get` loads the newest saved fit; file
+    names carry the corpus version, so checking costs one small query and a directory listing."""
+
+    def __init__(self, model_dir: Path) -> None:
+        self.model_dir = model_dir
+        self._model: TextModel | None = None
+
+    def get(self, session: Session) -> TextModel | None:
+        """The newest saved fit, or None before the first ingest (no papers: nothing to fit)."""
+        saved = saved_versions(self.model_dir)
+        if self._model is None or (saved and saved[0] != self._model.corpus_version):
+            newest = load_latest(self.model_dir) if saved else None
+            try:
+                self._model = newest or self._model or load(session, self.model_dir)
+            except NoPapersError:
+                return None
+        return self._model
+
+    def stale(self, session: Session) -> bool:
+        """Whether the corpus moved on since the newest saved fit (a refit is due)."""
+        saved = saved_versions(self.model_dir)
+        return not saved or saved[0] != corpus_version(session)

@@ -8,7 +8,6 @@ one be recognised as the same paper, and lets every view link to it.
 
 from __future__ import annotations
 
-import html
 import re
 import string
 from collections.abc import Iterable
@@ -215,23 +214,3 @@ def short_authors(stored: str | None, limit: int = MAX_AUTHORS_SHOWN) -> str:
     if len(names) <= limit:
         return ", ".join(names)
     return ", ".join(names[: limit - 1]) + " et al."
-
-
-def html_title(links: PaperLinks | None, title_html: str) -> str:
-    """The bold title, linked to the paper when its links are known."""
-    return f"<b>{link(links.url, title_html)}</b>" if links else f"<b>{title_html}</b>"
-
-
-def html_byline(links: PaperLinks | None) -> str:
-    """`A. Author, B. Author et al. · code` (escaped HTML), or '' when neither is known."""
-    if links is None:
-        return ""
-    parts = [html.escape(links.authors, quote=False)] if links.authors else []
-    if links.code_url:
-        parts.append(link(links.code_url, "code"))
-    return " · ".join(parts)
-
-
-def link(url: str, text: str) -> str:
-    """A Telegram-HTML link; `text` must already be escaped."""
-    return f'<a href="{html.escape(url, quote=True)}">{text}</a>'

@@ -1,0 +1,107 @@
+"""What a subscriber has seen and kept: /history (paged by buttons), /liked, /search and /export."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+
+from feedbot.chat import bibtex
+from feedbot.chat.messages import MAX_TEXT, Answer, Button, Reply, escape, paper_item, split_items, vote_row
+from feedbot.store import subscribers
+from feedbot.store.models import Delivery, Paper, Shown, Vote
+from feedbot.store.papers import links_of, paper_links, search_papers
+from feedbot.store.subscribers import UserError
+
+if TYPE_CHECKING:
+    from feedbot.chat.conversation import Turn
+
+HISTORY_PAGE = 3
+SEARCH_RESULTS = 5
+
+
+def history(turn: Turn, args: str) -> list[Reply]:
+    return [Reply(*history_page(turn, 0))]
+
+
+def history_press(turn: Turn, page: int) -> Answer:
+    """◀ Newer / Older ▶: the page replaces the message's text and buttons."""
+    text, buttons = history_page(turn, page)
+    return Answer("", keyboard=buttons, text=text)
+
+
+def history_page(turn: Turn, page: int) -> tuple[str, list[list[Button]]]:
+    """Past digests, newest first, HISTORY_PAGE per page, each paper marked with the vote on it."""
+    session, subscriber = turn.session, turn.subscriber
+    delivered = session.scalars(
+        select(Delivery).where(Delivery.subscriber_id == subscriber.id,
+                               Delivery.status.in_(("sent", "sending", "uncertain")))
+        .order_by(Delivery.local_date.desc()).offset(page * HISTORY_PAGE).limit(HISTORY_PAGE + 1)
+    ).all()
+    if not delivered:
+        return ("No digests yet." if page == 0 else "No older digests."), []
+    has_more = len(delivered) > HISTORY_PAGE
+    text = "<b>Your past digests</b>"
+    for delivery in delivered[:HISTORY_PAGE]:
+        rows = session.execute(
+            select(Paper.id, Paper.title, Vote.value)
+            .select_from(Shown).join(Paper, Paper.id == Shown.paper_id)
+            .outerjoin(Vote, (Vote.paper_id == Shown.paper_id) & (Vote.subscriber_id == subscriber.id))
+            .where(Shown.delivery_id == delivery.id).order_by(Shown.position)
+        ).all()
+        found = paper_links(session, [pid for pid, _, _ in rows], turn.chat.settings.paper_link)
+        text += f"\n\n<b>{delivery.local_date:%a %d %b %Y}</b>"
+        for number, (pid, title, value) in enumerate(rows):
+            mark = "👍" if value == 1 else "👎" if value == -1 else "·"
+            line = "\n" + paper_item(mark, title, found.get(pid), title_chars=150, byline=False)
+            if len(text) + len(line) > MAX_TEXT - 40:  # one message: the page is edited in place
+                text += f"\n… and {len(rows) - number} more"
+                break
+            text += line
+    buttons = []
+    if page > 0:
+        buttons.append(Button("◀ Newer", f"h:{page - 1}"))
+    if has_more:
+        buttons.append(Button("Older ▶", f"h:{page + 1}"))
+    return text, ([buttons] if buttons else [])
+
+
+def _listed(turn: Turn, number: int, paper: Paper, **shown) -> str:
+    return paper_item(f"{number}.", paper.title, links_of(paper, turn.chat.settings.paper_link), title_chars=300,
+                      **shown)
+
+
+def liked(turn: Turn, args: str) -> list[Reply]:
+    papers = subscribers.liked_papers(turn.session, turn.subscriber)
+    if not papers:
+        return [Reply("You haven't liked any papers yet. Tap 👍 in a digest, or find papers with /search.")]
+    items = [(_listed(turn, n, p), []) for n, p in enumerate(papers[:30], 1)]
+    if len(papers) > 30:
+        items.append((f"…and {len(papers) - 30} more: /export gives them all.", []))
+    return split_items(f"<b>Papers you liked</b> ({len(papers)})", items, separator="\n")
+
+
+def search(turn: Turn, args: str) -> list[Reply]:
+    if not args:
+        raise UserError("Tell me what to look for, e.g. /search graph neural networks")
+    found = search_papers(turn.session, args[:200], SEARCH_RESULTS)
+    if not found:
+        return [Reply(f"No papers mention all of: {escape(args[:200])}")]
+    subscribers.record_shown(turn.session, turn.subscriber, [(p.id, 0.0, "search") for p in found], "search",
+                             now=turn.chat.clock())
+    votes = subscribers.votes_on(turn.session, turn.subscriber, [p.id for p in found])
+    items = [(_listed(turn, n, p, listed=p.first_listed, abstract=p.abstract, abstract_chars=200),
+              vote_row(n, p.id, votes.get(p.id, 0))) for n, p in enumerate(found, 1)]
+    return split_items(f"<b>Papers matching “{escape(args[:200])}”</b>", items)
+
+
+def export(turn: Turn, args: str) -> list[Reply]:
+    papers = subscribers.liked_papers(turn.session, turn.subscriber)
+    if not papers:
+        return [Reply("You haven't liked any papers yet, so there is nothing to export.")]
+    items = [(_listed(turn, n, p), []) for n, p in enumerate(papers[:50], 1)]
+    if len(papers) > 50:
+        items.append((f"…and {len(papers) - 50} more in the file.", []))
+    replies = split_items(f"<b>Your {len(papers)} liked papers</b> (BibTeX attached)", items, separator="\n")
+    replies[-1].document = ("feedbot-liked.bib", bibtex.export(papers).encode())
+    return replies
