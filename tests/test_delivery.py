@@ -128,8 +128,8 @@ def claim_digest(engine, telegram_id: int, picks: int, title_words: int,
             session.flush()
             ids.append(paper.id)
         delivery_id = deliveries.claim(session, subscriber.id, DAY, NOW)
-        suggestions = [recommend.Suggestion(pid, "", "", 1.0, "", "because") for pid in ids]
-        digests.record(session, [(digests.Digest(subscriber.id, DAY, DAY, suggestions), delivery_id)], NOW)
+        chosen = [recommend.Pick(session.get(Paper, pid), 1.0, "", "because") for pid in ids]
+        digests.record(session, [(digests.Digest(subscriber.id, DAY, DAY, chosen), delivery_id)], NOW)
     return delivery_id, ids
 
 

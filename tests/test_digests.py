@@ -5,18 +5,19 @@ from datetime import date
 
 from feedbot.chat.messages import MAX_TEXT
 from feedbot.delivery.digests import Digest, render
-from feedbot.ranking.recommend import Suggestion
+from feedbot.ranking.recommend import Pick
+from feedbot.store.models import Paper
 from tests.fake_telegram import parse_html
 
 
 def digest(picks: int, title_chars: int = 60) -> Digest:
-    suggestions = [
-        Suggestion(paper_id=1000 + n, title=f"<b>Paper {n}</b> & " + "x" * title_chars,
-                   abstract="An abstract with <tags> & ampersands. " * 30, score=1.0 - n / 100, kind="liked",
-                   why=f"because you liked “<i>{n}</i>” · a, b, c")
+    chosen = [
+        Pick(Paper(id=1000 + n, title=f"<b>Paper {n}</b> & " + "x" * title_chars,
+                   abstract="An abstract with <tags> & ampersands. " * 30),
+             score=1.0 - n / 100, kind="liked", why=f"because you liked “<i>{n}</i>” · a, b, c")
         for n in range(picks)
     ]
-    return Digest(1, date(2026, 3, 12), date(2026, 3, 12), suggestions)
+    return Digest(1, date(2026, 3, 12), date(2026, 3, 12), chosen)
 
 
 def test_a_normal_digest_is_one_message_with_a_row_per_pick():

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from feedbot.chat.bibtex import export
 from feedbot.chat.messages import MAX_TEXT, plain
 from feedbot.delivery.digests import Digest, render
-from feedbot.ranking.recommend import Suggestion
+from feedbot.ranking.recommend import Pick
 from feedbot.store import db, links
 from feedbot.store.models import Paper
 from feedbot.store.papers import search_papers
@@ -83,9 +83,12 @@ def test_links_and_authors():
     assert links.short_authors(None) == ""
 
 
-def suggestion(n: int, title: str) -> Suggestion:
-    return Suggestion(paper_id=1000 + n, title=title, abstract="An <abstract> & more. " * 40, score=1.0, kind="liked",
-                      why=f"because you liked “<i>{n}</i>” & more")
+def pick(n: int, title: str) -> Pick:
+    """Pick n: every second one with an arXiv id, every third without a code link."""
+    paper = Paper(id=1000 + n, title=title, abstract="An <abstract> & more. " * 40,
+                  arxiv_id=f"2403.{n:05d}" if n % 2 else None, url=None,
+                  authors="Á. Author\nB. <Author>\nC & D\nE", code_url=f"https://github.com/o/r{n}" if n % 3 else None)
+    return Pick(paper, score=1.0, kind="liked", why=f"because you liked “<i>{n}</i>” & more")
 
 
 @given(st.lists(st.text(min_size=1, max_size=500).filter(str.strip), min_size=20, max_size=20),
@@ -93,13 +96,8 @@ def suggestion(n: int, title: str) -> Suggestion:
                         "https://scholar.example/{title}?a=1&b=\"2\""]))
 @settings(max_examples=25, deadline=None)
 def test_a_digest_of_20_linked_picks_stays_within_telegram_limits(titles, template):
-    picks = [suggestion(n, t) for n, t in enumerate(titles)]
-    found = {}
-    for n, pick in enumerate(picks):
-        arxiv_id = f"2403.{n:05d}" if n % 2 else None
-        found[pick.paper_id] = links.links_for(arxiv_id, None, pick.title, "Á. Author\nB. <Author>\nC & D\nE",
-                                               f"https://github.com/o/r{n}" if n % 3 else None, template)
-    messages = render(Digest(1, date(2026, 3, 12), date(2026, 3, 12), picks, links=found))
+    picks = [pick(n, t) for n, t in enumerate(titles)]
+    messages = render(Digest(1, date(2026, 3, 12), date(2026, 3, 12), picks, paper_link=template))
     hrefs = []
     for message in messages:
         shown, targets = parse_html_links(message.text)  # raises where Telegram would refuse the entities

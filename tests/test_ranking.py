@@ -55,7 +55,7 @@ def test_vision_fan_gets_vision_papers_with_a_liked_paper_named(seeded, settings
         subscriber = make_subscriber(session, 1, liked=liked)
         picks = rank_for(session, settings, [subscriber])[subscriber.id]
         assert len(picks) == 5
-        assert all(is_vision(p.title, p.abstract) for p in picks), [p.title for p in picks]
+        assert all(is_vision(p.paper.title, p.paper.abstract) for p in picks), [p.paper.title for p in picks]
         liked_titles = {p.title for p in liked}
         assert all(p.why.startswith("because you liked “") for p in picks)
         assert all(any(t in p.why for t in liked_titles) for p in picks)
@@ -69,15 +69,15 @@ def test_dislike_lowers_similar_papers(seeded, settings):
         before = make_subscriber(session, 1, liked=liked)
         after = make_subscriber(session, 2, liked=liked, disliked=disliked)
         picks = rank_for(session, settings, [before, after], sizes={before.id: 60, after.id: 60})
-        score_before = {p.title: p.score for p in picks[before.id]}
-        score_after = {p.title: p.score for p in picks[after.id]}
+        score_before = {p.paper.title: p.score for p in picks[before.id]}
+        score_after = {p.paper.title: p.score for p in picks[after.id]}
         similar = "Mixture of Prompt Learning for Vision Language Models"
         assert score_after[similar] < score_before[similar] - 0.05
         # The drop follows similarity to the disliked paper: the pick least like it drops least.
         drops = {t: score_before[t] - score_after[t] for t in score_before if t in score_after}
         assert drops[similar] > 3 * min(drops.values())
-        rank_before = [p.title for p in picks[before.id]].index(similar)
-        rank_after = [p.title for p in picks[after.id]].index(similar)
+        rank_before = [p.paper.title for p in picks[before.id]].index(similar)
+        rank_after = [p.paper.title for p in picks[after.id]].index(similar)
         assert rank_after >= rank_before
 
 
@@ -85,7 +85,8 @@ def test_typed_interest_alone_ranks_matching_papers_first(seeded, settings):
     with Session(seeded) as session, session.begin():
         subscriber = make_subscriber(session, 1, interests="speech recognition")
         picks = rank_for(session, settings, [subscriber])[subscriber.id]
-        assert all("speech" in (p.title + p.abstract).casefold() for p in picks), [p.title for p in picks]
+        assert all("speech" in (p.paper.title + p.paper.abstract).casefold() for p in picks), \
+            [p.paper.title for p in picks]
         assert all(p.why.startswith("matches your interest “speech recognition”") for p in picks)
 
 
@@ -104,7 +105,7 @@ def test_shown_paper_never_picked_again_even_after_refit(seeded, settings, examp
         subscriber = subscribers.get(session, 1)
         second = rank_for(session, settings, [subscriber], sizes={subscriber.id: 100})[subscriber.id]
         assert not {p.paper_id for p in first} & {p.paper_id for p in second}
-        assert "Speech recognition for whales" in [p.title for p in second[:5]]
+        assert "Speech recognition for whales" in [p.paper.title for p in second[:5]]
 
 
 def test_muted_word_excludes(seeded, settings):
@@ -112,7 +113,7 @@ def test_muted_word_excludes(seeded, settings):
         subscriber = make_subscriber(session, 1, interests="speech recognition", mutes=["whisper"])
         picks = rank_for(session, settings, [subscriber], sizes={subscriber.id: 40})[subscriber.id]
         assert picks
-        assert not any("whisper" in (p.title + " " + p.abstract).casefold() for p in picks)
+        assert not any("whisper" in (p.paper.title + " " + p.paper.abstract).casefold() for p in picks)
 
 
 def test_newcomer_gets_a_labelled_starter_set(seeded, settings):

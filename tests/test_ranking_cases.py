@@ -92,7 +92,7 @@ def test_an_interest_with_an_empty_vector_is_never_a_profile(seeded, settings):
         picks = rank_for(session, settings, [only_empty, mixed])
         assert [p.kind for p in picks[only_empty.id]] == [rank.KIND_STARTER] * 5
         assert all(p.why.startswith("matches your interest “speech recognition”") for p in picks[mixed.id])
-        assert all(is_speech(p.title, p.abstract) for p in picks[mixed.id])
+        assert all(is_speech(p.paper.title, p.paper.abstract) for p in picks[mixed.id])
         assert not any("the of and" in p.why for ps in picks.values() for p in ps)
 
 
@@ -155,7 +155,8 @@ def test_hundreds_of_likes_in_the_database(seeded, settings):
         picks = rank_for(session, settings, [subscriber], sizes={subscriber.id: 20})[subscriber.id]
         assert len(picks) == 20
         assert not {p.paper_id for p in picks} & {p.id for p in liked}
-        assert any(is_speech(p.title, p.abstract) and not is_vision(p.title, p.abstract) for p in picks)
+        assert any(is_speech(p.paper.title, p.paper.abstract) and not is_vision(p.paper.title, p.paper.abstract)
+                   for p in picks)
         assert all(p.why.startswith("because you liked “") for p in picks), [p.why for p in picks]
 
 
@@ -171,7 +172,7 @@ def test_likes_many_years_old_still_make_the_profile(seeded, settings, years):
         picks = rank_for(session, settings, [subscriber])[subscriber.id]
         assert len(picks) == 5
         assert all(np.isfinite(p.score) for p in picks)
-        assert all(is_vision(p.title, p.abstract) for p in picks), [p.title for p in picks]
+        assert all(is_vision(p.paper.title, p.paper.abstract) for p in picks), [p.paper.title for p in picks]
         assert all(p.why.startswith("because you liked “") for p in picks)
 
 
@@ -186,7 +187,7 @@ def test_recent_likes_outweigh_years_old_ones(seeded, settings):
         for paper in new:
             subscribers.vote(session, subscriber, paper.id, 1, now=NOW)
         picks = rank_for(session, settings, [subscriber])[subscriber.id]
-        assert all(is_vision(p.title, p.abstract) for p in picks), [p.title for p in picks]
+        assert all(is_vision(p.paper.title, p.paper.abstract) for p in picks), [p.paper.title for p in picks]
 
 
 # --- co-likes ------------------------------------------------------------------------------------

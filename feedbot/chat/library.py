@@ -10,7 +10,7 @@ from feedbot.chat import bibtex
 from feedbot.chat.messages import MAX_TEXT, Answer, Button, Reply, escape, paper_item, split_items, vote_row
 from feedbot.store import subscribers
 from feedbot.store.models import Delivery, Paper, Shown, Vote
-from feedbot.store.papers import links_of, paper_links, search_papers
+from feedbot.store.papers import search_papers
 from feedbot.store.subscribers import UserError
 
 if TYPE_CHECKING:
@@ -44,16 +44,15 @@ def history_page(turn: Turn, page: int) -> tuple[str, list[list[Button]]]:
     text = "<b>Your past digests</b>"
     for delivery in delivered[:HISTORY_PAGE]:
         rows = session.execute(
-            select(Paper.id, Paper.title, Vote.value)
+            select(Paper, Vote.value)
             .select_from(Shown).join(Paper, Paper.id == Shown.paper_id)
             .outerjoin(Vote, (Vote.paper_id == Shown.paper_id) & (Vote.subscriber_id == subscriber.id))
             .where(Shown.delivery_id == delivery.id).order_by(Shown.position)
         ).all()
-        found = paper_links(session, [pid for pid, _, _ in rows], turn.chat.settings.paper_link)
         text += f"\n\n<b>{delivery.local_date:%a %d %b %Y}</b>"
-        for number, (pid, title, value) in enumerate(rows):
+        for number, (paper, value) in enumerate(rows):
             mark = "👍" if value == 1 else "👎" if value == -1 else "·"
-            line = "\n" + paper_item(mark, title, found.get(pid), title_chars=150, byline=False)
+            line = "\n" + paper_item(mark, paper, turn.chat.settings.paper_link, title_chars=150, byline=False)
             if len(text) + len(line) > MAX_TEXT - 40:  # one message: the page is edited in place
                 text += f"\n… and {len(rows) - number} more"
                 break
@@ -67,7 +66,7 @@ def history_page(turn: Turn, page: int) -> tuple[str, list[list[Button]]]:
 
 
 def _listed(turn: Turn, number: int, paper: Paper, **shown) -> str:
-    return paper_item(f"{number}.", paper.title, links_of(paper, turn.chat.settings.paper_link), title_chars=300,
+    return paper_item(f"{number}.", paper, turn.chat.settings.paper_link, title_chars=300,
                       **shown)
 
 
@@ -90,7 +89,7 @@ def search(turn: Turn, args: str) -> list[Reply]:
     subscribers.record_shown(turn.session, turn.subscriber, [(p.id, 0.0, "search") for p in found], "search",
                              now=turn.chat.clock())
     votes = subscribers.votes_on(turn.session, turn.subscriber, [p.id for p in found])
-    items = [(_listed(turn, n, p, listed=p.first_listed, abstract=p.abstract, abstract_chars=200),
+    items = [(_listed(turn, n, p, listed=True, abstract_chars=200),
               vote_row(n, p.id, votes.get(p.id, 0))) for n, p in enumerate(found, 1)]
     return split_items(f"<b>Papers matching “{escape(args[:200])}”</b>", items)
 

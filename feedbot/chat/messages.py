@@ -7,9 +7,9 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass, field
-from datetime import date
 
-from feedbot.store.links import PaperLinks
+from feedbot.store.models import Paper
+from feedbot.store.papers import links_of
 
 MAX_TEXT = 4096  # Telegram's limit for one message
 MAX_CALLBACK_BYTES = 64  # Telegram's limit for a button's callback data
@@ -78,24 +78,27 @@ def link(url: str, text: str) -> str:
     return f'<a href="{html.escape(url, quote=True)}">{text}</a>'
 
 
-def paper_item(lead: str, title: str, links: PaperLinks | None, *, title_chars: int | None = None,
-               byline: bool = True, listed: date | None = None, abstract: str | None = None,
-               abstract_chars: int = 260, why: str | None = None) -> str:
+def paper_item(lead: str, paper: Paper, paper_link: str, *, title_chars: int | None = None,
+               byline: bool = True, listed: bool = False, abstract_chars: int | None = None,
+               why: str | None = None) -> str:
     """One paper as every list shows it (digest, starters, /search, /liked, /export, /history):
-    `lead` (its number or vote mark), the bold title linked to the paper, its authors and code link
-    when known; then, when given, the listing date, the abstract's opening and why it was picked."""
+    `lead` (its number or vote mark), the bold title linked to the paper (`paper_link` is the
+    FEEDBOT_PAPER_LINK template), its authors and code link when known; then, when asked for, its
+    listing date, the abstract's opening and why it was picked."""
+    links = links_of(paper, paper_link)
+    title = paper.title
     if title_chars is not None and len(title) > title_chars:
         title = title[: title_chars - 1] + "…"
-    lines = [f"{lead} <b>{link(links.url, escape(title)) if links else escape(title)}</b>"]
-    credits = [escape(links.authors)] if byline and links and links.authors else []
-    if byline and links and links.code_url:
+    lines = [f"{lead} <b>{link(links.url, escape(title))}</b>"]
+    credits = [escape(links.authors)] if byline and links.authors else []
+    if byline and links.code_url:
         credits.append(link(links.code_url, "code"))
     if credits:
         lines.append(" · ".join(credits))
-    if listed is not None:
-        lines[-1] += f" ({listed:%d %b %Y})"
-    if abstract is not None:
-        lines.append(escape(snippet(abstract, abstract_chars)))
+    if listed:
+        lines[-1] += f" ({paper.first_listed:%d %b %Y})"
+    if abstract_chars is not None:
+        lines.append(escape(snippet(paper.abstract, abstract_chars)))
     if why is not None:
         lines.append(f"<i>{escape(why if len(why) <= 600 else why[:599] + '…')}</i>")
     return "\n".join(lines)

@@ -16,7 +16,6 @@ from feedbot.ranking import recommend
 from feedbot.ranking.textmodel import TextModel
 from feedbot.store import subscribers
 from feedbot.store.models import Shown
-from feedbot.store.papers import paper_links
 
 if TYPE_CHECKING:
     from feedbot.chat.conversation import Turn
@@ -97,8 +96,7 @@ def starters(turn: Turn, model: TextModel, size: int = STARTER_SIZE) -> list[Rep
         return []
     chosen = recommend.starters(session, model, subscriber, pool, size)
     subscribers.record_shown(session, subscriber, [(c.id, 0.0, "starter") for c in chosen], "starter", now=now)
-    found = paper_links(session, [c.id for c in chosen], turn.chat.settings.paper_link)
-    lines = [paper_item(f"{n}.", c.title, found.get(c.id), abstract=c.abstract, abstract_chars=200)
+    lines = [paper_item(f"{n}.", c, turn.chat.settings.paper_link, abstract_chars=200)
              for n, c in enumerate(chosen, 1)]
     text = "<b>Rate a few papers</b> so your first digest already knows your taste:\n\n" + "\n\n".join(lines)
     return [Reply(text, vote_keyboard([(n, c.id) for n, c in enumerate(chosen, 1)], {}))]

@@ -387,15 +387,14 @@ def recorded_digest(session: Session, subscriber: Subscriber, row: Delivery,
     """A claimed digest rebuilt from the picks recorded with it: the same papers, the same reasons,
     the same links, so it splits into the same parts as when it was first sent."""
     picks = [
-        recommend.Suggestion(paper.id, paper.title, paper.abstract, shown.score, "", shown.reason)
+        recommend.Pick(paper, shown.score, "", shown.reason)
         for shown, paper in session.execute(
             select(Shown, Paper).join(Paper, Paper.id == Shown.paper_id)
             .where(Shown.delivery_id == row.id).order_by(Shown.position)
         )
     ]
     listed_on = recommend.latest_listing(session, row.local_date)
-    digest = digests.Digest(subscriber.id, row.local_date, listed_on, picks)
-    digests.attach_links(session, digest, paper_link)
+    digest = digests.Digest(subscriber.id, row.local_date, listed_on, picks, paper_link=paper_link)
     if not picks:
         digest.empty_reason = digests.empty_reason(session, subscriber, row.local_date, listed_on)
     return digest

@@ -19,9 +19,9 @@ from feedbot.ranking import recommend
 from feedbot.ranking.textmodel import TextModel
 from feedbot.store import subscribers
 from feedbot.store.db import insert_for
-from feedbot.store.links import DEFAULT_PAPER_LINK, PaperLinks
+from feedbot.store.links import DEFAULT_PAPER_LINK
 from feedbot.store.models import Shown, Subscriber
-from feedbot.store.papers import latest_dump_failed, paper_links
+from feedbot.store.papers import latest_dump_failed
 
 
 @dataclass
@@ -29,15 +29,9 @@ class Digest:
     subscriber_id: int
     local_date: date
     listed_on: date | None
-    picks: list[recommend.Suggestion] = field(default_factory=list)
+    picks: list[recommend.Pick] = field(default_factory=list)
     empty_reason: str = ""
-    links: dict[int, PaperLinks] = field(default_factory=dict)  # per picked paper: URL, authors, code
-
-
-def attach_links(session: Session, digest: Digest, template: str = DEFAULT_PAPER_LINK) -> Digest:
-    """Look up the links of the digest's picks (one query), so rendering stays pure."""
-    digest.links = paper_links(session, [p.paper_id for p in digest.picks], template)
-    return digest
+    paper_link: str = DEFAULT_PAPER_LINK  # FEEDBOT_PAPER_LINK: where a title without a URL points
 
 
 def empty_reason_code(session: Session, subscriber: Subscriber, day: date, listed_on: date | None) -> str:
@@ -80,8 +74,7 @@ def build(session: Session, model: TextModel | None, subs: list[Subscriber], now
                                     settings.vote_half_life_days) if active and model else {}
         listed_on = recommend.latest_listing(session, day)
         for subscriber in group:
-            digest = Digest(subscriber.id, day, listed_on, picks.get(subscriber.id, []))
-            attach_links(session, digest, settings.paper_link)
+            digest = Digest(subscriber.id, day, listed_on, picks.get(subscriber.id, []), paper_link=settings.paper_link)
             if not digest.picks:
                 digest.empty_reason = empty_reason(session, subscriber, day, listed_on)
             out[subscriber.id] = digest
@@ -135,7 +128,7 @@ def render(digest: Digest, votes: dict[int, int] | None = None, after: int = 0) 
     header = f"<b>📚 feedbot · {day}</b>\n{count} pick{'s' if count != 1 else ''} for you{listed}. " \
              f"Tap 👍/👎 to teach me."
     items = [
-        (paper_item(f"{n}.", pick.title, digest.links.get(pick.paper_id), abstract=pick.abstract, why=pick.why),
+        (paper_item(f"{n}.", pick.paper, digest.paper_link, abstract_chars=260, why=pick.why),
          vote_row(n, pick.paper_id, votes.get(pick.paper_id, 0)))
         for n, pick in enumerate(digest.picks, 1) if n > after
     ]

@@ -23,20 +23,18 @@ DEFAULT_PARAMS = rank.Params()
 
 
 @dataclass(frozen=True)
-class Suggestion:
-    paper_id: int
-    title: str
-    abstract: str
+class Pick:
+    """A paper chosen for a subscriber: how well it scored, by which kind of reason, and the
+    why-line they read."""
+
+    paper: Paper
     score: float
     kind: str
     why: str
 
-
-@dataclass(frozen=True)
-class Candidate:
-    id: int
-    title: str
-    abstract: str
+    @property
+    def paper_id(self) -> int:
+        return self.paper.id
 
 
 def latest_listing(session: Session, day: date) -> date | None:
@@ -44,7 +42,7 @@ def latest_listing(session: Session, day: date) -> date | None:
     return session.scalar(select(func.max(Listing.listed_on)).where(Listing.listed_on <= day))
 
 
-def candidates(session: Session, day: date, days: int) -> list[Candidate]:
+def candidates(session: Session, day: date, days: int) -> list[Paper]:
     """Papers first listed within `days` days up to the latest listing on or before `day`.
 
     Anchoring on the latest listing (not the calendar) means a late or missing scrape still
@@ -53,12 +51,13 @@ def candidates(session: Session, day: date, days: int) -> list[Candidate]:
     anchor = latest_listing(session, day)
     if anchor is None:
         return []
-    rows = session.execute(
-        select(Paper.id, Paper.title, Paper.abstract)
-        .where(Paper.first_listed > anchor - timedelta(days=days), Paper.first_listed <= anchor)
+    papers = list(session.scalars(
+        select(Paper).where(Paper.first_listed > anchor - timedelta(days=days), Paper.first_listed <= anchor)
         .order_by(Paper.id)
-    ).all()
-    return [Candidate(*row) for row in rows]
+    ))
+    for paper in papers:  # read-only snapshots: a commit in the caller's session cannot expire them
+        session.expunge(paper)
+    return papers
 
 
 def why_line(reason: rank.Reason, liked_titles: dict[int, str], interests: list[str], n_topics: int) -> str:
@@ -88,10 +87,10 @@ def recommend(
     half_life_days: float = 90.0,
     sizes: dict[int, int] | None = None,
     params: rank.Params = DEFAULT_PARAMS,
-) -> dict[int, list[Suggestion]]:
-    """Suggestions for each subscriber (by subscriber id), never a paper they saw or voted on."""
+) -> dict[int, list[Pick]]:
+    """Picks for each subscriber (by subscriber id), never a paper they saw or voted on."""
     pool = candidates(session, day, candidate_days)
-    results: dict[int, list[Suggestion]] = {s.id: [] for s in subscribers}
+    results: dict[int, list[Pick]] = {s.id: [] for s in subscribers}
     if not pool or not subscribers:
         return results
     ids = [s.id for s in subscribers]
@@ -180,9 +179,8 @@ def recommend(
             title_by_row[row_of[pid]] = title
     for subscriber, taste_picks in zip(subscribers, picks, strict=True):
         results[subscriber.id] = [
-            Suggestion(
-                paper_id=pool[p.column].id, title=pool[p.column].title, abstract=pool[p.column].abstract,
-                score=p.score, kind=p.reason.kind,
+            Pick(
+                paper=pool[p.column], score=p.score, kind=p.reason.kind,
                 why=why_line(p.reason, title_by_row, interests[subscriber.id], min(n_topics, len(pool))),
             )
             for p in taste_picks
@@ -216,8 +214,8 @@ def likers_matrix(likes: list[tuple[int, int]], liker_row: dict[int, int], row_o
     return matrix
 
 
-def starters(session: Session, model: TextModel, subscriber: Subscriber, pool: list[Candidate],
-             size: int) -> list[Candidate]:
+def starters(session: Session, model: TextModel, subscriber: Subscriber, pool: list[Paper],
+             size: int) -> list[Paper]:
     """The papers a newcomer rates at onboarding: closest to their typed interests plus one or two
     from elsewhere, or the day's most central paper of each main topic when they typed none."""
     if not pool:

@@ -9,7 +9,6 @@ from datetime import date
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
-from feedbot.store.db import chunks
 from feedbot.store.links import DEFAULT_PAPER_LINK, PaperLinks, links_for
 from feedbot.store.models import Dump, Listing, Paper
 
@@ -94,15 +93,3 @@ def papers_listed_on(session: Session, day: date, limit: int = 100) -> list[Pape
 
 def links_of(paper: Paper, template: str = DEFAULT_PAPER_LINK) -> PaperLinks:
     return links_for(paper.arxiv_id, paper.url, paper.title, paper.authors, paper.code_url, template)
-
-
-def paper_links(session: Session, ids: list[int], template: str = DEFAULT_PAPER_LINK) -> dict[int, PaperLinks]:
-    """{paper id: its links} for the papers a view is about to show."""
-    out: dict[int, PaperLinks] = {}
-    for chunk in chunks(ids, 1000):
-        rows = session.execute(
-            select(Paper.id, Paper.arxiv_id, Paper.url, Paper.title, Paper.authors, Paper.code_url)
-            .where(Paper.id.in_(chunk))
-        )
-        out.update({row[0]: links_for(*row[1:], template=template) for row in rows})
-    return out
