@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks.common import ROOT, result_line, scratch_database  # noqa: E402
 from feedbot.chat import telegram  # noqa: E402
+from feedbot.chat.conversation import Chat  # noqa: E402
 from feedbot.chat.messages import Reply  # noqa: E402
 from feedbot.config import load_settings  # noqa: E402
 from feedbot.delivery import digests  # noqa: E402
@@ -113,7 +114,7 @@ def populate(url: str, data_dir: Path, count: int) -> None:
 
 
 async def sweep(worker: Worker) -> dict:
-    async with worker.application:
+    async with worker.bot:
         return dict(await worker.sweep_digests())
 
 
@@ -124,8 +125,8 @@ def run_once(kind: str, work: Path, base_url: str, count: int, one_per_pick: boo
         settings = dataclasses.replace(load_settings({"DATABASE_URL": url, "FEEDBOT_DATA_DIR": str(data_dir)}),
                                        telegram_token=TOKEN, telegram_api_url=base_url)
         engine = db.make_engine(url)
-        worker = Worker(settings, engine, clock=lambda: NOW, broadcast_rate=0, part_pause=0, concurrency=4)
-        worker.application = telegram.build_application(settings, worker.chat, rate_limit=False, connections=8)
+        bot = telegram.build_application(settings, Chat(engine, settings), rate_limit=False, connections=8).bot
+        worker = Worker(settings, engine, bot, clock=lambda: NOW, broadcast_rate=0, part_pause=0, concurrency=4)
         timer = Timer()
         timer.wrap(recommend, "recommend", "ranking")
         timer.wrap(digests, "render", "rendering")

@@ -75,13 +75,13 @@ def run(kind: str, work: Path, base_url: str, count: int, votes: int) -> tuple[l
         papers = [int(row[0].data.split(":")[1]) for reply in chat.digest(User(VOTER, VOTER))
                   for row in reply.keyboard]
         idle = taps(chat, papers, votes)
-        worker = Worker(settings, engine, clock=lambda: NOW, broadcast_rate=0, part_pause=0, concurrency=4)
-        worker.application = telegram.build_application(settings, worker.chat, rate_limit=False, connections=8)
+        bot = telegram.build_application(settings, Chat(engine, settings), rate_limit=False, connections=8).bot
+        worker = Worker(settings, engine, bot, clock=lambda: NOW, broadcast_rate=0, part_pause=0, concurrency=4)
         done = threading.Event()
 
         def broadcast() -> None:
             async def sweep():
-                async with worker.application:
+                async with worker.bot:
                     return await worker.sweep_digests()
             try:
                 print(f"  {kind}: broadcast {dict(asyncio.run(sweep()))}")

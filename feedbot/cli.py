@@ -13,7 +13,7 @@ import dataclasses
 import os
 import sys
 from collections.abc import Callable
-from datetime import UTC, date
+from datetime import date
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -187,10 +187,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
     """Show who is due now and what they would get (--dry-run), or send one subscriber's digest now (--send)."""
-    from feedbot.chat.messages import plain
     from feedbot.clock import utcnow
-    from feedbot.delivery import digests, due, reasons, schedule
-    from feedbot.ranking.textmodel import ModelCache
+    from feedbot.delivery import status
 
     engine = _engine(settings)
     now = utcnow()
@@ -199,29 +197,9 @@ def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
             raise CommandError("--send needs --user ID")
         return _send_now(engine, settings, args.user, now)
     with Session(engine) as session:  # a read-only session: a dry run writes nothing and locks nothing
-        only = [_subscriber(session, args.user)] if args.user is not None else None
-        plan = due.plan(session, now, only)
-        for subscriber, day in plan.missed:
-            print(f"{subscriber.telegram_id}: {day}: {reasons.word('missed', 'admin')}")
-        targets = plan.due
-        if args.user is not None and not plan.due:
-            slot = plan.slots[only[0].id]
-            print(f"{args.user} is not due now: {reasons.explain(only[0], slot, 'admin')}; "
-                  "showing what they would get")
-            targets = [(only[0], slot.day)]
-        if not targets:
-            print(f"nobody is due now ({len(plan.waiting)} waiting)")
-            return 0
-        model = ModelCache(settings.model_dir).get(session)
-        built = digests.build(session, model, [s for s, _ in targets], now, settings,
-                              days={s.id: day for s, day in targets})
-        for subscriber, day in targets:
-            digest = built[subscriber.id]
-            print(f"== {subscriber.telegram_id} ({subscriber.timezone}, local date {day}, now "
-                  f"{now.astimezone(schedule.zone(subscriber.timezone)):%H:%M} {subscriber.timezone}): "
-                  f"{len(digest.picks)} picks")
-            for reply in digests.render(digest):
-                print(plain(reply.text))
+        only = _subscriber(session, args.user) if args.user is not None else None
+        for line in status.dry_run(session, settings, now, only):
+            print(line)
     return 0
 
 
@@ -242,7 +220,7 @@ def _send_now(engine: Engine, settings: Settings, telegram_id: int, now) -> int:
             raise CommandError(f"subscriber {telegram_id} is {subscriber.state}")
         try:
             model = ModelCache(settings.model_dir).get(session)
-        except ValueError:  # no papers yet: the digest says so
+        except ValueError:  # nothing to fit yet: the digest says so
             model = None
         day = schedule.local_date(subscriber, now)
     outgoing = deliveries.prepare(engine, model, [(subscriber, day)], now, settings, source="admin")
@@ -250,44 +228,22 @@ def _send_now(engine: Engine, settings: Settings, telegram_id: int, now) -> int:
         raise CommandError(f"{telegram_id} already has a digest for {day}")
 
     async def send() -> str:
-        application = telegram.build_application(settings, Chat(engine, settings))
-        async with application:
-            return await deliveries.send_now(engine, outgoing[0], deliveries.telegram_transport(application.bot))
+        async with telegram.build_application(settings, Chat(engine, settings)).bot as bot:
+            return await deliveries.send_now(engine, outgoing[0], deliveries.telegram_transport(bot))
 
-    status = asyncio.run(send())
-    print(f"delivery {outgoing[0].delivery_id} to {telegram_id}: {status}")
-    return 0 if status in ("sent", "empty") else 1
+    result = asyncio.run(send())
+    print(f"delivery {outgoing[0].delivery_id} to {telegram_id}: {result}")
+    return 0 if result in ("sent", "empty") else 1
 
 
 def cmd_subscribers(args: argparse.Namespace, settings: Settings) -> int:
     """List subscribers with their zone, time, size, frequency, state, last delivery and next digest."""
-    from sqlalchemy import func, select
-
     from feedbot.clock import utcnow
-    from feedbot.delivery import due, reasons
-    from feedbot.store.models import Delivery, Subscriber
+    from feedbot.delivery import status
 
-    engine = _engine(settings)
-    now = utcnow()
-    with Session(engine) as session:
-        last = {sid: (day, status) for sid, day, status in session.execute(
-            select(Delivery.subscriber_id, Delivery.local_date, Delivery.status)
-            .where(Delivery.local_date == select(func.max(Delivery.local_date)).where(
-                Delivery.subscriber_id == Subscriber.id).correlate(Subscriber).scalar_subquery())
-            .join(Subscriber, Subscriber.id == Delivery.subscriber_id))}
-        rows = session.scalars(select(Subscriber).order_by(Subscriber.id)).all()
-        plan = due.plan(session, now, rows) if rows else due.Plan()
-        print(f"{'telegram id':>12}  {'zone':<20} {'time':<5} {'size':>4}  {'frequency':<9} {'state':<8} "
-              "last delivery          next (UTC)")
-        for s in rows:
-            state = s.state if not s.paused_until else f"{s.state}, paused"
-            day, status = last.get(s.id, (None, None))
-            slot = plan.slots[s.id]
-            upcoming = "now" if slot.reason == "due" else (
-                f"{slot.at.astimezone(UTC):%Y-%m-%d %H:%M}" if slot.at else reasons.explain(s, slot, "admin"))
-            print(f"{s.telegram_id:>12}  {s.timezone:<20} {s.send_time:<5} {s.digest_size:>4}  {s.frequency:<9} "
-                  f"{state:<8} {f'{day} {status}' if day else '-':<22} {upcoming}")
-        print(f"({len(rows)} subscribers)")
+    with Session(_engine(settings)) as session:
+        for line in status.subscriber_table(session, utcnow()):
+            print(line)
     return 0
 
 
@@ -298,6 +254,8 @@ class CommandError(RuntimeError):
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     """Show the database, papers, dumps, the model, whether a worker is alive, stuck and uncertain
     deliveries, and why each subscriber has no digest today. --check: exit 1 when something is wrong."""
+    from feedbot.clock import utcnow
+    from feedbot.delivery import status
     from feedbot.store import papers
 
     engine = _engine(settings, migrated=False)
@@ -307,7 +265,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             print(f"problem: schema at {revision or 'nothing'}, code expects {db.head_revision()}")
             return 1
         with Session(engine) as session:
-            problems = _health(session)
+            problems = status.health(session, utcnow())
         print("problem: " + "; ".join(problems) if problems else "ok: a worker is alive and no delivery is stuck")
         return 1 if problems else 0
     print(f"database: {settings.safe_database_url}")
@@ -326,8 +284,9 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             print(f"  {summary.status}: {summary.count} (last: {summary.last_name})")
             if summary.status == "failed" and summary.last_error:
                 print(f"    last error: {summary.last_error}")
-        _status_worker(session)
-        _status_deliveries(session, settings)
+        now = utcnow()
+        for line in [*status.worker_report(session, now), *status.delivery_report(session, now)]:
+            print(line)
     from feedbot.ranking import textmodel
 
     model = textmodel.load_latest(settings.model_dir)
@@ -337,108 +296,6 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         print(f"model:    {len(model.paper_ids)} papers, {model.vocabulary_size} terms, "
               f"fitted {model.fitted_at:%Y-%m-%d %H:%M} UTC in {model.fit_seconds:.1f} s")
     return 0
-
-
-def _ago(delta) -> str:
-    seconds = int(delta.total_seconds())
-    if seconds < 120:
-        return f"{seconds} s ago"
-    if seconds < 7200:
-        return f"{seconds // 60} min ago"
-    return f"{seconds // 3600} h {seconds % 3600 // 60} min ago"
-
-
-def _health(session: Session) -> list[str]:
-    """What `status --check` fails on: no live worker, deliveries stuck in flight."""
-    from feedbot.clock import utcnow
-    from feedbot.delivery import deliveries, heartbeat
-
-    now = utcnow()
-    problems = []
-    seen = heartbeat.workers(session, now)
-    if not any(w.alive for w in seen):
-        problems.append(f"no worker seen for {_ago(seen[0].ago)}" if seen else "no worker has ever reported")
-    stuck = deliveries.stuck(session, now)
-    if stuck:
-        problems.append(f"{len(stuck)} deliveries stuck in claimed/sending")
-    return problems
-
-
-def _status_worker(session: Session) -> None:
-    from feedbot.clock import utcnow
-    from feedbot.delivery import heartbeat
-
-    now = utcnow()
-    seen = heartbeat.workers(session, now)
-    if not seen:
-        print("worker:   none has ever reported: digests are not going out (start `feedbot worker`)")
-    for w in seen[:5]:
-        beat = w.beat
-        state = "alive" if w.alive else ("STUCK in a digest sweep" if w.sweep_stuck else "NOT SEEN (dead or stuck)")
-        sweep = ""
-        if beat.sweep_started_at:
-            sweep = f"; last digest sweep started {beat.sweep_started_at:%Y-%m-%d %H:%M:%S} UTC"
-            if beat.sweep_finished_at:
-                sweep += f", finished {beat.sweep_finished_at:%Y-%m-%d %H:%M:%S} UTC"
-        print(f"worker:   {state}: {beat.name} (feedbot {beat.version}), last seen {_ago(w.ago)}{sweep}")
-
-
-def _status_deliveries(session: Session, settings: Settings) -> None:
-    from collections import Counter
-    from datetime import timedelta
-
-    from sqlalchemy import select
-
-    from feedbot.clock import utcnow
-    from feedbot.delivery import deliveries, due, reasons, schedule
-    from feedbot.store.models import Delivery, Subscriber, Sweep
-
-    now = utcnow()
-    for sweep in session.scalars(select(Sweep).order_by(Sweep.name)):
-        print(f"sweep {sweep.name}: {sweep.ran_at:%Y-%m-%d %H:%M} UTC — {sweep.summary}")
-    stuck = deliveries.stuck(session, now)
-    if stuck:
-        print(f"deliveries stuck in flight: {len(stuck)} (no process is finishing them: is the worker running?)")
-        for row in stuck[:20]:
-            since = deliveries.as_utc(row.attempted_at or row.claimed_at)
-            print(f"  delivery {row.id}: subscriber #{row.subscriber_id}, {row.local_date}, {row.status} since "
-                  f"{since:%Y-%m-%d %H:%M} UTC, parts sent {row.parts_sent}, by {row.owner or '-'}"
-                  f"{': ' + row.error if row.error else ''}")
-        print("  what to do: start the worker; it resumes `claimed` rows at their first unsent part and turns "
-              "`sending` rows of a dead process into `uncertain`")
-    uncertain = session.scalars(select(Delivery).where(
-        Delivery.status == "uncertain", Delivery.local_date >= now.date() - timedelta(days=7))
-        .order_by(Delivery.id.desc())).all()
-    if uncertain:
-        print(f"deliveries uncertain (last 7 days): {len(uncertain)} — each may or may not have reached its "
-              "subscriber and is never re-sent automatically")
-        for row in uncertain[:20]:
-            print(f"  delivery {row.id}: subscriber #{row.subscriber_id}, {row.local_date}: {row.error or ''}")
-        print("  what to do: nothing if the subscriber has it; if they say it is missing, /digest gives them "
-              "fresh picks at once")
-    subs = session.scalars(select(Subscriber).order_by(Subscriber.id)).all()
-    print(f"subscribers: {len(subs)} ({sum(s.state == 'active' for s in subs)} active)")
-    if not subs:
-        return
-    plan = due.plan(session, now, subs)
-    today = {s.id: deliveries.for_day(session, s.id, schedule.local_date(s, now)) for s in subs}
-    states = Counter(row.status for row in today.values() if row is not None)
-    print("deliveries today: " + (", ".join(f"{k} {v}" for k, v in sorted(states.items())) or "none"))
-    shown = 0
-    for subscriber in subs:
-        row = today[subscriber.id]
-        if row is not None and row.status not in ("sent", "claimed", "sending"):
-            line = f"  {subscriber.telegram_id}: today's digest {row.status}: {row.error or ''}"
-        elif row is None:
-            line = (f"  {subscriber.telegram_id}: no digest today: "
-                    f"{reasons.explain(subscriber, plan.slots[subscriber.id], 'admin')}")
-        else:
-            continue
-        if shown < 20:
-            print(line)
-        shown += 1
-    if shown > 20:
-        print(f"  … and {shown - 20} more")
 
 
 def cmd_papers(args: argparse.Namespace, settings: Settings) -> int:

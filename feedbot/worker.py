@@ -1,10 +1,12 @@
-"""`feedbot worker`: one asyncio process runs the Telegram bot (long polling) and the schedules.
+"""`feedbot worker`: one python-telegram-bot Application answers chats (long polling) and runs
+the schedules; `Application.run_polling` handles start-up, SIGTERM/SIGINT and shutdown.
 
-Two APScheduler jobs share the bot's event loop: the inbox sweep (every FEEDBOT_INGEST_EVERY
-minutes: ingest, then refit the model when papers arrived) and the digest sweep (every minute:
-claim, rank in one batched pass, send). CPU and database work runs in threads so chat replies
-stay prompt; broadcasts are paced below Telegram's limit so interactive answers never queue
-behind them. Everything is driven from database state, so a restart resumes where it stopped.
+Its lifecycle hooks start and stop an APScheduler on the bot's event loop with the jobs of
+`Worker.jobs`: the inbox sweep (every FEEDBOT_INGEST_EVERY minutes: ingest, then refit the model
+when papers arrived) and the digest sweep (every minute: claim, rank in one batched pass, send).
+CPU and database work runs in threads so chat replies stay prompt; broadcasts are paced below
+Telegram's limit so interactive answers never queue behind them. Everything is driven from
+database state, so a restart resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from pathlib import Path
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
+from telegram import Update
+from telegram.ext import Application
 
 from feedbot.chat import telegram
 from feedbot.chat.conversation import Chat
@@ -32,6 +36,7 @@ from feedbot.clock import utcnow
 from feedbot.config import Settings
 from feedbot.delivery import deliveries, due, heartbeat
 from feedbot.ranking import textmodel
+from feedbot.ranking.textmodel import ModelCache
 from feedbot.sources import ingest
 from feedbot.store.db import insert_for, transaction
 from feedbot.store.models import Sweep
@@ -109,18 +114,21 @@ class Pacer:
 
 
 class Worker:
-    def __init__(self, settings: Settings, engine: Engine, application=None, clock: Callable[[], datetime] = utcnow,
-                 broadcast_rate: float = 25.0, part_pause: float = 1.0, concurrency: int = 4) -> None:
-        self.settings, self.engine, self.clock = settings, engine, clock
-        self.models = textmodel.ModelCache(settings.model_dir)
-        self.chat = Chat(engine, settings, clock, self.models)
-        self.application = application
+    """The scheduled sweeps and what they share (model cache, pacer, database writer); tests call
+    the sweeps directly, the Application's lifecycle hooks schedule them."""
+
+    def __init__(self, settings: Settings, engine: Engine, bot=None, clock: Callable[[], datetime] = utcnow,
+                 broadcast_rate: float = 25.0, part_pause: float = 1.0, concurrency: int = 4,
+                 models: ModelCache | None = None) -> None:
+        self.settings, self.engine, self.bot, self.clock = settings, engine, bot, clock
+        self.models = models or ModelCache(settings.model_dir)
         self.pacer = Pacer(broadcast_rate)
         self.part_pause = part_pause  # seconds between the parts of one split digest (1/s per chat)
         self.concurrency = concurrency
         self.stopping = asyncio.Event()
         self._sweep_lock = asyncio.Lock()
         self.heartbeat = heartbeat.Beat(engine, clock)
+        self.scheduler = AsyncIOScheduler()
         # Delivery status writes go through one thread: concurrent SQLite writers would only
         # queue on the database lock (and its busy handler sleeps); one writer never waits.
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="feedbot-db")
@@ -178,12 +186,6 @@ class Worker:
 
     # --- digests -----------------------------------------------------------------------------
 
-    def _model(self, session: Session) -> textmodel.TextModel | None:
-        try:
-            return self.models.get(session)
-        except ValueError:  # no papers yet: digests say so
-            return None
-
     def _prepare(self) -> tuple[list[deliveries.Outgoing], dict]:
         """Resume what is in flight, record missed days, then rank and claim who is due. Each
         write is a short transaction; planning and ranking only read."""
@@ -192,7 +194,10 @@ class Worker:
             resumed, uncertain, closed = deliveries.recover(session, now, self.settings.paper_link)
         with Session(self.engine) as session:
             plan = due.plan(session, now)
-            model = self._model(session) if plan.due else None
+            try:
+                model = self.models.get(session) if plan.due else None
+            except ValueError:  # nothing to fit yet: digests say so
+                model = None
         with transaction(self.engine) as session:
             skipped = due.skip_missed(session, plan.missed, now)
         fresh = deliveries.prepare(self.engine, model, plan.due, now, self.settings)
@@ -242,7 +247,7 @@ class Worker:
                 await asyncio.sleep(self.part_pause)
             await self.pacer.wait()
 
-        result = await deliveries.send(item, deliveries.telegram_transport(self.application.bot), self._write,
+        result = await deliveries.send(item, deliveries.telegram_transport(self.bot), self._write,
                                        self.engine, self.clock, pause)
         if result is None:
             return "taken"
@@ -261,7 +266,7 @@ class Worker:
         if results:
             await self._write(deliveries.write_results, self.engine, results, self.clock())
 
-    # --- running -----------------------------------------------------------------------------
+    # --- scheduling: the Application's lifecycle hooks -----------------------------------------
 
     def jobs(self) -> list[tuple[Callable[[], Awaitable], float, str]]:
         """The scheduled jobs: (coroutine function, minutes between runs, id). Add one here."""
@@ -274,12 +279,6 @@ class Worker:
     async def beat(self) -> None:
         await self._write(self.heartbeat.alive)
 
-    def schedule(self, scheduler: AsyncIOScheduler) -> None:
-        start = datetime.now().astimezone()
-        for job, minutes, name in self.jobs():
-            scheduler.add_job(self._guarded(job), "interval", minutes=minutes, next_run_time=start, id=name,
-                              max_instances=1, coalesce=True)
-
     def _guarded(self, job):
         async def run() -> None:
             try:
@@ -288,6 +287,33 @@ class Worker:
                 log.exception("scheduled job %s failed; it runs again at its next time", job.__name__)
         run.__name__ = job.__name__
         return run
+
+    async def post_init(self, application: Application) -> None:
+        """Before polling starts: say we are alive, register the command menu, start the jobs."""
+        log.info("worker starting: database %s, inbox %s", self.settings.safe_database_url, self.settings.inbox)
+        await self._write(self.heartbeat.alive)
+        await telegram.set_menu(application.bot)
+        start = datetime.now().astimezone()
+        for job, minutes, name in self.jobs():
+            self.scheduler.add_job(self._guarded(job), "interval", minutes=minutes, next_run_time=start, id=name,
+                                   max_instances=1, coalesce=True)
+        self.scheduler.start()
+
+    async def post_stop(self, application: Application) -> None:
+        """Polling has stopped: start no new work and let the send in flight finish (the bot still
+        works until shutdown), within the shutdown budget; then end the jobs still running."""
+        log.info("worker stopping: no new work, finishing the send in flight")
+        self.stopping.set()
+        self.scheduler.pause()  # shutdown would cancel the running jobs at once
+        try:
+            await asyncio.wait_for(self._sweep_lock.acquire(), timeout=SHUTDOWN_SECONDS - 4)
+        except TimeoutError:
+            log.warning("a send was still in flight at shutdown; its row is left for the next start")
+        self.scheduler.shutdown(wait=False)
+
+    async def post_shutdown(self, application: Application) -> None:
+        await self._write(self.heartbeat.stopped)
+        log.info("worker stopped")
 
 
 def _refit(url: str, model_dir: str) -> bool:
@@ -305,7 +331,17 @@ def _refit(url: str, model_dir: str) -> bool:
         engine.dispose()
 
 
+def application(settings: Settings, engine: Engine) -> Application:
+    """The worker process: the bot's Application, whose lifecycle hooks run the sweeps."""
+    models = ModelCache(settings.model_dir)  # one cache: a refit by the sweeps is what the chat loads
+    app = telegram.build_application(settings, Chat(engine, settings, models=models))
+    worker = Worker(settings, engine, app.bot, models=models)
+    app.post_init, app.post_stop, app.post_shutdown = worker.post_init, worker.post_stop, worker.post_shutdown
+    return app
+
+
 def run(settings: Settings, engine: Engine) -> int:
+    """Hold the singleton lock and poll until SIGTERM/SIGINT; 3 when another worker runs."""
     lock = SingletonLock(engine, settings)
     try:
         lock.acquire()
@@ -314,33 +350,10 @@ def run(settings: Settings, engine: Engine) -> int:
         print(f"feedbot worker: {exc}", flush=True)
         return 3
     try:
-        return asyncio.run(serve(settings, engine))
+        # Updates that arrived while no worker ran are answered, not dropped.
+        application(settings, engine).run_polling(
+            poll_interval=0.0, timeout=30, allowed_updates=Update.ALL_TYPES, drop_pending_updates=False,
+            stop_signals=(signal.SIGTERM, signal.SIGINT))
     finally:
         lock.release()
-
-
-async def serve(settings: Settings, engine: Engine) -> int:
-    worker = Worker(settings, engine)
-    worker.application = telegram.build_application(settings, worker.chat)
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, worker.stopping.set)
-    scheduler = AsyncIOScheduler(event_loop=loop)
-    log.info("worker starting: database %s, inbox %s", settings.safe_database_url, settings.inbox)
-    await asyncio.to_thread(worker.heartbeat.alive)
-    await telegram.start(worker.application)
-    worker.schedule(scheduler)
-    scheduler.start()
-    try:
-        await worker.stopping.wait()
-    finally:
-        log.info("worker stopping: no new work, finishing the send in flight")
-        scheduler.shutdown(wait=False)
-        try:
-            await asyncio.wait_for(worker._sweep_lock.acquire(), timeout=SHUTDOWN_SECONDS - 4)
-        except TimeoutError:
-            log.warning("a send was still in flight at shutdown; its row is left for the next start")
-        await asyncio.wait_for(telegram.stop(worker.application), timeout=3)
-        await asyncio.to_thread(worker.heartbeat.stopped)
-        log.info("worker stopped")
     return 0

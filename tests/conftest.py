@@ -101,16 +101,31 @@ class BotRunner:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
     def start(self) -> None:
-        from feedbot.chat import telegram
+        """What the worker does before it polls (see `Application.run_polling`), minus the sweeps."""
+        from telegram import Update
+
+        from feedbot.chat.telegram import set_menu
+
+        async def start() -> None:
+            await self.application.initialize()
+            await set_menu(self.application.bot)
+            await self.application.updater.start_polling(poll_interval=0.0, timeout=1,
+                                                         allowed_updates=Update.ALL_TYPES)
+            await self.application.start()
 
         self.thread.start()
-        self.call(telegram.start(self.application, poll_timeout=1))
+        self.call(start())
 
     def stop(self) -> None:
-        from feedbot.chat import telegram
+        async def stop() -> None:
+            if self.application.updater.running:
+                await self.application.updater.stop()
+            if self.application.running:
+                await self.application.stop()
+            await self.application.shutdown()
 
         try:
-            self.call(telegram.stop(self.application))
+            self.call(stop())
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(10)

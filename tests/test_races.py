@@ -188,6 +188,25 @@ def test_status_check_sees_a_dead_worker_and_stuck_deliveries(seeded, settings, 
     assert "worker:   alive" in out and "deliveries stuck in flight: 1" in out and "UTC" in out
 
 
+def test_status_views_are_library_functions(seeded):
+    from feedbot.delivery import status
+
+    with Session(seeded) as session:
+        assert status.health(session, datetime.now(UTC)) == ["no worker has ever reported"]
+    heartbeat.Beat(seeded).alive()
+    add(seeded, 993)
+    with transaction(seeded) as session:
+        sid = subscribers.get(session, 993).id
+        deliveries.claim(session, sid, datetime.now(UTC).date(), datetime.now(UTC) - timedelta(minutes=30))
+    with Session(seeded) as session:
+        now = datetime.now(UTC)
+        assert status.health(session, now) == ["1 deliveries stuck in claimed/sending"]
+        assert next(status.worker_report(session, now)).startswith("worker:   alive: ")
+        assert "deliveries today: claimed 1" in list(status.delivery_report(session, now))
+        table = list(status.subscriber_table(session, now))
+    assert table[1].split()[0] == "993" and table[-1] == "(1 subscribers)"
+
+
 def test_an_ingest_elsewhere_is_picked_up_by_the_worker_and_the_chat(seeded, settings):
     from feedbot.sources.ingest import ingest_paths
 

@@ -49,7 +49,7 @@ def running(engine, settings, telegram, clock):
     chat = Chat(engine, bot_settings, clock)
     runner = BotRunner(build_application(bot_settings, chat, timeout=2.0, max_retries=3))
     runner.start()
-    worker = Worker(bot_settings, engine, runner.application, clock, broadcast_rate=0, part_pause=0)
+    worker = Worker(bot_settings, engine, runner.application.bot, clock, broadcast_rate=0, part_pause=0)
     yield runner, worker
     runner.stop()
 
@@ -173,7 +173,7 @@ def test_crash_between_claim_and_send_then_restart(running, telegram, seeded, se
     with transaction(seeded) as session:  # and one row was mid-send when it died
         assert deliveries.start_sending(session, outgoing[0].delivery_id, owner=dead_process()) == 0
 
-    restarted = Worker(worker.settings, seeded, runner.application, clock, broadcast_rate=0, part_pause=0)
+    restarted = Worker(worker.settings, seeded, runner.application.bot, clock, broadcast_rate=0, part_pause=0)
     results = runner.call(restarted.sweep_digests())
     assert results["uncertain"] == 1 and results["sent"] == 2
     runner.call(restarted.sweep_digests())

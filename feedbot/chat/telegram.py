@@ -187,22 +187,9 @@ def mark_blocked(chat: Chat, telegram_id: int) -> None:
     log.info("subscriber telegram_id=%s blocked the bot: marked inactive", telegram_id)
 
 
-async def start(application: Application, poll_timeout: float = 30.0) -> None:
-    """Initialise, register the command menu, and start long polling (updates are kept, not dropped)."""
-    await application.initialize()
-    # Commands registered at start show up in Telegram's menu.
-    await application.bot.set_my_commands([BotCommand(name, text) for name, text in commands.menu()])
-    await application.start()
-    await application.updater.start_polling(poll_interval=0.0, timeout=int(poll_timeout),
-                                            allowed_updates=Update.ALL_TYPES)
-
-
-async def stop(application: Application) -> None:
-    if application.updater.running:
-        await application.updater.stop()
-    if application.running:
-        await application.stop()
-    await application.shutdown()
+async def set_menu(bot) -> None:
+    """Commands registered at start show up in Telegram's menu."""
+    await bot.set_my_commands([BotCommand(name, text) for name, text in commands.menu()])
 
 
 def build_application(settings: Settings, chat: Chat, timeout: float = 15.0, max_retries: int = 5,
@@ -219,6 +206,7 @@ def build_application(settings: Settings, chat: Chat, timeout: float = 15.0, max
         .read_timeout(timeout).write_timeout(timeout).connect_timeout(timeout).pool_timeout(timeout)
         .get_updates_read_timeout(timeout + 60)
         .concurrent_updates(8)
+        .job_queue(None)  # the worker schedules with its own APScheduler
     )
     if rate_limit:
         builder = builder.rate_limiter(AIORateLimiter(max_retries=max_retries))

@@ -274,12 +274,6 @@ class Outgoing:
         """A digest answered to /digest, sent by whoever carries the conversation."""
         return cls(delivery_id, 0, chat_id, chat_id, date.min, replies)
 
-    @classmethod
-    def of(cls, delivery_id: int, subscriber: Subscriber, digest: digests.Digest, confirmed: int = 0) -> Outgoing:
-        return cls(delivery_id, subscriber.id, subscriber.telegram_id, subscriber.chat_id, digest.local_date,
-                   digests.render(digest), empty=not digest.picks, note=digest.empty_reason, confirmed=confirmed,
-                   paper_ids=[p.paper_id for p in digest.picks])
-
 
 def rank(engine: Engine, model: TextModel | None, subs: list[Subscriber], days: dict[int, date], now: datetime,
          settings: Settings) -> dict[int, digests.Digest]:
@@ -318,7 +312,9 @@ def prepare(engine: Engine, model: TextModel | None, due: list[tuple[Subscriber,
         return []
     subs = [s for s, _ in due]
     built = rank(engine, model, subs, {s.id: day for s, day in due}, now, settings)
-    return [Outgoing.of(delivery_id, subscriber, digest)
+    return [Outgoing(delivery_id, subscriber.id, subscriber.telegram_id, subscriber.chat_id, digest.local_date,
+                     digests.render(digest), empty=not digest.picks, note=digest.empty_reason,
+                     paper_ids=[p.paper_id for p in digest.picks])
             for subscriber, digest, delivery_id in claim_and_record(engine, subs, built, now, source)
             if delivery_id is not None]
 
@@ -362,14 +358,15 @@ def resumed(session: Session, subscriber: Subscriber, row: Delivery,
     authors or links changed since cannot shift a pick into a part already sent (a repeat) or
     out of one still to send (a drop)."""
     digest = recorded_digest(session, subscriber, row, paper_link)
+    item = Outgoing(row.id, subscriber.id, subscriber.telegram_id, subscriber.chat_id, row.local_date,
+                    digests.render(digest), empty=not digest.picks, note=digest.empty_reason, confirmed=row.parts_sent,
+                    paper_ids=[p.paper_id for p in digest.picks])
     sizes = [int(n) for n in (row.part_picks or "").split(",") if n.isdigit()]
-    if not row.parts_sent or len(sizes) < row.parts_sent:
-        return Outgoing.of(row.id, subscriber, digest, row.parts_sent)
-    done = sizes[: row.parts_sent]
-    rest = digests.render(digest, after=sum(done))
-    item = Outgoing.of(row.id, subscriber, digest, row.parts_sent)
-    item.replies = [Reply("") for _ in done] + rest  # the sent parts are never sent again
-    item.sizes = done + [len(r.keyboard) for r in rest]
+    if row.parts_sent and len(sizes) >= row.parts_sent:
+        done = sizes[: row.parts_sent]
+        rest = digests.render(digest, after=sum(done))
+        item.replies = [Reply("") for _ in done] + rest  # the sent parts are never sent again
+        item.sizes = done + [len(r.keyboard) for r in rest]
     return item
 
 

@@ -1,0 +1,153 @@
+"""The admin's views of delivery: what `feedbot status`, `feedbot subscribers` and `feedbot digest
+--dry-run` print, as lines of text. Each reads in the session it is given; callers pass a
+read-only one, so a view never takes a lock the worker waits on and never writes.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from feedbot.chat.messages import plain
+from feedbot.config import Settings
+from feedbot.delivery import deliveries, digests, due, heartbeat, reasons, schedule
+from feedbot.ranking.textmodel import ModelCache
+from feedbot.store.models import Delivery, Subscriber, Sweep
+
+
+def ago(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds < 120:
+        return f"{seconds} s ago"
+    if seconds < 7200:
+        return f"{seconds // 60} min ago"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min ago"
+
+
+def health(session: Session, now: datetime) -> list[str]:
+    """What `status --check` fails on: no live worker, deliveries stuck in flight."""
+    problems = []
+    seen = heartbeat.workers(session, now)
+    if not any(w.alive for w in seen):
+        problems.append(f"no worker seen for {ago(seen[0].ago)}" if seen else "no worker has ever reported")
+    stuck = deliveries.stuck(session, now)
+    if stuck:
+        problems.append(f"{len(stuck)} deliveries stuck in claimed/sending")
+    return problems
+
+
+def worker_report(session: Session, now: datetime) -> Iterator[str]:
+    """The newest workers' heartbeats: alive, stuck in a sweep, or gone."""
+    seen = heartbeat.workers(session, now)
+    if not seen:
+        yield "worker:   none has ever reported: digests are not going out (start `feedbot worker`)"
+    for w in seen[:5]:
+        beat = w.beat
+        state = "alive" if w.alive else ("STUCK in a digest sweep" if w.sweep_stuck else "NOT SEEN (dead or stuck)")
+        sweep = ""
+        if beat.sweep_started_at:
+            sweep = f"; last digest sweep started {beat.sweep_started_at:%Y-%m-%d %H:%M:%S} UTC"
+            if beat.sweep_finished_at:
+                sweep += f", finished {beat.sweep_finished_at:%Y-%m-%d %H:%M:%S} UTC"
+        yield f"worker:   {state}: {beat.name} (feedbot {beat.version}), last seen {ago(w.ago)}{sweep}"
+
+
+def delivery_report(session: Session, now: datetime) -> Iterator[str]:
+    """The last sweeps, deliveries stuck or uncertain with what to do, and why each subscriber
+    has no digest today."""
+    for sweep in session.scalars(select(Sweep).order_by(Sweep.name)):
+        yield f"sweep {sweep.name}: {sweep.ran_at:%Y-%m-%d %H:%M} UTC — {sweep.summary}"
+    stuck = deliveries.stuck(session, now)
+    if stuck:
+        yield f"deliveries stuck in flight: {len(stuck)} (no process is finishing them: is the worker running?)"
+        for row in stuck[:20]:
+            since = deliveries.as_utc(row.attempted_at or row.claimed_at)
+            yield (f"  delivery {row.id}: subscriber #{row.subscriber_id}, {row.local_date}, {row.status} since "
+                   f"{since:%Y-%m-%d %H:%M} UTC, parts sent {row.parts_sent}, by {row.owner or '-'}"
+                   f"{': ' + row.error if row.error else ''}")
+        yield ("  what to do: start the worker; it resumes `claimed` rows at their first unsent part and turns "
+               "`sending` rows of a dead process into `uncertain`")
+    uncertain = session.scalars(select(Delivery).where(
+        Delivery.status == "uncertain", Delivery.local_date >= now.date() - timedelta(days=7))
+        .order_by(Delivery.id.desc())).all()
+    if uncertain:
+        yield (f"deliveries uncertain (last 7 days): {len(uncertain)} — each may or may not have reached its "
+               "subscriber and is never re-sent automatically")
+        for row in uncertain[:20]:
+            yield f"  delivery {row.id}: subscriber #{row.subscriber_id}, {row.local_date}: {row.error or ''}"
+        yield ("  what to do: nothing if the subscriber has it; if they say it is missing, /digest gives them "
+               "fresh picks at once")
+    subs = session.scalars(select(Subscriber).order_by(Subscriber.id)).all()
+    yield f"subscribers: {len(subs)} ({sum(s.state == 'active' for s in subs)} active)"
+    if not subs:
+        return
+    plan = due.plan(session, now, subs)
+    today = {s.id: deliveries.for_day(session, s.id, schedule.local_date(s, now)) for s in subs}
+    states = Counter(row.status for row in today.values() if row is not None)
+    yield "deliveries today: " + (", ".join(f"{k} {v}" for k, v in sorted(states.items())) or "none")
+    shown = 0
+    for subscriber in subs:
+        row = today[subscriber.id]
+        if row is not None and row.status not in ("sent", "claimed", "sending"):
+            line = f"  {subscriber.telegram_id}: today's digest {row.status}: {row.error or ''}"
+        elif row is None:
+            line = (f"  {subscriber.telegram_id}: no digest today: "
+                    f"{reasons.explain(subscriber, plan.slots[subscriber.id], 'admin')}")
+        else:
+            continue
+        if shown < 20:
+            yield line
+        shown += 1
+    if shown > 20:
+        yield f"  … and {shown - 20} more"
+
+
+def subscriber_table(session: Session, now: datetime) -> Iterator[str]:
+    """Every subscriber with zone, time, size, frequency, state, last delivery and next digest."""
+    last = {sid: (day, status) for sid, day, status in session.execute(
+        select(Delivery.subscriber_id, Delivery.local_date, Delivery.status)
+        .where(Delivery.local_date == select(func.max(Delivery.local_date)).where(
+            Delivery.subscriber_id == Subscriber.id).correlate(Subscriber).scalar_subquery())
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id))}
+    rows = session.scalars(select(Subscriber).order_by(Subscriber.id)).all()
+    plan = due.plan(session, now, rows) if rows else due.Plan()
+    yield (f"{'telegram id':>12}  {'zone':<20} {'time':<5} {'size':>4}  {'frequency':<9} {'state':<8} "
+           "last delivery          next (UTC)")
+    for s in rows:
+        state = s.state if not s.paused_until else f"{s.state}, paused"
+        day, status = last.get(s.id, (None, None))
+        slot = plan.slots[s.id]
+        upcoming = "now" if slot.reason == "due" else (
+            f"{slot.at.astimezone(UTC):%Y-%m-%d %H:%M}" if slot.at else reasons.explain(s, slot, "admin"))
+        yield (f"{s.telegram_id:>12}  {s.timezone:<20} {s.send_time:<5} {s.digest_size:>4}  {s.frequency:<9} "
+               f"{state:<8} {f'{day} {status}' if day else '-':<22} {upcoming}")
+    yield f"({len(rows)} subscribers)"
+
+
+def dry_run(session: Session, settings: Settings, now: datetime, only: Subscriber | None = None) -> Iterator[str]:
+    """Who is due now (or just `only`, due or not) and the digest each would get; writes nothing."""
+    plan = due.plan(session, now, [only] if only is not None else None)
+    for subscriber, day in plan.missed:
+        yield f"{subscriber.telegram_id}: {day}: {reasons.word('missed', 'admin')}"
+    targets = plan.due
+    if only is not None and not plan.due:
+        slot = plan.slots[only.id]
+        yield f"{only.telegram_id} is not due now: {reasons.explain(only, slot, 'admin')}; showing what they would get"
+        targets = [(only, slot.day)]
+    if not targets:
+        yield f"nobody is due now ({len(plan.waiting)} waiting)"
+        return
+    model = ModelCache(settings.model_dir).get(session)
+    built = digests.build(session, model, [s for s, _ in targets], now, settings,
+                          days={s.id: day for s, day in targets})
+    for subscriber, day in targets:
+        digest = built[subscriber.id]
+        yield (f"== {subscriber.telegram_id} ({subscriber.timezone}, local date {day}, now "
+               f"{now.astimezone(schedule.zone(subscriber.timezone)):%H:%M} {subscriber.timezone}): "
+               f"{len(digest.picks)} picks")
+        for reply in digests.render(digest):
+            yield plain(reply.text)
