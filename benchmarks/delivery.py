@@ -32,9 +32,9 @@ import numpy as np  # noqa: E402
 from benchmarks.common import ROOT, result_line, scratch_database  # noqa: E402
 from feedbot.chat import telegram  # noqa: E402
 from feedbot.chat.conversation import Chat  # noqa: E402
-from feedbot.chat.messages import Reply  # noqa: E402
 from feedbot.config import load_settings  # noqa: E402
 from feedbot.delivery import digests  # noqa: E402
+from feedbot.delivery.messages import Reply  # noqa: E402
 from feedbot.ranking import recommend, textmodel  # noqa: E402
 from feedbot.sources.ingest import ingest_paths  # noqa: E402
 from feedbot.store import db  # noqa: E402

@@ -209,7 +209,7 @@ def _send_now(engine: Engine, settings: Settings, telegram_id: int, now) -> int:
 
     from feedbot.chat import telegram
     from feedbot.chat.conversation import Chat
-    from feedbot.delivery import deliveries, schedule
+    from feedbot.delivery import deliveries, schedule, telegram_send
     from feedbot.ranking.textmodel import ModelCache
 
     if not settings.telegram_token:
@@ -229,7 +229,7 @@ def _send_now(engine: Engine, settings: Settings, telegram_id: int, now) -> int:
 
     async def send() -> str:
         async with telegram.build_application(settings, Chat(engine, settings)).bot as bot:
-            return await deliveries.send_now(engine, outgoing[0], deliveries.telegram_transport(bot))
+            return await deliveries.send_now(engine, outgoing[0], telegram_send.telegram_transport(bot))
 
     result = asyncio.run(send())
     print(f"delivery {outgoing[0].delivery_id} to {telegram_id}: {result}")

@@ -34,7 +34,7 @@ from feedbot.chat import telegram
 from feedbot.chat.conversation import Chat
 from feedbot.clock import utcnow
 from feedbot.config import Settings
-from feedbot.delivery import deliveries, due, heartbeat
+from feedbot.delivery import deliveries, due, heartbeat, telegram_send
 from feedbot.ranking import textmodel
 from feedbot.ranking.textmodel import ModelCache
 from feedbot.sources import ingest
@@ -247,7 +247,7 @@ class Worker:
                 await asyncio.sleep(self.part_pause)
             await self.pacer.wait()
 
-        result = await deliveries.send(item, deliveries.telegram_transport(self.bot), self._write,
+        result = await deliveries.send(item, telegram_send.telegram_transport(self.bot), self._write,
                                        self.engine, self.clock, pause)
         if result is None:
             return "taken"

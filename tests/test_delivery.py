@@ -227,7 +227,7 @@ def test_every_fault_at_every_part(engine, parts, monkeypatch):
 # --- a resumed digest never repeats or drops a pick, whatever changed since ----------------------
 
 def _paper_ids(reply) -> list[int]:
-    from feedbot.chat.messages import numbered_papers
+    from feedbot.delivery.messages import numbered_papers
 
     return [pid for _, pid in numbered_papers(reply.keyboard)]
 

@@ -3,8 +3,8 @@
 import re
 from datetime import date
 
-from feedbot.chat.messages import MAX_TEXT
 from feedbot.delivery.digests import Digest, render
+from feedbot.delivery.messages import MAX_TEXT
 from feedbot.ranking.recommend import Pick
 from feedbot.store.models import Paper
 from tests.fake_telegram import parse_html

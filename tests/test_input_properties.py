@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 
 from feedbot.clock import parse_hhmm
 from feedbot.numbers import whole_number
-from feedbot.ranking.textmatch import fold, mute_pattern
 from feedbot.sources.dumps import ABSTRACT_ENDINGS, DumpError, parse_dump
 from feedbot.sources.records import MAX_TITLE_CHARS, dedupe_key
 from feedbot.store.subscribers import UserError, parse_timezone, zone
+from feedbot.store.textmatch import fold, mute_pattern
 
 STAMP = date(2026, 3, 20)
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

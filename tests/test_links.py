@@ -14,8 +14,8 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from feedbot.chat.bibtex import export
-from feedbot.chat.messages import MAX_TEXT, plain
 from feedbot.delivery.digests import Digest, render
+from feedbot.delivery.messages import MAX_TEXT, plain
 from feedbot.ranking.recommend import Pick
 from feedbot.store import db, links
 from feedbot.store.models import Paper

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from feedbot.chat import interests, library, onboarding, settings
-from feedbot.chat.messages import Reply, escape
+from feedbot.delivery.messages import Reply, escape
 
 if TYPE_CHECKING:
     from feedbot.chat.conversation import Turn

@@ -19,7 +19,7 @@ from typing import TextIO
 
 from feedbot.chat import commands
 from feedbot.chat.conversation import Chat, User
-from feedbot.chat.messages import Button, Reply, plain
+from feedbot.delivery.messages import Button, Reply, plain
 
 EXIT_WORDS = {"quit", "exit", "/quit", "/exit"}
 CHOICE = re.compile(r"^([a-z]{0,3})([0-9]{1,4})$")

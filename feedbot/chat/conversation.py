@@ -16,12 +16,12 @@ from sqlalchemy.orm import Session
 
 from feedbot.chat import commands, onboarding
 from feedbot.chat.library import history_press
-from feedbot.chat.messages import Answer, Button, Reply, escape
 from feedbot.chat.settings import delete_press, settings_press
 from feedbot.chat.votes import vote_press
 from feedbot.clock import utcnow
 from feedbot.config import Settings
 from feedbot.delivery import deliveries, digests, schedule
+from feedbot.delivery.messages import Answer, Button, Reply, escape
 from feedbot.ranking.textmodel import ModelCache
 from feedbot.store import subscribers
 from feedbot.store.db import transaction

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from feedbot.chat.messages import Reply, escape
-from feedbot.ranking import textmatch
-from feedbot.store import subscribers
+from feedbot.delivery.messages import Reply, escape
+from feedbot.store import subscribers, textmatch
 from feedbot.store.subscribers import UserError
 
 if TYPE_CHECKING:

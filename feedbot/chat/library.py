@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 
 from feedbot.chat import bibtex
-from feedbot.chat.messages import MAX_TEXT, Answer, Button, Reply, escape, paper_item, split_items, vote_row
+from feedbot.delivery.messages import MAX_TEXT, Answer, Button, Reply, escape, paper_item, split_items, vote_row
 from feedbot.store import subscribers
 from feedbot.store.models import Delivery, Paper, Shown, Vote
 from feedbot.store.papers import search_papers

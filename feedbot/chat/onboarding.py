@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 
 from feedbot.chat.interests import matcher
-from feedbot.chat.messages import Reply, escape, paper_item, vote_keyboard
 from feedbot.chat.settings import next_line
 from feedbot.delivery import reasons, schedule
+from feedbot.delivery.messages import Reply, escape, paper_item, vote_keyboard
 from feedbot.ranking import recommend
 from feedbot.ranking.textmodel import TextModel
 from feedbot.store import subscribers

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from feedbot.chat.messages import Answer, Button, Reply, escape
 from feedbot.delivery import deliveries, schedule
+from feedbot.delivery.messages import Answer, Button, Reply, escape
 from feedbot.store import subscribers
 from feedbot.store.models import Vote
 from feedbot.store.subscribers import UserError

@@ -12,14 +12,12 @@ from collections.abc import Sequence
 
 from telegram import (
     BotCommand,
-    InlineKeyboardButton,
-    InlineKeyboardMarkup,
     LinkPreviewOptions,
     Message,
     Update,
 )
 from telegram.constants import ParseMode
-from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError, TimedOut
+from telegram.error import BadRequest, RetryAfter, TelegramError, TimedOut
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -34,22 +32,14 @@ from telegram.ext import (
 
 from feedbot.chat import commands
 from feedbot.chat.conversation import BUTTON_DATA, Chat, User
-from feedbot.chat.messages import Answer, Button, Reply, plain
 from feedbot.config import Settings
+from feedbot.delivery import deliveries, telegram_send
+from feedbot.delivery.messages import Answer, Button, Reply
+from feedbot.delivery.telegram_send import Blocked, keyboard_markup, send_replies
 from feedbot.store.db import transaction
 from feedbot.store.subscribers import get as get_subscriber
 
 log = logging.getLogger(__name__)
-
-
-class Blocked(Exception):
-    """The user blocked the bot or deleted their account (Telegram answered 403)."""
-
-
-def keyboard_markup(rows: list[list[Button]] | None) -> InlineKeyboardMarkup | None:
-    if not rows:
-        return None
-    return InlineKeyboardMarkup([[InlineKeyboardButton(b.label, callback_data=b.data) for b in row] for row in rows])
 
 
 def keyboard_of(message: Message | None) -> list[list[Button]]:
@@ -63,35 +53,6 @@ def keyboard_of(message: Message | None) -> list[list[Button]]:
 
 def is_not_modified(error: TelegramError) -> bool:
     return "message is not modified" in str(error).lower()
-
-
-async def send_text(bot, chat_id: int, text: str, keyboard: list[list[Button]] | None = None) -> Message:
-    """Send HTML; if Telegram can't parse our entities, send the same words as plain text."""
-    markup = keyboard_markup(keyboard)
-    try:
-        return await bot.send_message(chat_id, text, reply_markup=markup)
-    except BadRequest as exc:
-        if "can't parse entities" not in str(exc).lower():
-            raise
-        log.warning("HTML rejected by Telegram (%s); sending plain text to chat %s", exc, chat_id)
-        return await bot.send_message(chat_id, plain(text), reply_markup=markup, parse_mode=None)
-
-
-async def send_replies(bot, chat_id: int, replies: Sequence[Reply]) -> list[int]:
-    """Send replies in order and return their message ids. A 403 raises Blocked."""
-    sent: list[int] = []
-    try:
-        for reply in replies:
-            message = await send_text(bot, chat_id, reply.text, reply.keyboard)
-            sent.append(message.message_id)
-            if reply.document is not None:
-                name, content = reply.document
-                document = await bot.send_document(chat_id, document=content, filename=name, caption=name,
-                                                   parse_mode=None)
-                sent.append(document.message_id)
-    except Forbidden as exc:
-        raise Blocked(str(exc)) from exc
-    return sent
 
 
 class TelegramBot:
@@ -148,10 +109,8 @@ class TelegramBot:
     async def reply(self, update: Update, replies: Sequence[Reply]) -> None:
         user = self.user_of(update)
         if replies and replies[0].delivery is not None:  # a claimed digest: the delivery module sends it
-            from feedbot.delivery import deliveries
-
             item = deliveries.Outgoing.direct(replies[0].delivery, user.chat_id, list(replies))
-            await deliveries.send_now(self.chat.engine, item, deliveries.telegram_transport(update.get_bot()),
+            await deliveries.send_now(self.chat.engine, item, telegram_send.telegram_transport(update.get_bot()),
                                       self.chat.clock)
             return
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from feedbot.chat.messages import Answer, Button, numbered_papers, vote_keyboard
+from feedbot.delivery.messages import Answer, Button, numbered_papers, vote_keyboard
 from feedbot.numbers import whole_number
 from feedbot.store import subscribers
 from feedbot.store.subscribers import UserError

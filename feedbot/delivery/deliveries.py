@@ -32,10 +32,11 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 
-from feedbot.chat.messages import Reply
 from feedbot.clock import utcnow
 from feedbot.config import Settings
 from feedbot.delivery import digests, schedule
+from feedbot.delivery.messages import Reply
+from feedbot.delivery.telegram_send import Blocked
 from feedbot.ranking import recommend
 from feedbot.ranking.textmodel import TextModel
 from feedbot.store.db import insert_for, transaction
@@ -87,8 +88,6 @@ def describe(outcome: str, error: str, confirmed: int, total: int) -> str:
 
 def classify(exc: BaseException) -> str:
     """Which outcome a python-telegram-bot exception means for the part being sent."""
-    from feedbot.chat.telegram import Blocked
-
     if isinstance(exc, Blocked | Forbidden):
         return BLOCKED
     if isinstance(exc, RetryAfter):
@@ -466,16 +465,6 @@ def write_results(engine: Engine, results: list[Result], now: datetime) -> None:
             known = [int(i) for i in (earlier or "").split(",") if i]
             finish(session, result.item.delivery_id, result.status,
                    known + [i for i in result.message_ids if i not in known], result.error, now, result.confirmed)
-
-
-def telegram_transport(bot) -> Transport:
-    """Send a part with python-telegram-bot (HTML, falling back to plain text on entity errors)."""
-    from feedbot.chat.telegram import send_text
-
-    async def transport(item: Outgoing, reply: Reply) -> int:
-        return (await send_text(bot, item.chat_id, reply.text, reply.keyboard)).message_id
-
-    return transport
 
 
 def shown_in_console(engine: Engine, delivery_id: int, parts: int, now: datetime | None = None) -> None:

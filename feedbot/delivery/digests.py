@@ -12,9 +12,9 @@ from datetime import date, datetime
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from feedbot.chat.messages import Reply, escape, paper_item, split_items, vote_row
 from feedbot.config import Settings
 from feedbot.delivery import reasons, schedule
+from feedbot.delivery.messages import Reply, escape, paper_item, split_items, vote_row
 from feedbot.ranking import recommend
 from feedbot.ranking.textmodel import TextModel
 from feedbot.store import subscribers

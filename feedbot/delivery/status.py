@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from feedbot.chat.messages import plain
 from feedbot.config import Settings
 from feedbot.delivery import deliveries, digests, due, heartbeat, reasons, schedule
+from feedbot.delivery.messages import plain
 from feedbot.ranking.textmodel import ModelCache
 from feedbot.store.models import Delivery, Subscriber, Sweep
 

@@ -14,10 +14,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from feedbot.ranking import rank
-from feedbot.ranking.textmatch import fold, mute_pattern
 from feedbot.ranking.textmodel import TextModel
 from feedbot.store.db import chunks
 from feedbot.store.models import Interest, Listing, Mute, Paper, Shown, Subscriber, Vote
+from feedbot.store.textmatch import fold, mute_pattern
 
 DEFAULT_PARAMS = rank.Params()
 

@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 
 from feedbot.clock import parse_hhmm, utcnow
 from feedbot.numbers import whole_number
-from feedbot.ranking.textmatch import could_match
 from feedbot.store.db import insert_for
 from feedbot.store.models import Delivery, Interest, Mute, Paper, Shown, Subscriber, Vote
+from feedbot.store.textmatch import could_match
 
 MAX_INTERESTS = 10
 MAX_INTEREST_CHARS = 200

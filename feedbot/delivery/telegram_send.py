@@ -1,0 +1,63 @@
+"""Sending feedbot's messages with python-telegram-bot: HTML with its buttons, the same words as
+plain text when Telegram refuses our entities, and a 403 raised as `Blocked`. The digest sender
+(deliveries) and the chat adapter both send through here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message
+from telegram.error import BadRequest, Forbidden
+
+from feedbot.delivery.messages import Button, Reply, plain
+
+log = logging.getLogger(__name__)
+
+
+class Blocked(Exception):
+    """The user blocked the bot or deleted their account (Telegram answered 403)."""
+
+
+def keyboard_markup(rows: list[list[Button]] | None) -> InlineKeyboardMarkup | None:
+    if not rows:
+        return None
+    return InlineKeyboardMarkup([[InlineKeyboardButton(b.label, callback_data=b.data) for b in row] for row in rows])
+
+
+async def send_text(bot, chat_id: int, text: str, keyboard: list[list[Button]] | None = None) -> Message:
+    """Send HTML; if Telegram can't parse our entities, send the same words as plain text."""
+    markup = keyboard_markup(keyboard)
+    try:
+        return await bot.send_message(chat_id, text, reply_markup=markup)
+    except BadRequest as exc:
+        if "can't parse entities" not in str(exc).lower():
+            raise
+        log.warning("HTML rejected by Telegram (%s); sending plain text to chat %s", exc, chat_id)
+        return await bot.send_message(chat_id, plain(text), reply_markup=markup, parse_mode=None)
+
+
+async def send_replies(bot, chat_id: int, replies: Sequence[Reply]) -> list[int]:
+    """Send replies in order and return their message ids. A 403 raises Blocked."""
+    sent: list[int] = []
+    try:
+        for reply in replies:
+            message = await send_text(bot, chat_id, reply.text, reply.keyboard)
+            sent.append(message.message_id)
+            if reply.document is not None:
+                name, content = reply.document
+                document = await bot.send_document(chat_id, document=content, filename=name, caption=name,
+                                                   parse_mode=None)
+                sent.append(document.message_id)
+    except Forbidden as exc:
+        raise Blocked(str(exc)) from exc
+    return sent
+
+
+def telegram_transport(bot) -> Callable[[object, Reply], Awaitable[int]]:
+    """Send a part with python-telegram-bot (HTML, falling back to plain text on entity errors)."""
+    async def transport(item, reply: Reply) -> int:
+        return (await send_text(bot, item.chat_id, reply.text, reply.keyboard)).message_id
+
+    return transport
