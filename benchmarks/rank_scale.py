@@ -116,10 +116,10 @@ def main() -> None:
     table = ranking._similarities(known, expanded)  # shared, so the loop pays only per-subscriber work
     colikes = ranking.colike_table(likers, table, PARAMS.colike_neighbours, PARAMS.colike_weight)
     table[:-1] += colikes.table[:-1]
-    shared = ranking._Shared.build(corpus, expanded.tocsr().astype(np.float32))
+    shared = ranking._Shared.build(corpus, expanded.tocsr().astype(np.float32), table)
     start = time.perf_counter()
     for taste in sample:
-        ranking._rank_block([taste], corpus, expanded, PARAMS, table, colikes, shared)
+        ranking._rank_block([taste], corpus, expanded, PARAMS, shared, colikes)
     own_loop = (time.perf_counter() - start) / len(sample) * args.subscribers
 
     start = time.perf_counter()

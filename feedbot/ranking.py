@@ -114,6 +114,15 @@ class Corpus:
         return cls(known, np.asarray(topics), np.asarray(background, dtype=np.float32), terms, likers)
 
 
+def _map(function, items: list) -> list:
+    """`function` over `items` on a thread per core (the sparse kernels and numpy release the GIL)."""
+    workers = min(os.cpu_count() or 1, len(items)) or 1
+    if workers == 1:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(function, items))
+
+
 def _weights_matrix(tastes: list[Taste], rows_attr: str, weight_attr: str, n_known: int) -> sp.csr_matrix:
     """Subscribers × known papers, each row summing to 1 (the weighted mean's coefficients)."""
     indptr = np.zeros(len(tastes) + 1, dtype=np.int64)
@@ -196,15 +205,17 @@ def expand(candidates: sp.csr_matrix, known: sp.csr_matrix, neighbours: int = 10
     if neighbours <= 0 or known.shape[0] == 0 or candidates.shape[0] == 0:
         return candidates
     k = min(neighbours, known.shape[0])
-    parts = []
-    for start in range(0, candidates.shape[0], 256):  # bounded memory: 256 x corpus at a time
+
+    def nearest(start: int) -> sp.csr_matrix:  # bounded memory: 256 x corpus at a time
         block = candidates[start : start + 256]
         similarity = np.asarray((block @ known.T).todense(), dtype=np.float32)
         similarity[similarity > 0.999] = 0
         top = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
         weights = np.take_along_axis(similarity, top, axis=1)
         rows = np.repeat(np.arange(block.shape[0]), k)
-        parts.append(sp.csr_matrix((weights.ravel(), (rows, top.ravel())), shape=similarity.shape))
+        return sp.csr_matrix((weights.ravel(), (rows, top.ravel())), shape=similarity.shape)
+
+    parts = _map(nearest, list(range(0, candidates.shape[0], 256)))
     mix = sp.vstack(parts, format="csr")
     return normalize(candidates + weight * normalize(mix @ known)).astype(np.float32)
 
@@ -281,11 +292,11 @@ def rank(tastes: list[Taste], corpus: Corpus, candidates: sp.csr_matrix,
         if colikes is not None:
             table[:-1] += colikes.table[:-1]
     blocks = [warm[start : start + params.chunk] for start in range(0, len(warm), params.chunk)]
-
-    shared = _Shared.build(corpus, candidates) if warm else None
+    shared = _Shared.build(corpus, candidates, table) if warm else None
+    del table  # the blocks read the column-blocked copy
 
     def run(block: list[int]) -> list[list[Pick]]:
-        return _rank_block([tastes[i] for i in block], corpus, candidates, params, table, colikes, shared)
+        return _rank_block([tastes[i] for i in block], corpus, candidates, params, shared, colikes)
 
     # Blocks are independent and the sparse kernels release the GIL: use the cores there are.
     workers = min(params.threads or os.cpu_count() or 1, len(blocks)) or 1
@@ -353,43 +364,76 @@ def colike_table(likers: sp.csr_matrix, table: np.ndarray, neighbours: int, weig
     scaled_t = scaled.T.tocsr()
     out = np.zeros((n_known + 1, n_cand), np.float32)
     inv_sqrt = np.where(liked, 1 / np.sqrt(np.maximum(counts, 1)), 0).astype(np.float32)
-    parts = []
-    for start in range(0, n_cand, 128):
-        sims = table[:-1, start : start + 128].copy()
-        sims[~liked] = -1
+
+    def block(start: int) -> sp.csr_matrix:
+        sims = table[:-1, start : start + 128].T.copy()  # candidates x known: each row contiguous
+        sims[:, ~liked] = -1
         sims[sims > 0.999] = -1  # the paper itself, when it is known: its own votes are no neighbours' votes
-        top = np.argpartition(-sims, k - 1, axis=0)[:k]
-        values = np.maximum(np.take_along_axis(sims, top, axis=0), 0)
-        columns = np.tile(np.arange(sims.shape[1]), k)
-        picked = sp.csr_matrix((values.ravel(), (top.ravel(), columns)), shape=sims.shape)
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        values = np.maximum(np.take_along_axis(sims, top, axis=1), 0)
+        columns = np.repeat(np.arange(sims.shape[0]), k)
+        picked = sp.csr_matrix((values.ravel(), (top.ravel(), columns)), shape=sims.shape[::-1])
         picked = normalize(picked, norm="l1", axis=0)
-        parts.append(picked)
         out[:-1, start : start + 128] = (scaled_t @ (scaled @ picked)).toarray()
+        return picked
+
+    parts = _map(block, list(range(0, n_cand, 128)))
     out *= np.float32(weight)
     return Colikes(out, sp.hstack(parts, format="csr"), inv_sqrt, likers, weight)
 
 
 def _similarities(known: sp.csr_matrix, candidates: sp.csr_matrix) -> np.ndarray:
-    """Dense known x candidates cosine table, shared by scoring and explanations; one padding row."""
+    """Dense known x candidates cosine table, shared by scoring and explanations; one padding row.
+    Built in blocks of candidates, so the sparse product never holds the whole table twice."""
     table = np.empty((known.shape[0] + 1, candidates.shape[0]), dtype=np.float32)
-    table[:-1] = (known @ candidates.T).todense()
+
+    def fill(start: int) -> None:
+        table[:-1, start : start + 128] = (known @ candidates[start : start + 128].T).toarray()
+
+    _map(fill, list(range(0, candidates.shape[0], 128)))
     table[-1] = -np.inf  # the row that index -1 (padding) reads
     return table
 
 
-def _centroid_scores(coefficients: sp.csr_matrix, known: sp.csr_matrix, table: np.ndarray,
+class _Columns:
+    """The known x candidates table (padding row dropped) as contiguous blocks of columns. The
+    per-block product reads the table row by row for every profile; a block of 64 columns
+    (7.7 MB at 30,000 papers) stays in cache where the whole table does not."""
+
+    width = 64
+
+    def __init__(self, table: np.ndarray):
+        self.n_rows, self.n_columns = table.shape[0] - 1, table.shape[1]
+        n_blocks = -(-self.n_columns // self.width)
+        self.blocks = np.zeros((n_blocks, self.n_rows, self.width), np.float32)
+        for j in range(n_blocks):
+            part = table[:-1, j * self.width : (j + 1) * self.width]
+            self.blocks[j, :, : part.shape[1]] = part
+
+    def product(self, coefficients: sp.csr_matrix) -> np.ndarray:
+        """coefficients @ table, one block of columns at a time."""
+        out = np.empty((coefficients.shape[0], self.n_columns), np.float32)
+        for j, block in enumerate(self.blocks):
+            columns = slice(j * self.width, min((j + 1) * self.width, self.n_columns))
+            out[:, columns] = (coefficients @ block)[:, : columns.stop - columns.start]
+        return out
+
+    def take(self, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        """table[rows, columns], elementwise."""
+        return self.blocks[columns // self.width, rows, columns % self.width]
+
+
+def _centroid_scores(coefficients: sp.csr_matrix, known: sp.csr_matrix, table: _Columns,
                      candidates_b: np.ndarray, known_b: np.ndarray, background: float,
-                     b_norm2: float, correction: np.ndarray | None = None) -> np.ndarray:
+                     b_norm2: float) -> np.ndarray:
     """Cosine of each weighted mean of known papers, background subtracted, with the candidates.
 
     By linearity the raw dot products come from the similarity table (no profile x candidate
     product), and |v - g b|^2 = |v|^2 - 2g v.b + g^2 |b|^2 needs only each profile's own norm.
     """
     if coefficients.shape[0] == 0:
-        return np.zeros((0, table.shape[1]), np.float32)
-    raw = np.asarray(coefficients @ table[:-1], dtype=np.float32)
-    if correction is not None:
-        raw -= correction
+        return np.zeros((0, table.n_columns), np.float32)
+    raw = table.product(coefficients.astype(np.float32, copy=False))
     profile = coefficients @ known
     vv = np.zeros(profile.shape[0], np.float64)
     filled = np.diff(profile.indptr) > 0
@@ -407,6 +451,7 @@ def _centroid_scores(coefficients: sp.csr_matrix, known: sp.csr_matrix, table: n
 class _Shared:
     """What every block reads about the candidates and the corpus: computed once per pass."""
 
+    table: _Columns  # known x candidates: content cosine plus weighted co-likes
     candidates_t: sp.csr_matrix  # terms x candidates, for the interest product
     candidates_b: np.ndarray  # each candidate's dot product with the background
     known_b: np.ndarray
@@ -416,16 +461,16 @@ class _Shared:
     term_values: np.ndarray  # ... and its weight
 
     @classmethod
-    def build(cls, corpus: Corpus, candidates: sp.csr_matrix) -> _Shared:
+    def build(cls, corpus: Corpus, candidates: sp.csr_matrix, table: np.ndarray) -> _Shared:
         b = corpus.background
         ordered = candidates
         if not candidates.has_sorted_indices:
             ordered = candidates.copy()
             ordered.sort_indices()
         rows = np.repeat(np.arange(ordered.shape[0], dtype=np.int64), np.diff(ordered.indptr))
-        return cls(candidates.T.tocsr(), np.asarray(candidates @ b).ravel(), np.asarray(corpus.known @ b).ravel(),
-                   float(b @ b), candidates.shape[1], rows * candidates.shape[1] + ordered.indices,
-                   ordered.data.astype(np.float32))
+        return cls(_Columns(table), candidates.T.tocsr(), np.asarray(candidates @ b).ravel(),
+                   np.asarray(corpus.known @ b).ravel(), float(b @ b), candidates.shape[1],
+                   rows * candidates.shape[1] + ordered.indices, ordered.data.astype(np.float32))
 
 
 def _segments(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -436,10 +481,9 @@ def _segments(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _rank_block(tastes: list[Taste], corpus: Corpus, candidates: sp.csr_matrix, params: Params,
-                table: np.ndarray, colikes: Colikes | None = None, shared: _Shared | None = None) -> list[list[Pick]]:
+                shared: _Shared, colikes: Colikes | None = None) -> list[list[Pick]]:
     n_subs, n_cand = len(tastes), candidates.shape[0]
-    known = corpus.known
-    shared = shared or _Shared.build(corpus, candidates)
+    known, table = corpus.known, shared.table
     likes = _weights_matrix(tastes, "liked", "liked_weight", known.shape[0])
     dislikes = _weights_matrix(tastes, "disliked", "disliked_weight", known.shape[0])
 
@@ -546,7 +590,7 @@ def _rank_block(tastes: list[Taste], corpus: Corpus, candidates: sp.csr_matrix, 
     pair_at = liked_start[pick_sub[pair_pick]] + pair_place
     pair_known = all_liked[pair_at]
     pair_col = pick_col[pair_pick]
-    closeness = table[pair_known, pair_col]
+    closeness = table.take(pair_known, pair_col)
     with_liked = np.flatnonzero(per_pick > 0)
     pick_start = np.cumsum(per_pick) - per_pick
     by_colike = np.zeros(n_picks, bool)
