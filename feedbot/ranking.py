@@ -136,8 +136,10 @@ def _weights_matrix(tastes: list[Taste], rows_attr: str, weight_attr: str, n_kno
     return normalize(matrix, norm="l1")
 
 
-def _topic_rows(likes: sp.csr_matrix, topics: np.ndarray, params: Params) -> tuple[sp.csr_matrix, np.ndarray]:
-    """Per (subscriber, topic) weighted means for the topics that hold enough of their likes."""
+def _topic_rows(likes: sp.csr_matrix, topics: np.ndarray,
+                params: Params) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+    """Per (subscriber, topic) weighted means for the topics that hold enough of their likes, their
+    owners, and the topic row of each entry of `likes` in CSR order (-1: in no topic row)."""
     coo = likes.tocoo()
     n_topics = int(topics.max()) + 1 if len(topics) else 1
     counts = sp.csr_matrix((np.ones_like(coo.data), (coo.row, topics[coo.col])),
@@ -151,13 +153,13 @@ def _topic_rows(likes: sp.csr_matrix, topics: np.ndarray, params: Params) -> tup
         np.put_along_axis(eligible, order, False, axis=1)
     owners, chosen = np.nonzero(eligible)
     if len(owners) == 0:
-        return sp.csr_matrix((0, likes.shape[1]), dtype=np.float32), owners
+        return sp.csr_matrix((0, likes.shape[1]), dtype=np.float32), owners, np.full(len(coo.data), -1, np.int64)
     pair = np.full(eligible.shape, -1, dtype=np.int64)
     pair[owners, chosen] = np.arange(len(owners))
     which = pair[coo.row, topics[coo.col]]
     keep = which >= 0
     rows = sp.csr_matrix((coo.data[keep], (which[keep], coo.col[keep])), shape=(len(owners), likes.shape[1]))
-    return normalize(rows, norm="l1"), owners
+    return normalize(rows, norm="l1"), owners, which
 
 
 def _top_terms(explainers: sp.csr_matrix, pick_col: np.ndarray, shared: _Shared, terms: np.ndarray | None,
@@ -423,22 +425,54 @@ class _Columns:
         return self.blocks[columns // self.width, rows, columns % self.width]
 
 
-def _centroid_scores(coefficients: sp.csr_matrix, known: sp.csr_matrix, table: _Columns,
-                     candidates_b: np.ndarray, known_b: np.ndarray, background: float,
-                     b_norm2: float) -> np.ndarray:
+def _squared_norms(coefficients: sp.csr_matrix, known: sp.csr_matrix) -> np.ndarray:
+    """|row @ known|^2 for each row of coefficients."""
+    return _row_squares(coefficients @ known)
+
+
+def _row_squares(matrix: sp.csr_matrix) -> np.ndarray:
+    out = np.zeros(matrix.shape[0], np.float64)
+    filled = np.diff(matrix.indptr) > 0
+    if filled.any():
+        out[filled] = np.add.reduceat(matrix.data * matrix.data, matrix.indptr[:-1][filled])
+    return out
+
+
+def _vote_norms(likes: sp.csr_matrix, has_likes: np.ndarray, n_topic_rows: int, topic_of_like: np.ndarray,
+                known: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """Squared norms of the centroid profiles (subscribers `has_likes`) and of the topic profiles.
+
+    Each like is summed into a profile once: the likes are split into parts (one per topic row, one
+    for each subscriber's remaining likes), a topic profile is its part divided by the part's weight
+    and a centroid is the sum of its subscriber's parts, which are far shorter than the likes.
+    """
+    coo = likes.tocoo()
+    in_topic = topic_of_like >= 0
+    part = np.where(in_topic, topic_of_like, n_topic_rows + coo.row)
+    n_parts = n_topic_rows + likes.shape[0]
+    profiles = sp.csr_matrix((coo.data, (part, coo.col)), shape=(n_parts, likes.shape[1])) @ known
+    squares = _row_squares(profiles)
+    weight = np.bincount(part[in_topic], weights=coo.data[in_topic].astype(np.float64), minlength=n_topic_rows)
+    topics = squares[:n_topic_rows] / np.where(weight > 0, weight, 1) ** 2
+    centroids = squares[n_topic_rows + has_likes]  # right for those whose likes are all one part
+    split = np.flatnonzero(np.isin(has_likes, np.unique(coo.row[in_topic])))
+    if len(split):
+        sums = sp.csr_matrix((np.ones(len(part), np.float32), (coo.row, part)), shape=(likes.shape[0], n_parts))
+        sums.data[:] = 1
+        centroids[split] = _row_squares(sums[has_likes[split]] @ profiles)
+    return centroids, topics
+
+
+def _centroid_scores(coefficients: sp.csr_matrix, vv: np.ndarray, table: _Columns, candidates_b: np.ndarray,
+                     known_b: np.ndarray, background: float, b_norm2: float) -> np.ndarray:
     """Cosine of each weighted mean of known papers, background subtracted, with the candidates.
 
     By linearity the raw dot products come from the similarity table (no profile x candidate
-    product), and |v - g b|^2 = |v|^2 - 2g v.b + g^2 |b|^2 needs only each profile's own norm.
+    product), and |v - g b|^2 = |v|^2 - 2g v.b + g^2 |b|^2 needs only each profile's own norm `vv`.
     """
     if coefficients.shape[0] == 0:
         return np.zeros((0, table.n_columns), np.float32)
     raw = table.product(coefficients.astype(np.float32, copy=False))
-    profile = coefficients @ known
-    vv = np.zeros(profile.shape[0], np.float64)
-    filled = np.diff(profile.indptr) > 0
-    if filled.any():
-        vv[filled] = np.add.reduceat(profile.data * profile.data, profile.indptr[:-1][filled])
     vb = coefficients @ known_b
     norms = np.sqrt(np.maximum(vv - 2 * background * vb + background**2 * b_norm2, 1e-12))
     if background:  # in place: these blocks are large
@@ -490,14 +524,17 @@ def _rank_block(tastes: list[Taste], corpus: Corpus, candidates: sp.csr_matrix, 
     # Profile rows: a centroid per subscriber with likes, topic centroids, typed interests.
     has_likes = np.flatnonzero(likes.getnnz(axis=1) > 0)
     coefficients, owners = [likes[has_likes]], [has_likes]
+    vv = None
     if params.use_topics and len(has_likes):
-        topic_rows, topic_owners = _topic_rows(likes, corpus.topics, params)
+        topic_rows, topic_owners, topic_of_like = _topic_rows(likes, corpus.topics, params)
         coefficients.append(topic_rows)
         owners.append(topic_owners)
+        if len(topic_owners):
+            vv = np.concatenate(_vote_norms(likes, has_likes, len(topic_owners), topic_of_like, known))
     n_centroids = len(has_likes)
     coefficients = sp.vstack(coefficients, format="csr")
-    vote_scores = _centroid_scores(coefficients, known, table, shared.candidates_b, shared.known_b,
-                                   params.background, shared.b_norm2)
+    vote_scores = _centroid_scores(coefficients, _squared_norms(coefficients, known) if vv is None else vv, table,
+                                   shared.candidates_b, shared.known_b, params.background, shared.b_norm2)
     vote_scores[n_centroids:] *= params.topic_weight
     n_vote = coefficients.shape[0]
     kinds = [np.zeros(n_centroids, np.int8), np.ones(n_vote - n_centroids, np.int8)]
@@ -541,8 +578,9 @@ def _rank_block(tastes: list[Taste], corpus: Corpus, candidates: sp.csr_matrix, 
 
     has_dislikes = np.flatnonzero(dislikes.getnnz(axis=1) > 0)
     if len(has_dislikes) and params.dislike_penalty:
-        penalty = _centroid_scores(dislikes[has_dislikes], known, table, shared.candidates_b, shared.known_b, 0.0,
-                                   shared.b_norm2)
+        dislike_rows = dislikes[has_dislikes]
+        penalty = _centroid_scores(dislike_rows, _squared_norms(dislike_rows, known), table, shared.candidates_b,
+                                   shared.known_b, 0.0, shared.b_norm2)
         strength = np.full(len(has_dislikes), params.dislike_penalty, np.float32)
         if params.dislike_ramp:
             likes_count = np.array([len(tastes[s].liked) for s in has_dislikes])
