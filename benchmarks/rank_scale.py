@@ -116,9 +116,10 @@ def main() -> None:
     table = rank._similarities(known, expanded)  # shared, so the loop pays only per-subscriber work
     colikes = rank.colike_table(likers, table, PARAMS.colike_neighbours, PARAMS.colike_weight)
     table[:-1] += colikes.table[:-1]
+    shared = rank._Shared.build(corpus, expanded.tocsr().astype(np.float32), table)
     start = time.perf_counter()
     for taste in sample:
-        rank._rank_block([taste], corpus, expanded, PARAMS, table, colikes)
+        rank._rank_block([taste], corpus, expanded, PARAMS, shared, colikes)
     own_loop = (time.perf_counter() - start) / len(sample) * args.subscribers
 
     start = time.perf_counter()

@@ -85,7 +85,7 @@ class Reason:
 
 
 @dataclass(frozen=True)
-class Pick:
+class Scored:
     column: int  # candidate column
     score: float
     reason: Reason
@@ -114,6 +114,15 @@ class Corpus:
         return cls(known, np.asarray(topics), np.asarray(background, dtype=np.float32), terms, likers)
 
 
+def _map(function, items: list) -> list:
+    """`function` over `items` on a thread per core (the sparse kernels and numpy release the GIL)."""
+    workers = min(os.cpu_count() or 1, len(items)) or 1
+    if workers == 1:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(function, items))
+
+
 def _weights_matrix(tastes: list[Taste], rows_attr: str, weight_attr: str, n_known: int) -> sp.csr_matrix:
     """Subscribers × known papers, each row summing to 1 (the weighted mean's coefficients)."""
     indptr = np.zeros(len(tastes) + 1, dtype=np.int64)
@@ -127,8 +136,10 @@ def _weights_matrix(tastes: list[Taste], rows_attr: str, weight_attr: str, n_kno
     return normalize(matrix, norm="l1")
 
 
-def _topic_rows(likes: sp.csr_matrix, topics: np.ndarray, params: Params) -> tuple[sp.csr_matrix, np.ndarray]:
-    """Per (subscriber, topic) weighted means for the topics that hold enough of their likes."""
+def _topic_rows(likes: sp.csr_matrix, topics: np.ndarray,
+                params: Params) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+    """Per (subscriber, topic) weighted means for the topics that hold enough of their likes, their
+    owners, and the topic row of each entry of `likes` in CSR order (-1: in no topic row)."""
     coo = likes.tocoo()
     n_topics = int(topics.max()) + 1 if len(topics) else 1
     counts = sp.csr_matrix((np.ones_like(coo.data), (coo.row, topics[coo.col])),
@@ -142,24 +153,35 @@ def _topic_rows(likes: sp.csr_matrix, topics: np.ndarray, params: Params) -> tup
         np.put_along_axis(eligible, order, False, axis=1)
     owners, chosen = np.nonzero(eligible)
     if len(owners) == 0:
-        return sp.csr_matrix((0, likes.shape[1]), dtype=np.float32), owners
+        return sp.csr_matrix((0, likes.shape[1]), dtype=np.float32), owners, np.full(len(coo.data), -1, np.int64)
     pair = np.full(eligible.shape, -1, dtype=np.int64)
     pair[owners, chosen] = np.arange(len(owners))
     which = pair[coo.row, topics[coo.col]]
     keep = which >= 0
     rows = sp.csr_matrix((coo.data[keep], (which[keep], coo.col[keep])), shape=(len(owners), likes.shape[1]))
-    return normalize(rows, norm="l1"), owners
+    return normalize(rows, norm="l1"), owners, which
 
 
-def _top_terms(explainers: sp.csr_matrix, picked: sp.csr_matrix, terms: np.ndarray | None,
+def _top_terms(explainers: sp.csr_matrix, pick_col: np.ndarray, shared: _Shared, terms: np.ndarray | None,
                n: int = 6) -> list[tuple[str, ...]]:
-    """For each (explainer, picked paper) row pair, up to n terms with the largest product, best first."""
+    """For each explainer row and the candidate it explains, up to n terms with the largest product,
+    best first (ties by term index). The candidate's weights are looked up, not copied per pick."""
     if terms is None or explainers.shape[0] == 0:
         return [()] * explainers.shape[0]
-    product = explainers.multiply(picked).tocoo()
-    positive = product.data > 0
-    row, col, value = product.row[positive], product.col[positive], product.data[positive]
-    order = np.lexsort((-value, row))
+    if not explainers.has_canonical_format:
+        explainers = explainers.copy()
+        explainers.sum_duplicates()
+    row = np.repeat(np.arange(explainers.shape[0]), np.diff(explainers.indptr))
+    query = pick_col[row].astype(np.int64) * shared.vocabulary + explainers.indices
+    at = np.minimum(np.searchsorted(shared.term_keys, query), max(len(shared.term_keys) - 1, 0))
+    hit = shared.term_keys[at] == query if len(shared.term_keys) else np.zeros(len(query), bool)
+    value = explainers.data[hit].astype(np.float32) * shared.term_values[at[hit]]
+    row, col = row[hit], explainers.indices[hit]
+    positive = value > 0
+    row, col, value = row[positive], col[positive], value[positive]
+    # One stable sort on (row, -value): positive float32 bits order like the values.
+    key = (row.astype(np.uint64) << np.uint64(32)) | (~value.view(np.uint32)).astype(np.uint64)
+    order = np.argsort(key, kind="stable")
     row, col = row[order], col[order]
     rank_in_row = np.arange(len(row)) - np.searchsorted(row, row)
     keep = rank_in_row < n
@@ -185,15 +207,17 @@ def expand(candidates: sp.csr_matrix, known: sp.csr_matrix, neighbours: int = 10
     if neighbours <= 0 or known.shape[0] == 0 or candidates.shape[0] == 0:
         return candidates
     k = min(neighbours, known.shape[0])
-    parts = []
-    for start in range(0, candidates.shape[0], 256):  # bounded memory: 256 x corpus at a time
+
+    def nearest(start: int) -> sp.csr_matrix:  # bounded memory: 256 x corpus at a time
         block = candidates[start : start + 256]
         similarity = np.asarray((block @ known.T).todense(), dtype=np.float32)
         similarity[similarity > 0.999] = 0
         top = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
         weights = np.take_along_axis(similarity, top, axis=1)
         rows = np.repeat(np.arange(block.shape[0]), k)
-        parts.append(sp.csr_matrix((weights.ravel(), (rows, top.ravel())), shape=similarity.shape))
+        return sp.csr_matrix((weights.ravel(), (rows, top.ravel())), shape=similarity.shape)
+
+    parts = _map(nearest, list(range(0, candidates.shape[0], 256)))
     mix = sp.vstack(parts, format="csr")
     return normalize(candidates + weight * normalize(mix @ known)).astype(np.float32)
 
@@ -251,10 +275,10 @@ def interest_starters(candidates: sp.csr_matrix, interests: sp.csr_matrix | None
 
 
 def rank(tastes: list[Taste], corpus: Corpus, candidates: sp.csr_matrix,
-         params: Params = Params(), starter: np.ndarray | None = None) -> list[list[Pick]]:
+         params: Params = Params(), starter: np.ndarray | None = None) -> list[list[Scored]]:
     """Top-k picks for every subscriber, best first, with reasons; excluded columns never picked."""
     candidates = candidates.tocsr().astype(np.float32)
-    results: list[list[Pick]] = [[] for _ in tastes]
+    results: list[list[Scored]] = [[] for _ in tastes]
     if candidates.shape[0] == 0:
         return results
     cold = [i for i, t in enumerate(tastes) if t.cold]
@@ -270,9 +294,11 @@ def rank(tastes: list[Taste], corpus: Corpus, candidates: sp.csr_matrix,
         if colikes is not None:
             table[:-1] += colikes.table[:-1]
     blocks = [warm[start : start + params.chunk] for start in range(0, len(warm), params.chunk)]
+    shared = _Shared.build(corpus, candidates, table) if warm else None
+    del table  # the blocks read the column-blocked copy
 
-    def run(block: list[int]) -> list[list[Pick]]:
-        return _rank_block([tastes[i] for i in block], corpus, candidates, params, table, colikes)
+    def run(block: list[int]) -> list[list[Scored]]:
+        return _rank_block([tastes[i] for i in block], corpus, candidates, params, shared, colikes)
 
     # Blocks are independent and the sparse kernels release the GIL: use the cores there are.
     workers = min(params.threads or os.cpu_count() or 1, len(blocks)) or 1
@@ -283,20 +309,20 @@ def rank(tastes: list[Taste], corpus: Corpus, candidates: sp.csr_matrix,
     return results
 
 
-def _starter_picks(taste: Taste, corpus: Corpus, candidates: sp.csr_matrix, order: np.ndarray) -> list[Pick]:
+def _starter_picks(taste: Taste, corpus: Corpus, candidates: sp.csr_matrix, order: np.ndarray) -> list[Scored]:
     """Starter picks for someone with nothing to rank by. With only 👎, the starter order minus the
     half of the candidates most like what they disliked (then the least like it, if that runs short)."""
     excluded = set(taste.excluded.tolist())
     allowed = [int(c) for c in order if c not in excluded]
     if len(taste.disliked) == 0:
-        return [Pick(c, 0.0, Reason(KIND_STARTER)) for c in allowed[: taste.k]]
+        return [Scored(c, 0.0, Reason(KIND_STARTER)) for c in allowed[: taste.k]]
     weights = normalize(taste.disliked_weight.reshape(1, -1).astype(np.float64), norm="l1")
     centroid = normalize(sp.csr_matrix(weights) @ corpus.known[taste.disliked])
     closeness = np.asarray((candidates @ centroid.T).todense()).ravel()
     far = closeness <= np.median(closeness)
     first = [c for c in allowed if far[c]]
     rest = sorted((c for c in allowed if not far[c]), key=lambda c: closeness[c])
-    return [Pick(c, float(-closeness[c]), Reason(KIND_AVOID)) for c in (first + rest)[: taste.k]]
+    return [Scored(c, float(-closeness[c]), Reason(KIND_AVOID)) for c in (first + rest)[: taste.k]]
 
 
 @dataclass
@@ -309,11 +335,16 @@ class Colikes:
     likers: sp.csr_matrix
     weight: float
 
-    def own(self, liker_rows: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
-        """Each subscriber's own 👍 row (empty without one), and its co-likes with the candidates."""
-        rows = self.likers[np.maximum(liker_rows, 0)]
-        rows = (sp.diags((liker_rows >= 0).astype(np.float32)) @ rows).tocsr()
-        return rows, (rows @ sp.diags(self.inv_sqrt) @ self.neighbours).toarray()
+    def reach(self, liker_rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        """For (subscriber row in `likers`, candidate) pairs: the co-likes of the subscriber's own 👍
+        with the candidate's neighbours, sum_k x(k) / sqrt(likers of k) s(k, c); 0 without a row."""
+        out = np.zeros(len(liker_rows), np.float32)
+        member = np.flatnonzero(liker_rows >= 0)
+        if len(member):
+            unique, which = np.unique(liker_rows[member], return_inverse=True)
+            product = (self.likers[unique] @ sp.diags(self.inv_sqrt) @ self.neighbours).tocsr()
+            out[member] = np.asarray(product[which, columns[member]]).ravel()
+        return out
 
 
 def colike_table(likers: sp.csr_matrix, table: np.ndarray, neighbours: int, weight: float) -> Colikes | None:
@@ -335,48 +366,113 @@ def colike_table(likers: sp.csr_matrix, table: np.ndarray, neighbours: int, weig
     scaled_t = scaled.T.tocsr()
     out = np.zeros((n_known + 1, n_cand), np.float32)
     inv_sqrt = np.where(liked, 1 / np.sqrt(np.maximum(counts, 1)), 0).astype(np.float32)
-    parts = []
-    for start in range(0, n_cand, 128):
-        sims = table[:-1, start : start + 128].copy()
-        sims[~liked] = -1
+
+    def block(start: int) -> sp.csr_matrix:
+        sims = table[:-1, start : start + 128].T.copy()  # candidates x known: each row contiguous
+        sims[:, ~liked] = -1
         sims[sims > 0.999] = -1  # the paper itself, when it is known: its own votes are no neighbours' votes
-        top = np.argpartition(-sims, k - 1, axis=0)[:k]
-        values = np.maximum(np.take_along_axis(sims, top, axis=0), 0)
-        columns = np.tile(np.arange(sims.shape[1]), k)
-        picked = sp.csr_matrix((values.ravel(), (top.ravel(), columns)), shape=sims.shape)
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        values = np.maximum(np.take_along_axis(sims, top, axis=1), 0)
+        columns = np.repeat(np.arange(sims.shape[0]), k)
+        picked = sp.csr_matrix((values.ravel(), (top.ravel(), columns)), shape=sims.shape[::-1])
         picked = normalize(picked, norm="l1", axis=0)
-        parts.append(picked)
         out[:-1, start : start + 128] = (scaled_t @ (scaled @ picked)).toarray()
+        return picked
+
+    parts = _map(block, list(range(0, n_cand, 128)))
     out *= np.float32(weight)
     return Colikes(out, sp.hstack(parts, format="csr"), inv_sqrt, likers, weight)
 
 
 def _similarities(known: sp.csr_matrix, candidates: sp.csr_matrix) -> np.ndarray:
-    """Dense known x candidates cosine table, shared by scoring and explanations; one padding row."""
+    """Dense known x candidates cosine table, shared by scoring and explanations; one padding row.
+    Built in blocks of candidates, so the sparse product never holds the whole table twice."""
     table = np.empty((known.shape[0] + 1, candidates.shape[0]), dtype=np.float32)
-    table[:-1] = (known @ candidates.T).todense()
+
+    def fill(start: int) -> None:
+        table[:-1, start : start + 128] = (known @ candidates[start : start + 128].T).toarray()
+
+    _map(fill, list(range(0, candidates.shape[0], 128)))
     table[-1] = -np.inf  # the row that index -1 (padding) reads
     return table
 
 
-def _centroid_scores(coefficients: sp.csr_matrix, known: sp.csr_matrix, table: np.ndarray,
-                     candidates_b: np.ndarray, known_b: np.ndarray, background: float,
-                     b_norm2: float, correction: np.ndarray | None = None) -> np.ndarray:
+class _Columns:
+    """The known x candidates table (padding row dropped) as contiguous blocks of columns. The
+    per-block product reads the table row by row for every profile; a block of 64 columns
+    (7.7 MB at 30,000 papers) stays in cache where the whole table does not."""
+
+    width = 64
+
+    def __init__(self, table: np.ndarray):
+        self.n_rows, self.n_columns = table.shape[0] - 1, table.shape[1]
+        n_blocks = -(-self.n_columns // self.width)
+        self.blocks = np.zeros((n_blocks, self.n_rows, self.width), np.float32)
+        for j in range(n_blocks):
+            part = table[:-1, j * self.width : (j + 1) * self.width]
+            self.blocks[j, :, : part.shape[1]] = part
+
+    def product(self, coefficients: sp.csr_matrix) -> np.ndarray:
+        """coefficients @ table, one block of columns at a time."""
+        out = np.empty((coefficients.shape[0], self.n_columns), np.float32)
+        for j, block in enumerate(self.blocks):
+            columns = slice(j * self.width, min((j + 1) * self.width, self.n_columns))
+            out[:, columns] = (coefficients @ block)[:, : columns.stop - columns.start]
+        return out
+
+    def take(self, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        """table[rows, columns], elementwise."""
+        return self.blocks[columns // self.width, rows, columns % self.width]
+
+
+def _squared_norms(coefficients: sp.csr_matrix, known: sp.csr_matrix) -> np.ndarray:
+    """|row @ known|^2 for each row of coefficients."""
+    return _row_squares(coefficients @ known)
+
+
+def _row_squares(matrix: sp.csr_matrix) -> np.ndarray:
+    out = np.zeros(matrix.shape[0], np.float64)
+    filled = np.diff(matrix.indptr) > 0
+    if filled.any():
+        out[filled] = np.add.reduceat(matrix.data * matrix.data, matrix.indptr[:-1][filled])
+    return out
+
+
+def _vote_norms(likes: sp.csr_matrix, has_likes: np.ndarray, n_topic_rows: int, topic_of_like: np.ndarray,
+                known: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """Squared norms of the centroid profiles (subscribers `has_likes`) and of the topic profiles.
+
+    Each like is summed into a profile once: the likes are split into parts (one per topic row, one
+    for each subscriber's remaining likes), a topic profile is its part divided by the part's weight
+    and a centroid is the sum of its subscriber's parts, which are far shorter than the likes.
+    """
+    coo = likes.tocoo()
+    in_topic = topic_of_like >= 0
+    part = np.where(in_topic, topic_of_like, n_topic_rows + coo.row)
+    n_parts = n_topic_rows + likes.shape[0]
+    profiles = sp.csr_matrix((coo.data, (part, coo.col)), shape=(n_parts, likes.shape[1])) @ known
+    squares = _row_squares(profiles)
+    weight = np.bincount(part[in_topic], weights=coo.data[in_topic].astype(np.float64), minlength=n_topic_rows)
+    topics = squares[:n_topic_rows] / np.where(weight > 0, weight, 1) ** 2
+    centroids = squares[n_topic_rows + has_likes]  # right for those whose likes are all one part
+    split = np.flatnonzero(np.isin(has_likes, np.unique(coo.row[in_topic])))
+    if len(split):
+        sums = sp.csr_matrix((np.ones(len(part), np.float32), (coo.row, part)), shape=(likes.shape[0], n_parts))
+        sums.data[:] = 1
+        centroids[split] = _row_squares(sums[has_likes[split]] @ profiles)
+    return centroids, topics
+
+
+def _centroid_scores(coefficients: sp.csr_matrix, vv: np.ndarray, table: _Columns, candidates_b: np.ndarray,
+                     known_b: np.ndarray, background: float, b_norm2: float) -> np.ndarray:
     """Cosine of each weighted mean of known papers, background subtracted, with the candidates.
 
     By linearity the raw dot products come from the similarity table (no profile x candidate
-    product), and |v - g b|^2 = |v|^2 - 2g v.b + g^2 |b|^2 needs only each profile's own norm.
+    product), and |v - g b|^2 = |v|^2 - 2g v.b + g^2 |b|^2 needs only each profile's own norm `vv`.
     """
     if coefficients.shape[0] == 0:
-        return np.zeros((0, table.shape[1]), np.float32)
-    raw = np.asarray(coefficients @ table[:-1], dtype=np.float32)
-    if correction is not None:
-        raw -= correction
-    profile = coefficients @ known
-    vv = np.zeros(profile.shape[0], np.float64)
-    filled = np.diff(profile.indptr) > 0
-    if filled.any():
-        vv[filled] = np.add.reduceat(profile.data * profile.data, profile.indptr[:-1][filled])
+        return np.zeros((0, table.n_columns), np.float32)
+    raw = table.product(coefficients.astype(np.float32, copy=False))
     vb = coefficients @ known_b
     norms = np.sqrt(np.maximum(vv - 2 * background * vb + background**2 * b_norm2, 1e-12))
     if background:  # in place: these blocks are large
@@ -385,60 +481,113 @@ def _centroid_scores(coefficients: sp.csr_matrix, known: sp.csr_matrix, table: n
     return raw
 
 
+@dataclass
+class _Shared:
+    """What every block reads about the candidates and the corpus: computed once per pass."""
+
+    table: _Columns  # known x candidates: content cosine plus weighted co-likes
+    candidates_t: sp.csr_matrix  # terms x candidates, for the interest product
+    candidates_b: np.ndarray  # each candidate's dot product with the background
+    known_b: np.ndarray
+    b_norm2: float
+    vocabulary: int
+    term_keys: np.ndarray  # candidate * vocabulary + term of every candidate entry, sorted
+    term_values: np.ndarray  # ... and its weight
+
+    @classmethod
+    def build(cls, corpus: Corpus, candidates: sp.csr_matrix, table: np.ndarray) -> _Shared:
+        b = corpus.background
+        ordered = candidates
+        if not candidates.has_sorted_indices:
+            ordered = candidates.copy()
+            ordered.sort_indices()
+        rows = np.repeat(np.arange(ordered.shape[0], dtype=np.int64), np.diff(ordered.indptr))
+        return cls(_Columns(table), candidates.T.tocsr(), np.asarray(candidates @ b).ravel(),
+                   np.asarray(corpus.known @ b).ravel(), float(b @ b), candidates.shape[1],
+                   rows * candidates.shape[1] + ordered.indices, ordered.data.astype(np.float32))
+
+
+def _segments(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For runs of the given lengths laid end to end: each element's run, and its place in the run."""
+    run = np.repeat(np.arange(len(counts)), counts)
+    starts = np.cumsum(counts) - counts
+    return run, np.arange(len(run)) - starts[run]
+
+
 def _rank_block(tastes: list[Taste], corpus: Corpus, candidates: sp.csr_matrix, params: Params,
-                table: np.ndarray, colikes: Colikes | None = None) -> list[list[Pick]]:
+                shared: _Shared, colikes: Colikes | None = None) -> list[list[Scored]]:
     n_subs, n_cand = len(tastes), candidates.shape[0]
-    known, b = corpus.known, corpus.background
+    known, table = corpus.known, shared.table
     likes = _weights_matrix(tastes, "liked", "liked_weight", known.shape[0])
     dislikes = _weights_matrix(tastes, "disliked", "disliked_weight", known.shape[0])
-    candidates_b = np.asarray(candidates @ b).ravel()
-    known_b = np.asarray(known @ b).ravel()
-    b_norm2 = float(b @ b)
 
     # Profile rows: a centroid per subscriber with likes, topic centroids, typed interests.
     has_likes = np.flatnonzero(likes.getnnz(axis=1) > 0)
-    coefficients, owners, kinds = [likes[has_likes]], [has_likes], [np.zeros(len(has_likes), np.int8)]
+    coefficients, owners = [likes[has_likes]], [has_likes]
+    vv = None
     if params.use_topics and len(has_likes):
-        topic_rows, topic_owners = _topic_rows(likes, corpus.topics, params)
+        topic_rows, topic_owners, topic_of_like = _topic_rows(likes, corpus.topics, params)
         coefficients.append(topic_rows)
         owners.append(topic_owners)
-        kinds.append(np.ones(len(topic_owners), np.int8))
+        if len(topic_owners):
+            vv = np.concatenate(_vote_norms(likes, has_likes, len(topic_owners), topic_of_like, known))
+    n_centroids = len(has_likes)
     coefficients = sp.vstack(coefficients, format="csr")
-    vote_scores = _centroid_scores(coefficients, known, table, candidates_b, known_b, params.background, b_norm2)
-    vote_scores[np.concatenate(kinds) == 1] *= params.topic_weight
-    blocks = [vote_scores]
-    extra = [np.full(coefficients.shape[0], -1, np.int64)]
-    interest_rows = None
+    vote_scores = _centroid_scores(coefficients, _squared_norms(coefficients, known) if vv is None else vv, table,
+                                   shared.candidates_b, shared.known_b, params.background, shared.b_norm2)
+    vote_scores[n_centroids:] *= params.topic_weight
+    n_vote = coefficients.shape[0]
+    kinds = [np.zeros(n_centroids, np.int8), np.ones(n_vote - n_centroids, np.int8)]
+    extra = [np.full(n_vote, -1, np.int64)]
+    interest_rows, interest_scores = None, np.zeros((0, n_cand), np.float32)
     usable = [t.usable_interests for t in tastes]
     with_interests = [s for s in range(n_subs) if len(usable[s])]
     if with_interests:
-        interest_rows = normalize(sp.vstack([tastes[s].interests.tocsr()[usable[s]] for s in with_interests],
-                                            format="csr").astype(np.float32))
+        stacked = sp.vstack([tastes[s].interests.tocsr() for s in with_interests], format="csr")
+        offsets = np.cumsum([0] + [tastes[s].interests.shape[0] for s in with_interests[:-1]])
+        wanted_rows = np.concatenate([offset + usable[s] for offset, s in zip(offsets, with_interests, strict=True)])
+        interest_rows = normalize(stacked[wanted_rows].astype(np.float32))
         counts = [len(usable[s]) for s in with_interests]
         owners.append(np.repeat(with_interests, counts))
         kinds.append(np.full(interest_rows.shape[0], 2, np.int8))
         extra.append(np.concatenate([usable[s] for s in with_interests]))
-        blocks.append(np.asarray((interest_rows @ candidates.T).todense(), dtype=np.float32))
-    scores = np.vstack(blocks)
+        interest_scores = (interest_rows @ shared.candidates_t).toarray().astype(np.float32, copy=False)
     owner, kind, interest_of = np.concatenate(owners), np.concatenate(kinds), np.concatenate(extra)
 
-    # Max-merge each subscriber's rows.
+    def row_scores(rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        """Score of each profile row (vote rows numbered first, then interest rows) at its column."""
+        out = np.empty(len(rows), np.float32)
+        vote = rows < n_vote
+        out[vote] = vote_scores[rows[vote], columns[vote]]
+        out[~vote] = interest_scores[rows[~vote] - n_vote, columns[~vote]]
+        return out
+
+    # Max-merge each subscriber's rows, slot by slot (a subscriber's first row, second row, ...),
+    # so no stacked copy of all the scores is formed.
     order = np.argsort(owner, kind="stable")
-    owner, kind, interest_of, scores = owner[order], kind[order], interest_of[order], scores[order]
-    interest_row_of = order - coefficients.shape[0]  # row in interest_rows, for interest kinds
-    starts = np.searchsorted(owner, np.arange(n_subs + 1))
+    starts = np.searchsorted(owner[order], np.arange(n_subs + 1))
+    slot = np.empty(len(owner), np.int64)
+    slot[order] = np.arange(len(owner)) - starts[owner[order]]
     best = np.full((n_subs, n_cand), -np.inf, dtype=np.float32)
-    present = np.unique(owner)
-    best[present] = np.maximum.reduceat(scores, starts[present], axis=0)
+    for j in range(int(slot.max()) + 1 if len(slot) else 0):
+        for rows, array, shift in ((np.flatnonzero(slot[:n_vote] == j), vote_scores, 0),
+                                   (np.flatnonzero(slot[n_vote:] == j), interest_scores, n_vote)):
+            if len(rows):
+                subs = owner[rows + shift]
+                best[subs] = np.maximum(best[subs], array[rows])
 
     has_dislikes = np.flatnonzero(dislikes.getnnz(axis=1) > 0)
     if len(has_dislikes) and params.dislike_penalty:
-        penalty = _centroid_scores(dislikes[has_dislikes], known, table, candidates_b, known_b, 0.0, b_norm2)
+        dislike_rows = dislikes[has_dislikes]
+        penalty = _centroid_scores(dislike_rows, _squared_norms(dislike_rows, known), table, shared.candidates_b,
+                                   shared.known_b, 0.0, shared.b_norm2)
         strength = np.full(len(has_dislikes), params.dislike_penalty, np.float32)
         if params.dislike_ramp:
             likes_count = np.array([len(tastes[s].liked) for s in has_dislikes])
             strength *= (0.5 + 0.5 * np.minimum(1.0, likes_count / params.dislike_ramp)).astype(np.float32)
-        best[has_dislikes] -= strength[:, None] * penalty
+        penalty *= strength[:, None]
+        best[has_dislikes] -= penalty
+        del penalty
 
     # Top-k per subscriber, never an excluded column: one argpartition over the whole block.
     excluded_rows = np.repeat(np.arange(n_subs), [len(t.excluded) for t in tastes])
@@ -452,68 +601,95 @@ def _rank_block(tastes: list[Taste], corpus: Corpus, candidates: sp.csr_matrix, 
     ranked = np.argsort(-top_scores, axis=1, kind="stable")
     top, top_scores = np.take_along_axis(top, ranked, axis=1), np.take_along_axis(top_scores, ranked, axis=1)
     keep = (np.arange(k_max)[None, :] < wanted[:, None]) & np.isfinite(top_scores)
-    pick_sub, slot = np.nonzero(keep)
-    pick_col = top[pick_sub, slot]
+    pick_sub, pick_slot = np.nonzero(keep)
+    pick_col = top[pick_sub, pick_slot]
+    pick_score = top_scores[pick_sub, pick_slot]
+    del best, top, top_scores
+    n_picks = len(pick_col)
 
-    # Why: the row that won, the closest liked paper (or the interest), the terms they share.
+    # Why: the row that won (the first of the subscriber's rows, in order, to reach the best score).
     rows_per_sub = np.diff(starts)
-    padded = np.full((n_subs, max(int(rows_per_sub.max()), 1)), len(owner), np.int64)
-    padded[owner, np.arange(len(owner)) - starts[owner]] = np.arange(len(owner))
-    candidate_rows = padded[pick_sub]
-    row_scores = scores[np.minimum(candidate_rows, len(owner) - 1), pick_col[:, None]]
-    row_scores[candidate_rows == len(owner)] = -np.inf
-    win_row = candidate_rows[np.arange(len(pick_col)), np.argmax(row_scores, axis=1)]
+    pair_pick, pair_slot = _segments(rows_per_sub[pick_sub])
+    pair_row = order[starts[pick_sub[pair_pick]] + pair_slot]
+    win_row = np.full(n_picks, -1, np.int64)
+    if len(pair_row):
+        row_score = row_scores(pair_row, pick_col[pair_pick])
+        with_rows = np.flatnonzero(rows_per_sub[pick_sub] > 0)
+        pick_start = np.cumsum(rows_per_sub[pick_sub]) - rows_per_sub[pick_sub]
+        win_row[with_rows] = pair_row[_first_max(row_score, pick_start[with_rows])]
+
+    # ... the closest liked paper (or the interest), the terms they share.
     liked_counts = np.array([len(t.liked) for t in tastes])
-    liked_padded = np.full((n_subs, max(int(liked_counts.max()), 1)), -1, np.int64)
-    if liked_counts.sum():
-        liked_padded[np.repeat(np.arange(n_subs), liked_counts),
-                     np.concatenate([np.arange(c) for c in liked_counts])] = np.concatenate([t.liked for t in tastes])
-    liked_of_pick = liked_padded[pick_sub]
-    closeness = table[liked_of_pick, pick_col[:, None]]
-    by_colike = np.zeros(len(pick_col), bool)
-    if colikes is not None and len(pick_col):
+    liked_start = np.cumsum(liked_counts) - liked_counts
+    all_liked = np.concatenate([t.liked for t in tastes]).astype(np.int64) if liked_counts.sum() else \
+        np.empty(0, np.int64)
+    per_pick = liked_counts[pick_sub]
+    pair_pick, pair_place = _segments(per_pick)
+    pair_at = liked_start[pick_sub[pair_pick]] + pair_place
+    pair_known = all_liked[pair_at]
+    pair_col = pick_col[pair_pick]
+    closeness = table.take(pair_known, pair_col)
+    with_liked = np.flatnonzero(per_pick > 0)
+    pick_start = np.cumsum(per_pick) - per_pick
+    by_colike = np.zeros(n_picks, bool)
+    if colikes is not None and len(pair_known):
         # The community is the reason when the likes' borrowed co-likes outweigh their content score.
         # Only other people's co-likes between two different papers count as the community's
         # reason: the subscriber's own 👍 and a candidate's nearness to a paper they liked do not.
-        everyone = colikes.table[liked_of_pick, pick_col[:, None]]
-        own_rows, own_reach = colikes.own(np.array([t.liker_row for t in tastes], np.int64))
-        padded_rows = np.maximum(liked_of_pick, 0)
-        mine = np.asarray(own_rows[pick_sub[:, None], padded_rows].todense())
-        near = np.asarray(colikes.neighbours[padded_rows, pick_col[:, None]].todense())
-        inv_sqrt = colikes.inv_sqrt[padded_rows]
-        shared = everyone - np.float32(colikes.weight) * (
-            mine * inv_sqrt * own_reach[pick_sub, pick_col][:, None] + near * (1 - mine * inv_sqrt**2))
-        shared = np.where(liked_of_pick >= 0, shared, 0).astype(np.float32)
-        weight = np.zeros(liked_of_pick.shape, np.float32)
-        if liked_counts.sum():
-            weight[np.repeat(np.arange(n_subs), liked_counts), np.concatenate(
-                [np.arange(c) for c in liked_counts])] = np.concatenate([t.liked_weight for t in tastes])
-        weight = weight[pick_sub]
-        weight /= np.maximum(weight.sum(axis=1, keepdims=True), 1e-30)
-        content = np.where(liked_of_pick >= 0, closeness - everyone, 0)
-        community = (weight * shared).sum(axis=1)
-        by_content = (weight * content).sum(axis=1)  # the plain cosine, before the background
+        everyone = colikes.table[pair_known, pair_col]
+        liker_rows = np.array([t.liker_row for t in tastes], np.int64)
+        pick_liker = liker_rows[pick_sub]
+        own_reach = colikes.reach(pick_liker, pick_col)
+        pair_liker = pick_liker[pair_pick]
+        mine = np.zeros(len(pair_known), np.float32)
+        member = pair_liker >= 0
+        mine[member] = np.asarray(colikes.likers[pair_liker[member], pair_known[member]]).ravel()
+        near = np.asarray(colikes.neighbours[pair_known, pair_col]).ravel().astype(np.float32)
+        inv_sqrt = colikes.inv_sqrt[pair_known]
+        shared_part = (everyone - np.float32(colikes.weight) * (
+            mine * inv_sqrt * own_reach[pair_pick] + near * (1 - mine * inv_sqrt**2))).astype(np.float32)
+        weight = np.concatenate([t.liked_weight for t in tastes]).astype(np.float32)[pair_at]
+        starts_with = pick_start[with_liked]
+        total = np.zeros(n_picks, np.float32)
+        total[with_liked] = np.add.reduceat(weight, starts_with)
+        weight /= np.maximum(total, 1e-30)[pair_pick]
+        content = closeness - everyone
+        community, by_content = np.zeros(n_picks, np.float32), np.zeros(n_picks, np.float32)
+        community[with_liked] = np.add.reduceat(weight * shared_part, starts_with)
+        by_content[with_liked] = np.add.reduceat(weight * content, starts_with)  # the plain cosine
         by_colike = community > np.maximum(by_content, 1e-4)  # float noise is not a community
         # Name the liked paper behind the reason: by other people's co-likes, or else by content
         # alone (a paper linked to the pick only through co-likes shares no word with it).
-        closeness = np.where(by_colike[:, None], np.where(liked_of_pick >= 0, shared, -np.inf), closeness - everyone)
-    closest = liked_of_pick[np.arange(len(pick_col)), np.argmax(closeness, axis=1)]
+        closeness = np.where(by_colike[pair_pick], shared_part, content)
+    closest = np.full(n_picks, -1, np.int64)
+    if len(with_liked):
+        closest[with_liked] = pair_known[_first_max(closeness, pick_start[with_liked])]
     by_interest = kind[win_row] == 2
     by_colike &= ~by_interest
     parts = [known[closest[~by_interest]]]
     if by_interest.any():
-        parts.append(interest_rows[interest_row_of[win_row[by_interest]]])
+        parts.append(interest_rows[win_row[by_interest] - n_vote])
     order_back = np.argsort(np.concatenate([np.flatnonzero(~by_interest), np.flatnonzero(by_interest)]))
     explainers = sp.vstack(parts, format="csr")[order_back]
-    terms = _top_terms(explainers, candidates[pick_col], corpus.terms)
+    terms = _top_terms(explainers, pick_col, shared, corpus.terms)
 
-    out: list[list[Pick]] = [[] for _ in tastes]
-    for n, (s, c, w) in enumerate(zip(pick_sub.tolist(), pick_col.tolist(), win_row.tolist(), strict=True)):
+    out: list[list[Scored]] = [[] for _ in tastes]
+    for n, (s, c, w, score) in enumerate(zip(pick_sub.tolist(), pick_col.tolist(), win_row.tolist(),
+                                             pick_score.tolist(), strict=True)):
         if kind[w] == 2:
             reason = Reason(KIND_INTEREST, interest=int(interest_of[w]), terms=terms[n])
         elif by_colike[n]:
             reason = Reason(KIND_COLIKE, liked_row=int(closest[n]))
         else:
             reason = Reason(KIND_PROFILE if kind[w] == 0 else KIND_TOPIC, liked_row=int(closest[n]), terms=terms[n])
-        out[s].append(Pick(c, float(best[s, c]), reason))
+        out[s].append(Scored(c, score, reason))
     return out
+
+
+def _first_max(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Index of the first largest value of each run (runs start at `starts`, non-empty, laid end to end)."""
+    run_max = np.maximum.reduceat(values, starts)
+    lengths = np.diff(np.append(starts, len(values)))
+    at_max = values >= np.repeat(run_max, lengths)
+    position = np.where(at_max, np.arange(len(values)), len(values))
+    return np.minimum.reduceat(position, starts)
