@@ -53,7 +53,7 @@ def metrics(scores: np.ndarray, relevant: list[set[int]]) -> dict[str, np.ndarra
     return out
 
 
-def picks_to_scores(picks: list[list[rank.Pick]], n: int) -> np.ndarray:
+def picks_to_scores(picks: list[list[rank.Scored]], n: int) -> np.ndarray:
     scores = np.full((len(picks), n), -np.inf, dtype=np.float32)
     for row, user_picks in enumerate(picks):
         for rank_position, pick in enumerate(user_picks):

@@ -86,6 +86,8 @@ class Reason:
 
 @dataclass(frozen=True)
 class Scored:
+    """A candidate column as the batched pass ranked it for one subscriber (recommend turns it into a Pick)."""
+
     column: int  # candidate column
     score: float
     reason: Reason
