@@ -46,10 +46,19 @@ PARAMS = {"feedback": rank.Params(), "ignore 👎": replace(rank.Params(), disli
 
 
 def write_dump(path: Path, day: date, items: list[int], texts: list[str]) -> None:
+    """A dump of these items; each abstract ends with a full stop so ingest's shape check takes the
+    bag of words for an abstract (the tokenizer drops the stop, so the vectors do not change)."""
     with path.open("w") as out:
         out.write(f"new\n\n{day:%b} {day.day}\n\n")
         for item in items:
-            out.write(f"citeulike item {item}\n\n{texts[item] or 'empty'}\n\n")
+            out.write(f"citeulike item {item}\n\n{texts[item] or 'empty'}.\n\n")
+
+
+def ingest(engine, path: Path, day: date) -> None:
+    """Ingest one dump through feedbot's ingest; a refused dump stops the run (no silent gaps)."""
+    for report in ingest_paths(engine, [path], stamp=day):
+        if report.status != "ingested":
+            raise SystemExit(f"ingest refused the simulated dump: {report.line()}")
 
 
 def simulate(data, seed: int, n_users: int, n_days: int, min_library: int) -> dict[str, np.ndarray]:
@@ -66,14 +75,13 @@ def simulate(data, seed: int, n_users: int, n_days: int, min_library: int) -> di
 
     work = Path(tempfile.mkdtemp(prefix="feedbot-feedback-"))
     engines = {}
-    model_dir = work / "model"  # the same papers in the same order: one fit serves every database
     day0 = START - timedelta(days=1)
     write_dump(work / "day00.txt", day0, warm, data.texts)
     for n, group in enumerate(GROUPS):
         url = f"sqlite:///{work / f'sim{n}.db'}"
         db.upgrade(url)
         engines[group] = db.make_engine(url)
-        ingest_paths(engines[group], [work / "day00.txt"], stamp=day0)
+        ingest(engines[group], work / "day00.txt", day0)
 
     def paper_id_of(session) -> dict[int, int]:
         return {int(t.rsplit(" ", 1)[1]): pid for pid, t in session.execute(select(Paper.id, Paper.title))}
@@ -92,16 +100,25 @@ def simulate(data, seed: int, n_users: int, n_days: int, min_library: int) -> di
     print(f"seed {seed}: {len(users)} subscribers per group (libraries >= {min_library}), "
           f"{len(data.texts):,} papers over {n_days} days (~{len(batches[0])}/day)")
     hits = {group: [] for group in GROUPS}
+    model = None
     for d, batch in enumerate(batches):
         day = START + timedelta(days=d)
         path = work / f"day{d + 1:02d}.txt"
         write_dump(path, day, batch.tolist(), data.texts)
         now = datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=8)
         for group, offset in GROUPS.items():
-            ingest_paths(engines[group], [path], stamp=day)
+            ingest(engines[group], path, day)
             with Session(engines[group]) as session, session.begin():
-                model, _ = textmodel.ensure(session, model_dir)
-                item_of = {pid: item for item, pid in paper_id_of(session).items()}
+                # The worker refits after every ingest (textmodel.ensure); every database holds the
+                # same papers under the same ids, so one fit a day serves all three groups. It stays
+                # in memory: saving and loading it (most of the time a day took) changes no vector.
+                ids = paper_id_of(session)
+                if model is None or model.corpus_version != textmodel.corpus_version(session):
+                    model = textmodel.fit(session)
+                    fitted_ids = ids
+                elif ids != fitted_ids:
+                    raise SystemExit(f"group {group!r} stored the papers under other ids than the fitted one")
+                item_of = {pid: item for item, pid in ids.items()}
                 subs = [subscribers.get(session, offset + int(u)) for u in users]
                 picks = recommend.recommend(session, model, subs, day, now, candidate_days=1,
                                             params=PARAMS[group])
