@@ -3,8 +3,8 @@
 Every CiteULike-t item is released once, in 30 daily dumps ingested through feedbot's own ingest
 (title "citeulike item N", abstract = its words). Subscribers are users with large libraries;
 each rated 5 papers of their library during onboarding. Each day feedbot picks 5 of that day's
-papers per subscriber (feedbot.recommend over a real SQLite database); the simulated user 👍 the
-picks in their library and 👎 the rest, stored with feedbot.subscribers.vote, and the next day
+papers per subscriber (feedbot.ranking.recommend over a real SQLite database); the simulated user 👍 the
+picks in their library and 👎 the rest, stored with feedbot.store.subscribers.vote, and the next day
 ranks with them. Three groups of the same users run side by side: full feedback, feedback with
 👎 ignored by the ranker, and no feedback (onboarding votes only); each group has its own
 database, so the co-likes a group learns from are its own subscribers' votes. Parameters are tuned
