@@ -1,5 +1,6 @@
 """`feedbot worker`: one python-telegram-bot Application answers chats (long polling) and runs
-the schedules; `Application.run_polling` handles start-up, SIGTERM/SIGINT and shutdown.
+the schedules; `Application.run_polling` handles start-up and shutdown, and SIGTERM/SIGINT stop
+new digests at once (`Worker.on_stop_signal`) before it shuts down.
 
 Its lifecycle hooks start and stop an APScheduler on the bot's event loop with the jobs of
 `Worker.jobs`: the inbox sweep (every FEEDBOT_INGEST_EVERY minutes: ingest, then refit the model
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 SHUTDOWN_SECONDS = 10
 SOURCES_EVERY_MINUTES = 60  # the sources change a few times a day; a repeat answer is a no-op
 ADVISORY_LOCK_KEY = 0x66656564626F74  # "feedbot"
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class AlreadyRunning(RuntimeError):
@@ -298,17 +300,36 @@ class Worker:
             self.scheduler.add_job(self._guarded(job), "interval", minutes=minutes, next_run_time=start, id=name,
                                    max_instances=1, coalesce=True)
         self.scheduler.start()
+        loop = asyncio.get_running_loop()
+        for signum in STOP_SIGNALS:  # replaces run_polling's own handler, which only stops polling
+            loop.add_signal_handler(signum, self.on_stop_signal)
+
+    def on_stop_signal(self) -> None:
+        """SIGTERM/SIGINT: no new digest goes out from this moment (the ones in flight finish),
+        then SystemExit ends run_polling as its own handler would. A second signal while shutting
+        down is ignored, so it cannot cut short the wait for the send in flight."""
+        if self.stopping.is_set():
+            return
+        log.info("worker stopping: no new work, finishing the send in flight")
+        self.stopping.set()
+        self.scheduler.pause()
+        raise SystemExit
 
     async def post_stop(self, application: Application) -> None:
         """Polling has stopped: start no new work and let the send in flight finish (the bot still
         works until shutdown), within the shutdown budget; then end the jobs still running."""
-        log.info("worker stopping: no new work, finishing the send in flight")
+        if not self.stopping.is_set():  # stopped other than by a signal
+            log.info("worker stopping: no new work, finishing the send in flight")
         self.stopping.set()
         self.scheduler.pause()  # shutdown would cancel the running jobs at once
         try:
             await asyncio.wait_for(self._sweep_lock.acquire(), timeout=SHUTDOWN_SECONDS - 4)
         except TimeoutError:
             log.warning("a send was still in flight at shutdown; its row is left for the next start")
+            try:  # the digests already sent in full are recorded as sent, not left to turn uncertain
+                await self.flush_outcomes()
+            except Exception:
+                log.exception("could not record the finished deliveries; the next start marks them uncertain")
         self.scheduler.shutdown(wait=False)
 
     async def post_shutdown(self, application: Application) -> None:
@@ -353,7 +374,7 @@ def run(settings: Settings, engine: Engine) -> int:
         # Updates that arrived while no worker ran are answered, not dropped.
         application(settings, engine).run_polling(
             poll_interval=0.0, timeout=30, allowed_updates=Update.ALL_TYPES, drop_pending_updates=False,
-            stop_signals=(signal.SIGTERM, signal.SIGINT))
+            stop_signals=STOP_SIGNALS)
     finally:
         lock.release()
     return 0

@@ -2,6 +2,7 @@
 exactly-once delivery through crashes, faults during a broadcast, and the real process
 (second instance refused, SIGTERM, kill -9 mid-broadcast)."""
 
+import asyncio
 import dataclasses
 import os
 import signal
@@ -328,3 +329,43 @@ def test_dry_run_and_send_one_from_the_cli(seeded, env, telegram):
     assert "801" in listing.stdout and "(1 subscribers)" in listing.stdout
     status = feedbot("status")
     assert "deliveries today: sent 1" in status.stdout
+
+
+class MenuBot:
+    def __init__(self) -> None:
+        self.menu = None
+
+    async def set_my_commands(self, commands) -> None:
+        self.menu = [c.command for c in commands]
+
+
+def test_sigterm_stops_new_digests_at_once_and_a_second_one_is_ignored(engine, settings):
+    """The worker's own handler replaces run_polling's: the first SIGTERM stops the sweeps before
+    polling winds down, and a second cannot cut short the wait for the send in flight."""
+    from apscheduler.schedulers.base import STATE_PAUSED
+
+    from feedbot.store.models import Heartbeat
+
+    worker = Worker(settings, engine)
+    worker.jobs = lambda: []  # the lifecycle only: no sweep runs here
+    application = dataclasses.make_dataclass("App", [("bot", MenuBot)])(MenuBot())
+    loop = asyncio.new_event_loop()
+    fallback = []
+    try:
+        loop.add_signal_handler(signal.SIGTERM, fallback.append, "run_polling's handler")
+        loop.run_until_complete(worker.post_init(application))
+        assert "skip" not in application.bot.menu and application.bot.menu[0] == "start"
+        with pytest.raises(SystemExit):
+            loop.call_soon(os.kill, os.getpid(), signal.SIGTERM)
+            loop.run_until_complete(asyncio.sleep(30))  # ends at once with SystemExit, unless ignored
+        assert fallback == [] and worker.stopping.is_set() and worker.scheduler.state == STATE_PAUSED
+        os.kill(os.getpid(), signal.SIGTERM)
+        loop.run_until_complete(asyncio.sleep(0.2))  # the second signal is handled and ignored
+        loop.run_until_complete(worker.post_stop(application))
+        loop.run_until_complete(worker.post_shutdown(application))
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        loop.close()
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Heartbeat)) == 0
