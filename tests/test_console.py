@@ -67,3 +67,35 @@ def test_numbers_run_on_across_the_messages_of_one_answer(engine, settings):
         before = len(out.getvalue())
         console.handle(line)
         assert mark in out.getvalue()[before:], line
+
+
+def test_liked_and_export_list_the_first_papers_and_say_how_many_more(chat, seeded):
+    """/liked lists 30 papers and points at /export for the rest; /export lists 50, the file has all."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from feedbot.chat.conversation import User
+    from feedbot.store.db import transaction
+    from feedbot.store.models import Paper, Vote
+    from feedbot.store.subscribers import get
+
+    user = User(11, 11)
+    chat.command(user, "start")
+    with transaction(seeded) as session:
+        subscriber = get(session, 11)
+        ids = session.scalars(select(Paper.id).order_by(Paper.id).limit(55)).all()
+        session.add_all(Vote(subscriber_id=subscriber.id, paper_id=pid, value=1,
+                             voted_at=datetime(2026, 3, 1, tzinfo=UTC)) for pid in ids)
+    liked = "\n".join(r.text for r in chat.command(user, "liked"))
+    assert "<b>Papers you liked</b> (55)" in liked
+    assert "\n30. " in liked and "\n31. " not in liked
+    assert liked.rstrip().endswith("…and 25 more: /export gives them all.")
+    exported = chat.command(user, "export")
+    text = "\n".join(r.text for r in exported)
+    assert "\n50. " in text and "\n51. " not in text
+    assert text.rstrip().endswith("…and 5 more in the file.")
+    assert sum(line.startswith("@") for line in exported[-1].document[1].decode().splitlines()) == 55
+    with Session(seeded) as session:
+        assert session.query(Vote).count() == 55

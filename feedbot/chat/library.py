@@ -70,14 +70,20 @@ def _listed(turn: Turn, number: int, paper: Paper, **shown) -> str:
                       **shown)
 
 
+def _liked_list(turn: Turn, papers: list[Paper], header: str, limit: int, more: str) -> list[Reply]:
+    """The first `limit` liked papers, one line each, then `more` saying how many ({n}) are left out."""
+    items = [(_listed(turn, n, p), []) for n, p in enumerate(papers[:limit], 1)]
+    if len(papers) > limit:
+        items.append((more.format(n=len(papers) - limit), []))
+    return split_items(header, items, separator="\n")
+
+
 def liked(turn: Turn, args: str) -> list[Reply]:
     papers = subscribers.liked_papers(turn.session, turn.subscriber)
     if not papers:
         return [Reply("You haven't liked any papers yet. Tap 👍 in a digest, or find papers with /search.")]
-    items = [(_listed(turn, n, p), []) for n, p in enumerate(papers[:30], 1)]
-    if len(papers) > 30:
-        items.append((f"…and {len(papers) - 30} more: /export gives them all.", []))
-    return split_items(f"<b>Papers you liked</b> ({len(papers)})", items, separator="\n")
+    return _liked_list(turn, papers, f"<b>Papers you liked</b> ({len(papers)})", 30,
+                       "…and {n} more: /export gives them all.")
 
 
 def search(turn: Turn, args: str) -> list[Reply]:
@@ -98,9 +104,7 @@ def export(turn: Turn, args: str) -> list[Reply]:
     papers = subscribers.liked_papers(turn.session, turn.subscriber)
     if not papers:
         return [Reply("You haven't liked any papers yet, so there is nothing to export.")]
-    items = [(_listed(turn, n, p), []) for n, p in enumerate(papers[:50], 1)]
-    if len(papers) > 50:
-        items.append((f"…and {len(papers) - 50} more in the file.", []))
-    replies = split_items(f"<b>Your {len(papers)} liked papers</b> (BibTeX attached)", items, separator="\n")
+    replies = _liked_list(turn, papers, f"<b>Your {len(papers)} liked papers</b> (BibTeX attached)", 50,
+                          "…and {n} more in the file.")
     replies[-1].document = ("feedbot-liked.bib", bibtex.export(papers).encode())
     return replies
