@@ -11,7 +11,7 @@ from datetime import date, datetime, timedelta
 import numpy as np
 import scipy.sparse as sp
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from feedbot.ranking import rank
 from feedbot.ranking.textmodel import TextModel
@@ -53,7 +53,7 @@ def candidates(session: Session, day: date, days: int) -> list[Paper]:
         return []
     papers = list(session.scalars(
         select(Paper).where(Paper.first_listed > anchor - timedelta(days=days), Paper.first_listed <= anchor)
-        .order_by(Paper.id)
+        .order_by(Paper.id).options(defer(Paper.search_text, raiseload=True))  # only /search reads it
     ))
     for paper in papers:  # read-only snapshots: a commit in the caller's session cannot expire them
         session.expunge(paper)
