@@ -6,12 +6,16 @@ plain text when Telegram refuses our entities, and a 403 raised as `Blocked`. Th
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message
 from telegram.error import BadRequest, Forbidden
 
 from feedbot.delivery.messages import Button, Reply, plain
+
+if TYPE_CHECKING:
+    from feedbot.delivery.deliveries import Outgoing, Transport
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +59,9 @@ async def send_replies(bot, chat_id: int, replies: Sequence[Reply]) -> list[int]
     return sent
 
 
-def telegram_transport(bot) -> Callable[[object, Reply], Awaitable[int]]:
+def telegram_transport(bot) -> Transport:
     """Send a part with python-telegram-bot (HTML, falling back to plain text on entity errors)."""
-    async def transport(item, reply: Reply) -> int:
+    async def transport(item: Outgoing, reply: Reply) -> int:
         return (await send_text(bot, item.chat_id, reply.text, reply.keyboard)).message_id
 
     return transport
