@@ -2,6 +2,7 @@
 lost lines, numbers, mutes, times and time zones."""
 
 import re
+import unicodedata
 from datetime import date, timedelta
 
 import pytest
@@ -12,6 +13,7 @@ from feedbot.clock import parse_hhmm
 from feedbot.numbers import whole_number
 from feedbot.sources.dumps import ABSTRACT_ENDINGS, DumpError, parse_dump
 from feedbot.sources.records import MAX_TITLE_CHARS, dedupe_key
+from feedbot.store.papers import matches, search_text
 from feedbot.store.subscribers import UserError, parse_timezone, zone
 from feedbot.store.textmatch import fold, mute_pattern
 
@@ -216,3 +218,47 @@ def test_short_abstracts_in_title_places_are_refused():
         with pytest.raises(DumpError, match="looks like an abstract") as info:
             parse_dump(("new\n\nMar 11\n\n" + "\n\n".join(body) + "\n").encode(), "cut.txt", STAMP)
         assert info.value.line
+
+
+def _old_papers_fold(text: str) -> str:
+    """The fold /search used to store (case first, then NFKD): the reference the one fold must keep."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return unicodedata.normalize("NFC", "".join(c for c in decomposed if not unicodedata.combining(c)))
+
+
+def _old_mute_fold(text: str) -> str:
+    """The fold mutes and interests used to match with (NFKD, marks dropped, NFKC, case last)."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return unicodedata.normalize("NFKC", "".join(c for c in decomposed if not unicodedata.combining(c))).casefold()
+
+
+ANY_TEXT = st.one_of(st.text(max_size=40), st.text(st.sampled_from("AaÉéİıß㎒𝐀ＣＡＦｆﬁᾳ̈́ͅ++#. -_ſΣσς"), max_size=12))
+
+
+@FAST
+@given(ANY_TEXT)
+def test_one_fold_keeps_what_search_and_mutes_each_relied_on(text):
+    """search (papers.search_text) and mutes/interests (textmatch) now share one fold. It gives the
+    same text as each old fold wherever that one was settled (already case-folded and NFKC), the
+    only exception being the Greek iota subscript, which full case folding spells out as ι."""
+    folded = fold(text)
+    assert fold(folded) == folded  # idempotent: a stored fold and a folded query meet
+    assert not any(unicodedata.combining(c) for c in unicodedata.normalize("NFD", folded))  # no accents
+    assert folded == unicodedata.normalize("NFKC", folded)  # compatibility forms gone
+    assert folded.casefold() == folded  # no case left to fold
+    if "\u0345" in unicodedata.normalize("NFKD", text):
+        return
+    assert folded == _old_mute_fold(text)
+    old = _old_papers_fold(text)
+    if old == unicodedata.normalize("NFKC", old).casefold():
+        assert folded == old
+
+
+@pytest.mark.parametrize(("text", "folded"), [
+    ("Über CAFÉ", "uber cafe"), ("Naïve ＣＡＦÉ", "naive cafe"), ("Kurt Gödel", "kurt godel"),
+    ("C++ and C# on .NET", "c++ and c# on .net"), ("ﬁne-tuning", "fine-tuning"), ("Straße", "strasse"),
+    ("㎒ and 𝐀𝐁", "mhz and ab"), ("İstanbul", "istanbul"), ("ᾳ", "αι"), ("🙂 Σ", "🙂 σ"),
+])
+def test_fold_examples(text, folded):
+    assert fold(text) == folded
+    assert search_text(text, "") == folded and matches(text, f"x {text} y")

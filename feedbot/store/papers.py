@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 from datetime import date
 
@@ -11,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from feedbot.store.links import DEFAULT_PAPER_LINK, PaperLinks, links_for
 from feedbot.store.models import Dump, Listing, Paper
+from feedbot.store.textmatch import fold
 
 
 @dataclass(frozen=True)
@@ -53,17 +53,8 @@ def latest_dump_failed(session: Session) -> bool:
     return status == "failed"
 
 
-def fold(text: str) -> str:
-    """Text for matching: NFKD, case-folded, accents dropped ("Über" and "uber" both become "uber").
-
-    Done in Python and stored (papers.search_text), so SQLite and PostgreSQL match alike whatever
-    their collation: SQLite's LIKE folds ASCII only.
-    """
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return unicodedata.normalize("NFC", "".join(c for c in decomposed if not unicodedata.combining(c)))
-
-
 def search_text(title: str, abstract: str, authors: str | None = None) -> str:
+    """What /search matches against, stored folded (see textmatch.fold)."""
     return fold(f"{title}\n{abstract}\n{authors or ''}".rstrip("\n"))
 
 

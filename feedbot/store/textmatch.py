@@ -1,6 +1,6 @@
-"""Matching words people type against paper text: mutes such as `c++`, `c#` or `.net` (where
-`\\b…\\b` never matches), in any case and with or without accents, and whether an interest has a
-word that could ever match a paper.
+"""Matching words people type against paper text: the one `fold` that search, mutes and interests
+share; mutes such as `c++`, `c#` or `.net` (where `\\b…\\b` never matches), in any case and with or
+without accents; and whether an interest has a word that could ever match a paper.
 """
 
 from __future__ import annotations
@@ -8,16 +8,21 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
 _WORD = re.compile(r"\w{2,}")
 
 
 def fold(text: str) -> str:
-    """Compatibility-normalised, accents dropped, case-folded: `Naïve ＣＡＦÉ` → `naive cafe`."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return unicodedata.normalize("NFKC", stripped).casefold()
+    """Text for matching, the one fold every matcher uses: compatibility-normalised, case-folded,
+    accents dropped (`Naïve ＣＡＦÉ` and `naive cafe` both become `naive cafe`; `c++`, `c#` and `.net`
+    keep their symbols).
+
+    NFKD first, so compatibility letters (`㎒`, `𝐀`, full width) reach casefold as plain ones; NFKD
+    again, as casefold can leave text unnormalised (`ᾳ` → `αι` plus a mark); marks dropped; NFC.
+    Stored as papers.search_text, so SQLite and PostgreSQL match alike whatever their collation
+    (SQLite's LIKE folds ASCII only).
+    """
+    decomposed = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", text).casefold())
+    return unicodedata.normalize("NFC", "".join(c for c in decomposed if not unicodedata.combining(c)))
 
 
 def mute_pattern(words: list[str]) -> re.Pattern[str] | None:
@@ -39,4 +44,6 @@ def mute_pattern(words: list[str]) -> re.Pattern[str] | None:
 
 def could_match(text: str) -> bool:
     """Whether text has a word a paper could be found by: not only stop words, emoji or symbols."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS  # local: storing papers needs fold, not sklearn
+
     return any(w not in ENGLISH_STOP_WORDS for w in _WORD.findall(fold(text)))

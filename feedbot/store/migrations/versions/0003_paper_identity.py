@@ -30,7 +30,7 @@ def upgrade() -> None:
 def _backfill() -> None:
     """Existing papers get the id and code their text names, and their folded search text (as ingest does)."""
     from feedbot.store.links import abs_url, identify
-    from feedbot.store.papers import fold
+    from feedbot.store.textmatch import fold
 
     connection = op.get_bind()
     papers = sa.table('papers', sa.column('id', sa.Integer), sa.column('title', sa.Text),
