@@ -1,7 +1,9 @@
 """A loopback HTTP server standing in for the Hugging Face and arXiv APIs in tests.
 
 Each path gets a queue of canned answers (status, content type, body, headers); the last answer
-repeats. Every request is recorded with its query and headers, so tests check paging and politeness.
+repeats. An answer can also misbehave: trickle its bytes, stream an endless body, or lie in (or
+leave out) its Content-Length. Every request is recorded with its query and headers, so tests
+check paging and politeness.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ class Canned:
     content_type: str = "application/json"
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
+    length: str | None = "auto"  # Content-Length: the body's own, None for none, or any text (a lie)
+    endless: bool = False  # the body repeats until the client hangs up
+    trickle: float = 0.0  # seconds between bytes of the body (and of the head with trickle_head)
+    trickle_head: bool = False
 
 
 @dataclass
@@ -33,6 +39,7 @@ class SourceServer:
         self.paged: dict[str, dict[str, Canned]] = {}  # path -> {start: answer}
         self.requests: list[Seen] = []
         self.lock = threading.Lock()
+        self.stopping = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -42,19 +49,42 @@ class SourceServer:
                 with server.lock:
                     server.requests.append(Seen(parts.path, query, {k.lower(): v for k, v in self.headers.items()}))
                     answer = server._answer(parts.path, query)
-                self.send_response(answer.status)
-                self.send_header("Content-Type", answer.content_type)
-                self.send_header("Content-Length", str(len(answer.body)))
-                for name, value in answer.headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(answer.body)
+                server._send(self, answer)
 
             def log_message(self, *args):
                 pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)  # quick stop
+
+    def _send(self, handler: BaseHTTPRequestHandler, answer: Canned) -> None:
+        """Write the answer as raw bytes (header values UTF-8), slowly or endlessly when asked."""
+        lines = [f"HTTP/1.0 {answer.status} {handler.responses.get(answer.status, ('Other',))[0]}",
+                 f"Content-Type: {answer.content_type}"]
+        if answer.length == "auto" and not answer.endless:
+            lines.append(f"Content-Length: {len(answer.body)}")
+        elif answer.length not in (None, "auto"):
+            lines.append(f"Content-Length: {answer.length}")
+        lines += [f"{name}: {value}" for name, value in answer.headers.items()]
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode()
+        try:
+            self._write(handler, head, answer.trickle if answer.trickle_head else 0.0)
+            while not self.stopping.is_set():
+                self._write(handler, answer.body, answer.trickle)
+                if not answer.endless:
+                    break
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up: that is the point
+            pass
+
+    def _write(self, handler: BaseHTTPRequestHandler, data: bytes, trickle: float) -> None:
+        if not trickle:
+            handler.wfile.write(data)
+            return
+        for index in range(len(data)):
+            if self.stopping.wait(trickle):
+                return
+            handler.wfile.write(data[index:index + 1])
+            handler.wfile.flush()
 
     def _answer(self, path: str, query: dict[str, str]) -> Canned:
         if path in self.paged:
@@ -69,6 +99,7 @@ class SourceServer:
         return self
 
     def stop(self) -> None:
+        self.stopping.set()
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(5)

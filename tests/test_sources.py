@@ -5,17 +5,20 @@ paper walked into a digest that links to its arXiv page."""
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from feedbot.chat.conversation import Chat, User
 from feedbot.ranking import textmodel
 from feedbot.sources import arxiv, hf, run
-from feedbot.sources.http import Client, SourceError
+from feedbot.sources.http import LONGEST_WAIT, Client, SourceError, parse_retry_after
 from feedbot.sources.ingest import ingest_file
 from feedbot.sources.spec import SourceSpec, SourceSpecError, parse_sources
 from feedbot.store.models import Dump, Listing, Paper
@@ -26,6 +29,7 @@ from tests.source_server import Canned, SourceServer
 HF = SourceSpec("hf")
 ARXIV = SourceSpec("arxiv", ("cs.LG", "cs.CL"))
 DAY = date(2024, 3, 5)
+FAST_PROPERTIES = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 class FakeTime:
@@ -394,3 +398,163 @@ def test_two_arxiv_sources_are_paced_three_seconds_apart(engine, server, source_
     reports = run.run_configured(engine, configured, lambda spec: client(fake, arxiv.MIN_INTERVAL))
     assert [r.status for r in reports] == ["ingested", "ingested"] and len(server.requests) == 2
     assert fake.sleeps == [arxiv.MIN_INTERVAL]
+
+
+def _paged_feed(server, categories_per_page: list[tuple[str, ...]], per_page: int = 2) -> list[str]:
+    """Serve pages of `per_page` entries, each page's entries in that page's categories; their ids."""
+    total = per_page * len(categories_per_page)
+    ids = [f"2403.{n:05d}" for n in range(total)]
+    server.paged["/api/query"] = {
+        str(start): Canned(arxiv_feed([arxiv_entry(ids[start + i], f"Paper number {start + i}",
+                                                   published=f"2024-03-{20 - start - i:02d}T10:00:00Z",
+                                                   categories=categories)
+                                       for i in range(per_page)], total=total, start=start), "application/atom+xml")
+        for start, categories in zip(range(0, total, per_page), categories_per_page, strict=True)}
+    return ids
+
+
+KEPT, OTHER = ("math.AG",), ("math.CO",)
+
+
+@pytest.mark.parametrize(("pages", "kept"), [
+    ([KEPT, KEPT, KEPT], [0, 1, 2, 3, 4, 5]),  # none filtered
+    ([OTHER, KEPT, KEPT], [2, 3, 4, 5]),  # the first page filtered
+    ([KEPT, OTHER, KEPT], [0, 1, 4, 5]),  # a middle page
+    ([KEPT, KEPT, OTHER], [0, 1, 2, 3]),  # the last page
+    ([OTHER, OTHER, OTHER], []),  # every entry filtered
+    ([OTHER], []),  # a single page, filtered
+], ids=["none", "first page", "middle page", "last page", "all", "one page all"])
+def test_entries_outside_the_categories_are_dropped_wherever_they_are(engine, server, source_settings, pages, kept):
+    ids = _paged_feed(server, pages)
+    spec = SourceSpec("arxiv", KEPT)
+    report = run.run(engine, source_settings, spec, Client(retries=0), limit=50)
+    assert [s.query["start"] for s in server.requests] == [str(2 * n) for n in range(len(pages))]  # every page read
+    if not kept:
+        assert report.status == "failed" and "holds no paper in math.AG" in report.error
+        assert f"({2 * len(pages)} entries, all in other categories" in report.error and counts(engine) == (0, 0, 0)
+        return
+    assert (report.status, report.new) == ("ingested", len(kept))
+    with Session(engine) as session:
+        assert sorted(session.scalars(select(Paper.arxiv_id))) == [ids[n] for n in kept]
+
+
+def test_a_source_with_nothing_in_its_categories_does_not_stop_the_sweep(engine, server, source_settings):
+    """`arxiv:math` matches no `math.AG` entry: that source fails, those before and after it still run."""
+    entry = arxiv_entry("2403.00001", "Algebraic things", categories=("math.AG",))
+    server.serve("/api/query", Canned(arxiv_feed([entry]), "application/atom+xml"))
+    server.serve("/api/daily_papers", Canned(hf_json()))
+    configured = dataclasses.replace(source_settings, sources=("arxiv:math", "hf", "arxiv:math.AG"))
+    reports = run.run_configured(engine, configured, lambda spec: Client(retries=0))
+    assert [(r.name.split()[0], r.status) for r in reports] == [("arxiv:math", "failed"), ("hf", "ingested"),
+                                                                 ("arxiv:math.AG", "ingested")]
+    assert "holds no paper in math" in reports[0].error and counts(engine)[0] == 3
+
+
+RETRY_AFTER_VALUES = {  # header value: the wait it is read as (None: malformed, the default backoff)
+    "7": 7.0, " 12 ": 12.0, "0": 0.0, "²": None, "٣": None, "１": None, "-5": None, "1.5": None, "+3": None,
+    "9" * 5000: -1, "": None, "soon": None, "0x10": None, "1e3": None, "NaN": None,
+    "Wed, 21 Oct 2015 07:28:00 GMT": 0.0, "Wednesday, 21-Oct-15 07:28:00 GMT": 0.0,
+    "Wed Oct 21 07:28:00 2015": 0.0, "Fri, 31 Dec 9999 23:59:59 GMT": -1, "Mon, 32 Jan 2020 00:00:00 GMT": None,
+    "Mon, 01 Jan 2020 25:00:00 GMT": None, "Fri, 31 Dec 99999 23:59:59 GMT": None,
+    "Mon, 01 Jan 0001 00:00:00 +2359": 0.0, "Mon, 01 Jan 2020 00:00:00 +9999": None,
+}  # -1: longer than the client waits, so the run ends with a clear error
+
+
+@pytest.mark.parametrize("value", list(RETRY_AFTER_VALUES))
+def test_any_retry_after_is_a_bounded_wait_or_the_default_backoff(server, value):
+    server.serve("/api/daily_papers", Canned(b"busy", "text/plain", 503, {"Retry-After": value}), Canned(hf_json()))
+    fake = FakeTime()
+    expected = RETRY_AFTER_VALUES[value]
+    if expected == -1:
+        with pytest.raises(SourceError, match="asked to wait"):
+            hf.fetch(client(fake), server.base_url, DAY)
+        assert fake.sleeps == []
+        return
+    assert len(hf.fetch(client(fake), server.base_url, DAY)) == 2
+    assert fake.sleeps == [1.5 if expected is None else expected]  # 1.5: the client's first backoff
+
+
+@FAST_PROPERTIES
+@given(value=st.one_of(
+    st.text(max_size=40),
+    st.from_regex(r"\A\s*[0-9]{1,400}\s*\Z"),
+    st.from_regex(r"\A(Mon|Tue|Sun), [0-9]{1,3} (Jan|Feb|Dec) [0-9]{1,6} [0-9]{2}:[0-9]{2}:[0-9]{2} "
+                  r"(GMT|[+-][0-9]{4})\Z"),
+    st.datetimes(timezones=st.just(UTC)).map(lambda d: d.strftime("%a, %d %b %Y %H:%M:%S GMT"))),
+       now=st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)))
+def test_retry_after_parsing_never_raises_and_stays_bounded(value, now):
+    seconds = parse_retry_after(value, now)
+    assert seconds is None or 0.0 <= seconds <= LONGEST_WAIT
+
+
+def test_any_retry_after_header_ends_in_an_answer_or_a_source_error():
+    """Over real HTTP: whatever the header says, the client sleeps within its bound, then answers or
+    refuses with SourceError (never another exception)."""
+    server = SourceServer().start()
+
+    @FAST_PROPERTIES
+    @given(value=st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), max_size=30))
+    def check(value):
+        server.serve("/api/daily_papers", Canned(b"busy", "text/plain", 429, {"Retry-After": value}),
+                     Canned(hf_json()))
+        fake = FakeTime()
+        try:
+            assert len(hf.fetch(client(fake), server.base_url, DAY)) == 2
+        except SourceError as exc:
+            assert str(exc)
+        assert all(0 <= s <= 300.0 for s in fake.sleeps)
+
+    try:
+        check()
+    finally:
+        server.stop()
+
+
+def small(deadline: float = 0.5, max_body: int = 64 * 1024, retries: int = 0) -> Client:
+    """A client with a short deadline and a small body cap, its per-read timeout far longer than both
+    (so only the total deadline can end a trickle)."""
+    return Client(timeout=30, retries=retries, deadline=deadline, max_body=max_body, sleep=FakeTime().sleep)
+
+
+MISBEHAVING = {
+    "body trickled a byte at a time": (Canned(hf_json(), trickle=0.02), "0.5 s deadline"),
+    "head trickled a byte at a time": (Canned(hf_json(), trickle=0.02, trickle_head=True), "0.5 s deadline"),
+    "endless body trickled": (Canned(b"[ ", trickle=0.01, endless=True, length=None), "0.5 s deadline"),
+    "endless body, no Content-Length": (Canned(b"[" * 4096, endless=True, length=None), "65,536-byte cap"),
+    "endless body, Content-Length over the cap": (Canned(b"[" * 4096, endless=True, length=str(10**12)),
+                                                  "65,536-byte cap (Content-Length 1000000000000)"),
+    "Content-Length one byte over the cap": (Canned(b" " * 65_536 + b"[]", length=str(65_538)), "65,536-byte cap"),
+    "body over the cap, Content-Length lies small": (Canned(b"[" + b" " * 100_000 + b"]", length="3"), "JSON"),
+    "gzip bomb": (Canned(gzip.compress(b"[" + b" " * 10_000_000 + b"]"), headers={"Content-Encoding": "gzip"}),
+                  "65,536-byte cap"),
+}
+
+
+@pytest.mark.parametrize("case", list(MISBEHAVING))
+def test_a_slow_or_endless_answer_is_cut_off_and_stores_nothing(engine, server, source_settings, case):
+    answer, message = MISBEHAVING[case]
+    server.serve("/api/daily_papers", answer)
+    report = run.run(engine, source_settings, HF, small(), day=DAY)
+    assert report.status == "failed" and message in report.error, report.error
+    assert counts(engine) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("case", ["body trickled a byte at a time", "endless body, no Content-Length"])
+def test_the_bounds_hold_behind_a_redirect_and_on_every_retry(engine, server, source_settings, case):
+    answer, message = MISBEHAVING[case]
+    server.serve("/api/daily_papers", Canned(b"", "text/plain", 302, {"Location": "/elsewhere?date=2024-03-05"}))
+    server.serve("/elsewhere", answer)
+    report = run.run(engine, source_settings, HF, small(retries=1), day=DAY)
+    assert report.status == "failed" and message in report.error, report.error
+    assert [s.path for s in server.requests] == ["/api/daily_papers", "/elsewhere"] * (2 if "deadline" in message
+                                                                                      else 1)
+    assert counts(engine) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("length", ["auto", None])
+def test_a_body_exactly_at_the_cap_is_read(server, length):
+    body = hf_json()
+    server.serve("/api/daily_papers", Canned(body, length=length))
+    assert len(hf.fetch(small(max_body=len(body)), server.base_url, DAY)) == 2
+    with pytest.raises(SourceError, match=f"{len(body) - 1:,}-byte cap"):
+        hf.fetch(small(max_body=len(body) - 1), server.base_url, DAY)

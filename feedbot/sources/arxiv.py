@@ -66,7 +66,11 @@ def parse_page(body: bytes, categories: tuple[str, ...]) -> tuple[int, int, list
 
 def fetch(client: Client, api_url: str, categories: tuple[str, ...], limit: int = 200,
           page_size: int = PAGE_SIZE) -> list[PaperRecord]:
-    """The newest `limit` papers in these categories, newest first; every page or nothing."""
+    """The newest `limit` papers in these categories, newest first; every page or nothing.
+
+    Entries outside the categories are dropped (the API's query can match more); when every entry
+    is dropped the answer holds no paper for us, which is refused like an empty feed.
+    """
     papers: list[PaperRecord] = []
     start = 0
     while start < limit:
@@ -82,4 +86,7 @@ def fetch(client: Client, api_url: str, categories: tuple[str, ...], limit: int 
         start += entries
         if start >= total:
             break
+    if not papers:
+        raise SourceError(f"arXiv's answer for {query(categories)} holds no paper in {' or '.join(categories)} "
+                          f"({start} entries, all in other categories: a category name arXiv does not use?)")
     return papers[:limit]  # a server that ignores max_results still yields at most `limit`

@@ -48,7 +48,9 @@ def run(engine: Engine, settings: Settings, spec: SourceSpec, client: Client | N
         return IngestReport(spec.text, "failed", error=str(exc))
     finally:
         if own:
-            client.http.close()
+            client.close()
+    if not records:  # the parsers refuse an empty answer; this keeps a batch from ever being empty
+        return IngestReport(spec.text, "failed", error="the answer held no papers")
     name = f"{spec.text} {(day or max(r.listed_on for r in records)).isoformat()}"
     report = store_records(engine, name, fingerprint(spec, records), records)
     log.info("source %s: %s", spec.text, report.line())
@@ -59,15 +61,20 @@ def run_configured(engine: Engine, settings: Settings,
                    client_factory: Callable[[SourceSpec], Client] = default_client) -> list[IngestReport]:
     """Every source in FEEDBOT_SOURCES, one after the other (the worker's scheduled job).
 
-    Sources of one kind share one client, so two arXiv sources are still paced 3 s apart.
+    Sources of one kind share one client, so two arXiv sources are still paced 3 s apart. One
+    source's trouble, whatever it is, is that source's failed report: the others still run.
     """
     reports = []
     clients: dict[str, Client] = {}
     try:
         for spec in parse_sources(",".join(settings.sources)):
             client = clients.get(spec.kind) or clients.setdefault(spec.kind, client_factory(spec))
-            reports.append(run(engine, settings, spec, client))
+            try:
+                reports.append(run(engine, settings, spec, client))
+            except Exception as exc:  # a bug or a database outage: reported, and the sweep goes on
+                log.exception("source %s failed", spec.text)
+                reports.append(IngestReport(spec.text, "failed", error=f"{type(exc).__name__}: {exc}"))
     finally:
         for client in clients.values():
-            client.http.close()
+            client.close()
     return reports
