@@ -1,12 +1,18 @@
 """Ingest into a real database: dedupe, idempotence, quarantine of bad dumps, concurrency."""
 
+import os
 import shutil
 import threading
+import tracemalloc
 from datetime import date
+from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from feedbot.sources import ingest
+from feedbot.sources.dumps import MAX_FILE_BYTES
 from feedbot.sources.ingest import ingest_paths, sweep_inbox
 from feedbot.store.models import Dump, Listing, Paper
 
@@ -129,3 +135,99 @@ def test_concurrent_overlapping_ingests_make_no_duplicates(engine, example_dumps
     assert errors == []
     assert sum(r.new for r in results) == 354
     assert counts(engine) == (354, 2 * (409 - 0) - sum(r.entries - r.new - r.known for r in results))
+
+
+OVER_THE_CAP = [MAX_FILE_BYTES + 1, 64 << 30]  # a byte over, and 64 GiB (sparse: no disk used)
+
+
+def sparse(path: Path, size: int) -> Path:
+    with path.open("wb") as handle:
+        handle.truncate(size)
+    return path
+
+
+def unread(call):
+    """Run `call`; assert it never held anything near a dump's size in memory (the file was not read)."""
+    tracemalloc.start()
+    try:
+        result = call()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < MAX_FILE_BYTES // 16, peak
+    return result
+
+
+@pytest.mark.parametrize("size", OVER_THE_CAP)
+@pytest.mark.parametrize("where", ["file named", "in a folder named", "in the inbox"])
+def test_an_oversize_dump_is_refused_unread_wherever_it_comes_from(engine, tmp_path, example_dumps, size, where):
+    folder = tmp_path / ("inbox" if where == "in the inbox" else "scraped")
+    folder.mkdir()
+    big = sparse(folder / "runaway.txt", size)
+    shutil.copy(example_dumps / "000_648e4c2a7562aa40.txt", folder / "good.txt")
+    if where == "in the inbox":
+        reports = unread(lambda: sweep_inbox(engine, folder))
+    else:
+        paths = [big, folder / "good.txt"] if where == "file named" else [folder]
+        reports = unread(lambda: ingest_paths(engine, paths, stamp=date(2026, 3, 20)))
+    by_name = {r.name: r for r in reports}
+    assert by_name["good.txt"].status == "ingested" and counts(engine)[0] == 80
+    refused = by_name["runaway.txt"]
+    assert refused.status == "failed"
+    assert refused.error == f"runaway.txt: file is {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte cap"
+    with Session(engine) as session:
+        assert session.scalar(select(Dump.error).where(Dump.file_name == "runaway.txt")) == refused.error
+    if where == "in the inbox":  # set aside like any bad dump, so the next sweep (at the next start) is calm
+        assert (folder / "failed" / "runaway.txt").stat().st_size == size and not big.exists()
+        assert (folder / "failed" / "runaway.txt.error.txt").read_text().strip() == refused.error
+        assert sweep_inbox(engine, folder) == []
+    else:
+        assert big.stat().st_size == size  # left where it was named
+
+
+def test_the_worker_sweep_sets_an_oversize_dump_aside(engine, settings):
+    import asyncio
+
+    from feedbot.worker import Worker
+
+    settings.inbox.mkdir(parents=True)
+    sparse(settings.inbox / "runaway.txt", 64 << 30)
+    reports = asyncio.run(Worker(settings, engine).sweep_inbox())  # 64 GiB: read whole, it would exhaust memory
+    assert [(r.name, r.status) for r in reports] == [("runaway.txt", "failed")]
+    assert (settings.inbox / "failed" / "runaway.txt").exists()
+    assert sweep_inbox(engine, settings.inbox) == []  # the next start's sweep finds nothing to choke on
+
+
+def test_feedbot_ingest_refuses_an_oversize_dump(env, tmp_path):
+    from tests.test_cli import feedbot
+
+    big = sparse(tmp_path / "runaway.txt", 64 << 30)
+    feedbot(env, "db", "upgrade")
+    result = feedbot(env, "ingest", str(big), check=False)
+    assert result.returncode == 1
+    assert f"runaway.txt: FAILED: runaway.txt: file is {64 << 30:,} bytes, over the" in result.stdout
+    inbox = tmp_path / "data" / "inbox"
+    inbox.mkdir(parents=True)
+    big.rename(inbox / big.name)
+    assert feedbot(env, "ingest", check=False).returncode == 1
+    assert (inbox / "failed" / "runaway.txt").exists() and (inbox / "failed" / "runaway.txt.error.txt").exists()
+
+
+def test_a_dump_that_grows_while_read_is_read_only_up_to_the_cap(engine, monkeypatch):
+    """/proc/self/status is a regular file that reports 0 bytes and holds more: a file that grew
+    between its size check and its reading. Under the cap it is read whole; over it, refused."""
+    status = Path("/proc/self/status")
+    assert status.stat().st_size == 0 and len(status.read_bytes()) > 200
+    [report] = ingest_paths(engine, [status])
+    assert report.status == "failed" and "no date line" in report.error  # read whole, then parsed
+    monkeypatch.setattr(ingest, "MAX_FILE_BYTES", 100)
+    [report] = ingest_paths(engine, [status])
+    assert report.status == "failed" and "file grew past the 100-byte cap while being read" in report.error
+
+
+def test_a_fifo_or_device_named_is_refused_without_blocking(engine, tmp_path):
+    fifo = tmp_path / "pipe.txt"
+    os.mkfifo(fifo)
+    reports = ingest_paths(engine, [fifo, Path("/dev/zero")])
+    assert [(r.status, r.error) for r in reports] == [("failed", "pipe.txt: not a regular file"),
+                                                      ("failed", "zero: not a regular file")]

@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import os
 import shutil
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -20,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from feedbot.clock import utcnow
-from feedbot.sources.dumps import DumpError, parse_dump
+from feedbot.sources.dumps import MAX_FILE_BYTES, DumpError, parse_dump
 from feedbot.sources.records import PaperRecord
 from feedbot.store.db import chunks, insert_for, transaction
 from feedbot.store.models import Dump, Listing, Paper, Sweep
@@ -29,6 +31,7 @@ from feedbot.store.papers import search_text
 log = logging.getLogger(__name__)
 
 CHUNK = 2000
+READ_CHUNK = 1024 * 1024  # a file that grows while read is read on in pieces of this size
 
 
 @dataclass
@@ -234,15 +237,43 @@ def record_failure(engine: Engine, name: str, sha256: str, error: str) -> None:
         previous.status, previous.error, previous.finished_at = "failed", error, utcnow()
 
 
+def read_dump(path: Path) -> tuple[bytes, date]:
+    """A dump's bytes and modification date (UTC), never holding more than the cap (and a byte).
+
+    The size is checked before reading, and a file still growing is read only up to the cap, so a
+    runaway scraper's file is refused (DumpError) without being loaded. Only regular files are read:
+    a FIFO or a device named on the command line would block or never end.
+    """
+    if not stat.S_ISREG(path.stat().st_mode):
+        raise DumpError(path.name, "not a regular file")
+    with path.open("rb") as handle:
+        info = os.fstat(handle.fileno())
+        modified = datetime.fromtimestamp(info.st_mtime, UTC).date()
+        if info.st_size > MAX_FILE_BYTES:
+            raise DumpError(path.name, f"file is {info.st_size:,} bytes, over the {MAX_FILE_BYTES:,}-byte cap")
+        raw = handle.read(info.st_size + 1)  # a byte more than its size: shows a file that grew since
+        if len(raw) <= info.st_size:
+            return raw, modified
+        grown = bytearray(raw)
+        while len(grown) <= MAX_FILE_BYTES and (chunk := handle.read(min(READ_CHUNK, MAX_FILE_BYTES + 1 - len(grown)))):
+            grown += chunk
+    if len(grown) > MAX_FILE_BYTES:
+        raise DumpError(path.name, f"file grew past the {MAX_FILE_BYTES:,}-byte cap while being read "
+                        "(is a scraper still writing it?)")
+    return bytes(grown), modified
+
+
 def ingest_file(engine: Engine, path: Path, stamp: date | None = None) -> IngestReport:
     """Parse and store one dump file; a bad dump is reported (and remembered), never half-stored."""
     try:
-        raw = path.read_bytes()
-        modified = datetime.fromtimestamp(path.stat().st_mtime, UTC).date()
+        raw, modified = read_dump(path)
     except FileNotFoundError:
         return IngestReport(path.name, "retry", error="file vanished (taken by another sweep?)")
     except OSError as exc:
         return IngestReport(path.name, "failed", error=f"cannot read: {exc.strerror or exc}")
+    except DumpError as exc:  # refused unread: remembered by what identifies the file, not its bytes
+        record_failure(engine, path.name, _unread_id(path), str(exc))
+        return IngestReport(path.name, "failed", error=str(exc))
     sha256 = hashlib.sha256(raw).hexdigest()
     try:
         parsed = parse_dump(raw, path.name, stamp or modified)
@@ -253,6 +284,16 @@ def ingest_file(engine: Engine, path: Path, stamp: date | None = None) -> Ingest
     log.info("ingest dump=%s status=%s new=%d known=%d", path.name, report.status, report.new,
              report.known)
     return report
+
+
+def _unread_id(path: Path) -> str:
+    """A stand-in for the content hash of a file refused without reading it: its name, size and time."""
+    try:
+        info = path.stat()
+        seen = f"{info.st_size} {info.st_mtime_ns}"
+    except OSError:
+        seen = "gone"
+    return hashlib.sha256(f"unread {path.name} {seen}".encode()).hexdigest()
 
 
 def ingest_paths(
