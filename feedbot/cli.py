@@ -19,7 +19,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from feedbot.config import ConfigError, Settings, load_settings, setup_logging
+from feedbot.config import ConfigError, Settings, load_settings, make_data_dir, setup_logging
 from feedbot.numbers import whole_number
 from feedbot.store import db
 
@@ -28,6 +28,7 @@ Command = Callable[[argparse.Namespace, Settings], int]
 
 
 def _engine(settings: Settings, migrated: bool = True) -> Engine:
+    make_data_dir(settings)
     engine = db.make_engine(settings.database_url)
     if migrated:
         db.require_schema(engine)

@@ -42,6 +42,52 @@ class Settings:
         return mask_url(self.database_url)
 
 
+PRIVATE_DIR = 0o700  # what feedbot creates is its own: papers, subscribers' chat ids and votes
+PRIVATE_FILE = 0o600
+
+
+def private_dir(path: Path) -> Path:
+    """`path` as a folder, created (with any missing parents) without group or other access.
+
+    The mode is set here, not left to the umask. A folder that exists keeps its mode: an admin
+    may have opened an inbox to a scraper's group on purpose.
+    """
+    missing = []
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing.append(folder)
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(PRIVATE_DIR)
+        except FileExistsError:  # made meanwhile by another process
+            continue
+        folder.chmod(PRIVATE_DIR)  # mkdir's mode passes through the umask
+    return path
+
+
+def private_file(path: Path, create: bool = True) -> None:
+    """Create `path` empty without group or other access, or take such access from a file that has
+    it (one an earlier feedbot left world-readable). A file we may not change is left, with a warning."""
+    try:
+        if create:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE))
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            path.chmod(mode & ~0o077)
+    except FileNotFoundError:
+        return
+    except PermissionError as exc:
+        logging.getLogger(__name__).warning("cannot make %s private: %s", path, exc.strerror or exc)
+
+
+def make_data_dir(settings: Settings) -> Path:
+    """The data folder and its model folder, private (see private_dir); every command calls this
+    before it opens the database, so nothing inside is created world-readable first."""
+    private_dir(settings.model_dir)
+    return settings.data_dir
+
+
 def normalise_database_url(url: str) -> str:
     """Point `postgres://` and `postgresql://` URLs at the psycopg 3 driver SQLAlchemy needs."""
     for prefix in ("postgres://", "postgresql://"):

@@ -2,11 +2,18 @@
 
 import io
 import logging
+import os
+import sqlite3
+import stat
 import sys
+from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
-from feedbot.config import ConfigError, load_settings, mask_url, setup_logging
+from feedbot.config import ConfigError, load_settings, mask_url, private_dir, setup_logging
+from feedbot.store import db
+from tests.conftest import EXAMPLE_DUMPS
 
 
 def test_defaults_and_postgres_urls(tmp_path):
@@ -81,3 +88,95 @@ def test_source_and_link_settings():
     ]:
         with pytest.raises(ConfigError, match=message):
             load_settings(env)
+
+
+@pytest.fixture
+def no_umask():
+    """Modes feedbot sets must not lean on the umask: with none, whatever is left to it shows as 0666/0777."""
+    old = os.umask(0)
+    yield
+    os.umask(old)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.lstat().st_mode)
+
+
+def test_the_sqlite_file_its_folder_and_its_sidecars_are_private(tmp_path, no_umask):
+    path = tmp_path / "new" / "nested" / "feedbot.db"
+    url = f"sqlite:///{path}"
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    with engine.connect() as connection:  # open: the -wal and -shm files exist
+        connection.execute(text("CREATE TABLE probe (x)"))
+        connection.commit()
+        sidecars = {p.name: mode(p) for p in path.parent.iterdir()}
+    engine.dispose()
+    assert sidecars == {"feedbot.db": 0o600, "feedbot.db-wal": 0o600, "feedbot.db-shm": 0o600}
+    assert mode(tmp_path / "new") == mode(path.parent) == 0o700
+    with sqlite3.connect(path) as connection:  # a rollback journal gets the database file's mode too
+        connection.execute("PRAGMA journal_mode=PERSIST")
+        connection.execute("INSERT INTO probe VALUES (1)")
+    assert mode(path.with_name("feedbot.db-journal")) == 0o600
+
+
+def test_a_database_left_world_readable_is_made_private(tmp_path, no_umask):
+    path = tmp_path / "feedbot.db"
+    for name in ("feedbot.db", "feedbot.db-wal", "feedbot.db-shm"):
+        (tmp_path / name).touch(0o666)
+        (tmp_path / name).chmod(0o644)
+    db.make_engine(f"sqlite:///{path}").dispose()
+    assert {p.name: mode(p) for p in tmp_path.iterdir()} == {
+        "feedbot.db": 0o600, "feedbot.db-wal": 0o600, "feedbot.db-shm": 0o600}
+
+
+def test_private_dir_creates_missing_parents_private_and_keeps_existing_modes(tmp_path, no_umask):
+    shared = tmp_path / "shared"
+    shared.mkdir(0o775)
+    assert private_dir(shared / "a" / "b") == shared / "a" / "b"
+    assert (mode(shared), mode(shared / "a"), mode(shared / "a" / "b")) == (0o775, 0o700, 0o700)
+    private_dir(shared / "a" / "b")  # twice is fine
+
+
+def test_inbox_folders_and_error_notes_are_private(engine, tmp_path, no_umask):
+    from feedbot.sources.ingest import sweep_inbox
+
+    inbox = tmp_path / "data" / "inbox"
+    assert sweep_inbox(engine, inbox) == []
+    assert mode(tmp_path / "data") == mode(inbox) == 0o700
+    (inbox / "good.txt").write_bytes(b"new\n\nMar 11\n\nA title\n\nAn abstract.\n")
+    (inbox / "bad.txt").write_bytes(b"new\n\nMar 11\n\nOnly a title\n")
+    sweep_inbox(engine, inbox)
+    assert mode(inbox / "done") == mode(inbox / "failed") == 0o700
+    assert mode(inbox / "failed" / "bad.txt.error.txt") == 0o600
+
+
+def test_everything_feedbot_writes_in_its_data_folder_is_private(env, tmp_path):
+    """`feedbot ingest` end to end, with no umask: the data folder, the database, the inbox, done/,
+    failed/, the error notes and the model files. Only the scraper's own dumps keep their modes."""
+    from tests.test_cli import feedbot
+
+    sqlite = env["DATABASE_URL"].startswith("sqlite")
+    child = {k: v for k, v in env.items() if not (sqlite and k == "DATABASE_URL")}  # SQLite: the default file
+
+    def run(*args, check=True):
+        old = os.umask(0)  # inherited by the child
+        try:
+            return feedbot(child, *args, check=check)
+        finally:
+            os.umask(old)
+
+    data = tmp_path / "data"
+    run("db", "upgrade")
+    run("ingest")
+    (data / "inbox" / "good.txt").write_bytes((EXAMPLE_DUMPS / "000_648e4c2a7562aa40.txt").read_bytes())
+    (data / "inbox" / "bad.txt").write_bytes(b"new\n\nMar 11\n\nOnly a title\n")
+    assert run("ingest", check=False).returncode == 1
+    written = {p.relative_to(data).as_posix(): mode(p) for p in data.rglob("*")}
+    scraped = {"inbox/done/good.txt", "inbox/failed/bad.txt"}
+    assert scraped <= set(written) and "inbox/failed/bad.txt.error.txt" in written
+    assert any(name.startswith("model/tfidf-") for name in written)
+    if sqlite:
+        assert "feedbot.db" in written
+    assert mode(data) == 0o700
+    assert {name: m for name, m in written.items() if name not in scraped and m & 0o077} == {}

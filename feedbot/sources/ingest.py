@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from feedbot.clock import utcnow
+from feedbot.config import private_dir, private_file
 from feedbot.sources.dumps import MAX_FILE_BYTES, DumpError, parse_dump
 from feedbot.sources.records import PaperRecord
 from feedbot.store.db import chunks, insert_for, transaction
@@ -330,7 +331,7 @@ def sweep_inbox(
     progress: Callable[[int, int, Path], None] | None = None,
 ) -> list[IngestReport]:
     """Ingest every complete dump in the inbox; move it to done/ or, intact, to failed/."""
-    inbox.mkdir(parents=True, exist_ok=True)
+    private_dir(inbox)
     files = list(dump_files([inbox]))
     reports = []
     for index, path in enumerate(files):
@@ -359,8 +360,7 @@ def sweep_inbox(
 
 def _set_aside(inbox: Path, path: Path, report: IngestReport) -> None:
     """Move a swept dump to done/, or intact to failed/ next to a note saying why."""
-    folder = inbox / ("failed" if report.status == "failed" else "done")
-    folder.mkdir(exist_ok=True)
+    folder = private_dir(inbox / ("failed" if report.status == "failed" else "done"))
     destination = _free_name(folder / path.name)
     try:
         shutil.move(path, destination)
@@ -373,7 +373,9 @@ def _set_aside(inbox: Path, path: Path, report: IngestReport) -> None:
             destination.unlink()
         raise
     if report.status == "failed":
-        destination.with_name(destination.name + ".error.txt").write_text(report.error + "\n", encoding="utf-8")
+        note = destination.with_name(destination.name + ".error.txt")
+        private_file(note)
+        note.write_text(report.error + "\n", encoding="utf-8")
 
 
 STUCK_SWEEP = "inbox files"

@@ -6,9 +6,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, make_url
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+
+from feedbot.config import private_dir, private_file
 
 ALEMBIC_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -24,14 +26,27 @@ def make_engine(url: str) -> Engine:
     """Create an engine; SQLite gets WAL, foreign keys, a busy timeout, read transactions that take
     no lock and write transactions (`transaction`) that take the write lock up front."""
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        _private_sqlite_file(make_url(url).database)
         engine = create_engine(url, connect_args={"timeout": 60})
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
+
+
+def _private_sqlite_file(database: str | None) -> None:
+    """Create the SQLite file (and its folder) without group or other access before SQLite opens it:
+    SQLite gives its -wal, -shm and -journal files the database file's mode."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    private_dir(path.parent)
+    private_file(path)
+    for suffix in SQLITE_SIDECARS:  # left readable by an earlier feedbot
+        private_file(path.with_name(path.name + suffix), create=False)
 
 
 def _sqlite_on_connect(dbapi_connection, _record) -> None:
