@@ -252,16 +252,19 @@ def read_dump(path: Path) -> tuple[bytes, date]:
         modified = datetime.fromtimestamp(info.st_mtime, UTC).date()
         if info.st_size > MAX_FILE_BYTES:
             raise DumpError(path.name, f"file is {info.st_size:,} bytes, over the {MAX_FILE_BYTES:,}-byte cap")
-        raw = handle.read(info.st_size + 1)  # a byte more than its size: shows a file that grew since
-        if len(raw) <= info.st_size:
-            return raw, modified
-        grown = bytearray(raw)
-        while len(grown) <= MAX_FILE_BYTES and (chunk := handle.read(min(READ_CHUNK, MAX_FILE_BYTES + 1 - len(grown)))):
-            grown += chunk
-    if len(grown) > MAX_FILE_BYTES:
-        raise DumpError(path.name, f"file grew past the {MAX_FILE_BYTES:,}-byte cap while being read "
-                        "(is a scraper still writing it?)")
-    return bytes(grown), modified
+        raw = handle.read(info.st_size + 1)  # a byte more than its size shows a file that grew since
+        if len(raw) > info.st_size:  # still being written: read on, never past the cap
+            grown = bytearray(raw)
+            while len(grown) <= MAX_FILE_BYTES:
+                chunk = handle.read(min(READ_CHUNK, MAX_FILE_BYTES + 1 - len(grown)))
+                if not chunk:
+                    break
+                grown += chunk
+            if len(grown) > MAX_FILE_BYTES:
+                raise DumpError(path.name, f"file grew past the {MAX_FILE_BYTES:,}-byte cap while being read "
+                                "(is a scraper still writing it?)")
+            raw = bytes(grown)
+    return raw, modified
 
 
 def ingest_file(engine: Engine, path: Path, stamp: date | None = None) -> IngestReport:
