@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -71,13 +72,14 @@ def private_file(path: Path, create: bool = True) -> None:
     it (one an earlier feedbot left world-readable). A file we may not change is left, with a warning."""
     try:
         if create:
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE))
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
         mode = path.stat().st_mode & 0o777
         if mode & 0o077:
             path.chmod(mode & ~0o077)
     except FileNotFoundError:
         return
-    except PermissionError as exc:
+    except OSError as exc:  # not our file, a read-only file system: whoever opens it next will say more
         logging.getLogger(__name__).warning("cannot make %s private: %s", path, exc.strerror or exc)
 
 
