@@ -83,11 +83,10 @@ def private_file(path: Path, create: bool = True) -> None:
         logging.getLogger(__name__).warning("cannot make %s private: %s", path, exc.strerror or exc)
 
 
-def make_data_dir(settings: Settings) -> Path:
-    """The data folder and its model folder, private (see private_dir); every command calls this
-    before it opens the database, so nothing inside is created world-readable first."""
+def make_data_dir(settings: Settings) -> None:
+    """Create the data folder and its model folder private (see private_dir); every command calls
+    this before it opens the database, so nothing in them is created readable by others first."""
     private_dir(settings.model_dir)
-    return settings.data_dir
 
 
 def normalise_database_url(url: str) -> str:
