@@ -149,9 +149,9 @@ def test_search_export_history_settings_stop(bot, telegram, seeded):
     assert first_title in html.unescape(history.text)
 
     [settings] = talk(telegram, "/settings")
-    press(telegram, settings, "s:size:+")
+    press(telegram, settings, settings.button("Picks +1")["callback_data"])
     telegram.wait(lambda: "Picks per digest: <b>6</b>" in settings.text, what="settings edited")
-    press(telegram, settings, "s:freq:weekly")
+    press(telegram, settings, settings.button("weekly")["callback_data"])
     telegram.wait(lambda: "<b>weekly</b>" in settings.text, what="frequency edited")
     assert subscriber_row(seeded).digest_size == 6
 
@@ -165,7 +165,7 @@ def test_settings_button_at_the_limit_is_not_modified_and_ignored(bot, telegram,
     onboard(telegram)
     talk(telegram, "/size 20")
     [settings] = talk(telegram, "/settings")
-    answer = press(telegram, settings, "s:size:+")
+    answer = press(telegram, settings, settings.button("Picks +1")["callback_data"])
     assert answer["text"] == "Saved"
     [reply] = talk(telegram, "/status")  # the bot is still answering
     assert "20 picks" in reply.text
@@ -178,10 +178,10 @@ def test_delete_leaves_no_rows(bot, telegram, seeded):
     talk(telegram, "/skip")
     talk(telegram, "/digest")
     [confirm] = talk(telegram, "/delete")
-    press(telegram, confirm, "d:no")
+    press(telegram, confirm, confirm.button("No")["callback_data"])
     assert subscriber_row(seeded) is not None
     [confirm] = talk(telegram, "/delete")
-    press(telegram, confirm, "d:yes")
+    press(telegram, confirm, confirm.button("Yes")["callback_data"])
     telegram.wait(lambda: "erased" in confirm.text, what="deletion confirmed")
     with Session(seeded) as session:
         for table in Base.metadata.sorted_tables:

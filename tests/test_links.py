@@ -49,15 +49,29 @@ def test_arxiv_ids_are_found_wherever_the_text_names_them(written, arxiv_id):
     assert links.find_arxiv_id(written) == arxiv_id
 
 
-@pytest.mark.parametrize("title, abstract, own, cited", [
-    ("Sparse arXiv:2403.01234", "We extend arXiv:2301.00001.", "2403.01234", "2301.00001"),
-    ("Sparse", "We extend arXiv:2301.00001 to video.", None, "2301.00001"),
-    ("Sparse", "Unlike arXiv:2301.00001 and arxiv.org/abs/2302.00002, we …", None, None),
-    ("Sparse", "https://huggingface.co/papers/2403.01234 twice: arXiv:2403.01234v2", None, "2403.01234"),
+@pytest.mark.parametrize("title, abstract, own", [
+    ("Sparse arXiv:2403.01234", "We extend arXiv:2301.00001.", "2403.01234"),
+    ("Sparse", "We extend arXiv:2301.00001 to video.", None),
+    ("Sparse", "Unlike arXiv:2301.00001 and arxiv.org/abs/2302.00002, we …", None),
+    ("Sparse", "https://huggingface.co/papers/2403.01234 twice: arXiv:2403.01234v2", None),
+    ("Sparse", "Code and paper: arxiv.org/abs/2403.01234, github.com/o/r", None),
 ])
-def test_only_a_title_gives_a_paper_its_identity_an_abstract_only_a_link(title, abstract, own, cited):
-    found = links.identify(title, abstract)
-    assert (found.arxiv_id, found.cited_id) == (own, cited)
+def test_only_a_title_gives_a_paper_its_identity_and_its_link(title, abstract, own):
+    """An id in the abstract, even the only one, is usually a cited paper's: never the pick's link,
+    nor the BibTeX url; the title's id is both."""
+    from feedbot.sources.records import from_dump
+
+    assert links.identify(title, abstract).arxiv_id == own
+    record = from_dump(title, abstract, date(2026, 3, 12), 3)
+    assert record.arxiv_id == own
+    assert record.url == (links.abs_url(own) if own else None)
+    paper = Paper(id=1, title=title, abstract=abstract, first_listed=date(2026, 3, 12), arxiv_id=record.arxiv_id,
+                  url=record.url, authors=None, code_url=record.code_url)
+    [message] = render(Digest(1, date(2026, 3, 12), date(2026, 3, 12), [Pick(paper, 1.0, "liked", "why")]))
+    title_link = parse_html_links(message.text)[1][0]
+    url = bibtexparser.parse_string(export([paper])).entries[0].fields_dict.get("url")
+    assert title_link == links.abs_url(own) if own else "/search/?query=Sparse" in title_link
+    assert (url.value if url else None) == (links.abs_url(own) if own else None)
 
 
 @pytest.mark.parametrize("written, code", [
@@ -208,9 +222,10 @@ def test_migration_backfills_ids_and_search_text_and_downgrades(database_url):
         with Session(engine) as session:
             rows = {p.key: p for p in session.scalars(select(Paper))}
         assert rows["a"].arxiv_id is None and rows["a"].code_url == "https://github.com/o/r"
-        assert rows["a"].url == rows["b"].url == "https://arxiv.org/abs/2403.01234"  # cited: a link only
+        assert rows["a"].url is None and rows["b"].url is None  # cited in the abstract: not theirs
         assert rows["t"].arxiv_id == "2403.01234"  # named in its title: its identity
         assert rows["u"].arxiv_id is None  # one row per id: the first keeps it
+        assert rows["t"].url == rows["u"].url == "https://arxiv.org/abs/2403.01234"  # each links to its own
         assert rows["a"].search_text.startswith("uber a")
         db.downgrade(database_url, "0001")
         with engine.connect() as connection:
@@ -231,3 +246,29 @@ def test_telegram_digests_and_lists_link_every_paper_without_previews(bot, teleg
     assert len([h for h in hrefs if "/search/?query=" in h or "/abs/" in h]) == len(digest.buttons) == 5
     [found] = talk(telegram, "/search diffusion")
     assert len(parse_html_links(found.text)[1]) >= len(found.buttons) > 0
+
+
+def test_migration_clears_links_taken_from_an_abstract(database_url):
+    """A database whose dumps were ingested when a lone id in an abstract became the link: the
+    upgrade clears those links and keeps every paper's own."""
+    db.upgrade(database_url, "0004")
+    engine = db.make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO papers (key, title, abstract, first_listed, created_at, arxiv_id, url, search_text) "
+                "VALUES "
+                "('c', 'Citing', 'We extend arXiv:2403.01234.', '2026-03-01', '2026-03-01', NULL, "
+                " 'https://arxiv.org/abs/2403.01234', ''),"
+                "('o', 'Own arXiv:2403.05678', 'x', '2026-03-01', '2026-03-01', NULL, "
+                " 'https://arxiv.org/abs/2403.05678', ''),"
+                "('i', 'Its id', 'y', '2026-03-01', '2026-03-01', '2403.09999', "
+                " 'https://arxiv.org/abs/2403.09999', ''),"
+                "('h', 'Hub', 'z', '2026-03-01', '2026-03-01', NULL, 'https://huggingface.co/papers/x', '')"))
+        db.upgrade(database_url)
+        with Session(engine) as session:
+            urls = dict(session.execute(select(Paper.key, Paper.url)).all())
+        assert urls == {"c": None, "o": "https://arxiv.org/abs/2403.05678",
+                        "i": "https://arxiv.org/abs/2403.09999", "h": "https://huggingface.co/papers/x"}
+    finally:
+        engine.dispose()
