@@ -426,3 +426,64 @@ def test_read_commands_answer_while_another_connection_holds_the_write_lock(seed
         holder.close()
         impatient.dispose()
     assert "paused" in chat.command(user, "pause", "3")[0].text  # and gets through once it is free
+
+
+def astral_dump(folder, n: int = 30):
+    """Papers whose titles and abstracts are 𝐛𝐨𝐥𝐝 mathematical letters and emoji: each such character
+    is one code point but two UTF-16 units, the unit Telegram's 4096 limit counts. Their titles
+    name their arXiv ids, so links are short and the HTML is barely longer than its text."""
+    def bold(i: int, k: int, size: int) -> str:
+        return "".join(chr(0x1D400 + (i * 7 + k * 3 + j) % 52) for j in range(size))
+
+    lines = ["new", "", "Mar 12", ""]
+    for i in range(n):
+        title = " ".join(bold(i, k, 12) for k in range(16)) + f" arXiv:2403.{i + 1:05d}"
+        abstract = " ".join(f"😀 {' '.join(bold(i, k + s, 6) for k in range(8))} 🚀." for s in range(6))
+        lines += [title, "", abstract, ""]
+    path = folder / "astral.txt"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def test_replies_heavy_in_emoji_and_math_letters_are_split_as_telegram_counts(engine, settings, telegram, tmp_path):
+    """The fake server refuses what Telegram refuses (over 4096 UTF-16 units of parsed text): a
+    20-pick digest, /liked, /history, /search and the /export list of such papers all arrive."""
+    import dataclasses
+
+    from feedbot.chat.telegram import build_application
+    from feedbot.ranking import textmodel
+    from tests.conftest import BotRunner
+    from tests.fake_telegram import parse_html, utf16_length
+
+    ingest_paths(engine, [astral_dump(tmp_path)], stamp=date(2026, 3, 20))
+    with Session(engine) as session:
+        textmodel.ensure(session, settings.model_dir)
+    bot_settings = dataclasses.replace(settings, telegram_token=telegram.token, telegram_api_url=telegram.base_url)
+    runner = BotRunner(build_application(bot_settings, Chat(engine, settings), timeout=2.0, max_retries=3))
+    runner.start()
+    try:
+        talk(telegram, "/start")
+        talk(telegram, "/skip", expect=3)
+        talk(telegram, "/skip")
+        talk(telegram, "/size 20")
+
+        def answer(command, done):
+            before = len(telegram.messages_to(ALICE))
+            telegram.send(ALICE, command)
+            telegram.wait(lambda: done(telegram.messages_to(ALICE)[before:]), what=command)
+            return telegram.messages_to(ALICE)[before:]
+
+        parts = answer("/digest", lambda got: sum(len(m.buttons) for m in got) == 20)
+        assert len(parts) > 1
+        for message in parts:
+            for up, _ in message.buttons:
+                press(telegram, message, up["callback_data"])
+        liked = answer("/liked", lambda got: any("\n20. " in parse_html(m.text) for m in got))
+        found = answer("/search part", lambda got: len(got) >= 1)
+        exported = answer("/export", lambda got: any(m.document for m in got))
+        history = answer("/history", lambda got: len(got) >= 1)
+        for message in parts + liked + found + exported + history:
+            assert utf16_length(parse_html(message.text)) <= 4096
+        assert len(liked) > 1 and len(exported) > 2 and "Your past digests" in history[0].text
+    finally:
+        runner.stop()

@@ -15,12 +15,12 @@ from sqlalchemy.orm import Session
 
 from feedbot.chat.bibtex import export
 from feedbot.delivery.digests import Digest, render
-from feedbot.delivery.messages import MAX_TEXT, plain
+from feedbot.delivery.messages import MAX_TEXT, Button, Reply, escape, fit, plain, telegram_length
 from feedbot.ranking.recommend import Pick
 from feedbot.store import db, links
 from feedbot.store.models import Paper
 from feedbot.store.papers import search_papers
-from tests.fake_telegram import parse_html_links
+from tests.fake_telegram import parse_html, parse_html_links, utf16_length
 
 
 @pytest.mark.parametrize("written, arxiv_id", [
@@ -115,14 +115,52 @@ def test_a_digest_of_20_linked_picks_stays_within_telegram_limits(titles, templa
     hrefs = []
     for message in messages:
         shown, targets = parse_html_links(message.text)  # raises where Telegram would refuse the entities
-        assert len(shown) <= MAX_TEXT and len(message.text) <= MAX_TEXT or len(message.keyboard) == 1
-        assert len(shown) <= MAX_TEXT
+        assert utf16_length(shown) <= MAX_TEXT
         hrefs += targets
     assert sum(len(m.keyboard) for m in messages) == 20
     titles_linked = [h for h in hrefs if "github.com" not in h]
     assert len(titles_linked) == 20  # every pick's title is a link
     assert titles_linked[1] == "https://arxiv.org/abs/2403.00001"
     assert sum("github.com" in h for h in hrefs) == sum(1 for n in range(20) if n % 3)
+
+
+# Characters Telegram counts twice (UTF-16 surrogate pairs): 𝐛𝐨𝐥𝐝 and 𝔣𝔯𝔞𝔨𝔱𝔲𝔯 letters, emoji.
+ASTRAL = st.characters(min_codepoint=0x10000, max_codepoint=0x1FAFF, blacklist_categories=("Cs", "Cn", "Co"))
+ASTRAL_TEXT = st.text(st.one_of(ASTRAL, st.sampled_from(" &<>")), min_size=1, max_size=300).filter(str.strip)
+
+
+@given(st.lists(st.tuples(ASTRAL_TEXT, ASTRAL_TEXT), min_size=20, max_size=20))
+@settings(max_examples=40, deadline=None)
+def test_a_digest_heavy_in_astral_characters_splits_where_telegram_counts(texts):
+    """Telegram counts UTF-16 units of the parsed text: a digest of emoji and mathematical letters
+    is split before any part passes 4096 of them, only between picks, and no part is refused."""
+    picks = [Pick(Paper(id=1000 + n, title=title, abstract=abstract * 3, arxiv_id=None, url=None,
+                        authors=title[:80], code_url=None), 1.0, "liked", f"because you liked “{title}”")
+             for n, (title, abstract) in enumerate(texts)]
+    messages = render(Digest(1, date(2026, 3, 12), date(2026, 3, 12), picks))
+    numbers = []
+    for message in messages:
+        shown = parse_html(message.text)
+        assert utf16_length(shown) <= MAX_TEXT == 4096
+        assert telegram_length(message.text) == utf16_length(shown)
+        here = [int(m.group(1)) for m in re.finditer(r"^(\d+)\. ", shown, re.MULTILINE)]
+        assert [int(row[0].label.rsplit(" ", 1)[1]) for row in message.keyboard] == here
+        numbers += here
+    assert numbers == list(range(1, 21))
+
+
+@given(st.lists(st.tuples(ASTRAL_TEXT, st.booleans()), min_size=1, max_size=60), st.integers(40, MAX_TEXT))
+@settings(max_examples=150, deadline=None)
+def test_any_long_reply_is_cut_into_messages_telegram_takes_losing_nothing(lines, limit):
+    """Lists (/liked, /history, /interests, /mute…) longer than a message are cut between lines,
+    never inside a tag; a line longer than a message is cut too. Every word arrives, in order."""
+    text = "\n".join(f"<b>{escape(line)}</b>" if bold else escape(line) for line, bold in lines)
+    keyboard = [[Button("👍 1", "v:1:+")]]
+    parts = fit([Reply(text, keyboard)], limit)
+    for part in parts:
+        assert 0 < utf16_length(parse_html(part.text)) <= limit
+    assert [p.keyboard for p in parts] == [[]] * (len(parts) - 1) + [keyboard]
+    assert "".join("".join(parse_html(p.text).split()) for p in parts) == "".join(parse_html(text).split())
 
 
 def test_console_and_plain_fallback_spell_links_out():
