@@ -2,8 +2,9 @@
 
 python-telegram-bot is pointed at it with `base_url`; simulated users send messages and press
 buttons by queueing updates, which the bot fetches by long polling with offsets. The server
-checks what Telegram checks (HTML entities, 4096 characters, 64-byte callback data, "message is
-not modified") and can inject 429 with retry_after, 403 and slow answers for a chosen chat.
+checks what Telegram checks (HTML entities, 4096 UTF-16 units of the parsed text, 64-byte callback
+data, "message is not modified") and can inject 429 with retry_after, 403 and slow answers for a
+chosen chat. Users' messages carry Telegram's `bot_command` entity, and can be edited.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import html
 import itertools
 import json
+import re
 import threading
 import time
 from collections import defaultdict
@@ -24,6 +26,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 ALLOWED_TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "a", "code", "pre",
                 "tg-spoiler", "span", "blockquote", "tg-emoji"}
+# What Telegram marks as a command: a slash, command characters, optionally @username; the entity
+# ends at the first other character (a space, a newline, a no-break space, punctuation).
+BOT_COMMAND = re.compile(r"^/[A-Za-z0-9_]{1,32}(?:@[A-Za-z0-9_]{3,32})?")
 NOT_MODIFIED = ("Bad Request: message is not modified: specified new message content and reply markup "
                 "are exactly the same as a current content and reply markup of the message")
 
@@ -68,6 +73,11 @@ class _EntityChecker(HTMLParser):
 
     def handle_charref(self, name):
         self.text.append(html.unescape(f"&#{name};"))
+
+
+def utf16_length(text: str) -> int:
+    """How Telegram measures text: in UTF-16 code units (an emoji or a 𝐛𝐨𝐥𝐝 letter is two)."""
+    return len(text.encode("utf-16-le")) // 2
 
 
 def parse_html(text: str) -> str:
@@ -197,14 +207,27 @@ class FakeTelegram:
     def user(user_id: int) -> dict:
         return {"id": user_id, "is_bot": False, "first_name": f"User{user_id}"}
 
-    def send(self, user_id: int, text: str) -> int:
-        """The user types `text` in their private chat with the bot."""
-        message: dict[str, Any] = {"message_id": next(self.message_ids), "date": int(time.time()),
-                                   "from": self.user(user_id), "chat": {"id": user_id, "type": "private"},
+    @staticmethod
+    def _message(message_id: int, user_id: int, text: str) -> dict[str, Any]:
+        message: dict[str, Any] = {"message_id": message_id, "date": int(time.time()),
+                                   "from": FakeTelegram.user(user_id), "chat": {"id": user_id, "type": "private"},
                                    "text": text}
-        if text.startswith("/"):
-            message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split(" ", 1)[0])}]
-        return self._queue({"message": message})
+        command = BOT_COMMAND.match(text)
+        if command:
+            message["entities"] = [{"type": "bot_command", "offset": 0, "length": utf16_length(command.group())}]
+        return message
+
+    def send(self, user_id: int, text: str) -> int:
+        """The user types `text` in their private chat with the bot; returns the message's id."""
+        message = self._message(next(self.message_ids), user_id, text)
+        self._queue({"message": message})
+        return message["message_id"]
+
+    def edit(self, user_id: int, message_id: int, text: str) -> int:
+        """The user edits a message they sent: Telegram sends an `edited_message` update."""
+        message = self._message(message_id, user_id, text)
+        message["edit_date"] = int(time.time())
+        return self._queue({"edited_message": message})
 
     def press(self, user_id: int, message: SentMessage, data: str) -> str:
         """The user taps a button (any callback data: forged data is a test case too)."""
@@ -383,7 +406,7 @@ class FakeTelegram:
                 plain = parse_html(text)
             except EntityError as exc:
                 raise ApiError(400, f"Bad Request: can't parse entities: {exc}") from None
-        if len(plain) > limit:
+        if utf16_length(plain.strip()) > limit:  # Telegram trims the text, then counts UTF-16 units
             raise ApiError(400, "Bad Request: message is too long")
 
     @staticmethod

@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+from sqlalchemy.orm import Session
+
 from tests.conftest import EXAMPLE_DUMPS
 
 
@@ -99,3 +101,28 @@ def test_liked_and_export_list_the_first_papers_and_say_how_many_more(chat, seed
     assert sum(line.startswith("@") for line in exported[-1].document[1].decode().splitlines()) == 55
     with Session(seeded) as session:
         assert session.query(Vote).count() == 55
+
+
+def test_console_reads_arguments_after_any_whitespace_and_leaves_other_bots_commands(engine, settings):
+    import io
+
+    from feedbot.chat.console import Console
+    from feedbot.chat.conversation import Chat, User
+    from feedbot.store.subscribers import get
+
+    out = io.StringIO()
+    chat = Chat(engine, settings)
+    console = Console(chat, User(7, 7), out)
+    for line in ["/start", "/skip", "/skip"]:
+        console.handle(line)
+    for separator, at in [("\t", "07:30"), ("\u00a0", "06:15"), ("\n", "05:00"), ("\u3000 ", "04:45")]:
+        before = len(out.getvalue())
+        console.handle(f"/time{separator}{at}")
+        assert f"Delivery time set to {at}" in out.getvalue()[before:], repr(separator)
+    before = len(out.getvalue())
+    console.handle("/stop@OtherBot")
+    assert "for @OtherBot, not for me" in out.getvalue()[before:]
+    console.handle("/size@feedbot 3")
+    with Session(engine) as session:
+        row = get(session, 7)
+        assert (row.state, row.send_time, row.digest_size) == ("active", "04:45", 3)

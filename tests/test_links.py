@@ -15,12 +15,12 @@ from sqlalchemy.orm import Session
 
 from feedbot.chat.bibtex import export
 from feedbot.delivery.digests import Digest, render
-from feedbot.delivery.messages import MAX_TEXT, plain
+from feedbot.delivery.messages import MAX_TEXT, Button, Reply, escape, fit, plain, telegram_length
 from feedbot.ranking.recommend import Pick
 from feedbot.store import db, links
 from feedbot.store.models import Paper
 from feedbot.store.papers import search_papers
-from tests.fake_telegram import parse_html_links
+from tests.fake_telegram import parse_html, parse_html_links, utf16_length
 
 
 @pytest.mark.parametrize("written, arxiv_id", [
@@ -49,15 +49,29 @@ def test_arxiv_ids_are_found_wherever_the_text_names_them(written, arxiv_id):
     assert links.find_arxiv_id(written) == arxiv_id
 
 
-@pytest.mark.parametrize("title, abstract, own, cited", [
-    ("Sparse arXiv:2403.01234", "We extend arXiv:2301.00001.", "2403.01234", "2301.00001"),
-    ("Sparse", "We extend arXiv:2301.00001 to video.", None, "2301.00001"),
-    ("Sparse", "Unlike arXiv:2301.00001 and arxiv.org/abs/2302.00002, we …", None, None),
-    ("Sparse", "https://huggingface.co/papers/2403.01234 twice: arXiv:2403.01234v2", None, "2403.01234"),
+@pytest.mark.parametrize("title, abstract, own", [
+    ("Sparse arXiv:2403.01234", "We extend arXiv:2301.00001.", "2403.01234"),
+    ("Sparse", "We extend arXiv:2301.00001 to video.", None),
+    ("Sparse", "Unlike arXiv:2301.00001 and arxiv.org/abs/2302.00002, we …", None),
+    ("Sparse", "https://huggingface.co/papers/2403.01234 twice: arXiv:2403.01234v2", None),
+    ("Sparse", "Code and paper: arxiv.org/abs/2403.01234, github.com/o/r", None),
 ])
-def test_only_a_title_gives_a_paper_its_identity_an_abstract_only_a_link(title, abstract, own, cited):
-    found = links.identify(title, abstract)
-    assert (found.arxiv_id, found.cited_id) == (own, cited)
+def test_only_a_title_gives_a_paper_its_identity_and_its_link(title, abstract, own):
+    """An id in the abstract, even the only one, is usually a cited paper's: never the pick's link,
+    nor the BibTeX url; the title's id is both."""
+    from feedbot.sources.records import from_dump
+
+    assert links.identify(title, abstract).arxiv_id == own
+    record = from_dump(title, abstract, date(2026, 3, 12), 3)
+    assert record.arxiv_id == own
+    assert record.url == (links.abs_url(own) if own else None)
+    paper = Paper(id=1, title=title, abstract=abstract, first_listed=date(2026, 3, 12), arxiv_id=record.arxiv_id,
+                  url=record.url, authors=None, code_url=record.code_url)
+    [message] = render(Digest(1, date(2026, 3, 12), date(2026, 3, 12), [Pick(paper, 1.0, "liked", "why")]))
+    title_link = parse_html_links(message.text)[1][0]
+    url = bibtexparser.parse_string(export([paper])).entries[0].fields_dict.get("url")
+    assert title_link == links.abs_url(own) if own else "/search/?query=Sparse" in title_link
+    assert (url.value if url else None) == (links.abs_url(own) if own else None)
 
 
 @pytest.mark.parametrize("written, code", [
@@ -101,14 +115,52 @@ def test_a_digest_of_20_linked_picks_stays_within_telegram_limits(titles, templa
     hrefs = []
     for message in messages:
         shown, targets = parse_html_links(message.text)  # raises where Telegram would refuse the entities
-        assert len(shown) <= MAX_TEXT and len(message.text) <= MAX_TEXT or len(message.keyboard) == 1
-        assert len(shown) <= MAX_TEXT
+        assert utf16_length(shown) <= MAX_TEXT
         hrefs += targets
     assert sum(len(m.keyboard) for m in messages) == 20
     titles_linked = [h for h in hrefs if "github.com" not in h]
     assert len(titles_linked) == 20  # every pick's title is a link
     assert titles_linked[1] == "https://arxiv.org/abs/2403.00001"
     assert sum("github.com" in h for h in hrefs) == sum(1 for n in range(20) if n % 3)
+
+
+# Characters Telegram counts twice (UTF-16 surrogate pairs): 𝐛𝐨𝐥𝐝 and 𝔣𝔯𝔞𝔨𝔱𝔲𝔯 letters, emoji.
+ASTRAL = st.characters(min_codepoint=0x10000, max_codepoint=0x1FAFF, blacklist_categories=("Cs", "Cn", "Co"))
+ASTRAL_TEXT = st.text(st.one_of(ASTRAL, st.sampled_from(" &<>")), min_size=1, max_size=300).filter(str.strip)
+
+
+@given(st.lists(st.tuples(ASTRAL_TEXT, ASTRAL_TEXT), min_size=20, max_size=20))
+@settings(max_examples=40, deadline=None)
+def test_a_digest_heavy_in_astral_characters_splits_where_telegram_counts(texts):
+    """Telegram counts UTF-16 units of the parsed text: a digest of emoji and mathematical letters
+    is split before any part passes 4096 of them, only between picks, and no part is refused."""
+    picks = [Pick(Paper(id=1000 + n, title=title, abstract=abstract * 3, arxiv_id=None, url=None,
+                        authors=title[:80], code_url=None), 1.0, "liked", f"because you liked “{title}”")
+             for n, (title, abstract) in enumerate(texts)]
+    messages = render(Digest(1, date(2026, 3, 12), date(2026, 3, 12), picks))
+    numbers = []
+    for message in messages:
+        shown = parse_html(message.text)
+        assert utf16_length(shown) <= MAX_TEXT == 4096
+        assert telegram_length(message.text) == utf16_length(shown)
+        here = [int(m.group(1)) for m in re.finditer(r"^(\d+)\. ", shown, re.MULTILINE)]
+        assert [int(row[0].label.rsplit(" ", 1)[1]) for row in message.keyboard] == here
+        numbers += here
+    assert numbers == list(range(1, 21))
+
+
+@given(st.lists(st.tuples(ASTRAL_TEXT, st.booleans()), min_size=1, max_size=60), st.integers(40, MAX_TEXT))
+@settings(max_examples=150, deadline=None)
+def test_any_long_reply_is_cut_into_messages_telegram_takes_losing_nothing(lines, limit):
+    """Lists (/liked, /history, /interests, /mute…) longer than a message are cut between lines,
+    never inside a tag; a line longer than a message is cut too. Every word arrives, in order."""
+    text = "\n".join(f"<b>{escape(line)}</b>" if bold else escape(line) for line, bold in lines)
+    keyboard = [[Button("👍 1", "v:1:+")]]
+    parts = fit([Reply(text, keyboard)], limit)
+    for part in parts:
+        assert 0 < utf16_length(parse_html(part.text)) <= limit
+    assert [p.keyboard for p in parts] == [[]] * (len(parts) - 1) + [keyboard]
+    assert "".join("".join(parse_html(p.text).split()) for p in parts) == "".join(parse_html(text).split())
 
 
 def test_console_and_plain_fallback_spell_links_out():
@@ -208,9 +260,10 @@ def test_migration_backfills_ids_and_search_text_and_downgrades(database_url):
         with Session(engine) as session:
             rows = {p.key: p for p in session.scalars(select(Paper))}
         assert rows["a"].arxiv_id is None and rows["a"].code_url == "https://github.com/o/r"
-        assert rows["a"].url == rows["b"].url == "https://arxiv.org/abs/2403.01234"  # cited: a link only
+        assert rows["a"].url is None and rows["b"].url is None  # cited in the abstract: not theirs
         assert rows["t"].arxiv_id == "2403.01234"  # named in its title: its identity
         assert rows["u"].arxiv_id is None  # one row per id: the first keeps it
+        assert rows["t"].url == rows["u"].url == "https://arxiv.org/abs/2403.01234"  # each links to its own
         assert rows["a"].search_text.startswith("uber a")
         db.downgrade(database_url, "0001")
         with engine.connect() as connection:
@@ -231,3 +284,29 @@ def test_telegram_digests_and_lists_link_every_paper_without_previews(bot, teleg
     assert len([h for h in hrefs if "/search/?query=" in h or "/abs/" in h]) == len(digest.buttons) == 5
     [found] = talk(telegram, "/search diffusion")
     assert len(parse_html_links(found.text)[1]) >= len(found.buttons) > 0
+
+
+def test_migration_clears_links_taken_from_an_abstract(database_url):
+    """A database whose dumps were ingested when a lone id in an abstract became the link: the
+    upgrade clears those links and keeps every paper's own."""
+    db.upgrade(database_url, "0004")
+    engine = db.make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO papers (key, title, abstract, first_listed, created_at, arxiv_id, url, search_text) "
+                "VALUES "
+                "('c', 'Citing', 'We extend arXiv:2403.01234.', '2026-03-01', '2026-03-01', NULL, "
+                " 'https://arxiv.org/abs/2403.01234', ''),"
+                "('o', 'Own arXiv:2403.05678', 'x', '2026-03-01', '2026-03-01', NULL, "
+                " 'https://arxiv.org/abs/2403.05678', ''),"
+                "('i', 'Its id', 'y', '2026-03-01', '2026-03-01', '2403.09999', "
+                " 'https://arxiv.org/abs/2403.09999', ''),"
+                "('h', 'Hub', 'z', '2026-03-01', '2026-03-01', NULL, 'https://huggingface.co/papers/x', '')"))
+        db.upgrade(database_url)
+        with Session(engine) as session:
+            urls = dict(session.execute(select(Paper.key, Paper.url)).all())
+        assert urls == {"c": None, "o": "https://arxiv.org/abs/2403.05678",
+                        "i": "https://arxiv.org/abs/2403.09999", "h": "https://huggingface.co/papers/x"}
+    finally:
+        engine.dispose()

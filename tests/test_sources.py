@@ -267,7 +267,7 @@ def test_an_abstract_citing_a_fetched_paper_does_not_merge_the_two(engine, serve
     assert papers["Diffusion Models for Video Editing"].arxiv_id == "2403.01234"
     citing = papers["Better Sparse Things"]
     assert citing.arxiv_id is None and citing.authors is None  # nothing of the cited paper attached
-    assert citing.url == "https://arxiv.org/abs/2403.05678"  # the one id it names is still a link
+    assert citing.url is None  # the one id it names is a cited paper's: not its link
     assert papers["Other Things"].arxiv_id is None
 
 

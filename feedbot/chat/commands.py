@@ -1,6 +1,6 @@
-"""Every /command, declared once: its name, its line in /help and Telegram's menu, and the function
-that answers it. The conversation dispatches from this table, the Telegram adapter registers its
-handlers from it, the worker sets the menu from `menu()`, and /help lists it.
+"""Every /command, declared once: its name, its line in /help and Telegram's menu, the function
+that answers it and whether it writes. The conversation dispatches from this table, the worker sets
+the menu from `menu()`, /help lists it, and both adapters read a typed line with `parse`.
 """
 
 from __future__ import annotations
@@ -18,11 +18,25 @@ if TYPE_CHECKING:
 Handler = Callable[["Turn", str], list[Reply]]
 
 
+def always(args: str) -> bool:
+    return True
+
+
+def never(args: str) -> bool:
+    return False
+
+
+def with_args(args: str) -> bool:
+    """Writes only when given arguments (`/interests` lists, `/interests add …` adds)."""
+    return bool(args)
+
+
 @dataclass(frozen=True)
 class Command:
     name: str
     help: str  # the line in /help and the menu; "" keeps the command out of both
-    handler: Handler | None  # (turn, stripped args), in one write transaction; None: /digest (Chat.digest)
+    handler: Handler | None  # (turn, stripped args), in one transaction; None: /digest (Chat.digest)
+    writes: Callable[[str], bool] = always  # False: a read-only transaction, which never waits for writers
     anyone: bool = False  # answers before /start too
 
 
@@ -34,25 +48,25 @@ def help_text(turn: Turn, args: str) -> list[Reply]:
 
 COMMANDS: list[Command] = [
     Command("start", "subscribe and set up", onboarding.start, anyone=True),
-    Command("help", "what I can do", help_text, anyone=True),
+    Command("help", "what I can do", help_text, never, anyone=True),
     Command("digest", "today's picks now", None),  # ranks before it writes, so Chat.digest runs it
-    Command("interests", "show or change your interests", interests.interests),
-    Command("settings", "delivery time, size and frequency", settings.show),
-    Command("time", "delivery time, e.g. /time 07:30", settings.time),
-    Command("timezone", "your time zone, e.g. /timezone Europe/Berlin", settings.timezone),
-    Command("size", "picks per digest, 1 to 20", settings.size),
-    Command("frequency", "daily, weekdays or weekly", settings.frequency),
-    Command("history", "past digests and your votes", library.history),
-    Command("liked", "papers you liked", library.liked),
-    Command("search", "find papers, e.g. /search diffusion", library.search),
-    Command("export", "your liked papers as BibTeX", library.export),
-    Command("mute", "never show papers with a word", interests.mute),
-    Command("unmute", "show them again", interests.unmute),
+    Command("interests", "show or change your interests", interests.interests, with_args),
+    Command("settings", "delivery time, size and frequency", settings.show, never),
+    Command("time", "delivery time, e.g. /time 07:30", settings.time, with_args),
+    Command("timezone", "your time zone, e.g. /timezone Europe/Berlin", settings.timezone, with_args),
+    Command("size", "picks per digest, 1 to 20", settings.size, with_args),
+    Command("frequency", "daily, weekdays or weekly", settings.frequency, with_args),
+    Command("history", "past digests and your votes", library.history, never),
+    Command("liked", "papers you liked", library.liked, never),
+    Command("search", "find papers, e.g. /search diffusion", library.search, never),
+    Command("export", "your liked papers as BibTeX", library.export, never),
+    Command("mute", "never show papers with a word", interests.mute, with_args),
+    Command("unmute", "show them again", interests.unmute, with_args),
     Command("pause", "pause digests, e.g. /pause 14", settings.pause),
     Command("resume", "restart paused digests", settings.resume),
-    Command("status", "when your next digest comes", settings.status),
+    Command("status", "when your next digest comes", settings.status, never),
     Command("stop", "unsubscribe (your data is kept)", settings.stop),
-    Command("delete", "erase all your data", settings.delete),
+    Command("delete", "erase all your data", settings.delete, never),  # the button deletes
     Command("skip", "", onboarding.skip),  # answers the onboarding questions; not in the menu
 ]
 _BY_NAME = {c.name: c for c in COMMANDS}
@@ -68,11 +82,26 @@ def menu() -> list[tuple[str, str]]:
 
 
 def names() -> list[str]:
-    """Every command name, hidden ones too: what the Telegram adapter routes to the conversation."""
+    """Every command name, hidden ones too."""
     return [c.name for c in COMMANDS]
 
 
-def split(text: str) -> tuple[str, str]:
-    """A typed command line, `/name args`, as (name, args)."""
-    name, _, args = text[1:].partition(" ")
-    return name, args
+@dataclass(frozen=True)
+class Typed:
+    """A typed command line: `/name@bot args`."""
+
+    name: str
+    bot: str  # the bot it is addressed to, "" when none (`/stop@OtherBot` in a group is not ours)
+    args: str
+
+    def for_bot(self, username: str) -> bool:
+        """Whether feedbot, called `username`, should answer: unaddressed, or addressed to it."""
+        return not self.bot or self.bot.casefold() == username.casefold()
+
+
+def parse(text: str) -> Typed:
+    """`/name args` as Telegram reads it: the arguments start after the first whitespace of any
+    kind (a space, newline, tab or no-break space), so `/time\n07:30` is `/time 07:30`."""
+    head, *rest = text[1:].split(maxsplit=1) or [""]
+    name, _, bot = head.partition("@")
+    return Typed(name, bot, rest[0].strip() if rest else "")

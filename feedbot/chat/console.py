@@ -21,6 +21,7 @@ from feedbot.chat import commands
 from feedbot.chat.conversation import Chat, User
 from feedbot.delivery.messages import Button, Reply, plain
 
+NAME = "feedbot"  # the console's bot name: `/help@feedbot` is for it, `/stop@OtherBot` is not
 EXIT_WORDS = {"quit", "exit", "/quit", "/exit"}
 CHOICE = re.compile(r"^([a-z]{0,3})([0-9]{1,4})$")
 
@@ -127,10 +128,15 @@ class Console:
             self.show(answer.replies)
             return True
         if line.startswith("/"):
-            self.show(self.chat.command(self.user, *commands.split(line)))
+            typed = commands.parse(line)
+            if not typed.for_bot(NAME):
+                self.out.write(f"(that command is for @{typed.bot}, not for me)\n\n")
+                return True
+            self.show(self.chat.command(self.user, typed.name, typed.args))
         else:
             self.show(self.chat.text(self.user, line))
         return True
+
     def run(self, lines: TextIO = sys.stdin) -> None:
         interactive = lines.isatty()
         self.out.write("feedbot console chat: type /start to begin, /help for commands, "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -21,16 +22,16 @@ from feedbot.chat.votes import vote_press
 from feedbot.clock import utcnow
 from feedbot.config import Settings
 from feedbot.delivery import deliveries, digests, schedule
-from feedbot.delivery.messages import Answer, Button, Reply, escape
+from feedbot.delivery.messages import Answer, Button, Reply, escape, fit
 from feedbot.ranking.textmodel import ModelCache
 from feedbot.store import subscribers
-from feedbot.store.db import transaction
+from feedbot.store.db import read_only, transaction
 from feedbot.store.models import Subscriber
 from feedbot.store.subscribers import UserError
 
 BUTTON_DATA = re.compile(
-    r"^(?:v:[0-9]{1,12}:[+-]|h:[0-9]{1,4}|d:(?:yes|no)"
-    r"|s:(?:size:[+-]|time:[+-]|freq:(?:daily|weekdays|weekly)|pause|resume))$"
+    r"^(?:v:[0-9]{1,12}:[+-]|h:[0-9]{1,4}"
+    r"|(?:d:(?:yes|no)|s:(?:size:[+-]|time:[+-]|freq:(?:daily|weekdays|weekly)|pause|resume)):[0-9a-f]{12})$"
 )
 NOT_SUBSCRIBED = "You're not subscribed yet: send /start to begin."
 
@@ -66,51 +67,69 @@ class Chat:
         self.engine, self.settings, self.clock = engine, settings, clock
         self.models = models or ModelCache(settings.model_dir)
 
+    def session(self, write: bool) -> AbstractContextManager[Session]:
+        """A write transaction, or a read-only one that never waits for writers."""
+        return transaction(self.engine) if write else read_only(self.engine)
+
     def command(self, user: User, name: str, args: str = "") -> list[Reply]:
-        name, args = storable(name).casefold().split("@", 1)[0], storable(args)
+        """`/name args`, as the adapters parsed it (`commands.parse`)."""
+        name, args = storable(name).casefold(), storable(args).strip()
         command = commands.find(name)
         if command is None:
             return [Reply(f"I don't know /{escape(name[:40])}. Send /help to see what I can do.")]
         if command.handler is None:  # /digest ranks before it writes: no write transaction around it
             return self.digest(user)
         user = replace(user, name=storable(user.name))  # /start stores it
-        with transaction(self.engine) as session:
+        with self.session(command.writes(args)) as session:
             subscriber = subscribers.get(session, user.telegram_id)
             if subscriber is None and not command.anyone:
                 return [Reply(NOT_SUBSCRIBED)]
             try:
-                return command.handler(Turn(self, session, user, subscriber), args.strip())
+                return fit(command.handler(Turn(self, session, user, subscriber), args))
             except UserError as exc:
                 return [Reply(escape(str(exc)))]
 
     def text(self, user: User, text: str) -> list[Reply]:
+        """Plain text: the answer to a pending onboarding question (written), else a pointer."""
         text = storable(text)
-        with transaction(self.engine) as session:
+        with read_only(self.engine) as session:
             subscriber = subscribers.get(session, user.telegram_id)
             if subscriber is None:
                 return [Reply("Hi! Send /start to subscribe to daily paper picks.")]
-            try:
-                replies = onboarding.answer(Turn(self, session, user, subscriber), text)
-            except UserError as exc:
-                return [Reply(escape(str(exc)) + "\nOr send /skip.")]
-        return replies or [Reply("I answer commands: send /help for the list, or /search WORDS to find papers.")]
+            pending = subscriber.awaiting is not None
+        replies = None
+        if pending:
+            with transaction(self.engine) as session:
+                subscriber = subscribers.get(session, user.telegram_id)
+                try:
+                    if subscriber is not None:
+                        replies = onboarding.answer(Turn(self, session, user, subscriber), text)
+                except UserError as exc:
+                    return [Reply(escape(str(exc)) + "\nOr send /skip.")]
+        return fit(replies or [Reply("I answer commands: send /help for the list, or /search WORDS to find papers.")])
 
     def button(self, user: User, data: str, keyboard: list[list[Button]] | None = None) -> Answer:
-        """A pressed button. Forged or stale data gets a notice and writes nothing."""
+        """A pressed button. Forged or stale data gets a notice and writes nothing: a settings or
+        /delete button works only for the subscription it was shown to (`subscribers.tag`)."""
         if not BUTTON_DATA.match(data or ""):
             return Answer("That button is not valid (anymore).", alert=True)
-        with transaction(self.engine) as session:
+        kind, _, rest = data.partition(":")
+        with self.session(write=kind != "h") as session:
             subscriber = subscribers.get(session, user.telegram_id)
             if subscriber is None:
                 return Answer("You're not subscribed: send /start first.", alert=True)
-            session.refresh(subscriber, with_for_update=True)  # one press at a time per subscriber
+            if kind in ("s", "d"):
+                rest, _, tag = rest.rpartition(":")
+                if tag != subscribers.tag(subscriber):
+                    return Answer("That button belongs to an earlier subscription: nothing was changed.",
+                                  alert=True)
             turn = Turn(self, session, user, subscriber)
-            kind, _, rest = data.partition(":")
             try:
-                if kind == "v":
-                    return vote_press(turn, rest, keyboard or [])
                 if kind == "h":
                     return history_press(turn, int(rest))
+                session.refresh(subscriber, with_for_update=True)  # one press at a time per subscriber
+                if kind == "v":
+                    return vote_press(turn, rest, keyboard or [])
                 if kind == "s":
                     return settings_press(turn, rest)
                 return delete_press(turn, rest == "yes")
@@ -123,7 +142,7 @@ class Chat:
         second), its replies carry the delivery id so the sender records each part; later ones
         are extra picks. Either way only papers the database accepts as new are shown."""
         now = self.clock()
-        with Session(self.engine, expire_on_commit=False) as session:
+        with read_only(self.engine) as session:
             subscriber = subscribers.get(session, user.telegram_id)
             if subscriber is None:
                 return [Reply(NOT_SUBSCRIBED)]

@@ -16,8 +16,8 @@ if TYPE_CHECKING:
 def interests(turn: Turn, args: str) -> list[Reply]:
     """`/interests`, `/interests add TOPICS`, `/interests remove TOPIC` or `/interests clear`."""
     session, subscriber = turn.session, turn.subscriber
-    action, _, rest = args.partition(" ")
-    action = action.casefold()
+    action, *more = args.split(maxsplit=1) or [""]
+    action, rest = action.casefold(), more[0] if more else ""
     if action == "add":
         added = subscribers.add_interests(session, subscriber, rest, matcher(turn))
         note = f"Added {', '.join(f'“{escape(a)}”' for a in added)}." if added else "You already have those."
@@ -40,8 +40,8 @@ def interests(turn: Turn, args: str) -> list[Reply]:
 def mute(turn: Turn, args: str) -> list[Reply]:
     if not args:
         muted = subscribers.mutes(turn.session, turn.subscriber)
-        return [Reply("Muted: " + (", ".join(escape(m) for m in muted) or "nothing") +
-                      ".\nMute a word with /mute WORD.")]
+        listing = "".join(f"\n• {escape(m)}" for m in muted) or " nothing."
+        return [Reply(f"Muted:{listing}\nMute a word with /mute WORD.")]
     word = subscribers.mute(turn.session, turn.subscriber, args)
     return [Reply(f"Papers mentioning “{escape(word)}” won't be picked for you. /unmute {escape(word)} undoes it.")]
 

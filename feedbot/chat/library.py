@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from feedbot.chat import bibtex
-from feedbot.delivery.messages import MAX_TEXT, Answer, Button, Reply, escape, paper_item, split_items, vote_row
+from feedbot.delivery.messages import (
+    MAX_TEXT,
+    Answer,
+    Button,
+    Reply,
+    escape,
+    paper_item,
+    split_items,
+    telegram_length,
+    vote_row,
+)
 from feedbot.store import subscribers
 from feedbot.store.models import Delivery, Paper, Shown, Vote
 from feedbot.store.papers import search_papers
@@ -30,18 +40,41 @@ def history_press(turn: Turn, page: int) -> Answer:
     return Answer("", keyboard=buttons, text=text)
 
 
+# Digests that delivered something or still may: in flight or resumable, sent, possibly sent,
+# and partly sent (a part confirmed before a failure or a block). Empty and skipped days are left out.
+_MAY_HAVE_REACHED = or_(Delivery.status.in_(("claimed", "sending", "sent", "uncertain")),
+                        and_(Delivery.parts_sent > 0, Delivery.status.in_(("failed", "blocked"))))
+
+
+def delivery_state(delivery: Delivery, picks: int) -> str:
+    """How a past digest went, in words ("" for one sent whole)."""
+    if delivery.status == "claimed":
+        return "on its way"
+    if delivery.status == "sending":
+        return "being sent"
+    if delivery.status == "uncertain":
+        return "may not have reached you"
+    if delivery.status in ("failed", "blocked"):
+        sizes = [int(n) for n in (delivery.part_picks or "").split(",") if n.isdigit()]
+        reached = sum(sizes[: delivery.parts_sent]) if len(sizes) >= delivery.parts_sent else None
+        return (f"partly delivered: {reached} of {picks} picks reached you" if reached is not None
+                else "partly delivered")
+    return ""
+
+
 def history_page(turn: Turn, page: int) -> tuple[str, list[list[Button]]]:
-    """Past digests, newest first, HISTORY_PAGE per page, each paper marked with the vote on it."""
+    """Past digests, newest first, HISTORY_PAGE per page, each paper marked with the vote on it,
+    and each digest not sent whole marked with its state."""
     session, subscriber = turn.session, turn.subscriber
     delivered = session.scalars(
-        select(Delivery).where(Delivery.subscriber_id == subscriber.id,
-                               Delivery.status.in_(("sent", "sending", "uncertain")))
+        select(Delivery).where(Delivery.subscriber_id == subscriber.id, _MAY_HAVE_REACHED)
         .order_by(Delivery.local_date.desc()).offset(page * HISTORY_PAGE).limit(HISTORY_PAGE + 1)
     ).all()
     if not delivered:
         return ("No digests yet." if page == 0 else "No older digests."), []
     has_more = len(delivered) > HISTORY_PAGE
     text = "<b>Your past digests</b>"
+    size = telegram_length(text)
     for delivery in delivered[:HISTORY_PAGE]:
         rows = session.execute(
             select(Paper, Vote.value)
@@ -49,14 +82,18 @@ def history_page(turn: Turn, page: int) -> tuple[str, list[list[Button]]]:
             .outerjoin(Vote, (Vote.paper_id == Shown.paper_id) & (Vote.subscriber_id == subscriber.id))
             .where(Shown.delivery_id == delivery.id).order_by(Shown.position)
         ).all()
-        text += f"\n\n<b>{delivery.local_date:%a %d %b %Y}</b>"
+        state = delivery_state(delivery, len(rows))
+        heading = f"\n\n<b>{delivery.local_date:%a %d %b %Y}</b>" + (f" · <i>{state}</i>" if state else "")
+        text, size = text + heading, size + telegram_length(heading)
         for number, (paper, value) in enumerate(rows):
             mark = "👍" if value == 1 else "👎" if value == -1 else "·"
             line = "\n" + paper_item(mark, paper, turn.chat.settings.paper_link, title_chars=150, byline=False)
-            if len(text) + len(line) > MAX_TEXT - 40:  # one message: the page is edited in place
+            length = telegram_length(line)
+            if size + length > MAX_TEXT - 40:  # one message: the page is edited in place
                 text += f"\n… and {len(rows) - number} more"
+                size += 20
                 break
-            text += line
+            text, size = text + line, size + length
     buttons = []
     if page > 0:
         buttons.append(Button("◀ Newer", f"h:{page - 1}"))
@@ -89,15 +126,16 @@ def liked(turn: Turn, args: str) -> list[Reply]:
 def search(turn: Turn, args: str) -> list[Reply]:
     if not args:
         raise UserError("Tell me what to look for, e.g. /search graph neural networks")
-    found = search_papers(turn.session, args[:200], SEARCH_RESULTS)
+    words = " ".join(args.split())[:200]
+    found = search_papers(turn.session, words, SEARCH_RESULTS)
     if not found:
-        return [Reply(f"No papers mention all of: {escape(args[:200])}")]
-    subscribers.record_shown(turn.session, turn.subscriber, [(p.id, 0.0, "search") for p in found], "search",
-                             now=turn.chat.clock())
+        return [Reply(f"No papers mention all of: {escape(words)}")]
+    # Nothing is recorded as shown: a match may be among today's best picks, still to come in a
+    # digest. Voting on one records it (feedbot.chat.votes).
     votes = subscribers.votes_on(turn.session, turn.subscriber, [p.id for p in found])
     items = [(_listed(turn, n, p, listed=True, abstract_chars=200),
               vote_row(n, p.id, votes.get(p.id, 0))) for n, p in enumerate(found, 1)]
-    return split_items(f"<b>Papers matching “{escape(args[:200])}”</b>", items)
+    return split_items(f"<b>Papers matching “{escape(words)}”</b>", items)
 
 
 def export(turn: Turn, args: str) -> list[Reply]:

@@ -78,8 +78,10 @@ def stop(turn: Turn, args: str) -> list[Reply]:
 
 
 def delete(turn: Turn, args: str) -> list[Reply]:
+    """Only asks: the answer's buttons are bound to this subscription (a stale one deletes nothing)."""
+    tag = subscribers.tag(turn.subscriber)
     return [Reply("This erases your subscription, interests, votes and history for good. Sure?",
-                  [[Button("Yes, delete everything", "d:yes"), Button("No, keep it", "d:no")]])]
+                  [[Button("Yes, delete everything", f"d:yes:{tag}"), Button("No, keep it", f"d:no:{tag}")]])]
 
 
 def delete_press(turn: Turn, confirmed: bool) -> Answer:
@@ -91,7 +93,7 @@ def delete_press(turn: Turn, confirmed: bool) -> Answer:
 
 
 def settings_press(turn: Turn, data: str) -> Answer:
-    """A button of the /settings view (`size:+`, `time:-`, `freq:weekly`, `pause`, `resume`)."""
+    """A button of the /settings view (`size:+`, `time:-`, `freq:weekly`, `pause`, `resume`; its tag checked)."""
     subscriber = turn.subscriber
     name, _, value = data.partition(":")
     if name == "size":
@@ -120,11 +122,12 @@ def view(turn: Turn) -> tuple[str, list[list[Button]]]:
             f"{'Paused' if paused else 'Active'}. {next_line(turn)}\n"
             "Time zone: /timezone NAME · exact time: /time HH:MM")
     marks = {f: ("• " if f == subscriber.frequency else "") + f for f in subscribers.FREQUENCIES}
+    tag = subscribers.tag(subscriber)  # a button of an earlier subscription changes nothing
     keyboard = [
-        [Button("Picks −1", "s:size:-"), Button("Picks +1", "s:size:+")],
-        [Button("Time −1h", "s:time:-"), Button("Time +1h", "s:time:+")],
-        [Button(marks[f], f"s:freq:{f}") for f in subscribers.FREQUENCIES],
-        [Button("Resume", "s:resume") if paused else Button("Pause 7 days", "s:pause")],
+        [Button("Picks −1", f"s:size:-:{tag}"), Button("Picks +1", f"s:size:+:{tag}")],
+        [Button("Time −1h", f"s:time:-:{tag}"), Button("Time +1h", f"s:time:+:{tag}")],
+        [Button(marks[f], f"s:freq:{f}:{tag}") for f in subscribers.FREQUENCIES],
+        [Button("Resume", f"s:resume:{tag}") if paused else Button("Pause 7 days", f"s:pause:{tag}")],
     ]
     return text, keyboard
 

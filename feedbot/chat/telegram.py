@@ -23,7 +23,6 @@ from telegram.ext import (
     Application,
     ApplicationBuilder,
     CallbackQueryHandler,
-    CommandHandler,
     ContextTypes,
     Defaults,
     MessageHandler,
@@ -68,9 +67,12 @@ class TelegramBot:
         return User(user.id, chat.id if chat else user.id, user.full_name or "")
 
     async def on_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """A /command: its name and arguments go to the conversation."""
-        name, args = commands.split(update.effective_message.text or "")
-        replies = await asyncio.to_thread(self.chat.command, self.user_of(update), name, args)
+        """A /command: its name and arguments go to the conversation, unless it is addressed to
+        another bot (`/stop@OtherBot` in a group)."""
+        typed = commands.parse(update.effective_message.text or "")
+        if not typed.for_bot(context.bot.username):
+            return
+        replies = await asyncio.to_thread(self.chat.command, self.user_of(update), typed.name, typed.args)
         await self.reply(update, replies)
 
     async def on_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -175,11 +177,12 @@ def build_application(settings: Settings, chat: Chat, timeout: float = 15.0, max
     application = builder.build()
     handlers = TelegramBot(chat)
     application.bot_data["feedbot"] = handlers
-    application.add_handler(CommandHandler(commands.names(), handlers.on_command))
-    application.add_handler(MessageHandler(filters.COMMAND, handlers.on_command))  # unknown commands
-    application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, handlers.on_text))
+    # New messages only: an edited message would run its command, or answer a question, again.
+    new = filters.UpdateType.MESSAGE
+    application.add_handler(MessageHandler(new & filters.COMMAND, handlers.on_command))
+    application.add_handler(MessageHandler(new & filters.TEXT & ~filters.COMMAND, handlers.on_text))
     application.add_handler(CallbackQueryHandler(handlers.on_button, pattern=BUTTON_DATA))
     application.add_handler(CallbackQueryHandler(handlers.on_forged_button))
-    application.add_handler(MessageHandler(filters.ALL & ~filters.UpdateType.EDITED, handlers.on_other))
+    application.add_handler(MessageHandler(new, handlers.on_other))
     application.add_error_handler(handlers.on_error)
     return application

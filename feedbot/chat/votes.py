@@ -1,5 +1,6 @@
 """👍/👎 buttons, under digests, starters and /search results: each press is stored before it is
-acknowledged, and the keyboard is redrawn with every pick's current vote."""
+acknowledged, and the keyboard is redrawn with every pick's current vote. A vote needs the paper
+to have been put in front of the subscriber: recorded as shown, or on the very message pressed."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import TYPE_CHECKING
 from feedbot.delivery.messages import Answer, Button, numbered_papers, vote_keyboard
 from feedbot.numbers import whole_number
 from feedbot.store import subscribers
+from feedbot.store.models import Paper
 from feedbot.store.subscribers import UserError
 
 if TYPE_CHECKING:
@@ -22,9 +24,16 @@ def vote_press(turn: Turn, data: str, keyboard: list[list[Button]]) -> Answer:
     paper_id = whole_number(paper, 1, MAX_ROW_ID)  # ids past the column's range were never shown
     if paper_id is None:
         raise UserError("That paper was not shown to you, so I can't record a vote for it.")
+    numbered = numbered_papers(keyboard)
+    on_message = any(pid == paper_id for _, pid in numbered) and turn.session.get(Paper, paper_id) is not None
+    if on_message and not subscribers.was_shown(turn.session, turn.subscriber, paper_id):
+        # A /search result: the pressed message shows it (Telegram hands back our own message), but
+        # /search records nothing. Rated, it is seen: no digest picks it for them later.
+        subscribers.record_shown(turn.session, turn.subscriber, [(paper_id, 0.0, "search")], "search",
+                                 now=turn.chat.clock())
     result = subscribers.vote(turn.session, turn.subscriber, paper_id, 1 if sign == "+" else -1, turn.chat.clock())
     turn.session.flush()
-    numbered = numbered_papers(keyboard) or [(1, result.paper_id)]
+    numbered = numbered or [(1, result.paper_id)]
     votes = subscribers.votes_on(turn.session, turn.subscriber, [pid for _, pid in numbered])
     notice = {1: "Saved 👍", -1: "Saved 👎", 0: "Vote cleared"}[result.value]
     return Answer(notice, keyboard=vote_keyboard(numbered, votes))

@@ -229,20 +229,24 @@ def histories(session: Session, subscriber_ids: Iterable[int] | None, now: datet
     """Recent delivery rows per subscriber, in the shape `schedule.decide` takes."""
     today = now.date()
     query = select(Delivery.subscriber_id, Delivery.local_date, Delivery.status, Delivery.claimed_at,
-                   Delivery.parts_sent).where(Delivery.local_date.between(today - timedelta(days=3),
-                                                                           today + timedelta(days=2)))
+                   Delivery.parts_sent, Delivery.source).where(
+                       Delivery.local_date.between(today - timedelta(days=3), today + timedelta(days=2)))
     ids = list(subscriber_ids) if subscriber_ids is not None else None
     if ids is not None and len(ids) <= 500:
         query = query.where(Delivery.subscriber_id.in_(ids))
     rows: dict[int, dict[date, str]] = {}
-    last: dict[int, datetime] = {}
-    for sid, day, status, claimed_at, parts in session.execute(query):
+    last: dict[tuple[int, bool], datetime] = {}  # (subscriber, pulled with /digest) → latest claim
+    latest_day: dict[int, date] = {}
+    for sid, day, status, claimed_at, parts, source in session.execute(query):
         rows.setdefault(sid, {})[day] = status
-        claimed_at = as_utc(claimed_at)
-        if reached(status, parts) and (sid not in last or claimed_at > last[sid]):
-            last[sid] = claimed_at
+        if not reached(status, parts):
+            continue
+        key, claimed_at = (sid, source == "command"), as_utc(claimed_at)
+        last[key] = max(last.get(key, claimed_at), claimed_at)
+        latest_day[sid] = max(latest_day.get(sid, day), day)
     wanted = ids if ids is not None else set(rows)
-    return {sid: schedule.History(rows.get(sid, {}), last.get(sid)) for sid in wanted}
+    return {sid: schedule.History(rows.get(sid, {}), last.get((sid, False)), last.get((sid, True)),
+                                  latest_day.get(sid)) for sid in wanted}
 
 
 # --- preparing ---------------------------------------------------------------------------------

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import html
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from feedbot.store.models import Paper
 from feedbot.store.papers import links_of
 
-MAX_TEXT = 4096  # Telegram's limit for one message
+MAX_TEXT = 4096  # Telegram's limit for one message, in UTF-16 units of its text (see `telegram_length`)
 MAX_CALLBACK_BYTES = 64  # Telegram's limit for a button's callback data
 VOTE_DATA = re.compile(r"^v:([0-9]{1,12}):([+-])$")
 
@@ -50,6 +50,13 @@ def escape(text: str) -> str:
 
 
 _LINK = re.compile(r'<a href="([^"]*)">(.*?)</a>', re.DOTALL)
+_TAG = re.compile(r"<[^>]*>")
+
+
+def telegram_length(text: str) -> int:
+    """A message's length as Telegram counts it against MAX_TEXT: UTF-16 code units of the text
+    it shows — tags dropped, `&amp;` one character, an emoji or a mathematical letter two."""
+    return len(html.unescape(_TAG.sub("", text)).encode("utf-16-le")) // 2
 
 
 def plain(text: str) -> str:
@@ -132,13 +139,74 @@ def split_items(header: str, items: list[tuple[str, list[Button]]], limit: int =
                 separator: str = "\n\n") -> list[Reply]:
     """Pack items (text + its button row) into as few messages as fit, splitting only between items."""
     replies: list[Reply] = []
-    current = Reply(header)
+    current, size = Reply(header), telegram_length(header)
+    gap = telegram_length(separator)
     for text, row in items:
-        if len(current.text) + len(separator) + len(text) > limit and (current.keyboard or current.text != header):
+        length = telegram_length(text)
+        if current.text and size + gap + length > limit:
             replies.append(current)
-            current = Reply("")
+            current, size = Reply(""), 0
         current.text = f"{current.text}{separator}{text}" if current.text else text
+        size += (gap if size else 0) + length
         if row:
             current.keyboard.append(row)
     replies.append(current)
-    return replies
+    return fit(replies, limit)
+
+
+def fit(replies: list[Reply], limit: int = MAX_TEXT) -> list[Reply]:
+    """Replies as Telegram takes them: one too long is cut between lines (never inside a tag),
+    its buttons and file going with the last part; a single line too long for any message is cut
+    anywhere, as plain text."""
+    out: list[Reply] = []
+    for reply in replies:
+        if telegram_length(reply.text) <= limit:
+            out.append(reply)
+            continue
+        parts = _cut(reply.text, limit)
+        out += [Reply(part) for part in parts[:-1]]
+        out.append(replace(reply, text=parts[-1]))
+    return out
+
+
+def _cut(text: str, limit: int) -> list[str]:
+    """`text` in pieces of at most `limit` (telegram_length), cut where no tag is open."""
+    blocks: list[str] = []  # runs of whole lines that open and close the same tags
+    run: list[str] = []
+    depth = 0
+    for line in text.split("\n"):
+        run.append(line)
+        depth += len(re.findall(r"<[^/]", line)) - len(re.findall(r"</", line))
+        if depth <= 0:
+            blocks.append("\n".join(run))
+            run, depth = [], 0
+    if run:
+        blocks.append("\n".join(run))
+    pieces: list[str] = []
+    current, size = "", 0
+    for block in blocks:
+        length = telegram_length(block)
+        if length > limit:  # one line longer than a message: its words, cut as plain text
+            pieces += [current] if current.strip() else []
+            current, size = "", 0
+            pieces += [escape(chunk) for chunk in _plain_chunks(html.unescape(_TAG.sub("", block)), limit)]
+            continue
+        if current and size + 1 + length > limit:
+            pieces.append(current)
+            current, size = "", 0
+        current, size = (f"{current}\n{block}", size + 1 + length) if current else (block, length)
+    pieces.append(current)
+    return [piece.strip() for piece in pieces if piece.strip()] or [""]
+
+
+def _plain_chunks(text: str, limit: int) -> list[str]:
+    chunks, current, size = [], [], 0
+    for char in text:
+        units = 2 if ord(char) > 0xFFFF else 1
+        if size + units > limit:
+            chunks.append("".join(current))
+            current, size = [], 0
+        current.append(char)
+        size += units
+    chunks.append("".join(current))
+    return chunks

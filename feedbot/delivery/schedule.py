@@ -5,9 +5,12 @@ The rule, for a subscriber who is active and not paused on a delivery day of the
 - the digest for local date D is due from their delivery time on D (a time that DST skips moves
   to the next valid minute; one that happens twice counts once, the first) until LATE_WINDOW
   after it — so 23:30, 23:59 and 00:00 are all delivered, the late part falling on D+1;
-- at most one digest per real day: one per local date (the delivery row's unique key), and
-  none sooner than MIN_GAP after the previous one, whatever they did with their zone or time
-  (moving west after a digest, or from 23:59 to 00:00, only delays the next one).
+- at most one scheduled digest per real day: one per local date (the delivery row's unique key),
+  local dates only going forward (after the digest for D, moving west never brings one for D-1),
+  and none sooner than MIN_GAP after the previous scheduled one, whatever they did with their
+  zone or time (moving east after a digest, or from 23:59 to 00:00, only delays the next one);
+- a digest pulled with /digest takes its day's place but does not move the next one: pulled at
+  23:13, the next morning's still comes at the subscriber's time.
 A slot whose window closes undelivered is recorded `skipped`, with why.
 """
 
@@ -22,7 +25,7 @@ from feedbot.store.models import Subscriber
 from feedbot.store.subscribers import is_paused, zone
 
 LATE_WINDOW = timedelta(hours=12)
-MIN_GAP = timedelta(hours=12)  # never more than LATE_WINDOW: a delayed digest still fits its window
+MIN_GAP = timedelta(hours=12)  # between scheduled digests; at most LATE_WINDOW: a delayed one fits its window
 
 
 def local_date(subscriber: Subscriber, now: datetime) -> date:
@@ -56,10 +59,17 @@ def send_at(subscriber: Subscriber, day: date) -> datetime:
 
 @dataclass(frozen=True)
 class History:
-    """What `decide` needs to know of past deliveries: rows by local date, and the last digest."""
+    """What `decide` needs to know of past deliveries: rows by local date, and the last digests
+    that may have reached the subscriber."""
 
     rows: Mapping[date, str]  # local date → delivery status
-    last_at: datetime | None = None  # when the latest digest that may have reached them was claimed
+    last_at: datetime | None = None  # when the latest scheduled digest was claimed: MIN_GAP runs from it
+    pulled_at: datetime | None = None  # when the latest /digest that took a day's place was claimed
+    latest_day: date | None = None  # the latest local date whose digest (any) may have reached them
+
+    def had(self, day: date) -> bool:
+        """Whether the digest for `day` is done: it has a row, or a later date's digest went out."""
+        return day in self.rows or (self.latest_day is not None and day < self.latest_day)
 
 
 @dataclass(frozen=True)
@@ -83,18 +93,14 @@ def decide(subscriber: Subscriber, now: datetime, history: History) -> Slot:
     if subscriber.state != "active":
         return Slot("stopped" if subscriber.state == "stopped" else "blocked", today)
     earliest = history.last_at + MIN_GAP if history.last_at else None
-
-    def had(day: date) -> bool:
-        return day in history.rows
-
     waiting: Slot | None = None
     for day in (today - timedelta(days=1), today):
-        if not _open(subscriber, day) or had(day):
+        if not _open(subscriber, day) or history.had(day):
             continue
         start = send_at(subscriber, day)
         if now >= start + LATE_WINDOW:
             if day == today:
-                return Slot("missed", day, _next(subscriber, today, earliest))
+                return Slot("missed", day, _next(subscriber, today, history))
             continue  # yesterday's slot closed: recorded as missed by the sweep, look at today
         if now < start:
             waiting = Slot("before_time", day, max(start, earliest) if earliest else start)
@@ -104,7 +110,7 @@ def decide(subscriber: Subscriber, now: datetime, history: History) -> Slot:
         return Slot("due", day, now)
     if waiting is not None:
         return waiting
-    if today in history.rows or had(today):
+    if history.had(today):
         reason = "missed" if history.rows.get(today) == "skipped" else "delivered"
     elif not is_delivery_day(subscriber.frequency, today):
         reason = "not_today"
@@ -112,7 +118,7 @@ def decide(subscriber: Subscriber, now: datetime, history: History) -> Slot:
         reason = "paused"
     else:
         reason = "delivered"
-    return Slot(reason, today, _next(subscriber, today, earliest))
+    return Slot(reason, today, _next(subscriber, today, history))
 
 
 def missed_days(subscriber: Subscriber, now: datetime, history: History) -> list[date]:
@@ -121,23 +127,25 @@ def missed_days(subscriber: Subscriber, now: datetime, history: History) -> list
         return []
     tz = zone(subscriber.timezone)
     today = now.astimezone(tz).date()
+    last = max((t for t in (history.last_at, history.pulled_at) if t is not None), default=None)
     out = []
     for day in (today - timedelta(days=1), today):
-        if not _open(subscriber, day) or day in history.rows:
+        if not _open(subscriber, day) or history.had(day):
             continue
         start = send_at(subscriber, day)
-        if now >= start + LATE_WINDOW and not (history.last_at and history.last_at >= start):
+        if now >= start + LATE_WINDOW and not (last and last >= start):
             out.append(day)  # (a digest that went out after it began, under another zone, counts)
     return out
 
 
-def _next(subscriber: Subscriber, today: date, earliest: datetime | None) -> datetime | None:
-    """The first slot after today: its delivery time, or later when MIN_GAP says so."""
+def _next(subscriber: Subscriber, today: date, history: History) -> datetime | None:
+    """The first slot after today not yet done: its delivery time, or later when MIN_GAP says so."""
     if subscriber.paused_until == date.max:
         return None
+    earliest = history.last_at + MIN_GAP if history.last_at else None
     for offset in range(1, 400):
         day = today + timedelta(days=offset)
-        if _open(subscriber, day):
+        if _open(subscriber, day) and not history.had(day):
             start = send_at(subscriber, day)
             return max(start, earliest) if earliest else start
     return None

@@ -42,11 +42,11 @@ def dedupe_key(title: str) -> str:
 
 
 def from_dump(title: str, abstract: str, listed_on: date, line: int) -> PaperRecord:
-    """A dump's paper, with the arXiv id and code URL its own text names (see links.identify)."""
+    """A dump's paper, with the arXiv id its title names and the code URL its abstract names (see
+    links.identify); an id only its abstract names is another paper's, never its link."""
     found = links.identify(title, abstract)
-    linked = found.arxiv_id or found.cited_id
     return PaperRecord(dedupe_key(title), title, abstract, listed_on, found.arxiv_id,
-                       links.abs_url(linked) if linked else None, None, found.code_url, line)
+                       links.abs_url(found.arxiv_id) if found.arxiv_id else None, None, found.code_url, line)
 
 
 def clean(text: str) -> str:

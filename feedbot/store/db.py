@@ -79,6 +79,23 @@ def transaction(engine: Engine) -> Iterator[Session]:
         yield session
 
 
+@contextmanager
+def read_only(engine: Engine) -> Iterator[Session]:
+    """A read transaction for answers that write nothing (/status, /liked, /history…): a deferred
+    BEGIN, which on SQLite takes no lock and so never queues behind a writer. Writing in it fails
+    (SQLite `query_only`, PostgreSQL `READ ONLY`); it is rolled back at the end."""
+    with Session(engine, expire_on_commit=False) as session:
+        connection = session.connection()
+        sqlite = engine.dialect.name == "sqlite"
+        connection.exec_driver_sql("PRAGMA query_only = ON" if sqlite else "SET TRANSACTION READ ONLY")
+        try:
+            yield session
+        finally:
+            if sqlite:  # the connection goes back to the pool writable
+                connection.exec_driver_sql("PRAGMA query_only = OFF")
+            session.rollback()
+
+
 def insert_for(engine_or_session) -> type:
     """The dialect's INSERT construct, which has `on_conflict_do_nothing` / `_do_update`."""
     bind = engine_or_session.get_bind() if isinstance(engine_or_session, Session) else engine_or_session

@@ -53,15 +53,11 @@ _ID_ONLY = re.compile(rf"^{_ID}$", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class Identity:
-    """What a paper's own text says about where it lives.
-
-    `arxiv_id` is the paper's identity (it merges a dumped paper with a fetched one); `cited_id` is
-    an id the abstract names that may be another paper's (abstracts cite), so it only gives a link.
-    """
+    """What a paper's own text says about where it lives: `arxiv_id`, named in its title, is the
+    paper's identity and link (it merges a dumped paper with a fetched one)."""
 
     arxiv_id: str | None = None
     code_url: str | None = None
-    cited_id: str | None = None
 
 
 def _canonical(arxiv_id: str) -> str:
@@ -105,15 +101,13 @@ def find_code_url(text: str) -> str | None:
 
 
 def identify(title: str, abstract: str) -> Identity:
-    """The arXiv id a title names, an id the abstract names (only when it names exactly one), and
-    the first code URL in the abstract.
+    """The arXiv id a title names, and the first code URL in the abstract.
 
-    An id in the abstract is never the paper's identity: "we extend arXiv:2301.00001" names
-    another paper, and matching on it would merge two different papers into one. It only links.
+    An id in the abstract is neither the paper's identity nor its link: "we extend
+    arXiv:2301.00001" names another paper, and taking it would merge two papers into one or point
+    the pick at the cited paper (a lone id in an abstract is usually a citation too).
     """
-    in_abstract = find_arxiv_ids(abstract)
-    cited = in_abstract[0] if len(in_abstract) == 1 else None
-    return Identity(find_arxiv_id(title), find_code_url(abstract), cited)
+    return Identity(find_arxiv_id(title), find_code_url(abstract))
 
 
 def abs_url(arxiv_id: str) -> str:

@@ -6,6 +6,7 @@ transaction, so a vote is stored before anyone acknowledges it.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,6 +52,15 @@ def subscribe(session: Session, telegram_id: int, chat_id: int, name: str = "") 
     if name:
         subscriber.name = name[:255]
     return subscriber, False
+
+
+def tag(subscriber: Subscriber) -> str:
+    """A short name for this subscription, carried by its settings and /delete buttons: after
+    /delete and a new /start (which may reuse the row id), a button shown before no longer matches."""
+    created = subscriber.created_at
+    if created.tzinfo is not None:
+        created = created.astimezone(UTC).replace(tzinfo=None)
+    return hashlib.blake2b(f"{subscriber.id} {created.isoformat()}".encode(), digest_size=6).hexdigest()
 
 
 # --- interests and mutes ---------------------------------------------------------------------

@@ -52,8 +52,7 @@ def _backfill() -> None:
             arxiv_id = found.arxiv_id if found.arxiv_id not in taken else None
             if arxiv_id:
                 taken.add(arxiv_id)
-            linked = arxiv_id or found.cited_id
-            updates.append({'pid': pid, 'aid': arxiv_id, 'u': abs_url(linked) if linked else None,
+            updates.append({'pid': pid, 'aid': arxiv_id, 'u': abs_url(found.arxiv_id) if found.arxiv_id else None,
                             'c': found.code_url, 's': fold(f'{title}\n{abstract}')})
         connection.execute(
             papers.update().where(papers.c.id == sa.bindparam('pid')).values(
