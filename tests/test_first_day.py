@@ -13,6 +13,7 @@ from feedbot.chat.commands import menu
 from feedbot.chat.conversation import Chat, User
 from feedbot.ranking import textmodel
 from feedbot.sources.ingest import ingest_paths
+from feedbot.store import subscribers
 from feedbot.store.models import Shown
 
 NOW = datetime(2026, 3, 12, 9, 0, tzinfo=UTC)
@@ -49,9 +50,13 @@ def test_every_path_answers_before_the_first_ingest(engine, settings):
     for name, _ in menu():
         for args in ("", "1", "²", "add robots", "x" * 300):
             say(chat, alice, f"/{name} {args}".strip())
-    for data in ("v:1:+", "h:0", "s:size:+", "s:pause", "s:resume", "d:no"):
+    with Session(engine) as session:
+        tag = subscribers.tag(subscribers.get(session, 1))
+    for data in ("v:1:+", "h:0", f"s:size:+:{tag}", f"s:pause:{tag}", f"s:resume:{tag}", f"d:no:{tag}"):
         answer = chat.button(alice, data)
         assert answer.notice or answer.text
+        assert "earlier subscription" not in (answer.notice or answer.text)
+        assert "not valid" not in (answer.notice or answer.text)
     # A newcomer's /skip at the interests question also completes onboarding.
     bob = User(2, 2)
     say(chat, bob, "/start")
