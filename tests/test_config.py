@@ -81,3 +81,60 @@ def test_source_and_link_settings():
     ]:
         with pytest.raises(ConfigError, match=message):
             load_settings(env)
+
+
+def test_operating_defaults():
+    settings = load_settings({})
+    assert settings.send_rate == 25 and settings.paid_broadcast is False
+    assert settings.metrics_port is None and settings.metrics_listen == "0.0.0.0"
+    assert settings.webhook_url is None and settings.webhook_secret is None
+    assert (settings.webhook_listen, settings.webhook_port) == ("0.0.0.0", 8443)
+
+
+def test_operating_values_are_read():
+    settings = load_settings({
+        "FEEDBOT_SEND_RATE": "12.5", "FEEDBOT_METRICS_PORT": "9108", "FEEDBOT_METRICS_LISTEN": "127.0.0.1",
+        "FEEDBOT_WEBHOOK_URL": "https://bot.example.org/hook", "FEEDBOT_WEBHOOK_SECRET": "s3cret_-X",
+        "FEEDBOT_WEBHOOK_LISTEN": "127.0.0.1", "FEEDBOT_WEBHOOK_PORT": "8080"})
+    assert settings.send_rate == 12.5 and settings.metrics_port == 9108 and settings.metrics_listen == "127.0.0.1"
+    assert settings.webhook_url == "https://bot.example.org/hook" and settings.webhook_secret == "s3cret_-X"
+    assert (settings.webhook_listen, settings.webhook_port) == ("127.0.0.1", 8080)
+    paid = load_settings({"FEEDBOT_PAID_BROADCAST": "1", "FEEDBOT_SEND_RATE": "1000"})
+    assert paid.paid_broadcast is True and paid.send_rate == 1000
+    assert load_settings({"FEEDBOT_PAID_BROADCAST": "0"}).paid_broadcast is False
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"FEEDBOT_SEND_RATE": "fast"}, "FEEDBOT_SEND_RATE must be a number"),
+    ({"FEEDBOT_SEND_RATE": "0"}, "FEEDBOT_SEND_RATE must be above 0 and at most 30 "),
+    ({"FEEDBOT_SEND_RATE": "-3"}, "FEEDBOT_SEND_RATE must be above 0"),
+    ({"FEEDBOT_SEND_RATE": "nan"}, "FEEDBOT_SEND_RATE must be above 0"),
+    ({"FEEDBOT_SEND_RATE": "inf"}, "FEEDBOT_SEND_RATE must be above 0"),
+    ({"FEEDBOT_SEND_RATE": "31"}, r"at most 30 \(up to 1000 with FEEDBOT_PAID_BROADCAST=1\)"),
+    ({"FEEDBOT_SEND_RATE": "1001", "FEEDBOT_PAID_BROADCAST": "1"},
+     "FEEDBOT_SEND_RATE must be above 0 and at most 1000,"),
+    ({"FEEDBOT_PAID_BROADCAST": "maybe"}, "FEEDBOT_PAID_BROADCAST must be 1 or 0"),
+    ({"FEEDBOT_METRICS_PORT": "70000"}, "FEEDBOT_METRICS_PORT must be between 1 and 65535"),
+    ({"FEEDBOT_METRICS_PORT": "http"}, "FEEDBOT_METRICS_PORT must be a whole number"),
+    ({"FEEDBOT_METRICS_LISTEN": "a b"}, "FEEDBOT_METRICS_LISTEN must be an address"),
+    ({"FEEDBOT_WEBHOOK_URL": "https://bot.example.org/hook"}, "FEEDBOT_WEBHOOK_SECRET must be set"),
+    ({"FEEDBOT_WEBHOOK_URL": "http://bot.example.org/hook", "FEEDBOT_WEBHOOK_SECRET": "x"},
+     "FEEDBOT_WEBHOOK_URL must be an https:// URL"),
+    ({"FEEDBOT_WEBHOOK_URL": "https://bot.example.org/hook", "FEEDBOT_WEBHOOK_SECRET": "has space"},
+     "FEEDBOT_WEBHOOK_SECRET must be 1-256 characters"),
+    ({"FEEDBOT_WEBHOOK_URL": "https://h/x", "FEEDBOT_WEBHOOK_SECRET": "s" * 257}, "FEEDBOT_WEBHOOK_SECRET must be"),
+    ({"FEEDBOT_WEBHOOK_PORT": "0"}, "FEEDBOT_WEBHOOK_PORT must be between 1 and 65535"),
+    ({"FEEDBOT_WEBHOOK_LISTEN": "0.0.0.0/8"}, "FEEDBOT_WEBHOOK_LISTEN must be an address"),
+])
+def test_bad_operating_values_name_the_variable(env, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(env)
+
+
+def test_bad_operating_value_stops_the_cli_with_status_2(tmp_path):
+    import subprocess
+
+    env = {"PATH": "/usr/bin:/bin", "FEEDBOT_DATA_DIR": str(tmp_path), "FEEDBOT_SEND_RATE": "40"}
+    done = subprocess.run([sys.executable, "-m", "feedbot.cli", "worker"], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2 and "configuration error: FEEDBOT_SEND_RATE must be" in done.stderr

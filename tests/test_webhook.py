@@ -1,0 +1,80 @@
+"""Webhook mode over real HTTP: the real `feedbot worker` process registers its webhook with the
+fake Bot API server (secret included), refuses updates without the secret, answers the rest."""
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+SECRET = "s3cret-token_1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def post(url: str, update: dict, secret: str | None) -> int:
+    headers = {"Content-Type": "application/json"}
+    if secret is not None:
+        headers["X-Telegram-Bot-Api-Secret-Token"] = secret
+    request = urllib.request.Request(url, json.dumps(update).encode(), headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def help_update(update_id: int, user_id: int) -> dict:
+    return {"update_id": update_id, "message": {
+        "message_id": update_id, "date": 1700000000, "chat": {"id": user_id, "type": "private"},
+        "from": {"id": user_id, "is_bot": False, "first_name": "Ada"}, "text": "/help",
+        "entities": [{"type": "bot_command", "offset": 0, "length": 5}]}}
+
+
+def test_webhook_checks_the_secret_and_answers(seeded, env, telegram):
+    port = free_port()
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "feedbot.cli", "worker"],
+        env={**env, "TELEGRAM_BOT_TOKEN": telegram.token, "FEEDBOT_TELEGRAM_API_URL": telegram.base_url,
+             "FEEDBOT_LOG_LEVEL": "INFO", "FEEDBOT_WEBHOOK_URL": "https://bot.example.org/feedbot/hook",
+             "FEEDBOT_WEBHOOK_SECRET": SECRET, "FEEDBOT_WEBHOOK_LISTEN": "127.0.0.1",
+             "FEEDBOT_WEBHOOK_PORT": str(port)},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        hook = telegram.wait(lambda: telegram.webhook, 60, "setWebhook")
+        assert hook["url"] == "https://bot.example.org/feedbot/hook" and hook["secret_token"] == SECRET
+        url = f"http://127.0.0.1:{port}/feedbot/hook"
+        telegram.wait(lambda: telegram.commands, 30, "the command menu")  # post_init done: handlers ready
+        telegram.wait(lambda: listening(port), 30, "the webhook server")
+
+        for wrong in (None, "", "s3cret-token_2", SECRET + "x"):
+            assert post(url, help_update(1, 501), wrong) == 403
+        assert post(f"http://127.0.0.1:{port}/other", help_update(2, 502), SECRET) == 404
+        assert post(url, help_update(3, 503), SECRET) == 200
+        [reply] = telegram.wait_messages(503, 1, 30)
+        assert "/digest" in reply.text
+        assert telegram.messages_to(501) == [] and telegram.messages_to(502) == []
+        assert not any(method == "getUpdates" for method, _ in telegram.calls)  # no polling beside it
+
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=15)
+        assert worker.returncode == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        output = worker.communicate()[0]
+    assert SECRET not in output and telegram.token not in output
