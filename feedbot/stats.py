@@ -162,6 +162,8 @@ def require_matplotlib():
 def plot(rows: list[DayStats], path: Path) -> None:
     """The 👍 rate and the active subscribers per day, on two axes, as a PNG."""
     pyplot = require_matplotlib()
+    from matplotlib.ticker import MaxNLocator
+
     days = [r.day for r in rows]
     figure, rates = pyplot.subplots(figsize=(10, 4.5))
     rates.plot(days, [None if r.like_rate is None else 100 * r.like_rate for r in rows], marker="o",
@@ -172,6 +174,7 @@ def plot(rows: list[DayStats], path: Path) -> None:
     active.plot(days, [r.active for r in rows], marker="s", color="tab:blue")
     active.set_ylabel(f"subscribers active in {ACTIVE_DAYS} days", color="tab:blue")
     active.set_ylim(bottom=0)
+    active.yaxis.set_major_locator(MaxNLocator(integer=True))
     rates.set_title("feedbot engagement per UTC day")
     figure.autofmt_xdate()
     figure.tight_layout()

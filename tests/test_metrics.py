@@ -153,3 +153,42 @@ def test_papers_fetched_from_a_source_count_under_it(engine, settings):
         server.server_close()
         thread.join(5)
         source.stop()
+
+
+def test_the_dashboard_and_prometheus_config_match_what_is_served(engine):
+    """Every series the Grafana dashboard queries is one the worker serves; Prometheus scrapes the
+    port compose gives the worker; the dashboard's datasource is the provisioned one."""
+    import json
+    import re
+
+    from tests.conftest import ROOT
+
+    meter = metrics.Metrics()
+    server, thread = metrics.serve(meter, engine, "127.0.0.1", 0)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/metrics", timeout=10) as response:
+            families = {f.name: f.type for f in text_string_to_metric_families(response.read().decode())}
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    served = set(families)
+    for name, kind in families.items():
+        served |= {"counter": {name + "_total"}, "histogram": {name + s for s in ("_bucket", "_sum", "_count")}
+                   }.get(kind, set())
+    deploy = ROOT / "deploy"
+    dashboard = json.loads((deploy / "grafana" / "dashboards" / "feedbot.json").read_text())
+    queried = {name for panel in dashboard["panels"] for target in panel["targets"]
+               for name in re.findall(r"feedbot_[a-z_]+", target["expr"])}
+    assert queried and queried <= served, queried - served
+    assert {f for f in families if not f.endswith("_created")} <= {re.sub(r"_(total|bucket|sum|count)$", "", q)
+                                                                     for q in queried}  # every family is shown
+    compose = (deploy / "docker-compose.yml").read_text()
+    port = re.search(r'FEEDBOT_METRICS_PORT: "(\d+)"', compose).group(1)
+    assert f'targets: ["worker:{port}"]' in (deploy / "prometheus.yml").read_text()
+    assert "profiles: [metrics]" in compose and "./grafana/dashboards:/etc/grafana/dashboards:ro" in compose
+    datasource = (deploy / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text()
+    assert {p["datasource"]["uid"] for p in dashboard["panels"]} == {"feedbot-prometheus"}
+    assert "uid: feedbot-prometheus" in datasource and "url: http://prometheus:9090" in datasource
+    provider = (deploy / "grafana" / "provisioning" / "dashboards" / "feedbot.yml").read_text()
+    assert "path: /etc/grafana/dashboards" in provider
