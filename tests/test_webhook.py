@@ -9,6 +9,8 @@ import sys
 import urllib.error
 import urllib.request
 
+from tests.test_metrics import scrape
+
 SECRET = "s3cret-token_1"
 
 
@@ -46,13 +48,14 @@ def help_update(update_id: int, user_id: int) -> dict:
 
 
 def test_webhook_checks_the_secret_and_answers(seeded, env, telegram):
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     worker = subprocess.Popen(
         [sys.executable, "-m", "feedbot.cli", "worker"],
         env={**env, "TELEGRAM_BOT_TOKEN": telegram.token, "FEEDBOT_TELEGRAM_API_URL": telegram.base_url,
              "FEEDBOT_LOG_LEVEL": "INFO", "FEEDBOT_WEBHOOK_URL": "https://bot.example.org/feedbot/hook",
              "FEEDBOT_WEBHOOK_SECRET": SECRET, "FEEDBOT_WEBHOOK_LISTEN": "127.0.0.1",
-             "FEEDBOT_WEBHOOK_PORT": str(port)},
+             "FEEDBOT_WEBHOOK_PORT": str(port), "FEEDBOT_METRICS_PORT": str(metrics_port),
+             "FEEDBOT_METRICS_LISTEN": "127.0.0.1"},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         hook = telegram.wait(lambda: telegram.webhook, 60, "setWebhook")
@@ -69,6 +72,9 @@ def test_webhook_checks_the_secret_and_answers(seeded, env, telegram):
         assert "/digest" in reply.text
         assert telegram.messages_to(501) == [] and telegram.messages_to(502) == []
         assert not any(method == "getUpdates" for method, _ in telegram.calls)  # no polling beside it
+        samples = scrape(metrics_port)  # the process serves its metrics too
+        assert samples[("feedbot_telegram_messages_total", (("method", "sendMessage"), ("result", "sent")))] == 1
+        assert samples[("feedbot_database_up", ())] == 1
 
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=15)
