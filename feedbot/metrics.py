@@ -43,7 +43,7 @@ class Metrics:
         self.messages = Counter(
             "feedbot_telegram_messages", "Messages sent to Telegram (result=sent) or refused (result=error class)",
             ["method", "result"], registry=registry)
-        self.deliveries = Counter("feedbot_deliveries", "Digests the worker finished sending, by final state",
+        self.deliveries = Counter("feedbot_deliveries", "Digests the digest sweep finished sending, by final state",
                                   ["status"], registry=registry)
         self.digest_seconds = Histogram("feedbot_digest_send_seconds", "Time to send one digest, every part",
                                         buckets=SECONDS, registry=registry)
@@ -169,7 +169,10 @@ class DatabaseCollector(Collector):
 def serve(metrics: Metrics, engine: Engine, host: str, port: int, clock=utcnow):
     """Serve /metrics on host:port (0: any free port) from a daemon thread; the (server, thread)
     pair, so the caller can shut it down. The database gauges join the registry here."""
+    try:
+        server, thread = start_http_server(port, addr=host, registry=metrics.registry)
+    except OSError as exc:
+        raise OSError(f"cannot serve metrics on {host}:{port} (FEEDBOT_METRICS_PORT): {exc}") from exc
     metrics.registry.register(DatabaseCollector(engine, clock))
-    server, thread = start_http_server(port, addr=host, registry=metrics.registry)
     log.info("metrics on http://%s:%s/metrics", host, server.server_port)
     return server, thread

@@ -6,6 +6,7 @@ X-Telegram-Bot-Api-Secret-Token header is not that secret.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
@@ -18,6 +19,21 @@ from feedbot.config import Settings
 def url_path(webhook_url: str) -> str:
     """The path the local server answers on: the public URL's path (a reverse proxy passes it on)."""
     return urlsplit(webhook_url).path.strip("/")
+
+
+def check_port(settings: Settings) -> None:
+    """OSError naming the settings when the webhook's address cannot be listened on: said before
+    the worker starts, rather than as a traceback once the bot is up."""
+    host, port = settings.webhook_listen, settings.webhook_port
+    try:
+        for family, kind, proto, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                                  flags=socket.AI_PASSIVE):
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as tornado does
+                probe.bind(address)
+    except OSError as exc:
+        raise OSError(f"cannot listen for the webhook on {host}:{port} "
+                      f"(FEEDBOT_WEBHOOK_LISTEN, FEEDBOT_WEBHOOK_PORT): {exc}") from exc
 
 
 def run(application: Application, settings: Settings, stop_signals: Sequence[int]) -> None:

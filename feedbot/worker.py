@@ -1,6 +1,7 @@
-"""`feedbot worker`: one python-telegram-bot Application answers chats (long polling) and runs
-the schedules; `Application.run_polling` handles start-up and shutdown, and SIGTERM/SIGINT stop
-new digests at once (`Worker.on_stop_signal`) before it shuts down.
+"""`feedbot worker`: one python-telegram-bot Application answers chats (long polling, or a webhook
+with feedbot.webhook) and runs the schedules; `Application.run_polling` (or `run_webhook`) handles
+start-up and shutdown, and SIGTERM/SIGINT stop new digests at once (`Worker.on_stop_signal`) before
+it shuts down. With FEEDBOT_METRICS_PORT it serves Prometheus metrics (feedbot.metrics).
 
 Its lifecycle hooks start and stop an APScheduler on the bot's event loop with the jobs of
 `Worker.jobs`: the inbox sweep (every FEEDBOT_INGEST_EVERY minutes: ingest, then refit the model
@@ -287,14 +288,13 @@ class Worker:
 
     def _guarded(self, job):
         async def run() -> None:
-            started = time.perf_counter()
+            started, ok = time.perf_counter(), False
             try:
                 await job()
+                ok = True
             except Exception:
                 log.exception("scheduled job %s failed; it runs again at its next time", job.__name__)
-                self.metrics.sweep(job.__name__.removeprefix("sweep_"), time.perf_counter() - started, ok=False)
-            else:
-                self.metrics.sweep(job.__name__.removeprefix("sweep_"), time.perf_counter() - started, ok=True)
+            self.metrics.sweep(job.__name__.removeprefix("sweep_"), time.perf_counter() - started, ok)
         run.__name__ = job.__name__
         return run
 
@@ -383,8 +383,15 @@ def run(settings: Settings, engine: Engine) -> int:
     metrics = metering.Metrics()
     server = None
     try:
-        if settings.metrics_port:
-            server, _ = metering.serve(metrics, engine, settings.metrics_listen, settings.metrics_port)
+        try:  # a port in use is said plainly, before anything starts
+            if settings.metrics_port:
+                server, _ = metering.serve(metrics, engine, settings.metrics_listen, settings.metrics_port)
+            if settings.webhook_url:
+                webhook.check_port(settings)
+        except OSError as exc:
+            log.error("%s", exc)
+            print(f"feedbot worker: {exc}", flush=True)
+            return 2
         app = application(settings, engine, metrics)
         if settings.webhook_url:
             webhook.run(app, settings, STOP_SIGNALS)

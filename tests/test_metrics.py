@@ -192,3 +192,21 @@ def test_the_dashboard_and_prometheus_config_match_what_is_served(engine):
     assert "uid: feedbot-prometheus" in datasource and "url: http://prometheus:9090" in datasource
     provider = (deploy / "grafana" / "provisioning" / "dashboards" / "feedbot.yml").read_text()
     assert "path: /etc/grafana/dashboards" in provider
+
+
+def test_a_metrics_port_in_use_stops_the_worker_with_a_clear_error(seeded, env, telegram):
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "feedbot.cli", "worker"], capture_output=True, text=True, timeout=60,
+            env={**env, "TELEGRAM_BOT_TOKEN": telegram.token, "FEEDBOT_TELEGRAM_API_URL": telegram.base_url,
+                 "FEEDBOT_METRICS_PORT": str(port), "FEEDBOT_METRICS_LISTEN": "127.0.0.1"})
+    assert done.returncode == 2
+    assert f"cannot serve metrics on 127.0.0.1:{port} (FEEDBOT_METRICS_PORT)" in done.stdout
+    assert not [method for method, _ in telegram.calls if method == "getUpdates"]  # never started polling

@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -72,9 +73,12 @@ def test_webhook_checks_the_secret_and_answers(seeded, env, telegram):
         assert "/digest" in reply.text
         assert telegram.messages_to(501) == [] and telegram.messages_to(502) == []
         assert not any(method == "getUpdates" for method, _ in telegram.calls)  # no polling beside it
-        samples = scrape(metrics_port)  # the process serves its metrics too
-        assert samples[("feedbot_telegram_messages_total", (("method", "sendMessage"), ("result", "sent")))] == 1
-        assert samples[("feedbot_database_up", ())] == 1
+        # The process serves its metrics too; the count follows Telegram's answer, so wait for it.
+        sent = ("feedbot_telegram_messages_total", (("method", "sendMessage"), ("result", "sent")))
+        deadline = time.monotonic() + 15
+        while not (samples := scrape(metrics_port)).get(sent) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert samples[sent] == 1 and samples[("feedbot_database_up", ())] == 1
 
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=15)
@@ -84,3 +88,19 @@ def test_webhook_checks_the_secret_and_answers(seeded, env, telegram):
             worker.kill()
         output = worker.communicate()[0]
     assert SECRET not in output and telegram.token not in output
+
+
+def test_a_webhook_port_in_use_stops_the_worker_with_a_clear_error(seeded, env, telegram):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "feedbot.cli", "worker"], capture_output=True, text=True, timeout=60,
+            env={**env, "TELEGRAM_BOT_TOKEN": telegram.token, "FEEDBOT_TELEGRAM_API_URL": telegram.base_url,
+                 "FEEDBOT_WEBHOOK_URL": "https://bot.example.org/hook", "FEEDBOT_WEBHOOK_SECRET": SECRET,
+                 "FEEDBOT_WEBHOOK_LISTEN": "127.0.0.1", "FEEDBOT_WEBHOOK_PORT": str(port)})
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert (f"cannot listen for the webhook on 127.0.0.1:{port} (FEEDBOT_WEBHOOK_LISTEN, FEEDBOT_WEBHOOK_PORT)"
+            in done.stdout)
+    assert telegram.webhook is None and not telegram.calls  # nothing reached Telegram
