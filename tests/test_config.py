@@ -5,6 +5,8 @@ import logging
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from feedbot.config import ConfigError, load_settings, mask_url, setup_logging
 
@@ -138,3 +140,25 @@ def test_bad_operating_value_stops_the_cli_with_status_2(tmp_path):
     done = subprocess.run([sys.executable, "-m", "feedbot.cli", "worker"], env=env, capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 2 and "configuration error: FEEDBOT_SEND_RATE must be" in done.stderr
+
+OPERATE_VARIABLES = ("FEEDBOT_SEND_RATE", "FEEDBOT_PAID_BROADCAST", "FEEDBOT_METRICS_PORT", "FEEDBOT_METRICS_LISTEN",
+                     "FEEDBOT_WEBHOOK_URL", "FEEDBOT_WEBHOOK_SECRET", "FEEDBOT_WEBHOOK_LISTEN", "FEEDBOT_WEBHOOK_PORT")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(OPERATE_VARIABLES),
+                       st.text(max_size=40) | st.sampled_from(["1", "0", "25", "1000", "30.5", "8443", "https://h/p",
+                                                               "s3cret", "127.0.0.1", "nan", "-1", "1e3"]),
+                       max_size=8))
+def test_any_operating_values_give_valid_settings_or_an_error_naming_one(env):
+    try:
+        settings = load_settings(env)
+    except ConfigError as exc:
+        assert any(name in str(exc) for name in env), str(exc)
+        return
+    high = 1000 if settings.paid_broadcast else 30
+    assert 0 < settings.send_rate <= high
+    assert settings.metrics_port is None or 1 <= settings.metrics_port <= 65535
+    assert 1 <= settings.webhook_port <= 65535
+    if settings.webhook_url is not None:
+        assert settings.webhook_url.startswith("https://") and settings.webhook_secret

@@ -6,7 +6,10 @@ import sys
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
-from sqlalchemy import text
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from sqlalchemy import delete, text
 from sqlalchemy.orm import Session
 
 from feedbot import stats
@@ -140,3 +143,90 @@ def test_cli_without_matplotlib_says_so_and_exits_2(engine, env, tmp_path):
 def test_cli_refuses_a_bad_number_of_days(env, days):
     done = run_cli(env, "stats", "--days", days)
     assert done.returncode == 2 and "expected a number of days from 1 to 366" in done.stderr
+
+
+# --- any history: the SQL aggregates against a plain Python count of the same rows ----------------
+
+LAST = date(2026, 3, 14)
+STATUSES = ("sent", "empty", "uncertain", "blocked", "failed", "skipped", "claimed")
+# Seconds into a day, the edges included: midnight and the last second belong to different days.
+moments = st.builds(lambda day, second: datetime.combine(LAST, time(), UTC) + timedelta(days=day, seconds=second),
+                    st.integers(-12, 1), st.sampled_from([0, 1, 3600, 43200, 86399]) | st.integers(0, 86399))
+
+
+@st.composite
+def histories(draw):
+    people = draw(st.lists(st.tuples(moments, st.sampled_from(["active", "stopped", "blocked"])),
+                           min_size=1, max_size=5))
+    deliveries, shown = [], set()
+    for sid in range(1, len(people) + 1):
+        for day in draw(st.sets(st.integers(-12, 1), max_size=3)):
+            picks = draw(st.sets(st.integers(1, 6), max_size=3)) - {p for s, p, *_ in shown if s == sid}
+            key = len(deliveries) + 1
+            deliveries.append((key, sid, day, draw(st.sampled_from(STATUSES)), draw(moments),
+                               draw(st.sampled_from(["schedule", "command"]))))
+            shown |= {(sid, paper, key, "digest", deliveries[-1][4]) for paper in picks}
+        for paper in draw(st.sets(st.integers(1, 6), max_size=2)) - {p for s, p, *_ in shown if s == sid}:
+            shown.add((sid, paper, None, draw(st.sampled_from(["search", "starter"])), draw(moments)))
+    votes = {(s, p): (draw(st.sampled_from([1, -1])), draw(moments))
+             for s, p, *_ in shown if draw(st.booleans())}
+    interests = [(s, draw(moments)) for s in range(1, len(people) + 1) if draw(st.booleans())]
+    return people, deliveries, sorted(shown, key=str), votes, interests
+
+
+def count_by_hand(people, deliveries, shown, votes, interests, days):
+    def day_of(moment):
+        return moment.date()
+
+    sent = {key: finished for key, _, _, status, finished, _ in deliveries if status == "sent"}
+    activity = [(s, at) for (s, _), (_, at) in votes.items()]
+    activity += [(sid, at) for _, sid, _, _, at, source in deliveries if source == "command"]
+    activity += [(s, at) for s, _, key, source, at in shown if source in ("search", "starter")]
+    activity += interests + [(n, created) for n, (created, _) in enumerate(people, 1)]
+    last_seen = {}
+    for s, at in activity + [(sid, at) for _, sid, _, _, at, _ in deliveries]:
+        last_seen[s] = max(last_seen.get(s, at), at)
+    rows = []
+    for day in days:
+        picks = [(s, p) for s, p, key, _, _ in shown if key in sent and day_of(sent[key]) == day]
+        since = datetime.combine(day - timedelta(days=6), time(), UTC)
+        until = datetime.combine(day + timedelta(days=1), time(), UTC)
+        rows.append(DayStats(
+            day, digests=sum(day_of(at) == day for at in sent.values()), picks=len(picks),
+            likes=sum(votes.get(pick, (0,))[0] == 1 for pick in picks),
+            dislikes=sum(votes.get(pick, (0,))[0] == -1 for pick in picks),
+            active=len({s for s, at in activity if since <= at < until}),
+            new=sum(day_of(created) == day for created, _ in people),
+            stopped=sum(people[s - 1][1] != "active" and day_of(at) == day for s, at in last_seen.items())))
+    return rows
+
+
+@hypothesis_settings(max_examples=30, deadline=None,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(history=histories(), count=st.integers(1, 14))
+def test_any_history_is_counted_as_by_hand(engine, history, count):
+    people, deliveries, shown, votes, interests = history
+    with transaction(engine) as session:
+        for table in (Vote, Shown, Interest, Delivery, Subscriber, Paper):
+            session.execute(delete(table))
+        for n in range(1, 7):
+            session.add(Paper(id=n, key=f"p{n}", title=f"Paper {n}", abstract="a", first_listed=LAST))
+        for n, (created, state) in enumerate(people, 1):
+            session.add(Subscriber(id=n, telegram_id=n, chat_id=n, state=state, created_at=created))
+        session.flush()
+        for key, sid, day, status, at, source in deliveries:
+            session.add(Delivery(id=key, subscriber_id=sid, local_date=LAST + timedelta(days=day), status=status,
+                                 claimed_at=at, finished_at=at, source=source))
+        session.flush()
+        for s, p, key, source, at in shown:
+            session.add(Shown(subscriber_id=s, paper_id=p, delivery_id=key, source=source, shown_at=at))
+        for (s, p), (value, at) in votes.items():
+            session.add(Vote(subscriber_id=s, paper_id=p, value=value, voted_at=at))
+        for n, (s, at) in enumerate(interests):
+            session.add(Interest(subscriber_id=s, text=f"topic {n}", created_at=at))
+    with Session(engine) as session:
+        rows = stats.engagement(session, LAST, count)
+    assert [r.day for r in rows] == [LAST - timedelta(days=n) for n in range(count - 1, -1, -1)]
+    assert rows == count_by_hand(people, deliveries, shown, votes, interests, [r.day for r in rows])
+    for row in rows:
+        assert row.likes + row.dislikes <= row.picks and (row.like_rate is None) == (row.picks == 0)
