@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 MESSAGE_METHODS = ("sendMessage", "sendDocument")  # Bot API calls that put a message in a chat
 SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+DUE_EVERY = 60.0  # seconds between two counts of the subscribers due (the digest sweep's pace)
 SWEEP_SECONDS = (0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800)
 
 
@@ -118,10 +119,18 @@ def source_of(dump_name: str) -> str:
 
 class DatabaseCollector(Collector):
     """Gauges read from the database at each scrape. A database that cannot be read gives
-    feedbot_database_up 0 (and the event metrics still), not a failed scrape."""
+    feedbot_database_up 0 (and the event metrics still), not a failed scrape. Who is due is
+    decided for every subscriber (`due.plan`, as the digest sweep does each minute), so it is
+    recomputed at most every `due_every` seconds: scrapes stay cheap at any scrape interval."""
 
-    def __init__(self, engine: Engine, clock=utcnow) -> None:
-        self.engine, self.clock = engine, clock
+    def __init__(self, engine: Engine, clock=utcnow, due_every: float = DUE_EVERY) -> None:
+        self.engine, self.clock, self.due_every = engine, clock, due_every
+        self._due: tuple[float, int] | None = None  # (monotonic time computed, subscribers due)
+
+    def _waiting(self, session: Session, now: datetime) -> int:
+        if self._due is None or time.monotonic() - self._due[0] >= self.due_every:
+            self._due = (time.monotonic(), len(due.plan(session, now).due))
+        return self._due[1]
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         up = GaugeMetricFamily("feedbot_database_up", "Whether the last scrape could read the database")
@@ -141,7 +150,7 @@ class DatabaseCollector(Collector):
             states = dict(session.execute(select(Subscriber.state, func.count()).group_by(Subscriber.state)).all())
             in_flight = session.scalar(select(func.count()).select_from(Delivery)
                                        .where(Delivery.status.in_(("claimed", "sending"))))
-            waiting = len(due.plan(session, now).due)
+            waiting = self._waiting(session, now)
             papers = session.execute(select(Dump.file_name, Dump.new_papers).where(Dump.status == "ingested")).all()
             likes, dislikes = session.execute(select(
                 func.coalesce(func.sum(case((Vote.value > 0, 1), else_=0)), 0),
@@ -166,13 +175,13 @@ class DatabaseCollector(Collector):
         return [subscribers, unsent, ingested, votes]
 
 
-def serve(metrics: Metrics, engine: Engine, host: str, port: int, clock=utcnow):
+def serve(metrics: Metrics, engine: Engine, host: str, port: int, clock=utcnow, due_every: float = DUE_EVERY):
     """Serve /metrics on host:port (0: any free port) from a daemon thread; the (server, thread)
     pair, so the caller can shut it down. The database gauges join the registry here."""
     try:
         server, thread = start_http_server(port, addr=host, registry=metrics.registry)
     except OSError as exc:
         raise OSError(f"cannot serve metrics on {host}:{port} (FEEDBOT_METRICS_PORT): {exc}") from exc
-    metrics.registry.register(DatabaseCollector(engine, clock))
+    metrics.registry.register(DatabaseCollector(engine, clock, due_every))
     log.info("metrics on http://%s:%s/metrics", host, server.server_port)
     return server, thread

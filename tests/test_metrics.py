@@ -35,7 +35,7 @@ def served(seeded, settings, telegram):
     the_worker = app.post_init.__self__
     the_worker.pacer = worker.Pacer(0)
     the_worker.part_pause = 0
-    server, thread = metrics.serve(meter, seeded, "127.0.0.1", 0)
+    server, thread = metrics.serve(meter, seeded, "127.0.0.1", 0, due_every=0)  # who is due: counted at each scrape
     runner = BotRunner(app)
     runner.start()
     yield runner, the_worker, server.server_port
@@ -210,3 +210,20 @@ def test_a_metrics_port_in_use_stops_the_worker_with_a_clear_error(seeded, env, 
     assert done.returncode == 2
     assert f"cannot serve metrics on 127.0.0.1:{port} (FEEDBOT_METRICS_PORT)" in done.stdout
     assert not [method for method, _ in telegram.calls if method == "getUpdates"]  # never started polling
+
+
+def test_who_is_due_is_counted_at_most_once_per_interval(engine):
+    from datetime import UTC, datetime
+
+    from tests.test_worker import add_subscriber
+
+    collector = metrics.DatabaseCollector(engine, clock=lambda: datetime(2026, 3, 14, 12, tzinfo=UTC), due_every=3600)
+
+    def due_unsent() -> float:
+        return next(f for f in collector.collect() if f.name == "feedbot_deliveries_due_unsent").samples[0].value
+
+    assert due_unsent() == 0
+    add_subscriber(engine, 611, "UTC", "08:00")  # due since 08:00
+    assert due_unsent() == 0  # the count of an hour ago still stands
+    collector.due_every = 0
+    assert due_unsent() == 1
