@@ -250,17 +250,9 @@ def cmd_subscribers(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     """Engagement per UTC day: digests, picks, 👍/👎 rates, active, new and stopped subscribers."""
     from feedbot import stats
-    from feedbot.clock import utcnow
 
     try:
-        if args.plot:
-            stats.require_matplotlib()  # before any work: a missing extra is said at once
-        with Session(_engine(settings)) as session:
-            rows = stats.engagement(session, utcnow().date(), args.days)
-        print("\n".join(stats.table(rows)))
-        if args.plot:
-            stats.plot(rows, args.plot)
-            print(f"plot written to {args.plot}")
+        print("\n".join(stats.report(_engine(settings), args.days, args.plot)))
     except stats.PlotUnavailable as exc:
         raise CommandError(str(exc)) from None
     return 0

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
-from sqlalchemy import Date, DateTime, and_, case, func, literal, select, union_all
+from sqlalchemy import Date, DateTime, Engine, and_, case, func, literal, select, union_all
 from sqlalchemy.orm import Session
 
+from feedbot.clock import utcnow
 from feedbot.store.models import Delivery, Interest, Shown, Subscriber, Vote
 
 ACTIVE_DAYS = 7
@@ -144,6 +145,20 @@ def table(rows: list[DayStats]) -> list[str]:
     widths = [max(len(cell) for cell in column) for column in zip(header, *lines, strict=True)]
     return ["  ".join(cell.rjust(width) if n else cell.ljust(width) for n, (cell, width) in
                       enumerate(zip(row, widths, strict=True))).rstrip() for row in [header, *lines]]
+
+
+def report(engine: Engine, days: int, plot_to: Path | None = None, today: date | None = None) -> list[str]:
+    """`feedbot stats`: the table of the last `days` UTC days, and the plot written when asked.
+    A missing matplotlib is said before any work (PlotUnavailable)."""
+    if plot_to is not None:
+        require_matplotlib()
+    with Session(engine) as session:  # read-only: takes no lock
+        rows = engagement(session, today or utcnow().date(), days)
+    lines = table(rows)
+    if plot_to is not None:
+        plot(rows, plot_to)
+        lines.append(f"plot written to {plot_to}")
+    return lines
 
 
 def require_matplotlib():
