@@ -89,6 +89,20 @@ def test_webhook_checks_the_secret_and_answers(seeded, env, telegram):
         output = worker.communicate()[0]
     assert SECRET not in output and telegram.token not in output
 
+    # Back to long polling (no URL): the webhook is deleted at start, as Telegram requires.
+    polling = subprocess.Popen(
+        [sys.executable, "-m", "feedbot.cli", "worker"],
+        env={**env, "TELEGRAM_BOT_TOKEN": telegram.token, "FEEDBOT_TELEGRAM_API_URL": telegram.base_url},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        telegram.wait(lambda: any(method == "getUpdates" for method, _ in telegram.calls), 60, "polling")
+        assert telegram.webhook is None and any(method == "deleteWebhook" for method, _ in telegram.calls)
+        polling.send_signal(signal.SIGTERM)
+        assert polling.wait(timeout=15) == 0
+    finally:
+        if polling.poll() is None:
+            polling.kill()
+
 
 def test_a_webhook_port_in_use_stops_the_worker_with_a_clear_error(seeded, env, telegram):
     with socket.socket() as taken:
