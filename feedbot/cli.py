@@ -248,6 +248,17 @@ def cmd_subscribers(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
+    """Engagement per UTC day: digests, picks, 👍/👎 rates, active, new and stopped subscribers."""
+    from feedbot import stats
+
+    try:
+        print("\n".join(stats.report(_engine(settings), args.days, args.plot)))
+    except stats.PlotUnavailable as exc:
+        raise CommandError(str(exc)) from None
+    return 0
+
+
 class CommandError(RuntimeError):
     """A command cannot do what was asked; the message says why."""
 
@@ -331,6 +342,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _stats_days(text: str) -> int:
+    value = whole_number(text, 1, 366)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected a number of days from 1 to 366, got {text!r}")
+    return value
+
+
 MAX_USER_ID = 2**63 - 1  # the telegram_id column's range: larger ids would overflow the database
 
 
@@ -398,6 +416,11 @@ def build_parser() -> argparse.ArgumentParser:
     digest.add_argument("--user", type=_user_id, metavar="ID", help="only this subscriber (Telegram user id)")
 
     add("subscribers", cmd_subscribers)
+
+    stats = add("stats", cmd_stats)
+    stats.add_argument("--days", type=_stats_days, default=30, help="the last N UTC days, up to 366 (default 30)")
+    stats.add_argument("--plot", type=Path, metavar="FILE.png", help="also draw the 👍 rate and active subscribers "
+                       "(needs the plot extra: matplotlib)")
 
     rank = add("rank", cmd_rank)
     rank.add_argument("--user", type=_user_id, required=True, metavar="ID", help="the subscriber's Telegram user id")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,6 +34,15 @@ class Settings:
     hf_api_url: str = "https://huggingface.co"
     arxiv_api_url: str = "https://export.arxiv.org/api/query"
     sources: tuple[str, ...] = ()  # e.g. ("hf", "arxiv:cs.LG+cs.CL"); empty: the inbox only
+    # Operating the worker (see `_operate_settings`): pacing, metrics, webhook mode.
+    send_rate: float = 25.0  # digest messages a second
+    paid_broadcast: bool = False  # digests sent with allow_paid_broadcast (Telegram Stars)
+    metrics_port: int | None = None  # None: no Prometheus endpoint
+    metrics_listen: str = "0.0.0.0"
+    webhook_url: str | None = None  # None: long polling
+    webhook_listen: str = "0.0.0.0"
+    webhook_port: int = 8443
+    webhook_secret: str | None = None
 
     @property
     def model_dir(self) -> Path:
@@ -156,6 +166,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
     return Settings(
         **_source_settings(env),
+        **_operate_settings(env),
         data_dir=data_dir,
         inbox=inbox,
         database_url=url,
@@ -198,6 +209,66 @@ def _source_settings(env: Mapping[str, str]) -> dict:
         "arxiv_api_url": _http_url(env, "FEEDBOT_ARXIV_API_URL", Settings.arxiv_api_url),
         "sources": tuple(s.text for s in sources),
     }
+
+
+MAX_SEND_RATE = 30.0  # Telegram's broadcast limit, messages a second
+MAX_PAID_SEND_RATE = 1000.0  # with allow_paid_broadcast
+SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # what Telegram accepts as a webhook secret_token
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
+
+
+def _operate_settings(env: Mapping[str, str]) -> dict:
+    """Pacing, the Prometheus endpoint and webhook mode (see README, "Operate")."""
+    paid = _flag(env, "FEEDBOT_PAID_BROADCAST")
+    raw = env.get("FEEDBOT_SEND_RATE", "").strip() or "25"
+    try:
+        rate = float(raw)
+    except ValueError:
+        raise ConfigError(f"FEEDBOT_SEND_RATE must be a number of messages a second, got {raw!r}") from None
+    high = MAX_PAID_SEND_RATE if paid else MAX_SEND_RATE
+    if not 0 < rate <= high:  # also refuses nan and inf
+        more = "" if paid else f" (up to {MAX_PAID_SEND_RATE:g} with FEEDBOT_PAID_BROADCAST=1)"
+        raise ConfigError(f"FEEDBOT_SEND_RATE must be above 0 and at most {high:g}{more}, got {raw!r}")
+
+    metrics_port = _int(env, "FEEDBOT_METRICS_PORT", 0, 1, 65535) or None
+    url = env.get("FEEDBOT_WEBHOOK_URL", "").strip() or None
+    secret = env.get("FEEDBOT_WEBHOOK_SECRET", "").strip() or None
+    if url is not None:
+        parts = urlsplit(url)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ConfigError(f"FEEDBOT_WEBHOOK_URL must be an https:// URL (Telegram posts only to HTTPS), "
+                              f"got {url!r}")
+        if secret is None:
+            raise ConfigError("FEEDBOT_WEBHOOK_SECRET must be set with FEEDBOT_WEBHOOK_URL: every update is checked "
+                              "against it")
+    if secret is not None and not SECRET_TOKEN.match(secret):
+        raise ConfigError("FEEDBOT_WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+    return {
+        "send_rate": rate,
+        "paid_broadcast": paid,
+        "metrics_port": metrics_port,
+        "metrics_listen": _host(env, "FEEDBOT_METRICS_LISTEN"),
+        "webhook_url": url,
+        "webhook_listen": _host(env, "FEEDBOT_WEBHOOK_LISTEN"),
+        "webhook_port": _int(env, "FEEDBOT_WEBHOOK_PORT", 8443, 1, 65535),
+        "webhook_secret": secret,
+    }
+
+
+def _host(env: Mapping[str, str], name: str) -> str:
+    """An address to listen on: an IP address or a host name, default every interface."""
+    raw = env.get(name, "").strip() or "0.0.0.0"
+    if not re.fullmatch(r"[A-Za-z0-9.:_-]{1,253}", raw):
+        raise ConfigError(f"{name} must be an address to listen on such as 0.0.0.0 or 127.0.0.1, got {raw!r}")
+    return raw
 
 
 class _RedactToken(logging.Filter):

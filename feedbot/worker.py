@@ -1,6 +1,7 @@
-"""`feedbot worker`: one python-telegram-bot Application answers chats (long polling) and runs
-the schedules; `Application.run_polling` handles start-up and shutdown, and SIGTERM/SIGINT stop
-new digests at once (`Worker.on_stop_signal`) before it shuts down.
+"""`feedbot worker`: one python-telegram-bot Application answers chats (long polling, or a webhook
+with feedbot.webhook) and runs the schedules; `Application.run_polling` (or `run_webhook`) handles
+start-up and shutdown, and SIGTERM/SIGINT stop new digests at once (`Worker.on_stop_signal`) before
+it shuts down. With FEEDBOT_METRICS_PORT it serves Prometheus metrics (feedbot.metrics).
 
 Its lifecycle hooks start and stop an APScheduler on the bot's event loop with the jobs of
 `Worker.jobs`: the inbox sweep (every FEEDBOT_INGEST_EVERY minutes: ingest, then refit the model
@@ -31,8 +32,9 @@ from sqlalchemy.orm import Session
 from telegram import Update
 from telegram.ext import Application
 
+from feedbot import metrics as metering
+from feedbot import webhook
 from feedbot.chat import telegram
-from feedbot.chat.conversation import Chat
 from feedbot.clock import utcnow
 from feedbot.config import Settings
 from feedbot.delivery import deliveries, due, heartbeat, telegram_send
@@ -120,11 +122,12 @@ class Worker:
     the sweeps directly, the Application's lifecycle hooks schedule them."""
 
     def __init__(self, settings: Settings, engine: Engine, bot=None, clock: Callable[[], datetime] = utcnow,
-                 broadcast_rate: float = 25.0, part_pause: float = 1.0, concurrency: int = 4,
-                 models: ModelCache | None = None) -> None:
+                 broadcast_rate: float | None = None, part_pause: float = 1.0, concurrency: int = 4,
+                 models: ModelCache | None = None, metrics: metering.Metrics | None = None) -> None:
         self.settings, self.engine, self.bot, self.clock = settings, engine, bot, clock
         self.models = models or ModelCache(settings.model_dir)
-        self.pacer = Pacer(broadcast_rate)
+        self.pacer = Pacer(settings.send_rate if broadcast_rate is None else broadcast_rate)
+        self.metrics = metrics or metering.Metrics()
         self.part_pause = part_pause  # seconds between the parts of one split digest (1/s per chat)
         self.concurrency = concurrency
         self.stopping = asyncio.Event()
@@ -249,10 +252,12 @@ class Worker:
                 await asyncio.sleep(self.part_pause)
             await self.pacer.wait()
 
-        result = await deliveries.send(item, telegram_send.telegram_transport(self.bot), self._write,
-                                       self.engine, self.clock, pause)
+        started = time.perf_counter()
+        result = await deliveries.send(item, telegram_send.telegram_transport(self.bot, self.settings.paid_broadcast),
+                                       self._write, self.engine, self.clock, pause)
         if result is None:
             return "taken"
+        self.metrics.delivered(result.status, time.perf_counter() - started)
         # End states are written in batches: a crash before the write leaves the row `sending`,
         # which a restart turns into `uncertain` (never re-sent), so batching risks no double.
         self._results.append(result)
@@ -283,10 +288,13 @@ class Worker:
 
     def _guarded(self, job):
         async def run() -> None:
+            started, ok = time.perf_counter(), False
             try:
                 await job()
+                ok = True
             except Exception:
                 log.exception("scheduled job %s failed; it runs again at its next time", job.__name__)
+            self.metrics.sweep(job.__name__.removeprefix("sweep_"), time.perf_counter() - started, ok)
         run.__name__ = job.__name__
         return run
 
@@ -352,11 +360,13 @@ def _refit(url: str, model_dir: str) -> bool:
         engine.dispose()
 
 
-def application(settings: Settings, engine: Engine) -> Application:
+def application(settings: Settings, engine: Engine, metrics: metering.Metrics | None = None) -> Application:
     """The worker process: the bot's Application, whose lifecycle hooks run the sweeps."""
     models = ModelCache(settings.model_dir)  # one cache: a refit by the sweeps is what the chat loads
-    app = telegram.build_application(settings, Chat(engine, settings, models=models))
-    worker = Worker(settings, engine, app.bot, models=models)
+    metrics = metrics or metering.Metrics()
+    app = telegram.build_application(settings, metering.MeteredChat(engine, settings, models=models, metrics=metrics),
+                                     rate_limiter=metering.MeteredRateLimiter(metrics, max_retries=5))
+    worker = Worker(settings, engine, app.bot, models=models, metrics=metrics)
     app.post_init, app.post_stop, app.post_shutdown = worker.post_init, worker.post_stop, worker.post_shutdown
     return app
 
@@ -370,11 +380,27 @@ def run(settings: Settings, engine: Engine) -> int:
         log.error("%s", exc)
         print(f"feedbot worker: {exc}", flush=True)
         return 3
+    metrics = metering.Metrics()
+    server = None
     try:
-        # Updates that arrived while no worker ran are answered, not dropped.
-        application(settings, engine).run_polling(
-            poll_interval=0.0, timeout=30, allowed_updates=Update.ALL_TYPES, drop_pending_updates=False,
-            stop_signals=STOP_SIGNALS)
+        try:  # a port in use is said plainly, before anything starts
+            if settings.metrics_port:
+                server, _ = metering.serve(metrics, engine, settings.metrics_listen, settings.metrics_port)
+            if settings.webhook_url:
+                webhook.check_port(settings)
+        except OSError as exc:
+            log.error("%s", exc)
+            print(f"feedbot worker: {exc}", flush=True)
+            return 2
+        app = application(settings, engine, metrics)
+        if settings.webhook_url:
+            webhook.run(app, settings, STOP_SIGNALS)
+        else:
+            # Updates that arrived while no worker ran are answered, not dropped.
+            app.run_polling(poll_interval=0.0, timeout=30, allowed_updates=Update.ALL_TYPES,
+                            drop_pending_updates=False, stop_signals=STOP_SIGNALS)
     finally:
+        if server is not None:
+            server.shutdown()
         lock.release()
     return 0

@@ -116,6 +116,7 @@ class SentMessage:
     document: tuple[str, bytes] | None = None
     edits: list[str] = field(default_factory=list)
     link_preview: dict | None = None  # the link_preview_options sent with it
+    paid_broadcast: bool = False  # sent with allow_paid_broadcast
 
     @property
     def buttons(self) -> list[list[dict]]:
@@ -156,6 +157,7 @@ class FakeTelegram:
         self.calls: list[tuple[str, dict]] = []
         self.faults: dict[int, list[Fault]] = defaultdict(list)
         self.held = 0  # answers being held back by "slow" faults right now
+        self.webhook: dict | None = None  # the setWebhook parameters in force
         self.server: ThreadingHTTPServer | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -372,7 +374,26 @@ class FakeTelegram:
         return self.bot_user
 
     def api_deleteWebhook(self, params):  # noqa: N802
+        with self.lock:
+            self.webhook = None
         return True
+
+    def api_setWebhook(self, params):  # noqa: N802
+        """Registers the webhook (url, secret_token, …); Telegram refuses a secret it could not send."""
+        secret = params.get("secret_token")
+        if secret is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
+            raise ApiError(400, "Bad Request: secret token contains unallowed characters")
+        if not str(params.get("url", "")).startswith("https://"):
+            raise ApiError(400, "Bad Request: bad webhook: An HTTPS URL must be provided for webhook")
+        with self.lock:
+            self.webhook = dict(params)
+            self.lock.notify_all()
+        return True
+
+    def api_getWebhookInfo(self, params):  # noqa: N802
+        with self.lock:
+            hook = self.webhook or {}
+        return {"url": hook.get("url", ""), "has_custom_certificate": False, "pending_update_count": 0}
 
     def api_setMyCommands(self, params):  # noqa: N802
         commands = json.loads(params.get("commands", "[]"))
@@ -428,6 +449,7 @@ class FakeTelegram:
         message = self._store(int(params["chat_id"]), text, mode, markup)
         preview = params.get("link_preview_options")
         message.link_preview = json.loads(preview) if isinstance(preview, str) else preview
+        message.paid_broadcast = params.get("allow_paid_broadcast") in (True, "true", "True")
         return message.as_message(self.bot_user)
 
     def api_sendDocument(self, params):  # noqa: N802

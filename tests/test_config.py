@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 from feedbot.config import ConfigError, load_settings, mask_url, private_dir, setup_logging
@@ -180,3 +182,82 @@ def test_everything_feedbot_writes_in_its_data_folder_is_private(env, tmp_path):
         assert "feedbot.db" in written
     assert mode(data) == 0o700
     assert {name: m for name, m in written.items() if name not in scraped and m & 0o077} == {}
+
+
+def test_operating_defaults():
+    settings = load_settings({})
+    assert settings.send_rate == 25 and settings.paid_broadcast is False
+    assert settings.metrics_port is None and settings.metrics_listen == "0.0.0.0"
+    assert settings.webhook_url is None and settings.webhook_secret is None
+    assert (settings.webhook_listen, settings.webhook_port) == ("0.0.0.0", 8443)
+
+
+def test_operating_values_are_read():
+    settings = load_settings({
+        "FEEDBOT_SEND_RATE": "12.5", "FEEDBOT_METRICS_PORT": "9108", "FEEDBOT_METRICS_LISTEN": "127.0.0.1",
+        "FEEDBOT_WEBHOOK_URL": "https://bot.example.org/hook", "FEEDBOT_WEBHOOK_SECRET": "s3cret_-X",
+        "FEEDBOT_WEBHOOK_LISTEN": "127.0.0.1", "FEEDBOT_WEBHOOK_PORT": "8080"})
+    assert settings.send_rate == 12.5 and settings.metrics_port == 9108 and settings.metrics_listen == "127.0.0.1"
+    assert settings.webhook_url == "https://bot.example.org/hook" and settings.webhook_secret == "s3cret_-X"
+    assert (settings.webhook_listen, settings.webhook_port) == ("127.0.0.1", 8080)
+    paid = load_settings({"FEEDBOT_PAID_BROADCAST": "1", "FEEDBOT_SEND_RATE": "1000"})
+    assert paid.paid_broadcast is True and paid.send_rate == 1000
+    assert load_settings({"FEEDBOT_PAID_BROADCAST": "0"}).paid_broadcast is False
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"FEEDBOT_SEND_RATE": "fast"}, "FEEDBOT_SEND_RATE must be a number"),
+    ({"FEEDBOT_SEND_RATE": "0"}, "FEEDBOT_SEND_RATE must be above 0 and at most 30 "),
+    ({"FEEDBOT_SEND_RATE": "-3"}, "FEEDBOT_SEND_RATE must be above 0"),
+    ({"FEEDBOT_SEND_RATE": "nan"}, "FEEDBOT_SEND_RATE must be above 0"),
+    ({"FEEDBOT_SEND_RATE": "inf"}, "FEEDBOT_SEND_RATE must be above 0"),
+    ({"FEEDBOT_SEND_RATE": "31"}, r"at most 30 \(up to 1000 with FEEDBOT_PAID_BROADCAST=1\)"),
+    ({"FEEDBOT_SEND_RATE": "1001", "FEEDBOT_PAID_BROADCAST": "1"},
+     "FEEDBOT_SEND_RATE must be above 0 and at most 1000,"),
+    ({"FEEDBOT_PAID_BROADCAST": "maybe"}, "FEEDBOT_PAID_BROADCAST must be 1 or 0"),
+    ({"FEEDBOT_METRICS_PORT": "70000"}, "FEEDBOT_METRICS_PORT must be between 1 and 65535"),
+    ({"FEEDBOT_METRICS_PORT": "http"}, "FEEDBOT_METRICS_PORT must be a whole number"),
+    ({"FEEDBOT_METRICS_LISTEN": "a b"}, "FEEDBOT_METRICS_LISTEN must be an address"),
+    ({"FEEDBOT_WEBHOOK_URL": "https://bot.example.org/hook"}, "FEEDBOT_WEBHOOK_SECRET must be set"),
+    ({"FEEDBOT_WEBHOOK_URL": "http://bot.example.org/hook", "FEEDBOT_WEBHOOK_SECRET": "x"},
+     "FEEDBOT_WEBHOOK_URL must be an https:// URL"),
+    ({"FEEDBOT_WEBHOOK_URL": "https://bot.example.org/hook", "FEEDBOT_WEBHOOK_SECRET": "has space"},
+     "FEEDBOT_WEBHOOK_SECRET must be 1-256 characters"),
+    ({"FEEDBOT_WEBHOOK_URL": "https://h/x", "FEEDBOT_WEBHOOK_SECRET": "s" * 257}, "FEEDBOT_WEBHOOK_SECRET must be"),
+    ({"FEEDBOT_WEBHOOK_PORT": "0"}, "FEEDBOT_WEBHOOK_PORT must be between 1 and 65535"),
+    ({"FEEDBOT_WEBHOOK_LISTEN": "0.0.0.0/8"}, "FEEDBOT_WEBHOOK_LISTEN must be an address"),
+])
+def test_bad_operating_values_name_the_variable(env, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(env)
+
+
+def test_bad_operating_value_stops_the_cli_with_status_2(tmp_path):
+    import subprocess
+
+    env = {"PATH": "/usr/bin:/bin", "FEEDBOT_DATA_DIR": str(tmp_path), "FEEDBOT_SEND_RATE": "40"}
+    done = subprocess.run([sys.executable, "-m", "feedbot.cli", "worker"], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2 and "configuration error: FEEDBOT_SEND_RATE must be" in done.stderr
+
+OPERATE_VARIABLES = ("FEEDBOT_SEND_RATE", "FEEDBOT_PAID_BROADCAST", "FEEDBOT_METRICS_PORT", "FEEDBOT_METRICS_LISTEN",
+                     "FEEDBOT_WEBHOOK_URL", "FEEDBOT_WEBHOOK_SECRET", "FEEDBOT_WEBHOOK_LISTEN", "FEEDBOT_WEBHOOK_PORT")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(OPERATE_VARIABLES),
+                       st.text(max_size=40) | st.sampled_from(["1", "0", "25", "1000", "30.5", "8443", "https://h/p",
+                                                               "s3cret", "127.0.0.1", "nan", "-1", "1e3"]),
+                       max_size=8))
+def test_any_operating_values_give_valid_settings_or_an_error_naming_one(env):
+    try:
+        settings = load_settings(env)
+    except ConfigError as exc:
+        assert any(name in str(exc) for name in env), str(exc)
+        return
+    high = 1000 if settings.paid_broadcast else 30
+    assert 0 < settings.send_rate <= high
+    assert settings.metrics_port is None or 1 <= settings.metrics_port <= 65535
+    assert 1 <= settings.webhook_port <= 65535
+    if settings.webhook_url is not None:
+        assert settings.webhook_url.startswith("https://") and settings.webhook_secret

@@ -22,6 +22,7 @@ from telegram.ext import (
     AIORateLimiter,
     Application,
     ApplicationBuilder,
+    BaseRateLimiter,
     CallbackQueryHandler,
     ContextTypes,
     Defaults,
@@ -154,7 +155,8 @@ async def set_menu(bot) -> None:
 
 
 def build_application(settings: Settings, chat: Chat, timeout: float = 15.0, max_retries: int = 5,
-                      rate_limit: bool = True, connections: int = 16) -> Application:
+                      rate_limit: bool = True, connections: int = 16,
+                      rate_limiter: BaseRateLimiter | None = None) -> Application:
     """The Application with every handler, rate limiting with retries, and HTML by default."""
     if not settings.telegram_token:
         raise ValueError("TELEGRAM_BOT_TOKEN is not set")
@@ -170,7 +172,7 @@ def build_application(settings: Settings, chat: Chat, timeout: float = 15.0, max
         .job_queue(None)  # the worker schedules with its own APScheduler
     )
     if rate_limit:
-        builder = builder.rate_limiter(AIORateLimiter(max_retries=max_retries))
+        builder = builder.rate_limiter(rate_limiter or AIORateLimiter(max_retries=max_retries))
     if settings.telegram_api_url:
         base = settings.telegram_api_url
         builder = builder.base_url(base).base_file_url(base.removesuffix("/bot") + "/file/bot")

@@ -30,16 +30,19 @@ def keyboard_markup(rows: list[list[Button]] | None) -> InlineKeyboardMarkup | N
     return InlineKeyboardMarkup([[InlineKeyboardButton(b.label, callback_data=b.data) for b in row] for row in rows])
 
 
-async def send_text(bot, chat_id: int, text: str, keyboard: list[list[Button]] | None = None) -> Message:
-    """Send HTML; if Telegram can't parse our entities, send the same words as plain text."""
+async def send_text(bot, chat_id: int, text: str, keyboard: list[list[Button]] | None = None,
+                    paid_broadcast: bool = False) -> Message:
+    """Send HTML; if Telegram can't parse our entities, send the same words as plain text.
+    `paid_broadcast`: past the free 30 messages/s, paid in Telegram Stars (FEEDBOT_PAID_BROADCAST)."""
     markup = keyboard_markup(keyboard)
+    paid = {"allow_paid_broadcast": True} if paid_broadcast else {}
     try:
-        return await bot.send_message(chat_id, text, reply_markup=markup)
+        return await bot.send_message(chat_id, text, reply_markup=markup, **paid)
     except BadRequest as exc:
         if "can't parse entities" not in str(exc).lower():
             raise
         log.warning("HTML rejected by Telegram (%s); sending plain text to chat %s", exc, chat_id)
-        return await bot.send_message(chat_id, plain(text), reply_markup=markup, parse_mode=None)
+        return await bot.send_message(chat_id, plain(text), reply_markup=markup, parse_mode=None, **paid)
 
 
 async def send_replies(bot, chat_id: int, replies: Sequence[Reply]) -> list[int]:
@@ -59,9 +62,9 @@ async def send_replies(bot, chat_id: int, replies: Sequence[Reply]) -> list[int]
     return sent
 
 
-def telegram_transport(bot) -> Transport:
+def telegram_transport(bot, paid_broadcast: bool = False) -> Transport:
     """Send a part with python-telegram-bot (HTML, falling back to plain text on entity errors)."""
     async def transport(item: Outgoing, reply: Reply) -> int:
-        return (await send_text(bot, item.chat_id, reply.text, reply.keyboard)).message_id
+        return (await send_text(bot, item.chat_id, reply.text, reply.keyboard, paid_broadcast)).message_id
 
     return transport
