@@ -31,6 +31,8 @@ class Settings:
     paper_link: str = "https://arxiv.org/search/?query={query}&searchtype=title"
     hf_api_url: str = "https://huggingface.co"
     arxiv_api_url: str = "https://export.arxiv.org/api/query"
+    openalex_api_url: str = "https://api.openalex.org"  # library import: abstracts by DOI
+    zotero_api_url: str = "https://api.zotero.org"  # library import: `/import zotero`
     sources: tuple[str, ...] = ()  # e.g. ("hf", "arxiv:cs.LG+cs.CL"); empty: the inbox only
 
     @property
@@ -149,6 +151,8 @@ def _source_settings(env: Mapping[str, str]) -> dict:
         "paper_link": template,
         "hf_api_url": _http_url(env, "FEEDBOT_HF_API_URL", Settings.hf_api_url),
         "arxiv_api_url": _http_url(env, "FEEDBOT_ARXIV_API_URL", Settings.arxiv_api_url),
+        "openalex_api_url": _http_url(env, "FEEDBOT_OPENALEX_API_URL", Settings.openalex_api_url),
+        "zotero_api_url": _http_url(env, "FEEDBOT_ZOTERO_API_URL", Settings.zotero_api_url),
         "sources": tuple(s.text for s in sources),
     }
 

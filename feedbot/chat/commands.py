@@ -22,7 +22,7 @@ Handler = Callable[["Turn", str], list[Reply]]
 class Command:
     name: str
     help: str  # the line in /help and the menu; "" keeps the command out of both
-    handler: Handler | None  # (turn, stripped args), in one write transaction; None: /digest (Chat.digest)
+    handler: Handler | None  # (turn, stripped args), in one write transaction; None: /digest and /import (jobs)
     anyone: bool = False  # answers before /start too
 
 
@@ -46,6 +46,7 @@ COMMANDS: list[Command] = [
     Command("liked", "papers you liked", library.liked),
     Command("search", "find papers, e.g. /search diffusion", library.search),
     Command("export", "your liked papers as BibTeX", library.export),
+    Command("import", "your library (.bib, .ris, ids, Zotero) as your profile", None),  # a job: Chat.command
     Command("mute", "never show papers with a word", interests.mute),
     Command("unmute", "show them again", interests.unmute),
     Command("pause", "pause digests, e.g. /pause 14", settings.pause),

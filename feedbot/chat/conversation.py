@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from feedbot.chat import commands, onboarding
+from feedbot.chat import commands, imports, onboarding
 from feedbot.chat.library import history_press
 from feedbot.chat.settings import delete_press, settings_press
 from feedbot.chat.votes import vote_press
@@ -66,11 +66,15 @@ class Chat:
         self.engine, self.settings, self.clock = engine, settings, clock
         self.models = models or ModelCache(settings.model_dir)
 
-    def command(self, user: User, name: str, args: str = "") -> list[Reply]:
+    def command(self, user: User, name: str, args: str = "", show: imports.Show | None = None,
+                paths: bool = False) -> list[Reply]:
+        """`show` prints a long job's progress (/import); `paths` lets /import read a local file."""
         name, args = storable(name).casefold().split("@", 1)[0], storable(args)
         command = commands.find(name)
         if command is None:
             return [Reply(f"I don't know /{escape(name[:40])}. Send /help to see what I can do.")]
+        if command.name == "import":  # a job: its own transactions, the chat answers meanwhile
+            return imports.command(self, user, args.strip(), show, paths)
         if command.handler is None:  # /digest ranks before it writes: no write transaction around it
             return self.digest(user)
         user = replace(user, name=storable(user.name))  # /start stores it
