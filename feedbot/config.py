@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -157,8 +158,12 @@ def _source_settings(env: Mapping[str, str]) -> dict:
     }
 
 
+_ZOTERO_KEY = re.compile(r"(/import(?:@\w+)?\s+zotero\s+\S+\s+)[^\s'\"]+", re.IGNORECASE)
+
+
 class _RedactToken(logging.Filter):
-    """Replace the bot token in log records: httpx logs request URLs, and they contain it."""
+    """Replace the bot token in log records (httpx logs request URLs, and they contain it), and a
+    Zotero key in a logged `/import zotero` message."""
 
     def __init__(self, token: str) -> None:
         super().__init__()
@@ -166,8 +171,8 @@ class _RedactToken(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if self.token in message:
-            record.msg = message.replace(self.token, "<token>")
+        if self.token in message or _ZOTERO_KEY.search(message):  # raw updates are logged at DEBUG
+            record.msg = _ZOTERO_KEY.sub(r"\1<key>", message.replace(self.token, "<token>"))
             record.args = None
         if record.exc_info:  # tracebacks quote URLs too
             text = logging.Formatter().formatException(record.exc_info)

@@ -20,7 +20,7 @@ from email.policy import HTTP
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 ALLOWED_TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "a", "code", "pre",
                 "tg-spoiler", "span", "blockquote", "tg-emoji"}
@@ -292,7 +292,7 @@ class FakeTelegram:
     def _handle(self, request: BaseHTTPRequestHandler) -> None:
         path = urlsplit(request.path).path
         prefix = f"/bot{self.token}/"
-        if path.startswith(f"/file/bot{self.token}/"):  # a file download, as Telegram's file server
+        if unquote(path).startswith(f"/file/bot{self.token}/"):  # a file download, as Telegram's file server
             return self._download(request, path.rsplit("/", 1)[-1])
         if not path.startswith(prefix):
             return self._reply(request, 404, {"ok": False, "error_code": 404, "description": "Not Found"})

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from feedbot.delivery.messages import Reply, escape, split_items
 from feedbot.library import jobs
-from feedbot.library.parse import LibraryError, too_big  # noqa: F401 - too_big: the Telegram adapter asks
+from feedbot.library.parse import LibraryError
 from feedbot.store import subscribers
 from feedbot.store.db import transaction
 

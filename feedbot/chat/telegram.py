@@ -34,8 +34,9 @@ from feedbot.chat import commands, imports
 from feedbot.chat.conversation import BUTTON_DATA, Chat, User
 from feedbot.config import Settings
 from feedbot.delivery import deliveries, telegram_send
-from feedbot.delivery.messages import Answer, Button, Reply
+from feedbot.delivery.messages import Answer, Button, Reply, escape
 from feedbot.delivery.telegram_send import Blocked, keyboard_markup, send_replies
+from feedbot.library.parse import too_big
 from feedbot.store.db import transaction
 from feedbot.store.subscribers import get as get_subscriber
 
@@ -81,10 +82,10 @@ class TelegramBot:
     async def on_document(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A file: a library to import (BibTeX, RIS, CSL-JSON), refused unread when too big."""
         document = update.effective_message.document
-        problem = imports.too_big(document.file_size or 0)
+        problem = too_big(document.file_size or 0)
         if problem:
-            await self.reply(update, [Reply(f"I could not import {document.file_name or 'that file'}: {problem}. "
-                                            "Nothing was stored.")])
+            await self.reply(update, [Reply(escape(f"Import of {document.file_name or 'your file'} failed: {problem}. "
+                                                   "Nothing was stored."))])
             return
         content = bytes(await (await document.get_file()).download_as_bytearray())
         replies = await asyncio.to_thread(imports.document, self.chat, self.user_of(update),

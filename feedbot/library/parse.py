@@ -99,8 +99,8 @@ def too_big(size: int) -> str | None:
     """Why a file of `size` bytes is refused before it is read, or None."""
     if size <= MAX_BYTES:
         return None
-    return f"the file is {size / 1e6:.1f} MB; at most {MAX_BYTES // (1024 * 1024)} MB can be imported at once " \
-           "(split the library)"
+    mib = 1024 * 1024
+    return f"the file is {size / mib:.1f} MB; at most {MAX_BYTES // mib} MB can be imported at once (split the library)"
 
 
 def decode(raw: bytes) -> str:
