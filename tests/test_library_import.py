@@ -312,3 +312,34 @@ def test_zotero_refusals_are_clear(server, keys, items, why):
         server.serve("/users/7/items/top", items)
     with pytest.raises(ZoteroError, match=why):
         zotero_library(Client(sleep=Sleeps()), server.base_url, "7", "KEY")
+
+
+def test_admin_cli_imports_files_and_refuses_bad_input_clearly(env, tmp_path):
+    from feedbot.store.db import make_engine
+    from tests.test_cli import feedbot
+
+    feedbot(env, "db", "upgrade")
+    engine = make_engine(env["DATABASE_URL"])
+    subscribe(engine, 42)
+    files = {"lib.bib": b"@misc{a, title={Alpha Paper}, abstract={About alpha.}}", "empty.ris": b""}
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+    with open(tmp_path / "huge.bib", "wb") as huge:
+        huge.truncate(50 * 1024 * 1024)
+    nobody = feedbot(env, "import", "--user", "404", str(tmp_path / "lib.bib"), check=False)
+    assert nobody.returncode == 2 and "404 is no subscriber" in nobody.stderr
+    result = feedbot(env, "import", "--user", "42", *(str(tmp_path / n) for n in ("lib.bib", "empty.ris", "huge.bib")),
+                     str(tmp_path / "missing.bib"), check=False)
+    lines = result.stdout.splitlines()
+    assert result.returncode == 1
+    assert lines[0].startswith("Imported lib.bib (BibTeX file): 1 read") and "1 added" in lines[0]
+    assert lines[1:] == ["Import of empty.ris failed: the file is empty. Nothing was stored.",
+                         "Import of huge.bib failed: the file is 50.0 MB; at most 10 MB can be imported at once "
+                         "(split the library). Nothing was stored.",
+                         "Import of missing.bib failed: cannot read it: No such file or directory. Nothing was stored."]
+    no_key = feedbot({k: v for k, v in env.items() if k != "ZOTERO_API_KEY"}, "import", "--user", "42", "--zotero", "7",
+                     check=False)
+    assert no_key.returncode == 2 and "ZOTERO_API_KEY" in no_key.stderr
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Vote)) == 1
+    engine.dispose()
