@@ -22,23 +22,32 @@ Progress = Callable[[int, int], None]
 
 @dataclass
 class Apis:
-    """Where the fetchers go, and the polite clients they use (arXiv paced at one request every 3 s)."""
+    """Where the fetchers go, and the polite clients they use (arXiv paced at one request every 3 s),
+    made on first use: an import whose entries all carry their text opens no connection."""
 
     arxiv_url: str
     openalex_url: str
-    arxiv: Client
-    openalex: Client
+    arxiv: Client | None = None
+    openalex: Client | None = None
 
     @classmethod
     def from_settings(cls, settings) -> Apis:
+        return cls(settings.arxiv_api_url, settings.openalex_api_url)
+
+    def arxiv_client(self) -> Client:
         from feedbot.sources.arxiv import MIN_INTERVAL
 
-        return cls(settings.arxiv_api_url, settings.openalex_api_url, Client(min_interval=MIN_INTERVAL),
-                   Client(min_interval=0.1))
+        self.arxiv = self.arxiv or Client(min_interval=MIN_INTERVAL)
+        return self.arxiv
+
+    def openalex_client(self) -> Client:
+        self.openalex = self.openalex or Client(min_interval=0.1)
+        return self.openalex
 
     def close(self) -> None:
-        self.arxiv.http.close()
-        self.openalex.http.close()
+        for client in (self.arxiv, self.openalex):
+            if client is not None:
+                client.http.close()
 
 
 @dataclass
@@ -75,11 +84,11 @@ def resolve(entries: list[Entry], apis: Apis, progress: Progress | None = None) 
     tick(sum(1 for e in entries if e.abstract or not (e.arxiv_id or e.doi)))
     arxiv_ids = list(dict.fromkeys(e.arxiv_id for e in entries if e.arxiv_id and not e.abstract))
     from_arxiv, arxiv_down = _fetch_all(arxiv_ids, ARXIV_BATCH,
-                                        lambda b: arxiv_papers(apis.arxiv, apis.arxiv_url, b), "arXiv", tick)
+                                        lambda b: arxiv_papers(apis.arxiv_client(), apis.arxiv_url, b), "arXiv", tick)
     dois = list(dict.fromkeys(e.doi for e in entries if e.doi and not e.abstract
                               and not (e.arxiv_id and e.arxiv_id in from_arxiv and from_arxiv[e.arxiv_id].abstract)))
     from_openalex, openalex_down = _fetch_all(
-        dois, OPENALEX_BATCH, lambda b: openalex_papers(apis.openalex, apis.openalex_url, b), "OpenAlex",
+        dois, OPENALEX_BATCH, lambda b: openalex_papers(apis.openalex_client(), apis.openalex_url, b), "OpenAlex",
         lambda n: None)
     if progress:
         progress(total, total)
