@@ -343,3 +343,38 @@ def test_admin_cli_imports_files_and_refuses_bad_input_clearly(env, tmp_path):
     with Session(engine) as session:
         assert session.scalar(select(func.count()).select_from(Vote)) == 1
     engine.dispose()
+
+
+def test_any_text_after_import_gets_a_reply_and_leaves_the_database_consistent(seeded, settings, server):
+    """Whatever follows /import in the chat (ids that exist or not, junk, LaTeX, NUL): one answer,
+    no exception, no import left running, and every imported 👍 points at a stored paper."""
+    import dataclasses
+
+    from hypothesis import HealthCheck, given
+    from hypothesis import settings as hypothesis_settings
+    from hypothesis import strategies as st
+
+    from feedbot.chat.conversation import Chat, User
+
+    server.serve("/api/query", Canned(arxiv_feed([arxiv_entry("2301.00001", "Known Preprint")]),
+                                      "application/atom+xml"))
+    server.serve("/works", Canned(json.dumps({"results": [openalex_work("10.1000/abc", "By DOI", "a b")]}).encode()))
+    chat = Chat(seeded, dataclasses.replace(settings, arxiv_api_url=f"{server.base_url}/api/query",
+                                            openalex_api_url=server.base_url, zotero_api_url=server.base_url))
+    user = User(77, 77)
+    chat.command(user, "start")
+    words = st.sampled_from(["2301.00001", "arXiv:2301.00002v3", "10.1000/abc", "https://doi.org/10.1000/ABC",
+                             "undo", "zotero", "hello", "\x00", "{\\\"u}", "@misc{", "TY  - JOUR", "\n", " ", "é"])
+
+    @hypothesis_settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.one_of(st.text(max_size=80), st.lists(words, max_size=8).map(" ".join)))
+    def check(text):
+        replies = chat.command(user, "import", text)
+        assert replies and all(r.text.strip() for r in replies)
+        with Session(seeded) as session:
+            assert session.scalar(select(func.count()).select_from(Import).where(Import.status == "running")) == 0
+            orphans = session.scalar(select(func.count()).select_from(Vote).outerjoin(Paper, Paper.id == Vote.paper_id)
+                                     .where(Paper.id.is_(None)))
+            assert orphans == 0
+
+    check()
