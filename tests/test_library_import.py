@@ -378,3 +378,24 @@ def test_any_text_after_import_gets_a_reply_and_leaves_the_database_consistent(s
             assert orphans == 0
 
     check()
+
+
+def test_console_imports_a_file_by_its_path_with_progress(chat, tmp_path):
+    import io
+
+    from feedbot.chat.console import Console
+    from feedbot.chat.conversation import User
+
+    library = tmp_path / "mine.bib"
+    library.write_bytes(b"@misc{a, title={Alpha Paper}, abstract={About alpha.}}\n"
+                        b"@misc{b, title={Beta Paper}, abstract={About beta.}}")
+    out = io.StringIO()
+    console = Console(chat, User(1, 1), out)
+    for line in ("/start", f"/import {library}", "/liked", "/import undo", "/import undo"):
+        console.handle(line)
+    text = out.getvalue()
+    assert "(Reading your library… 2 / 2)" in text
+    assert "Imported mine.bib (BibTeX file): 2 read, 0 matched to known papers" in text and "2 added" in text
+    assert "From your library: 2" in text
+    assert "Took back the import of mine.bib: 2 papers left your library." in text
+    assert text.rstrip().endswith("There is no import to undo.")
