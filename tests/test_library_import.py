@@ -399,3 +399,21 @@ def test_console_imports_a_file_by_its_path_with_progress(chat, tmp_path):
     assert "From your library: 2" in text
     assert "Took back the import of mine.bib: 2 papers left your library." in text
     assert text.rstrip().endswith("There is no import to undo.")
+
+
+def test_an_import_whose_process_died_is_released_and_imported_likes_are_community_likes(engine, server):
+    import socket
+
+    from feedbot.ranking.recommend import community_likes
+
+    sid = subscribe(engine, 5)
+    with transaction(engine) as session:
+        session.add(Import(subscriber_id=sid, source="crashed.bib", status="running", entries=0, added=0,
+                           owner=f"{socket.gethostname()}:999999999", started_at=NOW))
+    report = run(engine, server, 5, b"@misc{a, title={Alpha Paper}, abstract={About alpha.}}")
+    assert report.ok and report.added == 1
+    with Session(engine) as session:
+        assert [(i.source, i.status) for i in session.scalars(select(Import).order_by(Import.id))] == [
+            ("crashed.bib", "failed"), ("lib.bib", "done")]
+        [paper_id] = session.scalars(select(Paper.id)).all()
+        assert community_likes(session) == [(sid, paper_id)]
