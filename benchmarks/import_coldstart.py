@@ -9,9 +9,12 @@ its own subscribers' votes, with the text model fitted on that database as the w
 - import: each user's training items written out as a BibTeX file (title "citeulike item N",
   abstract = its words, as benchmarks/feedback_sim.py does) and imported through the real import
   path (feedbot.library.jobs: parse, resolve, one transaction);
-- onboarding: five of the user's training items 👍 (the five ratings of onboarding, all liked:
-  the kindest case for that arm), stored the same way;
-- interests: the user's three most frequent tags typed as interests (benchmarks/onboarding.py).
+- onboarding: feedbot's onboarding as a newcomer meets it — the user's three most frequent tags
+  typed as interests (benchmarks/onboarding.py), then the five starter papers feedbot shows
+  (interest-led, among the day's papers) rated 👍 when the user saved them and 👎 otherwise;
+- interests: the three tags typed as interests, nothing rated;
+- five liked: five of the user's own training items 👍, imported the same way (no onboarding can
+  show a newcomer their own papers: an upper bound for five ratings, shown for comparison).
 
 Hit rate = held-out papers the user saved among their first digest's 5 picks / 5. Parameters are
 tuned on split seed 0 only; the report is the mean over split seeds 1, 2 and 3 with paired 95 %
@@ -30,7 +33,7 @@ import tempfile
 import time
 from collections import Counter
 from contextlib import suppress
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -46,14 +49,14 @@ from benchmarks.quality_citeulike import REPORT_SPLITS, bootstrap, paired_ratio 
 from feedbot.library import jobs  # noqa: E402
 from feedbot.library.parse import parse_bytes  # noqa: E402
 from feedbot.library.resolve import Apis  # noqa: E402
-from feedbot.ranking import recommend, textmodel  # noqa: E402
+from feedbot.ranking import rank, recommend, textmodel  # noqa: E402
 from feedbot.store import db, subscribers  # noqa: E402
 from feedbot.store.db import transaction  # noqa: E402
 
 DAY = date(2026, 1, 1)
 NOW = datetime(2026, 1, 1, 8, tzinfo=UTC)
 PICKS = 5
-ARMS = ("import", "onboarding", "interests")
+ARMS = ("import", "onboarding", "interests", "five liked")
 NOWHERE = "http://127.0.0.1:9"  # every entry has its abstract: no API is ever asked
 
 
@@ -113,18 +116,20 @@ def evaluate(data, tags, split_seed: int, user_seed: int, n_users: int) -> tuple
             telegram_id = 1000 + n
             with transaction(engine) as session:
                 subscriber, _ = subscribers.subscribe(session, telegram_id, telegram_id)
-                if arm == "interests":
+                if arm in ("onboarding", "interests"):
                     counts = Counter(t for i in data.libraries[u] if not held[i] for t in tags[i])
                     for tag, _ in counts.most_common(3):
                         with suppress(subscribers.UserError):  # a tag feedbot refuses is not kept
                             subscribers.add_interests(session, subscriber, tag.replace("-", " ").replace("_", " "))
             train = [int(i) for i in data.libraries[u] if not held[i]]
-            if arm == "onboarding":
+            if arm == "five liked":
                 train = sorted(np.random.default_rng([split_seed, int(u)]).choice(train, size=5, replace=False)
                                .tolist())
-            if arm != "interests":
+            if arm in ("import", "five liked"):
                 imported += len(train)
                 import_library(engine, telegram_id, bibtex(train, data.texts), f"user{u}.bib")
+        if arm == "onboarding":
+            rate_starters(engine, users, data)
         arm_seconds = time.perf_counter() - arm_started
         with Session(engine) as session:
             model = textmodel.fit(session)
@@ -143,6 +148,27 @@ def evaluate(data, tags, split_seed: int, user_seed: int, n_users: int) -> tuple
     print(f"split {split_seed}: {len(users)} users, {len(test_items):,} new papers; a 1,000-entry BibTeX "
           f"imported in {seconds:.2f} s", flush=True)
     return hits, seconds
+
+
+def rate_starters(engine, users, data) -> None:
+    """Each newcomer is shown feedbot's five starter papers and rates them: 👍 saved, 👎 not."""
+    with Session(engine) as session, session.begin():
+        model = textmodel.fit(session)
+        pool = recommend.candidates(session, DAY, 1)
+        # What recommend.starters does for one newcomer, with the day's topic order computed once.
+        vectors = model.vectors_for(session, [p.id for p in pool])
+        order = rank.starter_order(vectors, PICKS)
+        for n, u in enumerate(users):
+            subscriber = subscribers.get(session, 1000 + n)
+            typed = subscribers.interests(session, subscriber)
+            chosen = rank.interest_starters(vectors, model.transform(typed) if typed else None, order, PICKS)
+            shown = [pool[i] for i in chosen]
+            subscribers.record_shown(session, subscriber, [(p.id, 0.0, "starter") for p in shown], "starter",
+                                     now=NOW - timedelta(hours=1))
+            saved = set(data.libraries[u].tolist())
+            for paper in shown:
+                liked = int(paper.title.rsplit(" ", 1)[1]) in saved
+                subscribers.vote(session, subscriber, paper.id, 1 if liked else -1, now=NOW - timedelta(hours=1))
 
 
 def _settings():
@@ -171,7 +197,7 @@ def main() -> None:
         values = np.concatenate(per_arm[arm])
         low, high = bootstrap(values)
         print(f"{arm:<12}{values.mean():.4f} [{low:.4f}, {high:.4f}]")
-    for other in ("onboarding", "interests"):
+    for other in ARMS[1:]:
         ratio, low, high = paired_ratio(per_arm["import"], per_arm[other])
         difference = np.concatenate(per_arm["import"]) - np.concatenate(per_arm[other])
         d_low, d_high = bootstrap(difference)
@@ -182,7 +208,7 @@ def main() -> None:
           f"({', '.join(f'{s:.2f}' for s in seconds)}); ran in {time.perf_counter() - started:.0f} s")
     means = {arm: float(np.mean([h.mean() for h in per_arm[arm]])) for arm in ARMS}
     print(result_line("import", day1_import=round(means["import"], 4), day1_onboarding=round(means["onboarding"], 4),
-                      day1_interests=round(means["interests"], 4),
+                      day1_interests=round(means["interests"], 4), day1_five_liked=round(means["five liked"], 4),
                       ratio=round(means["import"] / max(means["onboarding"], 1e-9), 2),
                       import_seconds_per_1000=round(per_1000, 2), splits="+".join(map(str, splits))))
 
