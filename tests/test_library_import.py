@@ -278,7 +278,8 @@ def zotero_item(key: str, title: str, **data) -> dict:
 
 
 def test_zotero_library_read_page_by_page_with_backoff_and_the_key_in_a_header_only(server):
-    server.serve("/keys/current", Canned(json.dumps({"userID": 7, "access": {"user": {"library": True}}}).encode()))
+    server.serve("/keys/current", Canned(b"slow down", "text/plain", 429, {"Retry-After": "7"}),
+                 Canned(json.dumps({"userID": 7, "access": {"user": {"library": True}}}).encode()))
     server.paged["/users/7/items/top"] = {
         "0": Canned(json.dumps([zotero_item("A", "First"), {"key": "N", "data": {"itemType": "note"}}]).encode(),
                     headers={"Total-Results": "3", "Backoff": "5"}),
@@ -290,10 +291,10 @@ def test_zotero_library_read_page_by_page_with_backoff_and_the_key_in_a_header_o
     entries, skipped = zotero_library(client, server.base_url, "7", "SECRET-KEY")
     assert [e.title for e in entries] == ["First", "Second"] and not skipped
     assert entries[1].arxiv_id == "2301.00001" and entries[0].added == datetime(2022, 2, 2, 2, 2, 2, tzinfo=UTC)
-    assert 5.0 in sleeps  # Backoff honoured before the next page
+    assert sleeps[:1] == [7.0] and 5.0 in sleeps  # Retry-After on a 429, Backoff before the next page
     assert all(r.headers.get("zotero-api-key") == "SECRET-KEY" for r in server.requests)
     assert all("SECRET" not in r.path + json.dumps(r.query) for r in server.requests)
-    assert [r.query.get("start") for r in server.requests[1:]] == ["0", "2"]
+    assert [r.query.get("start") for r in server.requests[2:]] == ["0", "2"]
     assert "zotero-api-key" not in {k.lower() for k in client.http.headers}  # used for that import only
 
 
