@@ -110,6 +110,10 @@ def test_bad_files_are_refused_and_store_nothing(library_bot, telegram, seeded):
     [huge] = telegram.wait_messages(ALICE, before + 1)[before:]
     assert "50.0 MB" in huge.text and "Nothing was stored" in huge.text
     assert not any(method == "getFile" for method, _ in telegram.calls)  # refused unread
+    before = len(telegram.messages_to(ALICE))
+    telegram.send_document(ALICE, "lies.bib", b"%" * (21 * 1024 * 1024), size=1000)  # its size understated
+    [lies] = telegram.wait_messages(ALICE, before + 1)[before:]
+    assert "Import of lies.bib failed: Telegram would not hand me the file" in lies.text
     for name, content, why in [("photo.bib", b"\x89PNG\r\n\x1a\n\x00\x00IHDR", "binary data"),
                                ("empty.ris", b"", "empty"),
                                ("notes.txt", b"Just some notes about my day.", "no BibTeX, RIS, CSL-JSON")]:

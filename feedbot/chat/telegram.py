@@ -82,14 +82,18 @@ class TelegramBot:
     async def on_document(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A file: a library to import (BibTeX, RIS, CSL-JSON), refused unread when too big."""
         document = update.effective_message.document
+        name = document.file_name or "your file"
         problem = too_big(document.file_size or 0)
+        if not problem:
+            try:
+                content = bytes(await (await document.get_file()).download_as_bytearray())
+            except TelegramError as exc:
+                problem = f"Telegram would not hand me the file ({exc})"
         if problem:
-            await self.reply(update, [Reply(escape(f"Import of {document.file_name or 'your file'} failed: {problem}. "
-                                                   "Nothing was stored."))])
+            await self.reply(update, [Reply(escape(f"Import of {name} failed: {problem}. Nothing was stored."))])
             return
-        content = bytes(await (await document.get_file()).download_as_bytearray())
-        replies = await asyncio.to_thread(imports.document, self.chat, self.user_of(update),
-                                          document.file_name or "your file", content, self.progress(update))
+        replies = await asyncio.to_thread(imports.document, self.chat, self.user_of(update), name, content,
+                                          self.progress(update))
         await self.reply(update, replies)
 
     def progress(self, update: Update) -> imports.Show:
