@@ -328,6 +328,24 @@ def cmd_papers(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    """Import a subscriber's library (BibTeX, RIS, CSL-JSON or ids; or Zotero with ZOTERO_API_KEY) as their 👍."""
+    from feedbot.library import jobs
+
+    engine, key = _engine(settings), os.environ.get("ZOTERO_API_KEY", "").strip()
+    if args.zotero and not key:
+        raise CommandError("--zotero needs the library's key in ZOTERO_API_KEY")
+    if bool(args.zotero) == bool(args.files):
+        raise CommandError("name library FILEs or --zotero ZOTERO_USER_ID (one of them)")
+    try:
+        reports = [jobs.import_zotero(engine, settings, args.user, args.zotero, key)] if args.zotero else \
+            [jobs.import_path(engine, settings, args.user, path) for path in args.files]
+    except jobs.LibraryError as exc:  # no such subscriber, or an import of theirs is running
+        raise CommandError(str(exc)) from None
+    print("\n".join(line for report in reports for line in report.lines()))
+    return 1 if any(not report.ok for report in reports) else 0
+
+
 def _date(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -426,6 +444,11 @@ def build_parser() -> argparse.ArgumentParser:
     rank.add_argument("--user", type=_user_id, required=True, metavar="ID", help="the subscriber's Telegram user id")
     rank.add_argument("--date", type=_date, help="rank as on this date (default: today)")
     rank.add_argument("--limit", type=_positive, help="number of picks (default: the subscriber's digest size)")
+
+    library = add("import", cmd_import)
+    library.add_argument("files", nargs="*", type=Path, metavar="FILE", help=".bib, .ris, CSL-JSON or a list of ids")
+    library.add_argument("--user", type=_user_id, required=True, metavar="ID", help="the subscriber's Telegram user id")
+    library.add_argument("--zotero", metavar="ZOTERO_USER_ID", help="read this Zotero user library instead")
 
     papers = add("papers", cmd_papers)
     papers.add_argument("--date", type=_date, help="papers listed on this date (YYYY-MM-DD)")

@@ -33,6 +33,8 @@ class Settings:
     paper_link: str = "https://arxiv.org/search/?query={query}&searchtype=title"
     hf_api_url: str = "https://huggingface.co"
     arxiv_api_url: str = "https://export.arxiv.org/api/query"
+    openalex_api_url: str = "https://api.openalex.org"  # library import: abstracts by DOI
+    zotero_api_url: str = "https://api.zotero.org"  # library import: `/import zotero`
     sources: tuple[str, ...] = ()  # e.g. ("hf", "arxiv:cs.LG+cs.CL"); empty: the inbox only
     # Operating the worker (see `_operate_settings`): pacing, metrics, webhook mode.
     send_rate: float = 25.0  # digest messages a second
@@ -207,6 +209,8 @@ def _source_settings(env: Mapping[str, str]) -> dict:
         "paper_link": template,
         "hf_api_url": _http_url(env, "FEEDBOT_HF_API_URL", Settings.hf_api_url),
         "arxiv_api_url": _http_url(env, "FEEDBOT_ARXIV_API_URL", Settings.arxiv_api_url),
+        "openalex_api_url": _http_url(env, "FEEDBOT_OPENALEX_API_URL", Settings.openalex_api_url),
+        "zotero_api_url": _http_url(env, "FEEDBOT_ZOTERO_API_URL", Settings.zotero_api_url),
         "sources": tuple(s.text for s in sources),
     }
 
@@ -271,8 +275,12 @@ def _host(env: Mapping[str, str], name: str) -> str:
     return raw
 
 
+_ZOTERO_KEY = re.compile(r"(/import(?:@\w+)?\s+zotero\s+\S+\s+)[^\s'\"]+", re.IGNORECASE)
+
+
 class _RedactToken(logging.Filter):
-    """Replace the bot token in log records: httpx logs request URLs, and they contain it."""
+    """Replace the bot token in log records (httpx logs request URLs, and they contain it), and a
+    Zotero key in a logged `/import zotero` message."""
 
     def __init__(self, token: str) -> None:
         super().__init__()
@@ -280,8 +288,8 @@ class _RedactToken(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if self.token in message:
-            record.msg = message.replace(self.token, "<token>")
+        if self.token in message or _ZOTERO_KEY.search(message):  # raw updates are logged at DEBUG
+            record.msg = _ZOTERO_KEY.sub(r"\1<key>", message.replace(self.token, "<token>"))
             record.args = None
         if record.exc_info:  # tracebacks quote URLs too
             text = logging.Formatter().formatException(record.exc_info)

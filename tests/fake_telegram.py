@@ -22,7 +22,7 @@ from email.policy import HTTP
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 ALLOWED_TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "a", "code", "pre",
                 "tg-spoiler", "span", "blockquote", "tg-emoji"}
@@ -155,6 +155,8 @@ class FakeTelegram:
         self.answers: list[dict] = []
         self.commands: list[dict] = []
         self.calls: list[tuple[str, dict]] = []
+        self.files: dict[str, bytes] = {}  # file_id -> content of documents users sent
+        self.deleted: list[tuple[int, int]] = []  # (chat_id, message_id) the bot deleted
         self.faults: dict[int, list[Fault]] = defaultdict(list)
         self.held = 0  # answers being held back by "slow" faults right now
         self.webhook: dict | None = None  # the setWebhook parameters in force
@@ -231,6 +233,18 @@ class FakeTelegram:
         message["edit_date"] = int(time.time())
         return self._queue({"edited_message": message})
 
+    def send_document(self, user_id: int, name: str, content: bytes, size: int | None = None) -> int:
+        """The user sends a file; the bot fetches it with getFile and a download (`size` may claim
+        more than the content, as for a file too big to fetch)."""
+        file_id = f"doc{next(self.message_ids)}"
+        with self.lock:
+            self.files[file_id] = content
+        message = {"message_id": next(self.message_ids), "date": int(time.time()), "from": self.user(user_id),
+                   "chat": {"id": user_id, "type": "private"},
+                   "document": {"file_id": file_id, "file_unique_id": f"u{file_id}", "file_name": name,
+                                "file_size": len(content) if size is None else size}}
+        return self._queue({"message": message})
+
     def press(self, user_id: int, message: SentMessage, data: str) -> str:
         """The user taps a button (any callback data: forged data is a test case too)."""
         query_id = f"q{next(self.update_ids)}"
@@ -303,6 +317,8 @@ class FakeTelegram:
     def _handle(self, request: BaseHTTPRequestHandler) -> None:
         path = urlsplit(request.path).path
         prefix = f"/bot{self.token}/"
+        if unquote(path).startswith(f"/file/bot{self.token}/"):  # a file download, as Telegram's file server
+            return self._download(request, path.rsplit("/", 1)[-1])
         if not path.startswith(prefix):
             return self._reply(request, 404, {"ok": False, "error_code": 404, "description": "Not Found"})
         method = path[len(prefix):]
@@ -344,6 +360,16 @@ class FakeTelegram:
             with self.lock:
                 self.held -= 1
         self._reply(request, 200, {"ok": True, "result": result})
+
+    def _download(self, request: BaseHTTPRequestHandler, file_id: str) -> None:
+        content = self.files.get(file_id)
+        status = 200 if content is not None else 404
+        body = content if content is not None else b"Not Found"
+        request.send_response(status)
+        request.send_header("Content-Type", "application/octet-stream")
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        request.wfile.write(body)
 
     def _take_fault(self, chat_id: int, method: str) -> Fault | None:
         with self.lock:
@@ -494,6 +520,23 @@ class FakeTelegram:
 
     def api_editMessageReplyMarkup(self, params):  # noqa: N802
         return self._edit(params, None)
+
+    def api_getFile(self, params):  # noqa: N802
+        file_id = params.get("file_id", "")
+        with self.lock:
+            content = self.files.get(file_id)
+        if content is None:
+            raise ApiError(400, "Bad Request: invalid file_id")
+        if len(content) > 20 * 1024 * 1024:  # the Bot API's download limit
+            raise ApiError(400, "Bad Request: file is too big")
+        return {"file_id": file_id, "file_unique_id": f"u{file_id}", "file_size": len(content),
+                "file_path": f"documents/{file_id}"}
+
+    def api_deleteMessage(self, params):  # noqa: N802
+        with self.lock:
+            self.deleted.append((int(params["chat_id"]), int(params["message_id"])))
+            self.lock.notify_all()
+        return True
 
     def api_answerCallbackQuery(self, params):  # noqa: N802
         if len(params.get("text", "") or "") > 200:

@@ -55,19 +55,23 @@ def entry(paper: Paper) -> model.Entry:
     names = split_authors(paper.authors)
     if names:
         fields["author"] = " and ".join(_author(n) for n in names)
-    fields["year"] = str(paper.first_listed.year)
+    if paper.first_listed is not None:  # None: known only from an imported library
+        fields["year"] = str(paper.first_listed.year)
     if paper.arxiv_id:
         fields["eprint"] = latex_escape(paper.arxiv_id)
         fields["archivePrefix"] = "arXiv"
     url = abs_url(paper.arxiv_id) if paper.arxiv_id else paper.url
     if url:
         fields["url"] = latex_escape(url) if "{" in url or "}" in url else url
-    fields["note"] = f"Listed on {paper.first_listed.isoformat()}"
+    if paper.doi:
+        fields["doi"] = latex_escape(paper.doi)
+    if paper.first_listed is not None:
+        fields["note"] = f"Listed on {paper.first_listed.isoformat()}"
     fields["abstract"] = latex_escape(paper.abstract)
     return model.Entry("misc", cite_key(paper), [model.Field(k, v) for k, v in fields.items()])
 
 
 def export(papers: list[Paper]) -> str:
-    """The papers as @misc entries with title, author, year, eprint, archivePrefix, url, note, abstract."""
+    """The papers as @misc entries with title, author, year, eprint, archivePrefix, url, doi, note, abstract."""
     library = bibtexparser.Library([entry(p) for p in papers])
     return bibtexparser.write_string(library)

@@ -35,7 +35,7 @@ def with_args(args: str) -> bool:
 class Command:
     name: str
     help: str  # the line in /help and the menu; "" keeps the command out of both
-    handler: Handler | None  # (turn, stripped args), in one transaction; None: /digest (Chat.digest)
+    handler: Handler | None  # (turn, stripped args), in one transaction; None: /digest and /import (jobs)
     writes: Callable[[str], bool] = always  # False: a read-only transaction, which never waits for writers
     anyone: bool = False  # answers before /start too
 
@@ -60,6 +60,7 @@ COMMANDS: list[Command] = [
     Command("liked", "papers you liked", library.liked, never),
     Command("search", "find papers, e.g. /search diffusion", library.search, never),
     Command("export", "your liked papers as BibTeX", library.export, never),
+    Command("import", "your library (.bib, .ris, ids, Zotero) as your profile", None),  # a job: Chat.command
     Command("mute", "never show papers with a word", interests.mute, with_args),
     Command("unmute", "show them again", interests.unmute, with_args),
     Command("pause", "pause digests, e.g. /pause 14", settings.pause),

@@ -66,6 +66,11 @@ class Console:
 
             shown_in_console(self.chat.engine, replies[0].delivery, len(replies), self.chat.clock())
 
+    def progress(self, text: str) -> None:
+        """A long job's progress (/import), one line each."""
+        self.out.write(f"({text})\n")
+        self.out.flush()
+
     def show_keyboard(self, tag: str, part: int) -> None:
         """Print one message's buttons, numbered on from the earlier messages of the same answer,
         and make that answer's buttons the newest (an edited keyboard keeps its tag and numbers)."""
@@ -132,7 +137,7 @@ class Console:
             if not typed.for_bot(NAME):
                 self.out.write(f"(that command is for @{typed.bot}, not for me)\n\n")
                 return True
-            self.show(self.chat.command(self.user, typed.name, typed.args))
+            self.show(self.chat.command(self.user, typed.name, typed.args, show=self.progress, paths=True))
         else:
             self.show(self.chat.text(self.user, line))
         return True

@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from feedbot.chat import commands, onboarding
+from feedbot.chat import commands, imports, onboarding
 from feedbot.chat.library import history_press
 from feedbot.chat.settings import delete_press, settings_press
 from feedbot.chat.votes import vote_press
@@ -71,12 +71,16 @@ class Chat:
         """A write transaction, or a read-only one that never waits for writers."""
         return transaction(self.engine) if write else read_only(self.engine)
 
-    def command(self, user: User, name: str, args: str = "") -> list[Reply]:
-        """`/name args`, as the adapters parsed it (`commands.parse`)."""
+    def command(self, user: User, name: str, args: str = "", show: imports.Show | None = None,
+                paths: bool = False) -> list[Reply]:
+        """`/name args`, as the adapters parsed it (`commands.parse`). `show` prints a long job's
+        progress (/import); `paths` lets /import read a local file."""
         name, args = storable(name).casefold(), storable(args).strip()
         command = commands.find(name)
         if command is None:
             return [Reply(f"I don't know /{escape(name[:40])}. Send /help to see what I can do.")]
+        if command.name == "import":  # a job: its own transactions, the chat answers meanwhile
+            return imports.command(self, user, args.strip(), show, paths)
         if command.handler is None:  # /digest ranks before it writes: no write transaction around it
             return self.digest(user)
         user = replace(user, name=storable(user.name))  # /start stores it

@@ -107,20 +107,26 @@ def _listed(turn: Turn, number: int, paper: Paper, **shown) -> str:
                       **shown)
 
 
-def _liked_list(turn: Turn, papers: list[Paper], header: str, limit: int, more: str) -> list[Reply]:
-    """The first `limit` liked papers, one line each, then `more` saying how many ({n}) are left out."""
+def _liked_list(turn: Turn, papers: list[Paper], header: str, limit: int, more: str,
+                library: str = "") -> list[Reply]:
+    """The first `limit` liked papers, one line each, then `more` saying how many ({n}) are left out,
+    then `library` (the imported papers, counted apart)."""
     items = [(_listed(turn, n, p), []) for n, p in enumerate(papers[:limit], 1)]
     if len(papers) > limit:
         items.append((more.format(n=len(papers) - limit), []))
+    if library:
+        items.append((library, []))
     return split_items(header, items, separator="\n")
 
 
 def liked(turn: Turn, args: str) -> list[Reply]:
-    papers = subscribers.liked_papers(turn.session, turn.subscriber)
-    if not papers:
+    papers = subscribers.liked_papers(turn.session, turn.subscriber, origin="tap")
+    imported = subscribers.imported_count(turn.session, turn.subscriber)
+    if not papers and not imported:
         return [Reply("You haven't liked any papers yet. Tap 👍 in a digest, or find papers with /search.")]
+    library = f"From your library: {imported:,} (imported; /export gives them all)" if imported else ""
     return _liked_list(turn, papers, f"<b>Papers you liked</b> ({len(papers)})", 30,
-                       "…and {n} more: /export gives them all.")
+                       "…and {n} more: /export gives them all.", library)
 
 
 def search(turn: Turn, args: str) -> list[Reply]:
@@ -142,7 +148,10 @@ def export(turn: Turn, args: str) -> list[Reply]:
     papers = subscribers.liked_papers(turn.session, turn.subscriber)
     if not papers:
         return [Reply("You haven't liked any papers yet, so there is nothing to export.")]
-    replies = _liked_list(turn, papers, f"<b>Your {len(papers)} liked papers</b> (BibTeX attached)", 50,
-                          "…and {n} more in the file.")
+    tapped = subscribers.liked_papers(turn.session, turn.subscriber, origin="tap")
+    imported = len(papers) - len(tapped)
+    library = f"From your library: {imported:,} (in the file)" if imported else ""
+    replies = _liked_list(turn, tapped, f"<b>Your {len(tapped)} liked papers</b> (BibTeX attached)", 50,
+                          "…and {n} more in the file.", library)
     replies[-1].document = ("feedbot-liked.bib", bibtex.export(papers).encode())
     return replies

@@ -32,7 +32,9 @@ def start(turn: Turn, args: str) -> list[Reply]:
             "<b>Welcome to feedbot!</b> Every morning I send you the few new research papers you are "
             "most likely to want, and I learn from every 👍/👎 you tap.\n\n"
             "What are you interested in? Send a few topics separated by commas, e.g. "
-            "<i>diffusion models, robot learning, protein folding</i> — or /skip."
+            "<i>diffusion models, robot learning, protein folding</i> — or /skip.\n\n"
+            "…or send me your library as a .bib or .ris file (or /import arXiv ids and DOIs): "
+            "your papers become your profile at once."
         )]
     if subscriber.awaiting == "interests":
         return [Reply("Welcome back! What are you interested in? Send topics separated by commas, or /skip.")]

@@ -30,12 +30,13 @@ from telegram.ext import (
     filters,
 )
 
-from feedbot.chat import commands
+from feedbot.chat import commands, imports
 from feedbot.chat.conversation import BUTTON_DATA, Chat, User
 from feedbot.config import Settings
 from feedbot.delivery import deliveries, telegram_send
-from feedbot.delivery.messages import Answer, Button, Reply
+from feedbot.delivery.messages import Answer, Button, Reply, escape
 from feedbot.delivery.telegram_send import Blocked, keyboard_markup, send_replies
+from feedbot.library.parse import too_big
 from feedbot.store.db import transaction
 from feedbot.store.subscribers import get as get_subscriber
 
@@ -73,8 +74,54 @@ class TelegramBot:
         typed = commands.parse(update.effective_message.text or "")
         if not typed.for_bot(context.bot.username):
             return
-        replies = await asyncio.to_thread(self.chat.command, self.user_of(update), typed.name, typed.args)
+        show = None
+        if typed.name.casefold() == "import":
+            show = self.progress(update)
+            if imports.holds_secret(typed.args):  # a Zotero key: gone from the chat before it is used
+                await self.delete(update.effective_message)
+        replies = await asyncio.to_thread(self.chat.command, self.user_of(update), typed.name, typed.args, show)
         await self.reply(update, replies)
+
+    async def on_document(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A file: a library to import (BibTeX, RIS, CSL-JSON), refused unread when too big."""
+        document = update.effective_message.document
+        name = document.file_name or "your file"
+        problem = too_big(document.file_size or 0)
+        if not problem:
+            try:
+                content = bytes(await (await document.get_file()).download_as_bytearray())
+            except TelegramError as exc:
+                problem = f"Telegram would not hand me the file ({exc})"
+        if problem:
+            await self.reply(update, [Reply(escape(f"Import of {name} failed: {problem}. Nothing was stored."))])
+            return
+        replies = await asyncio.to_thread(imports.document, self.chat, self.user_of(update), name, content,
+                                          self.progress(update))
+        await self.reply(update, replies)
+
+    def progress(self, update: Update) -> imports.Show:
+        """Progress from the import's thread: one message, sent once, then edited in place."""
+        loop, bot, chat_id = asyncio.get_running_loop(), update.get_bot(), self.user_of(update).chat_id
+        sent: list[int] = []
+
+        async def show(text: str) -> None:
+            try:
+                if sent:
+                    await bot.edit_message_text(text, chat_id, sent[0])
+                else:
+                    sent.append((await bot.send_message(chat_id, text)).message_id)
+            except TelegramError as exc:  # progress is a courtesy: the import goes on
+                if not is_not_modified(exc):
+                    log.info("could not show import progress to chat %s: %s", chat_id, exc)
+
+        return lambda text: asyncio.run_coroutine_threadsafe(show(text), loop).result(60)
+
+    @staticmethod
+    async def delete(message: Message) -> None:
+        try:
+            await message.delete()
+        except TelegramError as exc:
+            log.warning("could not delete a message holding a Zotero key (chat %s): %s", message.chat_id, exc)
 
     async def on_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Plain text: the answer to an onboarding question, or a pointer to /help."""
@@ -185,6 +232,7 @@ def build_application(settings: Settings, chat: Chat, timeout: float = 15.0, max
     application.add_handler(MessageHandler(new & filters.TEXT & ~filters.COMMAND, handlers.on_text))
     application.add_handler(CallbackQueryHandler(handlers.on_button, pattern=BUTTON_DATA))
     application.add_handler(CallbackQueryHandler(handlers.on_forged_button))
+    application.add_handler(MessageHandler(new & filters.Document.ALL, handlers.on_document))
     application.add_handler(MessageHandler(new, handlers.on_other))
     application.add_error_handler(handlers.on_error)
     return application

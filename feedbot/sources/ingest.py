@@ -73,19 +73,23 @@ def dump_files(paths: Iterable[Path]) -> Iterator[Path]:
             yield path
 
 
-_META = ("arxiv_id", "url", "authors", "code_url")
+_META = ("arxiv_id", "url", "authors", "code_url", "doi")
 
 
-def _group(records: list[PaperRecord]) -> list[tuple[int, PaperRecord]]:
-    """One (first position, record) per paper in the batch: same arXiv id, or else same title key.
+def group_records(records: list[PaperRecord]) -> list[tuple[int, PaperRecord]]:
+    """One (first position, record) per paper in the batch: same arXiv id, else same DOI, else
+    same title key.
 
     Later sightings fill fields the first one lacked, so a batch never lists one paper twice.
     """
     groups: list[list] = []
     by_id: dict[str, int] = {}
+    by_doi: dict[str, int] = {}
     by_key: dict[str, int] = {}
     for position, record in enumerate(records):
         index = by_id.get(record.arxiv_id) if record.arxiv_id else None
+        if index is None and record.doi:
+            index = by_doi.get(record.doi)
         if index is None:
             index = by_key.get(record.key)  # the same title is the same paper, whatever ids say
         if index is None:
@@ -101,6 +105,8 @@ def _group(records: list[PaperRecord]) -> list[tuple[int, PaperRecord]]:
         by_key.setdefault(merged.key, index)
         if merged.arxiv_id:
             by_id.setdefault(merged.arxiv_id, index)
+        if merged.doi:
+            by_doi.setdefault(merged.doi, index)
     return [(position, record) for position, record in groups]
 
 
@@ -108,10 +114,10 @@ def store_records(engine: Engine, name: str, sha256: str, records: list[PaperRec
     """Land one batch (a dump, or one fetch from a source) in one transaction, or nothing of it.
 
     A paper already stored is matched on its arXiv id first, then on its normalised title; a match
-    gains the id, URL, authors and code URL it lacked, and gets a new sighting, not a new row.
+    gains the id, URL, authors, code URL and DOI it lacked, and gets a new sighting, not a new row.
     """
     report = IngestReport(name, "ingested", entries=len(records))
-    grouped = sorted(_group(records), key=lambda g: g[1].key)  # a fixed order: no deadlocks between ingests
+    grouped = sorted(group_records(records), key=lambda g: g[1].key)  # a fixed order: no deadlocks between ingests
     now = utcnow()
     try:
         with transaction(engine) as session:
@@ -127,14 +133,16 @@ def store_records(engine: Engine, name: str, sha256: str, records: list[PaperRec
             session.add(dump)
             session.flush()
             connection = session.connection()
-            ids, report.new = _upsert(session, [r for _, r in grouped], now)
+            ids, report.new = upsert_papers(session, [r for _, r in grouped], now)
             report.known = len(grouped) - report.new
 
             earlier = [
                 {"pid": ids[n][0], "day": record.listed_on}
-                for n, (_, record) in enumerate(grouped) if record.listed_on < ids[n][1]
+                for n, (_, record) in enumerate(grouped) if ids[n][1] is None or record.listed_on < ids[n][1]
             ]
-            if earlier:  # a dump ingested out of order can move a paper's first listing back
+            # A dump ingested out of order can move a paper's first listing back; a paper known
+            # only from an imported library is listed for the first time.
+            if earlier:
                 connection.execute(
                     update(Paper.__table__).where(Paper.id == bindparam("pid")).values(
                         first_listed=bindparam("day")
@@ -160,45 +168,48 @@ def store_records(engine: Engine, name: str, sha256: str, records: list[PaperRec
     return report
 
 
-def _upsert(session: Session, records: list[PaperRecord], now: datetime) -> tuple[list[tuple[int, date]], int]:
-    """(paper id, first listed) for each record, inserting the new ones; and how many were new."""
+def upsert_papers(session: Session, records: list[PaperRecord],
+                  now: datetime) -> tuple[list[tuple[int, date | None]], int]:
+    """(paper id, first listed) for each record, inserting the new ones; and how many were new.
+
+    A record matches a stored paper by arXiv id, then DOI, then normalised title; the match gains
+    the fields it lacked (and the abstract, when it had none)."""
     connection, insert = session.connection(), insert_for(session)
     columns = (Paper.id, Paper.key, Paper.first_listed, Paper.arxiv_id, Paper.url, Paper.authors,
-               Paper.code_url, Paper.title, Paper.abstract)
+               Paper.code_url, Paper.doi, Paper.title, Paper.abstract)
 
-    def lookup(by_id: set[str], by_key: set[str]) -> tuple[dict[str, tuple], dict[str, tuple]]:
-        found_id: dict[str, tuple] = {}
-        found_key: dict[str, tuple] = {}
-        for chunk in chunks(sorted(by_id), CHUNK):
-            found_id.update({row.arxiv_id: row for row in connection.execute(
-                select(*columns).where(Paper.arxiv_id.in_(chunk)))})
-        for chunk in chunks(sorted(by_key), CHUNK):
-            found_key.update({row.key: row for row in connection.execute(
-                select(*columns).where(Paper.key.in_(chunk)))})
-        return found_id, found_key
+    def lookup(column, values: set[str]) -> dict[str, tuple]:
+        found: dict[str, tuple] = {}
+        for chunk in chunks(sorted(values), CHUNK):
+            found.update({getattr(row, column.key): row for row in connection.execute(
+                select(*columns).where(column.in_(chunk)))})
+        return found
 
     wanted_ids = {r.arxiv_id for r in records if r.arxiv_id}
-    found_id, _ = lookup(wanted_ids, set())
-    fresh = [r for r in records if not (r.arxiv_id and r.arxiv_id in found_id)]
+    wanted_dois = {r.doi for r in records if r.doi}
+    found_id, found_doi = lookup(Paper.arxiv_id, wanted_ids), lookup(Paper.doi, wanted_dois)
+    fresh = [r for r in records if not (r.arxiv_id and r.arxiv_id in found_id) and not (r.doi and r.doi in found_doi)]
     new = 0
     inserted: set[str] = set()
     for chunk in chunks(fresh, CHUNK):
         rows = [
             {"key": r.key, "title": r.title, "abstract": r.abstract, "first_listed": r.listed_on,
              "created_at": now, "arxiv_id": r.arxiv_id, "url": r.url, "authors": r.authors,
-             "code_url": r.code_url, "search_text": search_text(r.title, r.abstract, r.authors)}
+             "code_url": r.code_url, "doi": r.doi, "search_text": search_text(r.title, r.abstract, r.authors)}
             for r in chunk
         ]
-        # No conflict target: a clash on the title key or on the arXiv id both mean "already stored".
+        # No conflict target: a clash on the title key, the arXiv id or the DOI all mean "already stored".
         statement = insert(Paper).on_conflict_do_nothing()
         inserted.update(key for (key,) in connection.execute(statement.returning(Paper.key), rows).all())
         new = len(inserted)
-    found_id, found_key = lookup(wanted_ids, {r.key for r in records})
+    found_id, found_doi = lookup(Paper.arxiv_id, wanted_ids), lookup(Paper.doi, wanted_dois)
+    found_key = lookup(Paper.key, {r.key for r in records})
 
-    out: list[tuple[int, date]] = []
+    out: list[tuple[int, date | None]] = []
     fills = []
     for record in records:
         row = found_id.get(record.arxiv_id) if record.arxiv_id else None
+        row = row or (found_doi.get(record.doi) if record.doi else None)
         row = row or found_key.get(record.key)
         if row is None:
             raise RuntimeError(f"paper {record.key!r} was neither inserted nor found")
@@ -209,17 +220,23 @@ def _upsert(session: Session, records: list[PaperRecord], now: datetime) -> tupl
         if fill.get("arxiv_id") and fill["arxiv_id"] in found_id:
             fill.pop("arxiv_id")  # that id already belongs to another row: keep each id on one paper
             fill.pop("url", None)
-        if fill:
+        if fill.get("doi") and fill["doi"] in found_doi:
+            fill.pop("doi")
+        abstract = record.abstract if not row.abstract and record.abstract else None
+        if fill or abstract:
             merged = {f: fill.get(f, getattr(row, f)) for f in _META}
-            fills.append({"pid": row.id, **{f"n_{f}": v for f, v in merged.items()},
-                          "n_search": search_text(row.title, row.abstract, merged["authors"])})
+            fills.append({"pid": row.id, **{f"n_{f}": v for f, v in merged.items()}, "n_abstract": abstract or "",
+                          "n_search": search_text(row.title, abstract or row.abstract, merged["authors"])})
     if fills:
         # Only empty fields are filled, judged by the row as it is when updated (not as read above):
         # a batch landing at the same time may have filled some, and what it wrote is kept.
         table = Paper.__table__
+        empty = table.c.abstract == ""
         connection.execute(
             update(table).where(table.c.id == bindparam("pid")).values(
-                search_text=case((table.c.authors.is_(None), bindparam("n_search")), else_=table.c.search_text),
+                search_text=case((table.c.authors.is_(None) | empty, bindparam("n_search")),
+                                 else_=table.c.search_text),
+                abstract=case((empty, bindparam("n_abstract")), else_=table.c.abstract),
                 **{f: func.coalesce(table.c[f], bindparam(f"n_{f}")) for f in _META}),
             fills,
         )

@@ -17,17 +17,19 @@ _NON_WORD = re.compile(r"[\W_]+")
 
 @dataclass(frozen=True)
 class PaperRecord:
-    """One paper as a dump or a source lists it; the optional fields say where it lives."""
+    """One paper as a dump or a source lists it, or an imported library holds it (never listed:
+    `listed_on` None); the optional fields say where it lives."""
 
     key: str
     title: str
     abstract: str
-    listed_on: date
+    listed_on: date | None
     arxiv_id: str | None = None
     url: str | None = None
     authors: str | None = None
     code_url: str | None = None
     line: int = 0  # the title's line in a dump (where a refusal points); 0 for a fetched paper
+    doi: str | None = None  # lower-case, without https://doi.org/
 
 
 def dedupe_key(title: str) -> str:

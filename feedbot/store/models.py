@@ -48,10 +48,12 @@ class Paper(Base):
     key: Mapped[str] = mapped_column(String(512), unique=True)
     title: Mapped[str] = mapped_column(Text)
     abstract: Mapped[str] = mapped_column(Text)
-    first_listed: Mapped[date] = mapped_column(Date, index=True)
+    # None: known only from a subscriber's imported library, never listed, so never a pick.
+    first_listed: Mapped[date | None] = mapped_column(Date, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Where the paper lives, when its text or its source says: one row per arXiv id.
     arxiv_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    doi: Mapped[str | None] = mapped_column(String(255), unique=True)  # lower-case, without https://doi.org/
     url: Mapped[str | None] = mapped_column(Text)
     authors: Mapped[str | None] = mapped_column(Text)  # one name per line, in order
     code_url: Mapped[str | None] = mapped_column(Text)
@@ -133,6 +135,26 @@ class Mute(Base):
     word: Mapped[str] = mapped_column(String(100), primary_key=True)
 
 
+class Import(Base):
+    """One import of a subscriber's library (a file, pasted ids, a Zotero library): its 👍 carry its id,
+    so `/import undo` takes back exactly what it added. At most one `running` per subscriber."""
+
+    __tablename__ = "imports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"), index=True)
+    source: Mapped[str] = mapped_column(String(255))  # the file name, "zotero" or "pasted ids"
+    status: Mapped[str] = mapped_column(String(16))  # running | done | failed | undone
+    owner: Mapped[str | None] = mapped_column(String(128))  # host:pid running it
+    entries: Mapped[int] = mapped_column(Integer, default=0)
+    added: Mapped[int] = mapped_column(Integer, default=0)  # 👍 it stored
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+    __table_args__ = (CheckConstraint("status IN ('running', 'done', 'failed', 'undone')", name="status"),)
+
+
 class Vote(Base):
     __tablename__ = "votes"
 
@@ -144,8 +166,14 @@ class Vote(Base):
     )
     value: Mapped[int] = mapped_column(SmallInteger)  # +1 or -1
     voted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A tap on a button, or a paper of the subscriber's imported library (a 👍 like any other).
+    origin: Mapped[str] = mapped_column(String(16), default="tap", server_default="tap")
+    import_id: Mapped[int | None] = mapped_column(ForeignKey("imports.id", ondelete="CASCADE"), index=True)
 
-    __table_args__ = (CheckConstraint("value IN (-1, 1)", name="value"),)
+    __table_args__ = (
+        CheckConstraint("value IN (-1, 1)", name="value"),
+        CheckConstraint("origin IN ('tap', 'import')", name="origin"),
+    )
 
 
 class Delivery(Base):

@@ -65,9 +65,10 @@ def matches(words: str, text: str) -> bool:
 
 
 def search_papers(session: Session, words: str, limit: int = 10) -> list[Paper]:
-    """Papers whose title, abstract or authors contain every word (case and accents ignored), newest first."""
+    """Listed papers whose title, abstract or authors contain every word (case and accents ignored),
+    newest first. Papers known only from imported libraries are not listed, so never found."""
     terms = fold(words).split()[:8]
-    query = select(Paper)
+    query = select(Paper).where(Paper.first_listed.is_not(None))
     if terms:
         query = query.where(and_(*[Paper.search_text.contains(t, autoescape=True) for t in terms]))
     query = query.order_by(Paper.first_listed.desc(), Paper.id.desc()).limit(limit)

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from feedbot.clock import parse_hhmm, utcnow
 from feedbot.numbers import whole_number
 from feedbot.store.db import insert_for
-from feedbot.store.models import Delivery, Interest, Mute, Paper, Shown, Subscriber, Vote
+from feedbot.store.models import Delivery, Import, Interest, Mute, Paper, Shown, Subscriber, Vote
 from feedbot.store.textmatch import could_match
 
 MAX_INTERESTS = 10
@@ -259,7 +259,7 @@ def stop(subscriber: Subscriber) -> None:
 
 def delete_everything(session: Session, subscriber: Subscriber) -> None:
     """Erase every row about the subscriber, in every table (children first, for any backend)."""
-    for table in (Shown, Vote, Delivery, Interest, Mute):
+    for table in (Shown, Vote, Import, Delivery, Interest, Mute):
         session.execute(delete(table).where(table.subscriber_id == subscriber.id))
     session.execute(delete(Subscriber).where(Subscriber.id == subscriber.id))
 
@@ -330,9 +330,16 @@ def record_shown(session: Session, subscriber: Subscriber, items: list[tuple[int
     session.execute(insert(Shown).on_conflict_do_nothing(index_elements=["subscriber_id", "paper_id"]), rows)
 
 
-def liked_papers(session: Session, subscriber: Subscriber) -> list[Paper]:
-    return list(session.scalars(
-        select(Paper).join(Vote, Vote.paper_id == Paper.id)
-        .where(Vote.subscriber_id == subscriber.id, Vote.value == 1)
-        .order_by(Vote.voted_at.desc(), Paper.id.desc())
-    ))
+def liked_papers(session: Session, subscriber: Subscriber, origin: str | None = None) -> list[Paper]:
+    """Papers the subscriber 👍, newest first: all, or only by `origin` (`tap` or `import`)."""
+    query = (select(Paper).join(Vote, Vote.paper_id == Paper.id)
+             .where(Vote.subscriber_id == subscriber.id, Vote.value == 1))
+    if origin is not None:
+        query = query.where(Vote.origin == origin)
+    return list(session.scalars(query.order_by(Vote.voted_at.desc(), Paper.id.desc())))
+
+
+def imported_count(session: Session, subscriber: Subscriber) -> int:
+    """How many of the subscriber's 👍 came from their imported library."""
+    return session.scalar(select(func.count()).select_from(Vote).where(
+        Vote.subscriber_id == subscriber.id, Vote.value == 1, Vote.origin == "import")) or 0
