@@ -20,7 +20,7 @@ from telegram import Bot
 from telegram.error import Forbidden, NetworkError, RetryAfter, TimedOut
 from telegram.request import HTTPXRequest
 
-from feedbot.delivery import deliveries, digests
+from feedbot.delivery import deliveries, digests, outcomes, rows
 from feedbot.ranking import recommend
 from feedbot.store import subscribers
 from feedbot.store.db import transaction
@@ -56,41 +56,43 @@ FAULTS = ("429", "timeout", "403", "5xx", "refused", "crash")
 
 # --- the pure rule -----------------------------------------------------------------------------
 
-@given(st.integers(1, 4), st.lists(st.sampled_from(deliveries.OUTCOMES), min_size=1, max_size=12))
-def test_outcomes_never_resend_a_confirmed_part(total, outcomes):
+@given(st.integers(1, 4), st.lists(st.sampled_from(outcomes.OUTCOMES), min_size=1, max_size=12))
+def test_outcomes_never_resend_a_confirmed_part(total, sequence):
     """Replaying any sequence of outcomes: the next part tried is always the first unconfirmed
     one, a part is confirmed once, and attempts stop in a final state."""
     confirmed, state, tried = 0, "claimed", []
-    for outcome in outcomes:
-        if state in deliveries.FINAL:
+    for outcome in sequence:
+        if state in outcomes.FINAL:
             break
         tried.append(confirmed)
-        if outcome == deliveries.DELIVERED:
+        if outcome == outcomes.DELIVERED:
             confirmed += 1
-        state = deliveries.after(outcome, confirmed, total)
-        assert state in deliveries.FINAL + ("claimed", "sending")
+        state = outcomes.after(outcome, confirmed, total)
+        assert state in outcomes.FINAL + ("claimed", "sending")
         if state in ("sent", "empty"):
             assert confirmed == total
-    delivered = [p for p, o in zip(tried, outcomes, strict=False) if o == deliveries.DELIVERED]
+    delivered = [p for p, o in zip(tried, sequence, strict=False) if o == outcomes.DELIVERED]
     assert delivered == sorted(set(delivered))  # each part at most once, in order
 
 
 def test_each_outcome_has_one_state():
-    assert deliveries.after(deliveries.DELIVERED, 1, 2) == "sending"
-    assert deliveries.after(deliveries.DELIVERED, 2, 2) == "sent"
-    assert deliveries.after(deliveries.DELIVERED, 1, 1, empty=True) == "empty"
-    assert deliveries.after(deliveries.REFUSED, 1, 3) == "claimed"
-    assert deliveries.after(deliveries.UNKNOWN, 0, 1) == "uncertain"
-    assert deliveries.after(deliveries.BLOCKED, 1, 2) == "blocked"
-    assert deliveries.after(deliveries.EXPIRED, 0, 2) == "skipped"
-    assert deliveries.after(deliveries.EXPIRED, 1, 2) == "failed"
+    assert outcomes.after(outcomes.DELIVERED, 1, 2) == "sending"
+    assert outcomes.after(outcomes.DELIVERED, 2, 2) == "sent"
+    assert outcomes.after(outcomes.DELIVERED, 1, 1, empty=True) == "empty"
+    assert outcomes.after(outcomes.REFUSED, 1, 3) == "claimed"
+    assert outcomes.after(outcomes.THROTTLED, 1, 3) == "claimed"
+    assert outcomes.after(outcomes.GONE, 0, 1) == "blocked"
+    assert outcomes.after(outcomes.UNKNOWN, 0, 1) == "uncertain"
+    assert outcomes.after(outcomes.BLOCKED, 1, 2) == "blocked"
+    assert outcomes.after(outcomes.EXPIRED, 0, 2) == "skipped"
+    assert outcomes.after(outcomes.EXPIRED, 1, 2) == "failed"
 
 
 @pytest.mark.parametrize("kind", FAULTS[:-1])
 def test_classify_each_fault(kind):
-    expected = {"429": "refused", "refused": "refused", "timeout": "unknown", "5xx": "unknown",
+    expected = {"429": "throttled", "refused": "refused", "timeout": "unknown", "5xx": "unknown",
                 "403": "blocked"}[kind]
-    assert deliveries.classify(fault(kind)) == expected
+    assert outcomes.classify(fault(kind)) == expected
 
 
 def test_a_real_refused_connection_is_refused_not_unknown():
@@ -108,7 +110,7 @@ def test_a_real_refused_connection_is_refused_not_unknown():
         except Exception as exc:  # noqa: BLE001 - the exception is what is checked
             return exc
 
-    assert deliveries.classify(asyncio.run(send())) == deliveries.REFUSED
+    assert outcomes.classify(asyncio.run(send())) == outcomes.REFUSED
 
 
 # --- every fault at every part, on the real database -------------------------------------------
@@ -127,7 +129,7 @@ def claim_digest(engine, telegram_id: int, picks: int, title_words: int,
             session.add(paper)
             session.flush()
             ids.append(paper.id)
-        delivery_id = deliveries.claim(session, subscriber.id, DAY, NOW)
+        delivery_id = rows.claim(session, subscriber.id, DAY, NOW)
         chosen = [recommend.Pick(session.get(Paper, pid), 1.0, "", "because") for pid in ids]
         digests.record(session, [(digests.Digest(subscriber.id, DAY, DAY, chosen), delivery_id)], NOW)
     return delivery_id, ids
@@ -178,7 +180,7 @@ def run_until_settled(engine, faults: dict[tuple[int, int], str], monkeypatch) -
             kind = faults.pop((number, part), None)
             if kind is not None:
                 if kind == "crash":
-                    monkeypatch.setattr(deliveries, "this_process", dead_owner)  # it was a process now gone
+                    monkeypatch.setattr(rows, "this_process", dead_owner)  # it was a process now gone
                     with transaction(engine) as session:  # the row as the dead process left it
                         session.execute(Delivery.__table__.update().where(Delivery.id == item.delivery_id)
                                         .values(owner=dead_owner()))

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from feedbot.chat.conversation import Chat
 from feedbot.chat.telegram import build_application
-from feedbot.delivery import deliveries, schedule
+from feedbot.delivery import rows, schedule
 from feedbot.sources.dumps import parse_dump
 from feedbot.store import subscribers
 from feedbot.store.db import transaction
@@ -169,10 +169,10 @@ def test_crash_between_claim_and_send_then_restart(running, telegram, seeded, se
     clock.now = datetime(2026, 3, 12, 9, 0, tzinfo=UTC)
     for chat_id in (301, 302, 303):
         add_subscriber(seeded, chat_id, interests="language models")
-    outgoing, _ = worker._prepare()  # claimed and recorded... then the process dies before sending
+    outgoing, _ = worker.digests.prepare()  # claimed and recorded... then the process dies before sending
     assert len(outgoing) == 3 and telegram.messages_to(301) == []
     with transaction(seeded) as session:  # and one row was mid-send when it died
-        assert deliveries.start_sending(session, outgoing[0].delivery_id, owner=dead_process()) == 0
+        assert rows.start_sending(session, outgoing[0].delivery_id, owner=dead_process()) == 0
 
     restarted = Worker(worker.settings, seeded, runner.application.bot, clock, broadcast_rate=0, part_pause=0)
     results = runner.call(restarted.sweep_digests())
