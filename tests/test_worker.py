@@ -369,3 +369,82 @@ def test_sigterm_stops_new_digests_at_once_and_a_second_one_is_ignored(engine, s
         loop.close()
     with Session(engine) as session:
         assert session.scalar(select(func.count()).select_from(Heartbeat)) == 0
+
+
+# --- chats that are gone or moved ------------------------------------------------------------
+
+def test_chat_not_found_deactivates_and_a_migrated_group_gets_its_digest_at_the_new_id(running, telegram, seeded,
+                                                                                        clock):
+    runner, worker = running
+    clock.now = datetime(2026, 3, 12, 9, 0, tzinfo=UTC)
+    for chat_id in (811, 812, 813):
+        add_subscriber(seeded, chat_id, interests="language models")
+    telegram.inject(811, "chat_not_found", "sendMessage", times=100)
+    telegram.inject(812, "migrated", "sendMessage", times=100, migrate_to=-100812)  # as Telegram: every time
+    results = runner.call(worker.sweep_digests())
+    assert results["sent"] == 2 and results["blocked"] == 1
+    assert len(digests_to(telegram, -100812)) == 1 and digests_to(telegram, 812) == []
+    assert len(digests_to(telegram, 813)) == 1
+    with Session(seeded) as session:
+        gone = session.scalar(select(Subscriber).where(Subscriber.telegram_id == 811))
+        moved = session.scalar(select(Subscriber).where(Subscriber.telegram_id == 812))
+        assert (gone.state, moved.state, moved.chat_id) == ("blocked", "active", -100812)
+        row = session.scalar(select(Delivery).where(Delivery.subscriber_id == gone.id))
+        assert row.status == "blocked" and "chat not found" in row.error.lower()
+        # Nothing reached the gone chat, so nothing is recorded as shown to it.
+        assert session.scalar(select(func.count()).select_from(Shown).where(Shown.subscriber_id == gone.id)) == 0
+    clock.now += timedelta(days=1)
+    calls_before = len(telegram.calls)
+    runner.call(worker.sweep_digests())
+    assert len(digests_to(telegram, -100812)) == 2 and digests_to(telegram, 811) == []
+    sent_to = [int(p["chat_id"]) for m, p in telegram.calls[calls_before:] if m == "sendMessage"]
+    assert 812 not in sent_to and 811 not in sent_to  # straight to the new id; the gone chat is left alone
+
+
+# --- a long broadcast is not stuck while it moves --------------------------------------------
+
+class SlowBroadcast:
+    """Stands in for the pacer: each message takes a minute of the fake clock, and at chosen
+    messages a check runs (or the broadcast stalls for a while)."""
+
+    def __init__(self, clock, at: dict) -> None:
+        self.clock, self.at, self.sent = clock, at, 0
+
+    async def wait(self) -> None:
+        self.sent += 1
+        self.clock.now += timedelta(minutes=1)
+        if self.sent in self.at:
+            self.at[self.sent]()
+
+
+def test_a_long_broadcast_that_progresses_is_not_stuck_and_one_that_stops_is(running, telegram, seeded, clock):
+    from feedbot.delivery import status
+
+    runner, worker = running
+    clock.now = datetime(2026, 3, 12, 8, 0, tzinfo=UTC)
+    chats = list(range(1001, 1031))
+    for chat_id in chats:
+        add_subscriber(seeded, chat_id, interests="language models")
+    seen = {}
+
+    def health(label):
+        def check():
+            with Session(seeded) as session:
+                seen[label] = status.health(session, clock.now), list(status.worker_report(session, clock.now))
+        return check
+
+    def stall():
+        clock.now += timedelta(minutes=15)  # no message goes out for 15 minutes
+        worker.heartbeat.alive()  # while the heartbeat job keeps beating
+
+    worker.digests.pacer = SlowBroadcast(clock, {20: health("moving"), 25: stall, 26: health("stalled")})
+    results = runner.call(worker.sweep_digests())
+    assert results["sent"] == len(chats)
+    problems, report = seen["moving"]  # 20 minutes into the broadcast, rows claimed 20 minutes ago
+    assert problems == [] and report[0].startswith("worker:   alive")
+    problems, report = seen["stalled"]
+    assert "a digest sweep made no progress for over 10 min" in problems
+    assert any("deliveries stuck in claimed/sending" in p for p in problems)
+    assert "STUCK" in report[0]
+    with Session(seeded) as session:
+        assert status.health(session, clock.now) == []  # finished: nothing left in flight

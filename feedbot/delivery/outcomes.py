@@ -67,13 +67,13 @@ def classify(exc: BaseException) -> str:
         return MIGRATED
     if isinstance(exc, RetryAfter):
         return THROTTLED
+    if isinstance(exc, BadRequest):  # a 400 answer (BadRequest is a NetworkError in python-telegram-bot)
+        return GONE if is_chat_gone(exc) else REJECTED
     cause = exc.__cause__
     if isinstance(cause, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
         return REFUSED  # no connection was made, so no request was sent
     if isinstance(exc, TimedOut | NetworkError):
         return UNKNOWN  # includes 5xx answers and connections dropped mid-request
-    if isinstance(exc, BadRequest) and is_chat_gone(exc):
-        return GONE
-    if isinstance(exc, BadRequest | TelegramError):
+    if isinstance(exc, TelegramError):
         return REJECTED
     return UNKNOWN

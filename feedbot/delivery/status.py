@@ -30,12 +30,14 @@ def ago(delta: timedelta) -> str:
 
 
 def stuck(session: Session, now: datetime, seen: list[heartbeat.Seen] | None = None) -> list[Delivery]:
-    """Rows in flight that stopped progressing: untouched for STALE, and — for a `claimed` row
-    queued behind a broadcast — no worker sent anything for STALE either. A long broadcast that
-    keeps moving leaves nothing stuck, however long it takes."""
+    """Rows in flight that stopped progressing: untouched for STALE, and no progress for STALE
+    from the worker sending them (a `sending` row's owner; any worker for a `claimed` row queued
+    behind a broadcast). A long broadcast that keeps moving leaves nothing stuck, however long."""
     seen = heartbeat.workers(session, now) if seen is None else seen
-    moving = any(w.progressing and w.beat.progress_at and now - as_utc(w.beat.progress_at) < STALE for w in seen)
-    return [r for r in rows.in_flight_since(session, now, STALE) if not (moving and r.status == "claimed")]
+    moving = {w.beat.name for w in seen
+              if w.progressing and w.beat.progress_at and now - as_utc(w.beat.progress_at) < STALE}
+    return [r for r in rows.in_flight_since(session, now, STALE)
+            if not (moving and r.status == "claimed" or r.owner in moving)]
 
 
 def health(session: Session, now: datetime) -> list[str]:

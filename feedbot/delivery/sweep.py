@@ -28,7 +28,7 @@ from feedbot.store.db import transaction
 
 log = logging.getLogger(__name__)
 
-FLUSH_EVERY = 64  # end states written per transaction
+FLUSH_EVERY = 64  # end states written per transaction (or sooner: every heartbeat.EVERY)
 
 
 class DigestSweep:
@@ -122,9 +122,10 @@ class DigestSweep:
         # End states are written in batches: a crash before the write leaves the row `sending`,
         # which a restart turns into `uncertain` (never re-sent), so batching risks no double.
         self._results.append(result)
-        if len(self._results) >= FLUSH_EVERY:
+        progress_due = self.beat.progressed()  # every heartbeat.EVERY: outcomes and progress written
+        if len(self._results) >= FLUSH_EVERY or progress_due:
             await self.flush_outcomes(trouble)
-        if self.beat.progressed():
+        if progress_due:
             with (trouble or runs.Trouble()).step("heartbeat"):
                 await self.write(self.beat.alive)
         log.info("delivery id=%s subscriber=%s date=%s status=%s parts=%s/%s messages=%s%s", item.delivery_id,
