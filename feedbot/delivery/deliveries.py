@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 from telegram.error import TelegramError
 
@@ -43,7 +43,7 @@ from feedbot.delivery.outcomes import (
     classify,
     describe,
 )
-from feedbot.delivery.ownership import as_utc, owner_alive
+from feedbot.delivery.ownership import as_utc, owner_alive, this_process
 from feedbot.delivery.rows import claim_many, finish, move_chat, reached, record_part, start_sending
 from feedbot.delivery.runs import Trouble
 from feedbot.ranking import recommend
@@ -338,6 +338,15 @@ async def send(item: Outgoing, transport: Transport, write: Writer, engine: Engi
 def _in_session(function, engine: Engine, *args):
     with transaction(engine) as session:
         return function(session, *args)
+
+
+def hand_back(engine: Engine, delivery_id: int, now: datetime) -> None:
+    """An attempt broke off between parts (not in a send): `claimed` again, resumed after the
+    parts it recorded by the next sweep."""
+    with transaction(engine) as session:
+        session.execute(update(Delivery).where(Delivery.id == delivery_id, Delivery.status == "sending",
+                                               Delivery.owner == this_process()).values(
+            status="claimed", attempted_at=now))
 
 
 def write_results(engine: Engine, results: list[Result], now: datetime) -> None:

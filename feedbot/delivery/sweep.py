@@ -92,8 +92,10 @@ class DigestSweep:
                         return
                     try:
                         results[await self.deliver(item, trouble)] += 1
-                    except Exception as exc:  # noqa: BLE001 - the row stays claimed; the next sweep resumes it
+                    except Exception as exc:  # noqa: BLE001 - handed back: the next sweep resumes it
                         trouble.add(f"sending delivery {item.delivery_id}", exc)
+                        with trouble.step(f"handing delivery {item.delivery_id} back"):
+                            await self.write(deliveries.hand_back, self.engine, item.delivery_id, self.clock())
 
             await asyncio.gather(*(sender() for _ in range(max(1, self.concurrency))))
             await self.flush_outcomes(trouble)
