@@ -324,8 +324,12 @@ def test_dry_run_and_send_one_from_the_cli(seeded, env, telegram):
     sent = feedbot("digest", "--send", "--user", "801")
     assert sent.returncode == 0 and ": sent" in sent.stdout, sent.stdout + sent.stderr
     assert len(digests_to(telegram, 801)) == 1
+    with Session(seeded) as session:
+        shown = session.scalar(select(func.count()).select_from(Shown))
     again = feedbot("digest", "--send", "--user", "801")
     assert again.returncode == 2 and "already has a digest" in again.stderr
+    with Session(seeded) as session:  # nothing sent, so nothing recorded as shown
+        assert session.scalar(select(func.count()).select_from(Shown)) == shown
     listing = feedbot("subscribers")
     assert "801" in listing.stdout and "(1 subscribers)" in listing.stdout
     status = feedbot("status")

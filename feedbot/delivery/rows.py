@@ -2,8 +2,8 @@
 
 A row is unique on (subscriber, local date) and is claimed with INSERT … ON CONFLICT DO NOTHING.
 Its picks are recorded (`shown`) with it; a row that ends without delivering some of its parts
-(failed, skipped, blocked) gives those picks back, so a paper is recorded as shown only when it
-went out or may have (uncertain).
+(failed, skipped, blocked, or the parts after the one in doubt of an uncertain row) gives those
+picks back, so a paper is recorded as shown only when it went out or may have.
 """
 
 from __future__ import annotations
@@ -95,19 +95,21 @@ def finish(session: Session, delivery_id: int, status: str, message_ids: list[in
         session.execute(update(Subscriber).where(
             Subscriber.id == select(Delivery.subscriber_id).where(Delivery.id == delivery_id).scalar_subquery()
         ).values(state="blocked"))
-    if status in UNDELIVERED:
-        release_unsent(session, delivery_id)
+    if status in UNDELIVERED or status == "uncertain":
+        release_unsent(session, delivery_id, maybe_sent=int(status == "uncertain"))
 
 
-def release_unsent(session: Session, delivery_id: int) -> int:
+def release_unsent(session: Session, delivery_id: int, maybe_sent: int = 0) -> int:
     """Forget the picks of the parts that never went out, so later digests may offer them;
-    how many. The parts sent are known by `parts_sent` and the picks per part (`part_picks`)."""
+    how many. The parts sent are known by `parts_sent` and the picks per part (`part_picks`);
+    `maybe_sent` parts after them may have arrived (uncertain) and are kept."""
     parts_sent, part_picks = session.execute(
         select(Delivery.parts_sent, Delivery.part_picks).where(Delivery.id == delivery_id)).one()
     sizes = [int(n) for n in (part_picks or "").split(",") if n.isdigit()]
-    if parts_sent and len(sizes) < parts_sent:
+    kept = parts_sent + maybe_sent
+    if kept and len(sizes) < kept:
         return 0  # which picks went out is not known: keep them all
-    sent = sum(sizes[:parts_sent])
+    sent = sum(sizes[:kept])
     return session.execute(delete(Shown).where(Shown.delivery_id == delivery_id, Shown.position >= sent)).rowcount
 
 
