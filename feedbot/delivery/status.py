@@ -107,25 +107,20 @@ def delivery_report(session: Session, now: datetime) -> Iterator[str]:
     yield f"subscribers: {len(subs)} ({sum(s.state == 'active' for s in subs)} active)"
     if not subs:
         return
-    plan = due.plan(session, now, subs)
     today = rows.for_days(session, {s.id: schedule.local_date(s, now) for s in subs})
     states = Counter(status for status, _ in today.values())
     yield "deliveries today: " + (", ".join(f"{k} {v}" for k, v in sorted(states.items())) or "none")
-    shown = 0
-    for subscriber in subs:
+    listed = [s for s in subs if today.get(s.id, ("", ""))[0] not in ("sent", "claimed", "sending")]
+    slots = due.plan(session, now, [s for s in listed[:20] if s.id not in today]).slots  # only the lines shown
+    for subscriber in listed[:20]:
         row = today.get(subscriber.id)
-        if row is not None and row[0] not in ("sent", "claimed", "sending"):
-            line = f"  {subscriber.telegram_id}: today's digest {row[0]}: {row[1] or ''}"
-        elif row is None:
-            line = (f"  {subscriber.telegram_id}: no digest today: "
-                    f"{reasons.explain(subscriber, plan.slots[subscriber.id], 'admin')}")
+        if row is not None:
+            yield f"  {subscriber.telegram_id}: today's digest {row[0]}: {row[1] or ''}"
         else:
-            continue
-        if shown < 20:
-            yield line
-        shown += 1
-    if shown > 20:
-        yield f"  … and {shown - 20} more"
+            yield (f"  {subscriber.telegram_id}: no digest today: "
+                   f"{reasons.explain(subscriber, slots[subscriber.id], 'admin')}")
+    if len(listed) > 20:
+        yield f"  … and {len(listed) - 20} more"
 
 
 def subscriber_table(session: Session, now: datetime) -> Iterator[str]:
