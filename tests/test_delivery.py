@@ -400,3 +400,29 @@ def test_an_admin_send_for_a_day_already_claimed_records_nothing(engine, setting
     built = {subscriber.id: digests.Digest(subscriber.id, DAY, DAY, [recommend.Pick(p, 1.0, "", "w") for p in fresh])}
     [(_, extra, won)] = deliveries.claim_and_record(engine, [subscriber], built, NOW, deliveries.COMMAND)
     assert won is None and len(extra.picks) == 3  # /digest's extra picks: recorded, and sent at once by the chat
+
+
+def test_a_part_that_cannot_be_recorded_does_not_stop_the_digest(engine, monkeypatch, caplog):
+    """Recording a part as it goes only serves a crash; when that write fails the digest goes on,
+    and its end state records every part."""
+    delivery_id = make_digest(engine, 9, 3)
+
+    def broken(*args):
+        raise RuntimeError("database hiccup")
+
+    monkeypatch.setattr(deliveries, "record_part", broken)
+
+    async def write(function, *args):
+        return function(*args)
+
+    async def transport(item, reply):
+        return 500 + item.replies.index(reply)
+
+    with transaction(engine) as session:
+        [item], _, _ = deliveries.recover(session, NOW)
+    result = asyncio.run(deliveries.send(item, transport, write, engine, lambda: NOW))
+    deliveries.write_results(engine, [result], NOW)
+    assert "could not record part 1" in caplog.text
+    with Session(engine) as session:
+        row = session.get(Delivery, delivery_id)
+        assert (row.status, row.parts_sent, row.message_ids) == ("sent", 3, "500,501,502")
