@@ -102,7 +102,7 @@ class Worker:
     def __init__(self, settings: Settings, engine: Engine, bot=None, clock: Callable[[], datetime] = utcnow,
                  broadcast_rate: float = 25.0, part_pause: float = 1.0, concurrency: int = 4,
                  models: ModelCache | None = None) -> None:
-        self.settings, self.engine, self.clock = settings, engine, clock
+        self.settings, self.engine, self.bot, self.clock = settings, engine, bot, clock
         self.models = models or ModelCache(settings.model_dir)
         self.stopping = asyncio.Event()
         self.heartbeat = heartbeat.Beat(engine, clock)
