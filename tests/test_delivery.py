@@ -426,3 +426,38 @@ def test_a_part_that_cannot_be_recorded_does_not_stop_the_digest(engine, monkeyp
     with Session(engine) as session:
         row = session.get(Delivery, delivery_id)
         assert (row.status, row.parts_sent, row.message_ids) == ("sent", 3, "500,501,502")
+
+
+def test_ranking_that_fails_for_one_subscriber_still_ranks_the_others(seeded, settings, monkeypatch):
+    from feedbot.delivery import runs
+    from feedbot.ranking.textmodel import ModelCache
+
+    with transaction(seeded) as session:
+        for telegram_id in range(20, 27):
+            subscribers.subscribe(session, telegram_id, telegram_id, "u")
+    with Session(seeded, expire_on_commit=False) as session:
+        subs = session.scalars(select(Subscriber).order_by(Subscriber.id)).all()
+        model = ModelCache(settings.model_dir).get(session)
+    poison = subs[4].id
+    real = digests.build
+
+    def build(session, model, group, *args, **kwargs):
+        if any(s.id == poison for s in group):
+            raise ValueError("a vote row this code cannot read")
+        return real(session, model, group, *args, **kwargs)
+
+    monkeypatch.setattr(digests, "build", build)
+    trouble = runs.Trouble()
+    built = deliveries.rank(seeded, model, subs, {s.id: DAY for s in subs}, NOW, settings, trouble)
+    assert sorted(built) == sorted(s.id for s in subs if s.id != poison)
+    assert trouble.errors == [f"ranking subscriber #{poison}: ValueError: a vote row this code cannot read"]
+
+    def down(*args, **kwargs):
+        raise ConnectionError("database unreachable")
+
+    calls = []
+    monkeypatch.setattr(deliveries, "RANK_FAILURES", 4)
+    monkeypatch.setattr(digests, "build", lambda *a, **k: calls.append(1) or down())
+    trouble = runs.Trouble()
+    assert deliveries.rank(seeded, model, subs, {s.id: DAY for s in subs}, NOW, settings, trouble) == {}
+    assert len(calls) <= 4 + 1 and trouble.errors  # bounded, not one pass per subscriber

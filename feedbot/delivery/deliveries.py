@@ -120,23 +120,31 @@ class Outgoing:
         return cls(delivery_id, 0, chat_id, chat_id, date.min, replies)
 
 
+RANK_FAILURES = 32  # failed ranking passes a sweep spends isolating the subscribers ranking fails for
+
+
 def rank(engine: Engine, model: TextModel | None, subs: list[Subscriber], days: dict[int, date], now: datetime,
-         settings: Settings, trouble: Trouble | None = None) -> dict[int, digests.Digest]:
+         settings: Settings, trouble: Trouble | None = None, budget: list[int] | None = None,
+         ) -> dict[int, digests.Digest]:
     """Digests for these subscribers, ranked together in a read-only session (no write lock).
     With `trouble`, a failing pass is split in halves until the subscribers it fails for are
-    found: they are left out (and said why), everyone else is ranked."""
+    found: they are left out (and said why), everyone else is ranked. A failure that hits
+    everyone (the database is down) stops after RANK_FAILURES passes."""
+    budget = [RANK_FAILURES] if budget is None else budget
     try:
         with Session(engine) as session:
             return digests.build(session, model, subs, now, settings, days=days)
     except Exception as exc:
         if trouble is None:
             raise
-        if len(subs) == 1:
-            trouble.add(f"ranking subscriber #{subs[0].id}", exc)
+        budget[0] -= 1
+        if len(subs) == 1 or budget[0] <= 0:
+            who = f"subscriber #{subs[0].id}" if len(subs) == 1 else f"{len(subs)} subscribers (giving up)"
+            trouble.add(f"ranking {who}", exc)
             return {}
     half = len(subs) // 2
-    return {**rank(engine, model, subs[:half], days, now, settings, trouble),
-            **rank(engine, model, subs[half:], days, now, settings, trouble)}
+    return {**rank(engine, model, subs[:half], days, now, settings, trouble, budget),
+            **rank(engine, model, subs[half:], days, now, settings, trouble, budget)}
 
 
 def claim_and_record(engine: Engine, subs: list[Subscriber], built: dict[int, digests.Digest], now: datetime,
