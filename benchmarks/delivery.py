@@ -130,7 +130,7 @@ def run_once(kind: str, work: Path, base_url: str, count: int, one_per_pick: boo
         timer = Timer()
         timer.wrap(recommend, "recommend", "ranking")
         timer.wrap(digests, "render", "rendering")
-        timer.wrap(worker, "_prepare", "prepare")
+        timer.wrap(worker.digests, "prepare", "prepare")
         if one_per_pick:
             one_message = digests.render
             timer.originals.append((digests, "render", one_message))

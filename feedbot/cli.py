@@ -224,7 +224,7 @@ def _send_now(engine: Engine, settings: Settings, telegram_id: int, now) -> int:
         except ValueError:  # nothing to fit yet: the digest says so
             model = None
         day = schedule.local_date(subscriber, now)
-    outgoing = deliveries.prepare(engine, model, [(subscriber, day)], now, settings, source="admin")
+    outgoing = deliveries.prepare(engine, model, [(subscriber, day)], now, settings, deliveries.ADMIN)
     if not outgoing:
         raise CommandError(f"{telegram_id} already has a digest for {day}")
 

@@ -5,10 +5,10 @@ it shuts down. With FEEDBOT_METRICS_PORT it serves Prometheus metrics (feedbot.m
 
 Its lifecycle hooks start and stop an APScheduler on the bot's event loop with the jobs of
 `Worker.jobs`: the inbox sweep (every FEEDBOT_INGEST_EVERY minutes: ingest, then refit the model
-when papers arrived) and the digest sweep (every minute: claim, rank in one batched pass, send).
-CPU and database work runs in threads so chat replies stay prompt; broadcasts are paced below
-Telegram's limit so interactive answers never queue behind them. Everything is driven from
-database state, so a restart resumes where it stopped.
+when papers arrived — `feedbot.refits`), the sources sweep and the digest sweep (every minute —
+`feedbot.delivery.sweep`). A job never stops the worker: its failures are logged and recorded
+for `feedbot status`. CPU and database work runs in threads so chat replies stay prompt.
+Everything is driven from database state, so a restart resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -16,19 +16,17 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import logging
-import multiprocessing
 import os
 import signal
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine, text
-from sqlalchemy.orm import Session
 from telegram import Update
 from telegram.ext import Application
 
@@ -37,12 +35,12 @@ from feedbot import webhook
 from feedbot.chat import telegram
 from feedbot.clock import utcnow
 from feedbot.config import Settings
-from feedbot.delivery import deliveries, due, heartbeat, telegram_send
-from feedbot.ranking import textmodel
+from feedbot.delivery import heartbeat, runs
+from feedbot.delivery.pacing import Pacer
+from feedbot.delivery.sweep import DigestSweep
 from feedbot.ranking.textmodel import ModelCache
+from feedbot.refits import Refits
 from feedbot.sources import ingest
-from feedbot.store.db import insert_for, transaction
-from feedbot.store.models import Sweep
 
 log = logging.getLogger(__name__)
 
@@ -99,179 +97,71 @@ class SingletonLock:
             self._file.close()
 
 
-class Pacer:
-    """At most `rate` messages a second for broadcasts (0: unpaced)."""
-
-    def __init__(self, rate: float) -> None:
-        self.interval = 1.0 / rate if rate > 0 else 0.0
-        self._next = 0.0
-        self._lock = asyncio.Lock()
-
-    async def wait(self) -> None:
-        if not self.interval:
-            return
-        async with self._lock:
-            now = time.monotonic()
-            if self._next > now:
-                await asyncio.sleep(self._next - now)
-            self._next = max(now, self._next) + self.interval
-
-
 class Worker:
-    """The scheduled sweeps and what they share (model cache, pacer, database writer); tests call
-    the sweeps directly, the Application's lifecycle hooks schedule them."""
+    """The process's scheduled jobs and their lifecycle: the inbox, sources and digest sweeps
+    (each a job of `jobs`), started and stopped by the Application's hooks. Tests call the
+    sweeps directly."""
 
     def __init__(self, settings: Settings, engine: Engine, bot=None, clock: Callable[[], datetime] = utcnow,
                  broadcast_rate: float | None = None, part_pause: float = 1.0, concurrency: int = 4,
                  models: ModelCache | None = None, metrics: metering.Metrics | None = None) -> None:
         self.settings, self.engine, self.bot, self.clock = settings, engine, bot, clock
         self.models = models or ModelCache(settings.model_dir)
-        self.pacer = Pacer(settings.send_rate if broadcast_rate is None else broadcast_rate)
         self.metrics = metrics or metering.Metrics()
-        self.part_pause = part_pause  # seconds between the parts of one split digest (1/s per chat)
-        self.concurrency = concurrency
         self.stopping = asyncio.Event()
-        self._sweep_lock = asyncio.Lock()
         self.heartbeat = heartbeat.Beat(engine, clock)
         self.scheduler = AsyncIOScheduler()
         # Delivery status writes go through one thread: concurrent SQLite writers would only
         # queue on the database lock (and its busy handler sleeps); one writer never waits.
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="feedbot-db")
-        self._results: list[deliveries.Result] = []
+        self.refits = Refits(engine, settings.model_dir, self.models, clock)
+        self.digests = DigestSweep(settings, engine, bot, clock, self.models, self.refits, self.heartbeat,
+                                   self._write, self.stopping,
+                                   Pacer(settings.send_rate if broadcast_rate is None else broadcast_rate),
+                                   part_pause, concurrency, self.metrics)
+
+    @property
+    def pacer(self) -> Pacer:
+        return self.digests.pacer
+
+    @pacer.setter
+    def pacer(self, pacer: Pacer) -> None:
+        self.digests.pacer = pacer
 
     async def _write(self, function, *args):
         return await asyncio.get_running_loop().run_in_executor(self._writer, function, *args)
 
-    # --- inbox -------------------------------------------------------------------------------
+    async def sweep_digests(self) -> Counter:
+        return await self.digests.run()
 
     async def sweep_inbox(self) -> list[ingest.IngestReport]:
-        reports = await asyncio.to_thread(ingest.sweep_inbox, self.engine, self.settings.inbox)
-        new = sum(r.new for r in reports)
+        """Ingest the inbox, then refit whenever the corpus moved on, whoever ingested (this
+        sweep, the CLI, another host): the model is versioned by the corpus."""
+        trouble, reports = runs.Trouble(), []
+        with trouble.step("inbox"):
+            reports = await asyncio.to_thread(ingest.sweep_inbox, self.engine, self.settings.inbox)
         for report in reports:
             level = logging.WARNING if report.status in ("failed", "retry") else logging.INFO
             log.log(level, "inbox %s", report.line())
-        # Refit whenever the corpus in the database moved on, whoever ingested (this sweep, the
-        # CLI, another host): the model is versioned by the corpus, not by who added papers.
-        refitted = await asyncio.to_thread(self._refit)
-        summary = f"{len(reports)} dumps, {new} new papers, {sum(r.status == 'failed' for r in reports)} failed" + (
-            ", model refitted" if refitted else "")
-        await asyncio.to_thread(self._record_sweep, "inbox", summary)
+        refitted = await asyncio.to_thread(self.refits.run)
+        summary = f"{len(reports)} dumps, {sum(r.new for r in reports)} new papers, " \
+                  f"{sum(r.status == 'failed' for r in reports)} failed" + (", model refitted" if refitted else "")
+        await asyncio.to_thread(runs.record, self.engine, "inbox", self.clock(), summary, trouble.error)
         return reports
-
-    def _refit(self) -> bool:
-        """Fit, only when stale, in a child process: a fit is seconds of CPU under the GIL, and
-        this process answers votes. The child only reads (SQLite readers take no lock)."""
-        if not self._model_is_stale():
-            return False
-        url = self.engine.url.render_as_string(hide_password=False)
-        if url.startswith("sqlite") and (self.engine.url.database or ":memory:") == ":memory:":
-            return _refit(url, str(self.settings.model_dir))  # a private database: only here
-        context = multiprocessing.get_context("spawn")  # forking a threaded process is unsafe
-        with ProcessPoolExecutor(1, mp_context=context) as pool:
-            return pool.submit(_refit, url, str(self.settings.model_dir)).result()
-
-    def _record_sweep(self, name: str, summary: str) -> None:
-        with transaction(self.engine) as session:
-            insert = insert_for(session)
-            now = self.clock()
-            session.execute(insert(Sweep).values(name=name, ran_at=now, summary=summary).on_conflict_do_update(
-                index_elements=["name"], set_={"ran_at": now, "summary": summary}))
 
     async def sweep_sources(self) -> list[ingest.IngestReport]:
         """Fetch the built-in sources of FEEDBOT_SOURCES, then refit when they brought papers."""
         from feedbot.sources import run as sources
 
-        reports = await asyncio.to_thread(sources.run_configured, self.engine, self.settings)
+        trouble, reports = runs.Trouble(), []
+        with trouble.step("sources"):
+            reports = await asyncio.to_thread(sources.run_configured, self.engine, self.settings)
         for report in reports:
             log.log(logging.WARNING if report.status == "failed" else logging.INFO, "source %s", report.line())
-        refitted = await asyncio.to_thread(self._refit) if any(r.new for r in reports) else False
+        refitted = await asyncio.to_thread(self.refits.run) if any(r.new for r in reports) else False
         summary = "; ".join(r.line() for r in reports) + (", model refitted" if refitted else "")
-        await asyncio.to_thread(self._record_sweep, "sources", summary[:2000])
+        await asyncio.to_thread(runs.record, self.engine, "sources", self.clock(), summary, trouble.error)
         return reports
-
-    # --- digests -----------------------------------------------------------------------------
-
-    def _prepare(self) -> tuple[list[deliveries.Outgoing], dict]:
-        """Resume what is in flight, record missed days, then rank and claim who is due. Each
-        write is a short transaction; planning and ranking only read."""
-        now = self.clock()
-        with transaction(self.engine) as session:
-            resumed, uncertain, closed = deliveries.recover(session, now, self.settings.paper_link)
-        with Session(self.engine) as session:
-            plan = due.plan(session, now)
-            try:
-                model = self.models.get(session) if plan.due else None
-            except ValueError:  # nothing to fit yet: digests say so
-                model = None
-        with transaction(self.engine) as session:
-            skipped = due.skip_missed(session, plan.missed, now)
-        fresh = deliveries.prepare(self.engine, model, plan.due, now, self.settings)
-        return resumed + fresh, {"resumed": len(resumed), "uncertain": uncertain, "skipped": skipped + closed}
-
-    async def sweep_digests(self) -> Counter:
-        """Send every digest that is due (and any claimed but unsent). One sweep at a time."""
-        async with self._sweep_lock:
-            if self.stopping.is_set():
-                return Counter()
-            await self._write(self.heartbeat.sweep_started)
-            if await asyncio.to_thread(self._model_is_stale):
-                await asyncio.to_thread(self._refit)
-            outgoing, counts = await asyncio.to_thread(self._prepare)
-            results = Counter({k: v for k, v in counts.items() if v})
-            queue: asyncio.Queue = asyncio.Queue()
-            for item in outgoing:
-                queue.put_nowait(item)
-
-            async def sender() -> None:
-                while not self.stopping.is_set():
-                    try:
-                        item = queue.get_nowait()
-                    except asyncio.QueueEmpty:
-                        return
-                    results[await self.deliver(item)] += 1
-
-            try:
-                await asyncio.gather(*(sender() for _ in range(max(1, self.concurrency))))
-            finally:
-                await self.flush_outcomes()
-            if outgoing or counts["uncertain"] or counts["skipped"]:
-                log.info("digest sweep: %s", dict(results))
-            await asyncio.to_thread(self._record_sweep, "digests", ", ".join(f"{k} {v}" for k, v in
-                                                                            sorted(results.items())) or "nothing due")
-            await self._write(self.heartbeat.sweep_finished)
-            return results
-
-    def _model_is_stale(self) -> bool:
-        with Session(self.engine) as session:
-            return self.models.stale(session)
-
-    async def deliver(self, item: deliveries.Outgoing) -> str:
-        """Send one claimed digest (see feedbot.delivery.deliveries for the rules); its end state."""
-        async def pause(index: int) -> None:
-            if index:
-                await asyncio.sleep(self.part_pause)
-            await self.pacer.wait()
-
-        started = time.perf_counter()
-        result = await deliveries.send(item, telegram_send.telegram_transport(self.bot, self.settings.paid_broadcast),
-                                       self._write, self.engine, self.clock, pause)
-        if result is None:
-            return "taken"
-        self.metrics.delivered(result.status, time.perf_counter() - started)
-        # End states are written in batches: a crash before the write leaves the row `sending`,
-        # which a restart turns into `uncertain` (never re-sent), so batching risks no double.
-        self._results.append(result)
-        if len(self._results) >= 64:
-            await self.flush_outcomes()
-        log.info("delivery id=%s subscriber=%s date=%s status=%s parts=%s/%s messages=%s%s", item.delivery_id,
-                 item.subscriber_id, item.local_date, result.status, result.confirmed, len(item.replies),
-                 result.message_ids, f" error={result.error}" if result.error else "")
-        return result.status
-
-    async def flush_outcomes(self) -> None:
-        results, self._results = self._results, []
-        if results:
-            await self._write(deliveries.write_results, self.engine, results, self.clock())
 
     # --- scheduling: the Application's lifecycle hooks -----------------------------------------
 
@@ -286,27 +176,34 @@ class Worker:
     async def beat(self) -> None:
         await self._write(self.heartbeat.alive)
 
-    def _guarded(self, job):
+    def _guarded(self, job, name: str):
+        """A job that never raises: a failure is logged and recorded as its run's error."""
         async def run() -> None:
             started, ok = time.perf_counter(), False
             try:
                 await job()
                 ok = True
-            except Exception:
-                log.exception("scheduled job %s failed; it runs again at its next time", job.__name__)
+            except Exception as exc:  # noqa: BLE001 - it runs again at its next time
+                trouble = runs.Trouble()
+                trouble.add(f"scheduled job {name}", exc)
+                try:
+                    await asyncio.to_thread(runs.record, self.engine, name, self.clock(), "failed", trouble.error)
+                except Exception:  # noqa: BLE001 - the database may be what fails
+                    log.exception("could not record the failure of job %s", name)
             self.metrics.sweep(job.__name__.removeprefix("sweep_"), time.perf_counter() - started, ok)
         run.__name__ = job.__name__
         return run
 
     async def post_init(self, application: Application) -> None:
         """Before polling starts: say we are alive, register the command menu, start the jobs."""
-        log.info("worker starting: database %s, inbox %s", self.settings.safe_database_url, self.settings.inbox)
+        log.info("worker starting: database %s, inbox %s, owner %s", self.settings.safe_database_url,
+                 self.settings.inbox, self.heartbeat.name)
         await self._write(self.heartbeat.alive)
         await telegram.set_menu(application.bot)
         start = datetime.now().astimezone()
         for job, minutes, name in self.jobs():
-            self.scheduler.add_job(self._guarded(job), "interval", minutes=minutes, next_run_time=start, id=name,
-                                   max_instances=1, coalesce=True)
+            self.scheduler.add_job(self._guarded(job, name), "interval", minutes=minutes, next_run_time=start,
+                                   id=name, max_instances=1, coalesce=True)
         self.scheduler.start()
         loop = asyncio.get_running_loop()
         for signum in STOP_SIGNALS:  # replaces run_polling's own handler, which only stops polling
@@ -331,11 +228,11 @@ class Worker:
         self.stopping.set()
         self.scheduler.pause()  # shutdown would cancel the running jobs at once
         try:
-            await asyncio.wait_for(self._sweep_lock.acquire(), timeout=SHUTDOWN_SECONDS - 4)
+            await asyncio.wait_for(self.digests.lock.acquire(), timeout=SHUTDOWN_SECONDS - 4)
         except TimeoutError:
             log.warning("a send was still in flight at shutdown; its row is left for the next start")
             try:  # the digests already sent in full are recorded as sent, not left to turn uncertain
-                await self.flush_outcomes()
+                await self.digests.flush_outcomes()
             except Exception:
                 log.exception("could not record the finished deliveries; the next start marks them uncertain")
         self.scheduler.shutdown(wait=False)
@@ -343,21 +240,6 @@ class Worker:
     async def post_shutdown(self, application: Application) -> None:
         await self._write(self.heartbeat.stopped)
         log.info("worker stopped")
-
-
-def _refit(url: str, model_dir: str) -> bool:
-    """Fit and save the text model when the corpus moved on; whether it did (the refit child)."""
-    from feedbot.store.db import make_engine
-
-    engine = make_engine(url)
-    try:
-        with Session(engine) as session:
-            try:
-                return textmodel.ensure(session, Path(model_dir))[1]
-            except ValueError:  # no papers yet
-                return False
-    finally:
-        engine.dispose()
 
 
 def application(settings: Settings, engine: Engine, metrics: metering.Metrics | None = None) -> Application:

@@ -3,8 +3,9 @@
 python-telegram-bot is pointed at it with `base_url`; simulated users send messages and press
 buttons by queueing updates, which the bot fetches by long polling with offsets. The server
 checks what Telegram checks (HTML entities, 4096 UTF-16 units of the parsed text, 64-byte callback
-data, "message is not modified") and can inject 429 with retry_after, 403 and slow answers for a
-chosen chat. Users' messages carry Telegram's `bot_command` entity, and can be edited.
+data, "message is not modified") and can inject 429 with retry_after, 403, "chat not found", a group
+migrated to a supergroup (400 with `migrate_to_chat_id`) and slow answers for a chosen chat. Users'
+messages carry Telegram's `bot_command` entity, and can be edited.
 """
 
 from __future__ import annotations
@@ -99,11 +100,12 @@ def parse_html_links(text: str) -> tuple[str, list[str]]:
 
 @dataclass
 class Fault:
-    kind: str  # "429", "403", "slow", "entities" (a 400 can't parse entities)
+    kind: str  # "429", "403", "slow", "entities" (a 400 can't parse entities), "chat_not_found", "migrated"
     method: str | None
     times: int
     retry_after: int = 1
     delay: float = 0.0
+    migrate_to: int = 0
 
 
 @dataclass
@@ -256,10 +258,10 @@ class FakeTelegram:
         return query_id
 
     def inject(self, chat_id: int, kind: str, method: str | None = None, times: int = 1,
-               retry_after: int = 1, delay: float = 0.0) -> None:
+               retry_after: int = 1, delay: float = 0.0, migrate_to: int = 0) -> None:
         """Make the next `times` calls for `chat_id` (of `method`, or any) fail or stall."""
         with self.lock:
-            self.faults[chat_id].append(Fault(kind, method, times, retry_after, delay))
+            self.faults[chat_id].append(Fault(kind, method, times, retry_after, delay, migrate_to))
 
     # --- waiting for the bot -----------------------------------------------------------------
 
@@ -339,6 +341,14 @@ class FakeTelegram:
                 return self._reply(request, 400, {
                     "ok": False, "error_code": 400,
                     "description": "Bad Request: can't parse entities: Unsupported start tag \"x\" at byte offset 0"})
+            if fault.kind == "chat_not_found":
+                return self._reply(request, 400, {"ok": False, "error_code": 400,
+                                                  "description": "Bad Request: chat not found"})
+            if fault.kind == "migrated":
+                return self._reply(request, 400, {
+                    "ok": False, "error_code": 400,
+                    "description": "Bad Request: group chat was upgraded to a supergroup chat",
+                    "parameters": {"migrate_to_chat_id": fault.migrate_to}})
             if fault.kind == "403":
                 return self._reply(request, 403, {"ok": False, "error_code": 403,
                                                   "description": "Forbidden: bot was blocked by the user"})

@@ -6,25 +6,26 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import subprocess
 import sys
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from telegram import Bot
-from telegram.error import Forbidden, NetworkError, RetryAfter, TimedOut
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 from telegram.request import HTTPXRequest
 
-from feedbot.delivery import deliveries, digests
+from feedbot.delivery import deliveries, digests, outcomes, ownership, rows
 from feedbot.ranking import recommend
 from feedbot.store import subscribers
 from feedbot.store.db import transaction
-from feedbot.store.models import Delivery, Paper
+from feedbot.store.models import Delivery, Heartbeat, Paper, Shown, Subscriber
 
 NOW = datetime(2026, 3, 12, 9, 0, tzinfo=UTC)
 DAY = date(2026, 3, 12)
@@ -44,6 +45,10 @@ def fault(kind: str) -> BaseException:
         return Forbidden("Forbidden: bot was blocked by the user")
     if kind == "5xx":
         return NetworkError("Internal Server Error (500)")
+    if kind == "400":
+        return BadRequest("Bad Request: message is too long")
+    if kind == "gone":
+        return BadRequest("Bad Request: chat not found")
     if kind == "refused":
         error = NetworkError("httpx.ConnectError: [Errno 111] Connection refused")
         error.__cause__ = httpx.ConnectError("[Errno 111] Connection refused")
@@ -51,46 +56,48 @@ def fault(kind: str) -> BaseException:
     return Crash()
 
 
-FAULTS = ("429", "timeout", "403", "5xx", "refused", "crash")
+FAULTS = ("429", "timeout", "403", "5xx", "refused", "400", "gone", "crash")
 
 
 # --- the pure rule -----------------------------------------------------------------------------
 
-@given(st.integers(1, 4), st.lists(st.sampled_from(deliveries.OUTCOMES), min_size=1, max_size=12))
-def test_outcomes_never_resend_a_confirmed_part(total, outcomes):
+@given(st.integers(1, 4), st.lists(st.sampled_from(outcomes.OUTCOMES), min_size=1, max_size=12))
+def test_outcomes_never_resend_a_confirmed_part(total, sequence):
     """Replaying any sequence of outcomes: the next part tried is always the first unconfirmed
     one, a part is confirmed once, and attempts stop in a final state."""
     confirmed, state, tried = 0, "claimed", []
-    for outcome in outcomes:
-        if state in deliveries.FINAL:
+    for outcome in sequence:
+        if state in outcomes.FINAL:
             break
         tried.append(confirmed)
-        if outcome == deliveries.DELIVERED:
+        if outcome == outcomes.DELIVERED:
             confirmed += 1
-        state = deliveries.after(outcome, confirmed, total)
-        assert state in deliveries.FINAL + ("claimed", "sending")
+        state = outcomes.after(outcome, confirmed, total)
+        assert state in outcomes.FINAL + ("claimed", "sending")
         if state in ("sent", "empty"):
             assert confirmed == total
-    delivered = [p for p, o in zip(tried, outcomes, strict=False) if o == deliveries.DELIVERED]
+    delivered = [p for p, o in zip(tried, sequence, strict=False) if o == outcomes.DELIVERED]
     assert delivered == sorted(set(delivered))  # each part at most once, in order
 
 
 def test_each_outcome_has_one_state():
-    assert deliveries.after(deliveries.DELIVERED, 1, 2) == "sending"
-    assert deliveries.after(deliveries.DELIVERED, 2, 2) == "sent"
-    assert deliveries.after(deliveries.DELIVERED, 1, 1, empty=True) == "empty"
-    assert deliveries.after(deliveries.REFUSED, 1, 3) == "claimed"
-    assert deliveries.after(deliveries.UNKNOWN, 0, 1) == "uncertain"
-    assert deliveries.after(deliveries.BLOCKED, 1, 2) == "blocked"
-    assert deliveries.after(deliveries.EXPIRED, 0, 2) == "skipped"
-    assert deliveries.after(deliveries.EXPIRED, 1, 2) == "failed"
+    assert outcomes.after(outcomes.DELIVERED, 1, 2) == "sending"
+    assert outcomes.after(outcomes.DELIVERED, 2, 2) == "sent"
+    assert outcomes.after(outcomes.DELIVERED, 1, 1, empty=True) == "empty"
+    assert outcomes.after(outcomes.REFUSED, 1, 3) == "claimed"
+    assert outcomes.after(outcomes.THROTTLED, 1, 3) == "claimed"
+    assert outcomes.after(outcomes.GONE, 0, 1) == "blocked"
+    assert outcomes.after(outcomes.UNKNOWN, 0, 1) == "uncertain"
+    assert outcomes.after(outcomes.BLOCKED, 1, 2) == "blocked"
+    assert outcomes.after(outcomes.EXPIRED, 0, 2) == "skipped"
+    assert outcomes.after(outcomes.EXPIRED, 1, 2) == "failed"
 
 
 @pytest.mark.parametrize("kind", FAULTS[:-1])
 def test_classify_each_fault(kind):
-    expected = {"429": "refused", "refused": "refused", "timeout": "unknown", "5xx": "unknown",
-                "403": "blocked"}[kind]
-    assert deliveries.classify(fault(kind)) == expected
+    expected = {"429": "throttled", "refused": "refused", "timeout": "unknown", "5xx": "unknown",
+                "403": "blocked", "400": "rejected", "gone": "gone"}[kind]
+    assert outcomes.classify(fault(kind)) == expected
 
 
 def test_a_real_refused_connection_is_refused_not_unknown():
@@ -108,7 +115,7 @@ def test_a_real_refused_connection_is_refused_not_unknown():
         except Exception as exc:  # noqa: BLE001 - the exception is what is checked
             return exc
 
-    assert deliveries.classify(asyncio.run(send())) == deliveries.REFUSED
+    assert outcomes.classify(asyncio.run(send())) == outcomes.REFUSED
 
 
 # --- every fault at every part, on the real database -------------------------------------------
@@ -127,7 +134,7 @@ def claim_digest(engine, telegram_id: int, picks: int, title_words: int,
             session.add(paper)
             session.flush()
             ids.append(paper.id)
-        delivery_id = deliveries.claim(session, subscriber.id, DAY, NOW)
+        delivery_id = rows.claim(session, subscriber.id, DAY, NOW)
         chosen = [recommend.Pick(session.get(Paper, pid), 1.0, "", "because") for pid in ids]
         digests.record(session, [(digests.Digest(subscriber.id, DAY, DAY, chosen), delivery_id)], NOW)
     return delivery_id, ids
@@ -178,7 +185,7 @@ def run_until_settled(engine, faults: dict[tuple[int, int], str], monkeypatch) -
             kind = faults.pop((number, part), None)
             if kind is not None:
                 if kind == "crash":
-                    monkeypatch.setattr(deliveries, "this_process", dead_owner)  # it was a process now gone
+                    monkeypatch.setattr(rows, "this_process", dead_owner)  # it was a process now gone
                     with transaction(engine) as session:  # the row as the dead process left it
                         session.execute(Delivery.__table__.update().where(Delivery.id == item.delivery_id)
                                         .values(owner=dead_owner()))
@@ -211,17 +218,24 @@ def test_every_fault_at_every_part(engine, parts, monkeypatch):
         case = f"{kind} at part {position + 1} of {parts}"
         assert len(received) == len(set(received)), f"a part was sent twice: {case}: {received}"
         assert received == sorted(received), case
-        assert status in ("sent", "blocked", "uncertain"), case
+        assert status in ("sent", "blocked", "uncertain", "failed"), case
         if status == "sent":
             assert received == list(range(parts)) and row.parts_sent == parts, case
         else:
             assert row.error, f"no reason recorded: {case}"
         if kind in ("429", "refused"):  # nothing reached Telegram: resumed at that part, never repeated
             assert status == "sent", case
-        if kind == "403":
+        if kind in ("403", "gone"):
             assert status == "blocked", case
+        if kind == "400":
+            assert status == "failed", case
         if kind in ("timeout", "5xx", "crash"):
             assert status == "uncertain" and row.parts_sent == position, case
+        # Recorded as shown: exactly the picks of the parts that went out (or may have).
+        with Session(engine) as session:
+            shown = session.scalars(select(Shown.position).where(Shown.delivery_id == row.id)
+                                    .order_by(Shown.position)).all()
+        assert shown == sorted(set(received) | ({position} if status == "uncertain" else set())), case
 
 
 # --- a resumed digest never repeats or drops a pick, whatever changed since ----------------------
@@ -273,3 +287,177 @@ def test_a_resume_after_the_data_changed_sends_each_pick_once(engine, change):
     assert received == ids, f"{change}: picks received {received}, expected each of {ids} once"
     with Session(engine) as session:
         assert session.get(Delivery, delivery_id).status == "sent"
+
+
+# --- who owns a row: identities a restart can repeat are dead ----------------------------------
+
+def _sleeper():
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+
+OWNERS = {
+    # case: (owner name, heartbeat seen minutes ago or None, row touched minutes ago, alive?)
+    "this process": (lambda live: ownership.this_process(), None, 30, True),
+    "same host and pid as a dead run (a restarted container)":
+        (lambda live: str(ownership.Owner(ownership.identity().host, os.getpid(), "0000dead.1", "0badc0de")),
+         None, 1, False),
+    "an older version's host:pid of this pid": (lambda live: f"{ownership.identity().host}:{os.getpid()}", None, 1,
+                                                 False),
+    "a reused pid (another start time)":
+        (lambda live: str(ownership.Owner(ownership.identity().host, live.pid, "0000dead.1", "0badc0de")),
+         None, 1, False),
+    "a pid that is gone": (lambda live: str(ownership.Owner(ownership.identity().host, dead_pid(), "x.1", "t")),
+                           None, 1, False),
+    "a live process on this host": (lambda live: str(ownership.Owner(ownership.identity().host, live.pid,
+                                                                     ownership.process_start(live.pid), "t")),
+                                    None, 30, True),
+    "a worker elsewhere with a fresh heartbeat": (lambda live: "elsewhere:1:b.1:t1", 1, 30, True),
+    "a worker elsewhere whose heartbeat went quiet": (lambda live: "elsewhere:1:b.1:t2", 5, 1, False),
+    "a sender elsewhere without heartbeat, touched lately": (lambda live: "elsewhere:7:b.1:t3", None, 1, True),
+    "a sender elsewhere without heartbeat, untouched": (lambda live: "elsewhere:7:b.1:t4", None, 11, False),
+}
+
+
+def dead_pid() -> int:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    return gone.pid
+
+
+@pytest.mark.parametrize("case", sorted(OWNERS))
+def test_a_sending_row_whose_owner_is_dead_becomes_uncertain(engine, case):
+    """Only an owner that may still be sending keeps its row `sending`; every identity a restart
+    or a reboot can repeat (same host and pid, a reused pid) is recognised as dead."""
+    name_of, beat_ago, touched_ago, alive = OWNERS[case]
+    live = _sleeper()
+    try:
+        delivery_id = make_digest(engine, 5, 1)
+        name = name_of(live)
+        with transaction(engine) as session:
+            assert rows.start_sending(session, delivery_id, owner=name, now=NOW - timedelta(minutes=touched_ago)) == 0
+            if beat_ago is not None:
+                session.add(Heartbeat(name=name, host="elsewhere", pid=1, version="x", started_at=NOW,
+                                      seen_at=NOW - timedelta(minutes=beat_ago)))
+        with transaction(engine) as session:
+            deliveries.recover(session, NOW)
+        with Session(engine) as session:
+            row = session.get(Delivery, delivery_id)
+        assert row.status == ("sending" if alive else "uncertain"), case
+        if not alive:
+            assert name in row.error
+    finally:
+        live.kill()
+        live.wait()
+
+
+# --- long message ids, many parts ----------------------------------------------------------------
+
+def test_many_parts_with_long_message_ids_are_stored_whole(engine):
+    delivery_id = make_digest(engine, 6, 20)
+    big = 2**62
+
+    async def write(function, *args):
+        return function(*args)
+
+    async def transport(item, reply):
+        return big + item.replies.index(reply)
+
+    with transaction(engine) as session:
+        [item], _, _ = deliveries.recover(session, NOW)
+    result = asyncio.run(deliveries.send(item, transport, write, engine, lambda: NOW))
+    deliveries.write_results(engine, [result], NOW)
+    long_picks = ",".join(["20"] * 200)  # far past 255 characters
+    other = make_digest(engine, 7, 1)
+    with transaction(engine) as session:
+        rows.start_sending(session, other, now=NOW, part_picks=long_picks)
+    with Session(engine) as session:
+        row = session.get(Delivery, delivery_id)
+        assert row.status == "sent" and [int(i) for i in row.message_ids.split(",")] == [big + n for n in range(20)]
+        assert len(row.message_ids) > 255
+        assert session.get(Delivery, other).part_picks == long_picks
+
+
+# --- picks are recorded only with a send --------------------------------------------------------
+
+def test_an_admin_send_for_a_day_already_claimed_records_nothing(engine, settings):
+    """`feedbot digest --send --user ID` when today's row exists: nothing is sent, so nothing may
+    be recorded as shown (those papers stay on offer)."""
+    delivery_id, ids = claim_digest(engine, 8, 2, title_words=5)
+    with transaction(engine) as session:
+        fresh = [Paper(key=f"fresh-{n}", title=f"Fresh paper {n}", abstract="Abstract.", first_listed=DAY)
+                 for n in range(3)]
+        session.add_all(fresh)
+    with Session(engine, expire_on_commit=False) as session:
+        subscriber = session.scalar(select(Subscriber).where(Subscriber.telegram_id == 8))
+        before = session.scalar(select(func.count()).select_from(Shown))
+    for claim in (deliveries.ADMIN, deliveries.SCHEDULED):
+        built = {subscriber.id: digests.Digest(subscriber.id, DAY, DAY, [
+            recommend.Pick(p, 1.0, "", "why") for p in fresh])}
+        [(_, _, won)] = deliveries.claim_and_record(engine, [subscriber], built, NOW, claim)
+        assert won is None
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Shown)) == before
+    built = {subscriber.id: digests.Digest(subscriber.id, DAY, DAY, [recommend.Pick(p, 1.0, "", "w") for p in fresh])}
+    [(_, extra, won)] = deliveries.claim_and_record(engine, [subscriber], built, NOW, deliveries.COMMAND)
+    assert won is None and len(extra.picks) == 3  # /digest's extra picks: recorded, and sent at once by the chat
+
+
+def test_a_part_that_cannot_be_recorded_does_not_stop_the_digest(engine, monkeypatch, caplog):
+    """Recording a part as it goes only serves a crash; when that write fails the digest goes on,
+    and its end state records every part."""
+    delivery_id = make_digest(engine, 9, 3)
+
+    def broken(*args):
+        raise RuntimeError("database hiccup")
+
+    monkeypatch.setattr(deliveries, "record_part", broken)
+
+    async def write(function, *args):
+        return function(*args)
+
+    async def transport(item, reply):
+        return 500 + item.replies.index(reply)
+
+    with transaction(engine) as session:
+        [item], _, _ = deliveries.recover(session, NOW)
+    result = asyncio.run(deliveries.send(item, transport, write, engine, lambda: NOW))
+    deliveries.write_results(engine, [result], NOW)
+    assert "could not record part 1" in caplog.text
+    with Session(engine) as session:
+        row = session.get(Delivery, delivery_id)
+        assert (row.status, row.parts_sent, row.message_ids) == ("sent", 3, "500,501,502")
+
+
+def test_ranking_that_fails_for_one_subscriber_still_ranks_the_others(seeded, settings, monkeypatch):
+    from feedbot.delivery import runs
+    from feedbot.ranking.textmodel import ModelCache
+
+    with transaction(seeded) as session:
+        for telegram_id in range(20, 27):
+            subscribers.subscribe(session, telegram_id, telegram_id, "u")
+    with Session(seeded, expire_on_commit=False) as session:
+        subs = session.scalars(select(Subscriber).order_by(Subscriber.id)).all()
+        model = ModelCache(settings.model_dir).get(session)
+    poison = subs[4].id
+    real = digests.build
+
+    def build(session, model, group, *args, **kwargs):
+        if any(s.id == poison for s in group):
+            raise ValueError("a vote row this code cannot read")
+        return real(session, model, group, *args, **kwargs)
+
+    monkeypatch.setattr(digests, "build", build)
+    trouble = runs.Trouble()
+    built = deliveries.rank(seeded, model, subs, {s.id: DAY for s in subs}, NOW, settings, trouble)
+    assert sorted(built) == sorted(s.id for s in subs if s.id != poison)
+    assert trouble.errors == [f"ranking subscriber #{poison}: ValueError: a vote row this code cannot read"]
+
+    def down(*args, **kwargs):
+        raise ConnectionError("database unreachable")
+
+    calls = []
+    monkeypatch.setattr(deliveries, "RANK_FAILURES", 4)
+    monkeypatch.setattr(digests, "build", lambda *a, **k: calls.append(1) or down())
+    trouble = runs.Trouble()
+    assert deliveries.rank(seeded, model, subs, {s.id: DAY for s in subs}, NOW, settings, trouble) == {}
+    assert len(calls) <= 4 + 1 and trouble.errors  # bounded, not one pass per subscriber

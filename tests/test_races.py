@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from feedbot import cli
 from feedbot.chat.conversation import Chat, User
-from feedbot.delivery import deliveries, heartbeat
+from feedbot.delivery import deliveries, heartbeat, rows
 from feedbot.ranking import textmodel
 from feedbot.store import subscribers
 from feedbot.store.db import transaction
@@ -79,7 +79,7 @@ def test_digest_command_racing_the_sweep_shows_no_paper_twice(seeded, settings):
         worker.models = models
         chat = Chat(seeded, settings, lambda: NOW, models)
         command = functools.partial(chat.digest, User(telegram_id, telegram_id))
-        replies, (outgoing, _) = together(command, worker._prepare)
+        replies, (outgoing, _) = together(command, worker.digests.prepare)
         by_command = shown_ids(replies)
         by_sweep = [pid for item in outgoing if item.telegram_id == telegram_id for pid in item.paper_ids]
         assert by_command or by_sweep
@@ -98,8 +98,8 @@ def test_two_sweeps_and_an_admin_send_at_once_claim_each_digest_once(seeded, set
     with Session(seeded, expire_on_commit=False) as session:
         admin_target = subscribers.get(session, 950)
     model = models.get(Session(seeded))
-    (a, _), (b, _), c = together(first._prepare, second._prepare, lambda: deliveries.prepare(
-        seeded, model, [(admin_target, NOW.date())], NOW, settings, source="admin"))
+    (a, _), (b, _), c = together(first.digests.prepare, second.digests.prepare, lambda: deliveries.prepare(
+        seeded, model, [(admin_target, NOW.date())], NOW, settings, deliveries.ADMIN))
     claims = Counter(item.subscriber_id for item in a + b + c)
     assert set(claims.values()) == {1} and len(claims) == ROUNDS
     papers = Counter((item.subscriber_id, pid) for item in a + b + c for pid in item.paper_ids)
@@ -146,7 +146,7 @@ def test_fits_ranking_and_status_leave_the_write_lock_free(seeded, settings, pro
     with Session(seeded) as session:
         textmodel.ensure(session, settings.model_dir, force=True)
     worker = Worker(settings, seeded, clock=lambda: NOW)
-    outgoing, _ = worker._prepare()
+    outgoing, _ = worker.digests.prepare()
     assert outgoing
     # And a vote goes through while a read transaction (ranking, say) is open.
     with Session(seeded) as reading:
@@ -180,7 +180,7 @@ def test_status_check_sees_a_dead_worker_and_stuck_deliveries(seeded, settings, 
     add(seeded, 991)
     with transaction(seeded) as session:
         sid = subscribers.get(session, 991).id
-        deliveries.claim(session, sid, datetime.now(UTC).date(), datetime.now(UTC) - timedelta(minutes=30))
+        rows.claim(session, sid, datetime.now(UTC).date(), datetime.now(UTC) - timedelta(minutes=30))
     assert run_cli(monkeypatch, env, "status", "--check") == 1
     assert "1 deliveries stuck" in capsys.readouterr().out
     assert run_cli(monkeypatch, env, "status") == 0
@@ -197,7 +197,7 @@ def test_status_views_are_library_functions(seeded):
     add(seeded, 993)
     with transaction(seeded) as session:
         sid = subscribers.get(session, 993).id
-        deliveries.claim(session, sid, datetime.now(UTC).date(), datetime.now(UTC) - timedelta(minutes=30))
+        rows.claim(session, sid, datetime.now(UTC).date(), datetime.now(UTC) - timedelta(minutes=30))
     with Session(seeded) as session:
         now = datetime.now(UTC)
         assert status.health(session, now) == ["1 deliveries stuck in claimed/sending"]
@@ -213,12 +213,12 @@ def test_an_ingest_elsewhere_is_picked_up_by_the_worker_and_the_chat(seeded, set
     worker = Worker(settings, seeded, clock=lambda: NOW)
     with Session(seeded) as session:
         before = worker.models.get(session).corpus_version
-        assert not worker._model_is_stale()
+        assert not worker.refits.stale()
     dump = settings.data_dir / "extra.txt"
     dump.write_text("x\n\nMar 12\n\nA brand new paper on quantum widgets\n\nWe study quantum widgets.\n")
     ingest_paths(seeded, [dump])  # as `feedbot ingest` in another process would
-    assert worker._model_is_stale()
-    assert worker._refit()
+    assert worker.refits.stale()
+    assert worker.refits.run()
     with Session(seeded) as session:
         after = worker.models.get(session).corpus_version
         assert after != before and after == textmodel.corpus_version(session)

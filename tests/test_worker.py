@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -19,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from feedbot.chat.conversation import Chat
 from feedbot.chat.telegram import build_application
-from feedbot.delivery import deliveries, schedule
+from feedbot.delivery import rows, schedule
 from feedbot.sources.dumps import parse_dump
 from feedbot.store import subscribers
 from feedbot.store.db import transaction
@@ -169,10 +170,10 @@ def test_crash_between_claim_and_send_then_restart(running, telegram, seeded, se
     clock.now = datetime(2026, 3, 12, 9, 0, tzinfo=UTC)
     for chat_id in (301, 302, 303):
         add_subscriber(seeded, chat_id, interests="language models")
-    outgoing, _ = worker._prepare()  # claimed and recorded... then the process dies before sending
+    outgoing, _ = worker.digests.prepare()  # claimed and recorded... then the process dies before sending
     assert len(outgoing) == 3 and telegram.messages_to(301) == []
     with transaction(seeded) as session:  # and one row was mid-send when it died
-        assert deliveries.start_sending(session, outgoing[0].delivery_id, owner=dead_process()) == 0
+        assert rows.start_sending(session, outgoing[0].delivery_id, owner=dead_process()) == 0
 
     restarted = Worker(worker.settings, seeded, runner.application.bot, clock, broadcast_rate=0, part_pause=0)
     results = runner.call(restarted.sweep_digests())
@@ -323,8 +324,12 @@ def test_dry_run_and_send_one_from_the_cli(seeded, env, telegram):
     sent = feedbot("digest", "--send", "--user", "801")
     assert sent.returncode == 0 and ": sent" in sent.stdout, sent.stdout + sent.stderr
     assert len(digests_to(telegram, 801)) == 1
+    with Session(seeded) as session:
+        shown = session.scalar(select(func.count()).select_from(Shown))
     again = feedbot("digest", "--send", "--user", "801")
     assert again.returncode == 2 and "already has a digest" in again.stderr
+    with Session(seeded) as session:  # nothing sent, so nothing recorded as shown
+        assert session.scalar(select(func.count()).select_from(Shown)) == shown
     listing = feedbot("subscribers")
     assert "801" in listing.stdout and "(1 subscribers)" in listing.stdout
     status = feedbot("status")
@@ -369,3 +374,242 @@ def test_sigterm_stops_new_digests_at_once_and_a_second_one_is_ignored(engine, s
         loop.close()
     with Session(engine) as session:
         assert session.scalar(select(func.count()).select_from(Heartbeat)) == 0
+
+
+# --- chats that are gone or moved ------------------------------------------------------------
+
+def test_chat_not_found_deactivates_and_a_migrated_group_gets_its_digest_at_the_new_id(running, telegram, seeded,
+                                                                                        clock):
+    runner, worker = running
+    clock.now = datetime(2026, 3, 12, 9, 0, tzinfo=UTC)
+    for chat_id in (811, 812, 813):
+        add_subscriber(seeded, chat_id, interests="language models")
+    telegram.inject(811, "chat_not_found", "sendMessage", times=100)
+    telegram.inject(812, "migrated", "sendMessage", times=100, migrate_to=-100812)  # as Telegram: every time
+    results = runner.call(worker.sweep_digests())
+    assert results["sent"] == 2 and results["blocked"] == 1
+    assert len(digests_to(telegram, -100812)) == 1 and digests_to(telegram, 812) == []
+    assert len(digests_to(telegram, 813)) == 1
+    with Session(seeded) as session:
+        gone = session.scalar(select(Subscriber).where(Subscriber.telegram_id == 811))
+        moved = session.scalar(select(Subscriber).where(Subscriber.telegram_id == 812))
+        assert (gone.state, moved.state, moved.chat_id) == ("blocked", "active", -100812)
+        row = session.scalar(select(Delivery).where(Delivery.subscriber_id == gone.id))
+        assert row.status == "blocked" and "chat not found" in row.error.lower()
+        # Nothing reached the gone chat, so nothing is recorded as shown to it.
+        assert session.scalar(select(func.count()).select_from(Shown).where(Shown.subscriber_id == gone.id)) == 0
+    clock.now += timedelta(days=1)
+    calls_before = len(telegram.calls)
+    runner.call(worker.sweep_digests())
+    assert len(digests_to(telegram, -100812)) == 2 and digests_to(telegram, 811) == []
+    sent_to = [int(p["chat_id"]) for m, p in telegram.calls[calls_before:] if m == "sendMessage"]
+    assert 812 not in sent_to and 811 not in sent_to  # straight to the new id; the gone chat is left alone
+
+
+# --- a long broadcast is not stuck while it moves --------------------------------------------
+
+class SlowBroadcast:
+    """Stands in for the pacer: each message takes a minute of the fake clock, and at chosen
+    messages a check runs (or the broadcast stalls for a while)."""
+
+    def __init__(self, clock, at: dict) -> None:
+        self.clock, self.at, self.sent = clock, at, 0
+
+    async def wait(self) -> None:
+        self.sent += 1
+        self.clock.now += timedelta(minutes=1)
+        if self.sent in self.at:
+            self.at[self.sent]()
+
+
+def test_a_long_broadcast_that_progresses_is_not_stuck_and_one_that_stops_is(running, telegram, seeded, clock):
+    from feedbot.delivery import status
+
+    runner, worker = running
+    clock.now = datetime(2026, 3, 12, 8, 0, tzinfo=UTC)
+    chats = list(range(1001, 1031))
+    for chat_id in chats:
+        add_subscriber(seeded, chat_id, interests="language models")
+    seen = {}
+
+    def health(label):
+        def check():
+            with Session(seeded) as session:
+                seen[label] = status.health(session, clock.now), list(status.worker_report(session, clock.now))
+        return check
+
+    def stall():
+        clock.now += timedelta(minutes=15)  # no message goes out for 15 minutes
+        worker.heartbeat.alive()  # while the heartbeat job keeps beating
+
+    worker.digests.pacer = SlowBroadcast(clock, {20: health("moving"), 25: stall, 26: health("stalled")})
+    results = runner.call(worker.sweep_digests())
+    assert results["sent"] == len(chats)
+    problems, report = seen["moving"]  # 20 minutes into the broadcast, rows claimed 20 minutes ago
+    assert problems == [] and report[0].startswith("worker:   alive")
+    problems, report = seen["stalled"]
+    assert "a digest sweep made no progress for over 10 min" in problems
+    assert any("deliveries stuck in claimed/sending" in p for p in problems)
+    assert "STUCK" in report[0]
+    with Session(seeded) as session:
+        assert status.health(session, clock.now) == []  # finished: nothing left in flight
+
+
+# --- any step of a sweep may fail ------------------------------------------------------------
+
+class Injected(RuntimeError):
+    pass
+
+
+def failing(times: int | None = None):
+    """A stand-in that raises `Injected` (the first `times` calls, or always) and otherwise calls through."""
+    def wrap(real):
+        calls = []
+
+        def call(*args, **kwargs):
+            calls.append(1)
+            if times is None or len(calls) <= times:
+                raise Injected("injected fault")
+            return real(*args, **kwargs)
+        return call
+    return wrap
+
+
+def break_step(monkeypatch, worker, step):
+    from feedbot.delivery import deliveries, digests, due
+
+    places = {
+        "recover": (deliveries, "recover", None), "plan": (due, "plan", None),
+        "skip_missed": (due, "skip_missed", None),
+        "model": (worker.models, "get", None), "rank": (digests, "build", None),
+        "claim": (deliveries, "claim_and_record", None), "render": (digests, "render", 1),
+        "start_sending": (deliveries, "start_sending", 1), "write_results": (deliveries, "write_results", None),
+        "heartbeat": (worker.heartbeat, "sweep_started", None), "pacing": (worker.digests.pacer, "wait", 1),
+    }
+    owner, name, times = places[step]
+    real = getattr(owner, name)
+    if step == "pacing":
+        calls = []
+
+        async def wait():
+            calls.append(1)
+            if len(calls) == 1:
+                raise Injected("injected fault")
+            await real()
+        monkeypatch.setattr(owner, name, wait)
+        return
+    monkeypatch.setattr(owner, name, failing(times)(real))
+
+
+# step → how many of the four digests (one claimed earlier and resumed, three fresh) go out meanwhile
+STEPS = {"recover": 3, "plan": 1, "skip_missed": 4, "model": 1, "rank": 1, "claim": 1, "render": 3,
+         "start_sending": 3, "write_results": 4, "heartbeat": 4, "pacing": 3}
+
+
+@pytest.mark.parametrize("step", sorted(STEPS))
+def test_a_failing_sweep_step_is_logged_shown_and_the_rest_goes_out(running, telegram, seeded, clock, monkeypatch,
+                                                                   caplog, step):
+    from feedbot.delivery import status
+
+    runner, worker = running
+    clock.now = datetime(2026, 3, 12, 9, 0, tzinfo=UTC)
+    add_subscriber(seeded, 900, interests="speech")
+    claimed, _ = worker.digests.prepare()  # claimed by a sweep that then died: resumed by the next
+    assert len(claimed) == 1
+    chats = [900, 901, 902, 903]
+    for chat_id in chats[1:]:
+        add_subscriber(seeded, chat_id, interests="language models")
+    break_step(monkeypatch, worker, step)
+    runner.call(worker.sweep_digests())  # never raises
+    out = [c for c in chats if digests_to(telegram, c)]
+    assert len(out) == STEPS[step], (step, out)
+    assert "injected fault" in caplog.text
+    monkeypatch.undo()  # `feedbot status` runs in a process of its own
+    with Session(seeded) as session:
+        problems = status.health(session, clock.now)
+        report = "\n".join(status.delivery_report(session, clock.now))
+    assert any("digests failing since" in p and "injected fault" in p for p in problems), problems
+    assert "FAILING since" in report and "injected fault" in report
+
+    clock.now += timedelta(minutes=1)
+    runner.call(worker.sweep_digests())
+    clock.now += timedelta(minutes=1)
+    runner.call(worker.sweep_digests())
+    counts = [len(digests_to(telegram, c)) for c in chats]
+    assert all(n <= 1 for n in counts), counts  # nothing twice
+    with Session(seeded) as session:
+        assert status.health(session, clock.now) == []  # recovered: the check passes again
+        statuses = Counter(session.scalars(select(Delivery.status)))
+        failed = session.scalars(select(Delivery.id).where(Delivery.status == "failed")).all()
+        shown_unsent = session.scalar(select(func.count()).select_from(Shown).where(Shown.delivery_id.in_(failed)))
+    assert sum(counts) + statuses["failed"] + statuses["uncertain"] == len(chats), (counts, statuses)
+    assert statuses["sent"] == sum(counts)
+    assert not shown_unsent  # a digest that failed gives its picks back
+
+
+def test_a_failing_refit_backs_off_and_digests_go_out_on_the_last_good_model(running, telegram, seeded, settings,
+                                                                            clock, caplog, tmp_path):
+    from feedbot.delivery import status
+    from feedbot.sources.ingest import ingest_paths
+
+    runner, worker = running
+    clock.now = datetime(2026, 3, 12, 9, 0, tzinfo=UTC)
+    dump = tmp_path / "more.txt"
+    dump.write_text("x\n\nMar 12\n\nA brand new paper on quantum widgets\n\nWe study quantum widgets.\n")
+    ingest_paths(seeded, [dump])  # the model is stale now
+    worker.refits.model_dir = tmp_path / "not-a-folder"
+    worker.refits.model_dir.write_text("a file: the fit child cannot save there (disk full would do the same)")
+    add_subscriber(seeded, 910, interests="speech")
+    runner.call(worker.sweep_digests())
+    assert len(digests_to(telegram, 910)) == 1  # on the last good model
+    assert "refit failed" in caplog.text and worker.refits.failures == 1
+    first_retry = worker.refits.next_try
+    with Session(seeded) as session:
+        assert status.health(session, clock.now) == []  # within its grace: digests still go out
+        report = "\n".join(status.delivery_report(session, clock.now))
+        assert "sweep refit" in report and "FAILING since" in report and "next try in 1 min" in report
+    caplog.clear()
+    clock.now += timedelta(seconds=30)
+    runner.call(worker.sweep_digests())
+    assert "refit failed" not in caplog.text and worker.refits.next_try == first_retry  # no new fit each minute
+    for _ in range(6):  # 1, 2, 4, 8, 16, 32 minutes apart
+        clock.now = worker.refits.next_try
+        runner.call(worker.sweep_digests())
+    assert worker.refits.failures == 7 and worker.refits.next_try - clock.now == timedelta(minutes=60)
+    with Session(seeded) as session:
+        problems = status.health(session, clock.now)
+    assert any(p.startswith("refit failing since 2026-03-12 09:00 UTC") for p in problems), problems
+    worker.refits.model_dir = settings.model_dir
+    clock.now = worker.refits.next_try
+    runner.call(worker.sweep_digests())
+    with Session(seeded) as session:
+        assert status.health(session, clock.now) == []
+        assert worker.models.get(session).corpus_version == textmodel_version(session)
+
+
+def textmodel_version(session):
+    from feedbot.ranking import textmodel
+
+    return textmodel.corpus_version(session)
+
+
+@pytest.mark.parametrize("job", ["inbox", "sources"])
+def test_a_failing_inbox_or_sources_sweep_is_shown_until_it_works_again(running, seeded, clock, monkeypatch,
+                                                                       caplog, job):
+    from feedbot.delivery import status
+    from feedbot.sources import ingest
+    from feedbot.sources import run as sources
+
+    runner, worker = running
+    owner, name = (ingest, "sweep_inbox") if job == "inbox" else (sources, "run_configured")
+    monkeypatch.setattr(owner, name, failing()(getattr(owner, name)))
+    sweep = worker.sweep_inbox if job == "inbox" else worker.sweep_sources
+    assert runner.call(sweep()) == []
+    worker.heartbeat.alive()
+    assert "injected fault" in caplog.text
+    with Session(seeded) as session:
+        assert any(p.startswith(f"{job} failing since") for p in status.health(session, clock.now))
+    monkeypatch.undo()
+    runner.call(sweep())
+    with Session(seeded) as session:
+        assert status.health(session, clock.now) == []

@@ -155,7 +155,7 @@ class Chat:
                                   days={subscriber.id: day})
             session.expunge(subscriber)
         [(_, digest, delivery_id)] = deliveries.claim_and_record(self.engine, [subscriber], built, now,
-                                                                  source="command")
+                                                                  deliveries.COMMAND)
         replies = digests.render(digest)
         for reply in replies:
             reply.delivery = delivery_id

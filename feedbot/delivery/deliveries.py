@@ -1,249 +1,95 @@
 """Delivery: the one module that claims, sends and records digests — for the scheduled sweep,
 /digest and `feedbot digest --send` alike.
 
-A delivery row is unique on (subscriber, local date) and is claimed with INSERT … ON CONFLICT DO
-NOTHING before anything is sent, its picks recorded with it. Its states:
-
-    claimed → sending → sent | empty | blocked | failed | uncertain      (skipped: a missed day)
-
-What state follows an attempt is decided by one pure function, `after`, from the outcome of the
-part just tried and how many parts were already confirmed. Parts are recorded one by one, so a
-retry (a 429 that outlasted the retries, a refused connection: nothing reached Telegram) resumes
-at the first unconfirmed part and never repeats one. An outcome that may or may not have reached
-the subscriber (timeout, 5xx, a dropped connection, a crash mid-send) ends `uncertain`, never
-re-sent, because a second copy is worse than a missing one; the admin sees it in `feedbot status`.
+A digest is claimed (`rows`) with its picks recorded before anything is sent; its parts are sent
+one by one, each recorded as it goes, so a retry (a 429 past the retries, a refused connection:
+nothing was sent) resumes at the first unconfirmed part and never repeats one. What state follows
+an attempt is decided by `outcomes.after`. An outcome that may or may not have reached the
+subscriber (timeout, 5xx, a dropped connection, a crash mid-send) ends `uncertain`, never re-sent,
+because a second copy is worse than a missing one; the admin sees it in `feedbot status`.
 
 Ranking runs outside write transactions (SQLite readers never take the write lock); the write
 that follows is short and keeps only the picks the database accepted as new for the subscriber,
-so two claimers racing (the sweep and /digest, two processes) can never show a paper twice.
+so two claimers racing (the sweep and /digest, two processes) can never show a paper twice. No
+path records picks as shown without sending them: picks are recorded only with a claim that
+sends them (or as /digest's extra picks, sent at once), and a digest that ends without sending
+some parts gives their picks back (`rows.finish`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import os
-import socket
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
-import httpx
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
-from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.error import TelegramError
 
 from feedbot.clock import utcnow
 from feedbot.config import Settings
-from feedbot.delivery import digests, schedule
+from feedbot.delivery import digests, heartbeat, schedule
 from feedbot.delivery.messages import Reply
-from feedbot.delivery.telegram_send import Blocked
+from feedbot.delivery.outcomes import (
+    DELIVERED,
+    EXPIRED,
+    MIGRATED,
+    REJECTED,
+    UNKNOWN,
+    WITHDRAWN,
+    after,
+    classify,
+    describe,
+)
+from feedbot.delivery.ownership import as_utc, owner_alive, this_process
+from feedbot.delivery.rows import claim_many, finish, move_chat, reached, record_part, start_sending
+from feedbot.delivery.runs import Trouble
 from feedbot.ranking import recommend
 from feedbot.ranking.textmodel import TextModel
-from feedbot.store.db import insert_for, transaction
+from feedbot.store.db import transaction
 from feedbot.store.links import DEFAULT_PAPER_LINK
 from feedbot.store.models import Delivery, Paper, Shown, Subscriber
 
 log = logging.getLogger(__name__)
 
-# Outcomes of one attempt to send one part.
-DELIVERED = "delivered"  # Telegram confirmed it
-REFUSED = "refused"  # nothing reached Telegram: 429 past the retries, connection refused
-UNKNOWN = "unknown"  # it may have arrived: timeout, 5xx, dropped connection, crash mid-request
-BLOCKED = "blocked"  # 403: the subscriber blocked the bot
-REJECTED = "rejected"  # 400: Telegram will never take this message
-EXPIRED = "expired"  # still unsent when its late window closed
-WITHDRAWN = "withdrawn"  # the subscriber stopped or blocked before it went out
-OUTCOMES = (DELIVERED, REFUSED, UNKNOWN, BLOCKED, REJECTED, EXPIRED, WITHDRAWN)
 
-FINAL = ("sent", "empty", "blocked", "failed", "uncertain", "skipped")
-IN_FLIGHT = ("claimed", "sending")
-STALE = timedelta(minutes=10)  # a `sending` row untouched this long belongs to a dead process
+@dataclass(frozen=True)
+class Claim:
+    """How a caller claims a subscriber's digest for a day."""
+
+    source: str  # stored with the row: who asked
+    empty_claims_day: bool  # an empty digest still becomes the day's delivery
+    extra_picks: bool  # when the day is someone else's, the picks still go out (recorded unclaimed)
 
 
-def after(outcome: str, confirmed: int, total: int, empty: bool = False) -> str:
-    """The row's state after `outcome`, with `confirmed` parts of `total` known delivered
-    (counting the part just delivered). `sending` means: go on with the next part."""
-    if outcome == DELIVERED:
-        if confirmed < total:
-            return "sending"
-        return "empty" if empty else "sent"
-    if outcome == REFUSED:
-        return "claimed"  # resume at part confirmed + 1 on the next sweep
-    if outcome == UNKNOWN:
-        return "uncertain"
-    if outcome == BLOCKED:
-        return "blocked"
-    if outcome in (EXPIRED, WITHDRAWN):
-        return "skipped" if confirmed == 0 else "failed"
-    return "failed"
-
-
-def describe(outcome: str, error: str, confirmed: int, total: int) -> str:
-    """The reason stored with a row, for the admin: what happened and which parts went out."""
-    parts = f"; parts 1–{confirmed} of {total} were delivered" if confirmed and total > 1 else ""
-    if outcome == UNKNOWN:
-        return f"{error}; part {confirmed + 1} of {total} may or may not have arrived{parts}; not re-sent"
-    return f"{error}{parts}"
-
-
-def classify(exc: BaseException) -> str:
-    """Which outcome a python-telegram-bot exception means for the part being sent."""
-    if isinstance(exc, Blocked | Forbidden):
-        return BLOCKED
-    if isinstance(exc, RetryAfter):
-        return REFUSED
-    cause = exc.__cause__
-    if isinstance(cause, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
-        return REFUSED  # no connection was made, so no request was sent
-    if isinstance(exc, TimedOut | NetworkError):
-        return UNKNOWN  # includes 5xx answers and connections dropped mid-request
-    if isinstance(exc, BadRequest | TelegramError):
-        return REJECTED
-    return UNKNOWN
-
-
-def as_utc(moment: datetime) -> datetime:
-    """Datetimes read back from SQLite are naive; feedbot stores UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-# --- who is sending ----------------------------------------------------------------------------
-
-def this_process() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def owner_alive(owner: str | None, attempted_at: datetime | None, now: datetime) -> bool:
-    """Whether the process that marked a row `sending` may still be at it: a process on this host
-    is asked directly; one elsewhere counts as alive until the row is STALE."""
-    host, _, pid = (owner or "").rpartition(":")
-    if host == socket.gethostname() and pid.isdigit():
-        if int(pid) == os.getpid():
-            return True
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    return attempted_at is not None and now - as_utc(attempted_at) < STALE
-
-
-# --- rows --------------------------------------------------------------------------------------
-
-def claim(session: Session, subscriber_id: int, day: date, now: datetime | None = None,
-          status: str = "claimed", source: str = "schedule") -> int | None:
-    """Take the delivery for (subscriber, day); its id, or None when someone already has it."""
-    insert = insert_for(session)
-    result = session.execute(
-        insert(Delivery).values(subscriber_id=subscriber_id, local_date=day, status=status, source=source,
-                                claimed_at=now or utcnow())
-        .on_conflict_do_nothing(index_elements=["subscriber_id", "local_date"])
-        .returning(Delivery.id)
-    ).first()
-    return result[0] if result else None
-
-
-def claim_many(session: Session, wanted: list[tuple[int, date]], now: datetime | None = None,
-               source: str = "schedule") -> dict[int, int]:
-    """Claim (subscriber, day) pairs in bulk, in subscriber order (a fixed lock order between
-    concurrent claimers); {subscriber id: delivery id} for the ones won."""
-    insert = insert_for(session)
-    when = now or utcnow()
-    won: dict[int, int] = {}
-    wanted = sorted(wanted)
-    for start in range(0, len(wanted), 500):
-        rows = [{"subscriber_id": sid, "local_date": day, "status": "claimed", "source": source, "claimed_at": when}
-                for sid, day in wanted[start : start + 500]]
-        result = session.execute(
-            insert(Delivery).values(rows)
-            .on_conflict_do_nothing(index_elements=["subscriber_id", "local_date"])
-            .returning(Delivery.subscriber_id, Delivery.id)
-        )
-        won.update(dict(result.all()))
-    return won
-
-
-def start_sending(session: Session, delivery_id: int, owner: str | None = None,
-                  now: datetime | None = None, part_picks: str | None = None) -> int | None:
-    """claimed → sending, owned by this process, with the picks of each part about to go out;
-    the parts already confirmed, or None when the row is no longer ours to send (someone else
-    took it, or it is finished)."""
-    values = {"status": "sending", "owner": owner or this_process(), "attempted_at": now or utcnow()}
-    if part_picks is not None:
-        values["part_picks"] = part_picks[:255]
-    row = session.execute(
-        update(Delivery).where(Delivery.id == delivery_id, Delivery.status == "claimed")
-        .values(**values)
-        .returning(Delivery.parts_sent)
-    ).first()
-    return None if row is None else int(row[0])
-
-
-def record_part(session: Session, delivery_id: int, confirmed: int, message_ids: list[int],
-                now: datetime | None = None) -> None:
-    """Part `confirmed` went out: remember it before the next one is tried."""
-    session.execute(update(Delivery).where(Delivery.id == delivery_id).values(
-        parts_sent=confirmed, message_ids=_ids(message_ids), attempted_at=now or utcnow()))
-
-
-def finish(session: Session, delivery_id: int, status: str, message_ids: list[int] | None = None,
-           error: str | None = None, now: datetime | None = None, confirmed: int | None = None) -> None:
-    """Write an attempt's end state; `claimed` hands the row back for the next sweep."""
-    values = {"status": status, "error": (error or None) and error[:2000], "attempted_at": now or utcnow()}
-    if status != "claimed":
-        values["finished_at"] = now or utcnow()
-    if confirmed is not None:
-        values["parts_sent"] = confirmed
-    if message_ids is not None:
-        values["message_ids"] = _ids(message_ids)
-    session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
-    if status == "blocked":
-        session.execute(update(Subscriber).where(
-            Subscriber.id == select(Delivery.subscriber_id).where(Delivery.id == delivery_id).scalar_subquery()
-        ).values(state="blocked"))
-
-
-def _ids(message_ids: list[int]) -> str | None:
-    return ",".join(map(str, message_ids))[:255] or None
-
-
-def for_day(session: Session, subscriber_id: int, day: date) -> Delivery | None:
-    return session.scalar(select(Delivery).where(Delivery.subscriber_id == subscriber_id,
-                                                 Delivery.local_date == day))
-
-
-def reached(status: str, parts_sent: int) -> bool:
-    """Whether a row counts as a digest the subscriber had (or may have had) for `MIN_GAP`."""
-    return status in ("claimed", "sending", "sent", "empty", "uncertain") or parts_sent > 0
-
-
-def stuck(session: Session, now: datetime, older: timedelta = STALE) -> list[Delivery]:
-    """Rows in flight (`claimed`, `sending`) untouched for `older`: nobody is finishing them."""
-    rows = session.scalars(select(Delivery).where(Delivery.status.in_(IN_FLIGHT)).order_by(Delivery.id)).all()
-    return [r for r in rows if now - as_utc(r.attempted_at or r.claimed_at) >= older]
+SCHEDULED = Claim("schedule", empty_claims_day=True, extra_picks=False)
+ADMIN = Claim("admin", empty_claims_day=True, extra_picks=False)  # `feedbot digest --send`: the day or nothing
+COMMAND = Claim("command", empty_claims_day=False, extra_picks=True)  # /digest: extra picks when the day is taken
 
 
 def histories(session: Session, subscriber_ids: Iterable[int] | None, now: datetime) -> dict[int, schedule.History]:
-    """Recent delivery rows per subscriber, in the shape `schedule.decide` takes."""
+    """Recent delivery rows per subscriber, in the shape `schedule.decide` takes: the rows of
+    every local date that can be anyone's yesterday, today or tomorrow."""
     today = now.date()
     query = select(Delivery.subscriber_id, Delivery.local_date, Delivery.status, Delivery.claimed_at,
                    Delivery.parts_sent, Delivery.source).where(
                        Delivery.local_date.between(today - timedelta(days=3), today + timedelta(days=2)))
     ids = list(subscriber_ids) if subscriber_ids is not None else None
-    if ids is not None and len(ids) <= 500:
-        query = query.where(Delivery.subscriber_id.in_(ids))
+    chunks = [ids[n : n + 500] for n in range(0, len(ids), 500)] if ids is not None else [None]
     rows: dict[int, dict[date, str]] = {}
     last: dict[tuple[int, bool], datetime] = {}  # (subscriber, pulled with /digest) → latest claim
     latest_day: dict[int, date] = {}
-    for sid, day, status, claimed_at, parts, source in session.execute(query):
-        rows.setdefault(sid, {})[day] = status
-        if not reached(status, parts):
-            continue
-        key, claimed_at = (sid, source == "command"), as_utc(claimed_at)
-        last[key] = max(last.get(key, claimed_at), claimed_at)
-        latest_day[sid] = max(latest_day.get(sid, day), day)
+    for chunk in chunks:
+        for sid, day, status, claimed_at, parts, source in session.execute(
+                query if chunk is None else query.where(Delivery.subscriber_id.in_(chunk))):
+            rows.setdefault(sid, {})[day] = status
+            if not reached(status, parts):
+                continue
+            key, claimed_at = (sid, source == "command"), as_utc(claimed_at)
+            last[key] = max(last.get(key, claimed_at), claimed_at)
+            latest_day[sid] = max(latest_day.get(sid, day), day)
     wanted = ids if ids is not None else set(rows)
     return {sid: schedule.History(rows.get(sid, {}), last.get((sid, False)), last.get((sid, True)),
                                   latest_day.get(sid)) for sid in wanted}
@@ -278,27 +124,47 @@ class Outgoing:
         return cls(delivery_id, 0, chat_id, chat_id, date.min, replies)
 
 
+RANK_FAILURES = 32  # failed ranking passes a sweep spends isolating the subscribers ranking fails for
+
+
 def rank(engine: Engine, model: TextModel | None, subs: list[Subscriber], days: dict[int, date], now: datetime,
-         settings: Settings) -> dict[int, digests.Digest]:
-    """Digests for these subscribers, ranked together in a read-only session (no write lock)."""
-    with Session(engine) as session:
-        return digests.build(session, model, subs, now, settings, days=days)
+         settings: Settings, trouble: Trouble | None = None, budget: list[int] | None = None,
+         ) -> dict[int, digests.Digest]:
+    """Digests for these subscribers, ranked together in a read-only session (no write lock).
+    With `trouble`, a failing pass is split in halves until the subscribers it fails for are
+    found: they are left out (and said why), everyone else is ranked. A failure that hits
+    everyone (the database is down) stops after RANK_FAILURES passes."""
+    budget = [RANK_FAILURES] if budget is None else budget
+    try:
+        with Session(engine) as session:
+            return digests.build(session, model, subs, now, settings, days=days)
+    except Exception as exc:
+        if trouble is None:
+            raise
+        budget[0] -= 1
+        if len(subs) == 1 or budget[0] <= 0:
+            who = f"subscriber #{subs[0].id}" if len(subs) == 1 else f"{len(subs)} subscribers (giving up)"
+            trouble.add(f"ranking {who}", exc)
+            return {}
+    half = len(subs) // 2
+    return {**rank(engine, model, subs[:half], days, now, settings, trouble, budget),
+            **rank(engine, model, subs[half:], days, now, settings, trouble, budget)}
 
 
 def claim_and_record(engine: Engine, subs: list[Subscriber], built: dict[int, digests.Digest], now: datetime,
-                     source: str = "schedule", chunk: int = 50) -> list[tuple[Subscriber, digests.Digest, int | None]]:
+                     claim: Claim, chunk: int = 50) -> list[tuple[Subscriber, digests.Digest, int | None]]:
     """Short write transactions (a chunk of subscribers each): claim each digest's day and record
     its picks as shown, keeping only the picks the database accepted as new. A digest whose day
-    someone else claimed comes back with delivery id None (for /digest: extra picks)."""
+    someone else has comes back with delivery id None: with `claim.extra_picks` its picks are
+    recorded (the caller sends them at once), otherwise nothing is recorded for it."""
     out = []
     for start in range(0, len(subs), chunk):
         group = subs[start : start + chunk]
         with transaction(engine) as session:
-            # /digest claims the day only for a digest with picks; an empty answer leaves it to the schedule.
             won = claim_many(session, [(s.id, built[s.id].local_date) for s in group
-                                       if source != "command" or built[s.id].picks], now, source)
+                                       if claim.empty_claims_day or built[s.id].picks], now, claim.source)
             kept = digests.record(session, [(built[s.id], won.get(s.id)) for s in group], now,
-                                  only_claimed=(source == "schedule"))
+                                  only_claimed=not claim.extra_picks)
         for subscriber in group:
             digest = built[subscriber.id]
             digest = replace(digest, picks=[p for p in digest.picks if p.paper_id in kept.get(subscriber.id, set())])
@@ -309,26 +175,46 @@ def claim_and_record(engine: Engine, subs: list[Subscriber], built: dict[int, di
 
 
 def prepare(engine: Engine, model: TextModel | None, due: list[tuple[Subscriber, date]], now: datetime,
-            settings: Settings, source: str = "schedule") -> list[Outgoing]:
-    """Rank the due subscribers, then claim and record: what to send, for the claims won."""
+            settings: Settings, claim: Claim = SCHEDULED, trouble: Trouble | None = None) -> list[Outgoing]:
+    """Rank the due subscribers, then claim and record: what to send, for the claims won. A
+    digest that cannot be rendered ends `failed` at once, its picks given back."""
     if not due:
         return []
     subs = [s for s, _ in due]
-    built = rank(engine, model, subs, {s.id: day for s, day in due}, now, settings)
-    return [Outgoing(delivery_id, subscriber.id, subscriber.telegram_id, subscriber.chat_id, digest.local_date,
-                     digests.render(digest), empty=not digest.picks, note=digest.empty_reason,
-                     paper_ids=[p.paper_id for p in digest.picks])
-            for subscriber, digest, delivery_id in claim_and_record(engine, subs, built, now, source)
-            if delivery_id is not None]
+    built = rank(engine, model, subs, {s.id: day for s, day in due}, now, settings, trouble)
+    subs = [s for s in subs if s.id in built]
+    out, broken = [], []
+    for subscriber, digest, delivery_id in claim_and_record(engine, subs, built, now, claim):
+        if delivery_id is None:
+            continue
+        try:
+            replies = digests.render(digest)
+        except Exception as exc:
+            if trouble is None:
+                raise
+            trouble.add(f"rendering delivery {delivery_id}", exc)
+            broken.append((delivery_id, f"could not be rendered: {type(exc).__name__}: {exc}"))
+            continue
+        out.append(Outgoing(delivery_id, subscriber.id, subscriber.telegram_id, subscriber.chat_id,
+                            digest.local_date, replies, empty=not digest.picks, note=digest.empty_reason,
+                            paper_ids=[p.paper_id for p in digest.picks]))
+    if broken:
+        with transaction(engine) as session:
+            for delivery_id, error in broken:
+                finish(session, delivery_id, "failed", now=now, error=error)
+    return out
 
 
-def recover(session: Session, now: datetime, paper_link: str = DEFAULT_PAPER_LINK) -> tuple[list[Outgoing], int, int]:
+def recover(session: Session, now: datetime, paper_link: str = DEFAULT_PAPER_LINK,
+            trouble: Trouble | None = None) -> tuple[list[Outgoing], int, int]:
     """Rows left in flight: `sending` whose process is gone becomes `uncertain`; `claimed` is
     rendered again from its recorded picks and resumed at its first unconfirmed part (or closed
-    when its window passed or the subscriber left). Returns (to send, uncertain, closed)."""
+    when its window passed or the subscriber left). A row that cannot be rendered again ends
+    `failed`. Returns (to send, uncertain, closed)."""
     uncertain = closed = 0
+    seen = heartbeat.last_seen(session)
     for row in session.scalars(select(Delivery).where(Delivery.status == "sending")):
-        if owner_alive(row.owner, row.attempted_at, now):
+        if owner_alive(row.owner, row.attempted_at, now, seen.get(row.owner or ""), heartbeat.DEAD_AFTER):
             continue
         total = _parts(session, row, paper_link)
         finish(session, row.id, "uncertain", now=now, error=describe(
@@ -344,13 +230,19 @@ def recover(session: Session, now: datetime, paper_link: str = DEFAULT_PAPER_LIN
             outcome, error = WITHDRAWN, f"subscriber {subscriber.state} before it went out"
         elif now >= window_end(subscriber, row):
             outcome, error = EXPIRED, f"not delivered within its late window ({row.error or 'never attempted'})"
-        if outcome is not None:
+        try:
+            if outcome is None:
+                out.append(resumed(session, subscriber, row, paper_link))
+                continue
             total = _parts(session, row, paper_link)
-            finish(session, row.id, after(outcome, row.parts_sent, total), now=now,
-                   error=describe(outcome, error, row.parts_sent, total))
-            closed += 1
-            continue
-        out.append(resumed(session, subscriber, row, paper_link))
+        except Exception as exc:
+            if trouble is None:
+                raise
+            trouble.add(f"rendering delivery {row.id} again", exc)
+            outcome, error, total = None, f"could not be rendered again: {type(exc).__name__}: {exc}", 0
+        finish(session, row.id, after(outcome, row.parts_sent, total) if outcome else "failed", now=now,
+               error=describe(outcome, error, row.parts_sent, total) if outcome else error)
+        closed += 1
     return out, uncertain, closed
 
 
@@ -421,54 +313,60 @@ async def send(item: Outgoing, transport: Transport, write: Writer, engine: Engi
     """Send a claimed digest from its first unconfirmed part, recording each part as it goes.
     None when the row was not ours to send. The final state is returned, not written: the caller
     writes it (`write_results`), possibly batched — until then the row reads `sending`, which a
-    restart turns into `uncertain`, never into a second copy."""
-    confirmed = await write(_start, engine, item.delivery_id, clock(), item.part_picks())
+    restart turns into `uncertain`, never into a second copy. A group that became a supergroup
+    gets the part again at its new chat id, which is stored for the digests to come."""
+    confirmed = await write(_in_session, start_sending, engine, item.delivery_id, None, clock(), item.part_picks())
     if confirmed is None:
         return None
-    total, ids = len(item.replies), []
+    total, ids, moved = len(item.replies), [], False
     status = after(DELIVERED, confirmed, total, item.empty) if confirmed >= total else "sending"
-    for number in range(confirmed, total):
+    number = confirmed
+    while number < total:
         if pause is not None:
             await pause(number - item.confirmed)
         try:
             ids.append(await transport(item, item.replies[number]))
         except Exception as exc:  # noqa: BLE001 - every failure decides a state; none may leave it `sending`
             outcome = classify(exc)
+            if outcome == MIGRATED and not moved:
+                moved, item.chat_id = True, exc.new_chat_id
+                await write(_in_session, move_chat, engine, item.delivery_id, item.chat_id)
+                continue  # the same part, to the new chat
             if outcome == UNKNOWN and not isinstance(exc, TelegramError):
                 log.exception("unexpected error sending delivery %s", item.delivery_id)
+            outcome = REJECTED if outcome == MIGRATED else outcome  # migrated twice: it was not sent
             error = describe(outcome, f"{type(exc).__name__}: {exc}", confirmed, total)
             return Result(item, after(outcome, confirmed, total, item.empty), confirmed, ids, error)
-        confirmed += 1
+        confirmed = number = confirmed + 1
         status = after(DELIVERED, confirmed, total, item.empty)
         if status == "sending":
-            await write(_record_part, engine, item.delivery_id, confirmed, ids, clock())
+            try:  # only what a crash would need; the end state written next records the same
+                await write(_in_session, record_part, engine, item.delivery_id, confirmed, ids, clock())
+            except Exception:  # noqa: BLE001 - a failed progress write must not stop a digest half sent
+                log.exception("could not record part %s of delivery %s; sending on", confirmed, item.delivery_id)
     return Result(item, status, confirmed, ids, item.note if status == "empty" else None)
 
 
-def _start(engine: Engine, delivery_id: int, now: datetime, part_picks: str | None = None) -> int | None:
+def _in_session(function, engine: Engine, *args):
     with transaction(engine) as session:
-        return start_sending(session, delivery_id, now=now, part_picks=part_picks)
+        return function(session, *args)
 
 
-def _record_part(engine: Engine, delivery_id: int, confirmed: int, ids: list[int], now: datetime) -> None:
+def hand_back(engine: Engine, delivery_id: int, now: datetime) -> None:
+    """An attempt broke off between parts (not in a send): `claimed` again, resumed after the
+    parts it recorded by the next sweep."""
     with transaction(engine) as session:
-        _append_part(session, delivery_id, confirmed, ids, now)
-
-
-def _append_part(session: Session, delivery_id: int, confirmed: int, ids: list[int], now: datetime) -> None:
-    earlier = session.scalar(select(Delivery.message_ids).where(Delivery.id == delivery_id))
-    known = [int(i) for i in (earlier or "").split(",") if i]
-    record_part(session, delivery_id, confirmed, known + [i for i in ids if i not in known], now)
+        session.execute(update(Delivery).where(Delivery.id == delivery_id, Delivery.status == "sending",
+                                               Delivery.owner == this_process()).values(
+            status="claimed", attempted_at=now))
 
 
 def write_results(engine: Engine, results: list[Result], now: datetime) -> None:
     """Store attempts' end states in one short transaction."""
     with transaction(engine) as session:
         for result in results:
-            earlier = session.scalar(select(Delivery.message_ids).where(Delivery.id == result.item.delivery_id))
-            known = [int(i) for i in (earlier or "").split(",") if i]
-            finish(session, result.item.delivery_id, result.status,
-                   known + [i for i in result.message_ids if i not in known], result.error, now, result.confirmed)
+            finish(session, result.item.delivery_id, result.status, result.message_ids, result.error, now,
+                   result.confirmed)
 
 
 def shown_in_console(engine: Engine, delivery_id: int, parts: int, now: datetime | None = None) -> None:
@@ -481,8 +379,6 @@ def shown_in_console(engine: Engine, delivery_id: int, parts: int, now: datetime
 async def send_now(engine: Engine, item: Outgoing, transport: Transport,
                    clock: Callable[[], datetime] = utcnow) -> str:
     """Send one digest and write its outcome at once (/digest, `feedbot digest --send`)."""
-    import asyncio
-
     async def write(function, *args):
         return await asyncio.to_thread(function, *args)
 

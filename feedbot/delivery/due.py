@@ -8,11 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from sqlalchemy import select
+from sqlalchemy import case, exists, or_, select
 from sqlalchemy.orm import Session
 
 from feedbot.delivery import deliveries, schedule
-from feedbot.store.models import Subscriber
+from feedbot.delivery.ownership import as_utc
+from feedbot.delivery.rows import REACHED, claim, finish
+from feedbot.store.models import Delivery, Subscriber
 
 
 @dataclass
@@ -27,12 +29,13 @@ class Plan:
 
 
 def plan(session: Session, now: datetime, only: list[Subscriber] | None = None) -> Plan:
-    """Decide every subscriber (or `only` these): due now, missed, or why not yet."""
+    """Decide every subscriber who may be due or missed now (or `only` these, whatever their
+    state): due now, missed, or why not yet."""
     result = Plan()
-    candidates = only if only is not None else list(session.scalars(select(Subscriber).order_by(Subscriber.id)))
+    candidates = only if only is not None else maybe_due(session, now)
     if not candidates:
         return result
-    history = deliveries.histories(session, [s.id for s in candidates] if only is not None else None, now)
+    history = deliveries.histories(session, [s.id for s in candidates], now)
     empty = schedule.History({})
     for subscriber in candidates:
         past = history.get(subscriber.id, empty)
@@ -46,20 +49,34 @@ def plan(session: Session, now: datetime, only: list[Subscriber] | None = None) 
     return result
 
 
+def maybe_due(session: Session, now: datetime) -> list[Subscriber]:
+    """The active subscribers without a digest for their local today: the only ones who can be
+    due or missed now (one with today's digest had one under MIN_GAP ago, or after yesterday's
+    slot began). One query, however many subscribers are served already."""
+    zones = session.scalars(select(Subscriber.timezone).where(Subscriber.state == "active").distinct()).all()
+    if not zones:
+        return []
+    today = case({name: now.astimezone(schedule.zone(name)).date() for name in zones}, value=Subscriber.timezone)
+    served = exists().where(Delivery.subscriber_id == Subscriber.id, Delivery.local_date == today,
+                            or_(Delivery.status.in_(REACHED), Delivery.parts_sent > 0))
+    return list(session.scalars(select(Subscriber).where(Subscriber.state == "active", ~served)
+                                .order_by(Subscriber.id)))
+
+
 def _subscribed_by(subscriber: Subscriber, when: datetime) -> bool:
     created = subscriber.created_at
     if created is None:
         return False
-    return deliveries.as_utc(created) <= when
+    return as_utc(created) <= when
 
 
 def skip_missed(session: Session, missed: list[tuple[Subscriber, date]], now: datetime) -> int:
     """Record the days whose late window closed undelivered (the worker was down), with why."""
     skipped = 0
     for subscriber, day in missed:
-        delivery_id = deliveries.claim(session, subscriber.id, day, now, status="skipped")
+        delivery_id = claim(session, subscriber.id, day, now, status="skipped")
         if delivery_id is not None:
-            deliveries.finish(session, delivery_id, "skipped", now=now, error=(
+            finish(session, delivery_id, "skipped", now=now, error=(
                 f"not sent within {schedule.LATE_WINDOW.seconds // 3600} h of {subscriber.send_time} "
                 f"({subscriber.timezone}): no worker ran the digest sweep then"))
             skipped += 1

@@ -13,8 +13,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from feedbot.config import Settings
-from feedbot.delivery import deliveries, digests, due, heartbeat, reasons, schedule
+from feedbot.delivery import digests, due, heartbeat, reasons, rows, runs, schedule
 from feedbot.delivery.messages import plain
+from feedbot.delivery.ownership import STALE, as_utc
 from feedbot.ranking.textmodel import ModelCache
 from feedbot.store.models import Delivery, Subscriber, Sweep
 
@@ -28,16 +29,31 @@ def ago(delta: timedelta) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60} min ago"
 
 
+def stuck(session: Session, now: datetime, seen: list[heartbeat.Seen] | None = None) -> list[Delivery]:
+    """Rows in flight that stopped progressing: untouched for STALE, and no progress for STALE
+    from the worker sending them (a `sending` row's owner; any worker for a `claimed` row queued
+    behind a broadcast). A long broadcast that keeps moving leaves nothing stuck, however long."""
+    seen = heartbeat.workers(session, now) if seen is None else seen
+    moving = {w.beat.name for w in seen
+              if w.progressing and w.beat.progress_at and now - as_utc(w.beat.progress_at) < STALE}
+    return [r for r in rows.in_flight_since(session, now, STALE)
+            if not (moving and r.status == "claimed" or r.owner in moving)]
+
+
 def health(session: Session, now: datetime) -> list[str]:
-    """What `status --check` fails on: no live worker, deliveries stuck in flight."""
+    """What `status --check` fails on: no live worker, a digest sweep that stopped progressing,
+    deliveries stuck in flight, a job whose last run failed (a refit after its grace)."""
     problems = []
     seen = heartbeat.workers(session, now)
-    if not any(w.alive for w in seen):
+    if any(w.sweep_stuck and w.ago <= heartbeat.DEAD_AFTER for w in seen):
+        minutes = int(heartbeat.SWEEP_STUCK_AFTER.total_seconds() // 60)
+        problems.append(f"a digest sweep made no progress for over {minutes} min")
+    elif not any(w.alive for w in seen):
         problems.append(f"no worker seen for {ago(seen[0].ago)}" if seen else "no worker has ever reported")
-    stuck = deliveries.stuck(session, now)
-    if stuck:
-        problems.append(f"{len(stuck)} deliveries stuck in claimed/sending")
-    return problems
+    held = stuck(session, now, seen)
+    if held:
+        problems.append(f"{len(held)} deliveries stuck in claimed/sending")
+    return problems + runs.failing(session, now)
 
 
 def worker_report(session: Session, now: datetime) -> Iterator[str]:
@@ -47,12 +63,15 @@ def worker_report(session: Session, now: datetime) -> Iterator[str]:
         yield "worker:   none has ever reported: digests are not going out (start `feedbot worker`)"
     for w in seen[:5]:
         beat = w.beat
-        state = "alive" if w.alive else ("STUCK in a digest sweep" if w.sweep_stuck else "NOT SEEN (dead or stuck)")
+        state = "alive" if w.alive else (
+            "STUCK: its digest sweep stopped progressing" if w.sweep_stuck else "NOT SEEN (dead or stuck)")
         sweep = ""
         if beat.sweep_started_at:
             sweep = f"; last digest sweep started {beat.sweep_started_at:%Y-%m-%d %H:%M:%S} UTC"
             if beat.sweep_finished_at:
                 sweep += f", finished {beat.sweep_finished_at:%Y-%m-%d %H:%M:%S} UTC"
+            if beat.progress_at:
+                sweep += f", last progress {beat.progress_at:%Y-%m-%d %H:%M:%S} UTC"
         yield f"worker:   {state}: {beat.name} (feedbot {beat.version}), last seen {ago(w.ago)}{sweep}"
 
 
@@ -61,11 +80,14 @@ def delivery_report(session: Session, now: datetime) -> Iterator[str]:
     has no digest today."""
     for sweep in session.scalars(select(Sweep).order_by(Sweep.name)):
         yield f"sweep {sweep.name}: {sweep.ran_at:%Y-%m-%d %H:%M} UTC — {sweep.summary}"
-    stuck = deliveries.stuck(session, now)
-    if stuck:
-        yield f"deliveries stuck in flight: {len(stuck)} (no process is finishing them: is the worker running?)"
-        for row in stuck[:20]:
-            since = deliveries.as_utc(row.attempted_at or row.claimed_at)
+        if sweep.error:
+            yield (f"  FAILING since {as_utc(sweep.failing_since or sweep.ran_at):%Y-%m-%d %H:%M} UTC: {sweep.error}"
+                   " (the log has the tracebacks; digests keep going out meanwhile)")
+    held = stuck(session, now)
+    if held:
+        yield f"deliveries stuck in flight: {len(held)} (no process is finishing them: is the worker running?)"
+        for row in held[:20]:
+            since = as_utc(row.attempted_at or row.claimed_at)
             yield (f"  delivery {row.id}: subscriber #{row.subscriber_id}, {row.local_date}, {row.status} since "
                    f"{since:%Y-%m-%d %H:%M} UTC, parts sent {row.parts_sent}, by {row.owner or '-'}"
                    f"{': ' + row.error if row.error else ''}")
@@ -85,25 +107,20 @@ def delivery_report(session: Session, now: datetime) -> Iterator[str]:
     yield f"subscribers: {len(subs)} ({sum(s.state == 'active' for s in subs)} active)"
     if not subs:
         return
-    plan = due.plan(session, now, subs)
-    today = {s.id: deliveries.for_day(session, s.id, schedule.local_date(s, now)) for s in subs}
-    states = Counter(row.status for row in today.values() if row is not None)
+    today = rows.for_days(session, {s.id: schedule.local_date(s, now) for s in subs})
+    states = Counter(status for status, _ in today.values())
     yield "deliveries today: " + (", ".join(f"{k} {v}" for k, v in sorted(states.items())) or "none")
-    shown = 0
-    for subscriber in subs:
-        row = today[subscriber.id]
-        if row is not None and row.status not in ("sent", "claimed", "sending"):
-            line = f"  {subscriber.telegram_id}: today's digest {row.status}: {row.error or ''}"
-        elif row is None:
-            line = (f"  {subscriber.telegram_id}: no digest today: "
-                    f"{reasons.explain(subscriber, plan.slots[subscriber.id], 'admin')}")
+    listed = [s for s in subs if today.get(s.id, ("", ""))[0] not in ("sent", "claimed", "sending")]
+    slots = due.plan(session, now, [s for s in listed[:20] if s.id not in today]).slots  # only the lines shown
+    for subscriber in listed[:20]:
+        row = today.get(subscriber.id)
+        if row is not None:
+            yield f"  {subscriber.telegram_id}: today's digest {row[0]}: {row[1] or ''}"
         else:
-            continue
-        if shown < 20:
-            yield line
-        shown += 1
-    if shown > 20:
-        yield f"  … and {shown - 20} more"
+            yield (f"  {subscriber.telegram_id}: no digest today: "
+                   f"{reasons.explain(subscriber, slots[subscriber.id], 'admin')}")
+    if len(listed) > 20:
+        yield f"  … and {len(listed) - 20} more"
 
 
 def subscriber_table(session: Session, now: datetime) -> Iterator[str]:

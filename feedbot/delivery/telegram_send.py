@@ -1,5 +1,6 @@
 """Sending feedbot's messages with python-telegram-bot: HTML with its buttons, the same words as
-plain text when Telegram refuses our entities, and a 403 raised as `Blocked`. The digest sender
+plain text when Telegram refuses our entities, and a 403 or a chat that no longer exists raised as
+`Blocked`. The digest sender
 (deliveries) and the chat adapter both send through here.
 """
 
@@ -21,7 +22,12 @@ log = logging.getLogger(__name__)
 
 
 class Blocked(Exception):
-    """The user blocked the bot or deleted their account (Telegram answered 403)."""
+    """The user blocked the bot or deleted their account (403), or the chat is gone (400 chat not found)."""
+
+
+def is_chat_gone(exc: BadRequest) -> bool:
+    """Telegram's 400 for a chat that no longer exists (or never did): sending again cannot help."""
+    return "chat not found" in str(exc).lower()
 
 
 def keyboard_markup(rows: list[list[Button]] | None) -> InlineKeyboardMarkup | None:
@@ -46,7 +52,7 @@ async def send_text(bot, chat_id: int, text: str, keyboard: list[list[Button]] |
 
 
 async def send_replies(bot, chat_id: int, replies: Sequence[Reply]) -> list[int]:
-    """Send replies in order and return their message ids. A 403 raises Blocked."""
+    """Send replies in order and return their message ids. A 403 or a chat not found raises Blocked."""
     sent: list[int] = []
     try:
         for reply in replies:
@@ -59,6 +65,10 @@ async def send_replies(bot, chat_id: int, replies: Sequence[Reply]) -> list[int]
                 sent.append(document.message_id)
     except Forbidden as exc:
         raise Blocked(str(exc)) from exc
+    except BadRequest as exc:
+        if is_chat_gone(exc):
+            raise Blocked(str(exc)) from exc
+        raise
     return sent
 
 

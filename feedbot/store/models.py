@@ -187,16 +187,16 @@ class Delivery(Base):
     status: Mapped[str] = mapped_column(String(16))
     claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
-    message_ids: Mapped[str | None] = mapped_column(String(255))
+    message_ids: Mapped[str | None] = mapped_column(Text)  # every part's, comma-separated
     error: Mapped[str | None] = mapped_column(Text)
     # Parts of a split digest confirmed sent, recorded one by one: a retry resumes after them.
     parts_sent: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
     source: Mapped[str] = mapped_column(String(16), default="schedule", server_default="schedule")
-    owner: Mapped[str | None] = mapped_column(String(128))  # host:pid of the process sending it
+    owner: Mapped[str | None] = mapped_column(String(128))  # the sending process (delivery.ownership)
     attempted_at: Mapped[datetime | None]  # when that process last touched it
     # Picks in each part as first split ("2,1"): a resume renders only the picks after the parts
     # already sent, so a paper changed meanwhile can neither repeat nor drop a pick.
-    part_picks: Mapped[str | None] = mapped_column(String(255))
+    part_picks: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         UniqueConstraint("subscriber_id", "local_date"),
@@ -236,6 +236,8 @@ class Sweep(Base):
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     ran_at: Mapped[datetime]
     summary: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str | None] = mapped_column(Text)  # the last run's failure; None once a run succeeds
+    failing_since: Mapped[datetime | None]  # the first failure of the current run of failures
 
 
 class Heartbeat(Base):
@@ -243,7 +245,7 @@ class Heartbeat(Base):
 
     __tablename__ = "heartbeats"
 
-    name: Mapped[str] = mapped_column(String(128), primary_key=True)  # host:pid
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)  # the process (delivery.ownership)
     host: Mapped[str] = mapped_column(String(128))
     pid: Mapped[int] = mapped_column(Integer)
     version: Mapped[str] = mapped_column(String(32))
@@ -251,6 +253,7 @@ class Heartbeat(Base):
     seen_at: Mapped[datetime]
     sweep_started_at: Mapped[datetime | None]
     sweep_finished_at: Mapped[datetime | None]
+    progress_at: Mapped[datetime | None]  # the last digest sent or recorded: a long sweep that moves is not stuck
 
 
 Index("ix_deliveries_local_date", Delivery.local_date)

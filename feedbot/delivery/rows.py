@@ -1,0 +1,149 @@
+"""The delivery row: claimed before anything is sent, then sending, then one final state.
+
+A row is unique on (subscriber, local date) and is claimed with INSERT … ON CONFLICT DO NOTHING.
+Its picks are recorded (`shown`) with it; a row that ends without delivering some of its parts
+(failed, skipped, blocked, or the parts after the one in doubt of an uncertain row) gives those
+picks back, so a paper is recorded as shown only when it went out or may have.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from feedbot.clock import utcnow
+from feedbot.delivery.ownership import as_utc, this_process
+from feedbot.store.db import insert_for
+from feedbot.store.models import Delivery, Shown, Subscriber
+
+UNDELIVERED = ("failed", "skipped", "blocked")  # final states whose unsent picks are given back
+REACHED = ("claimed", "sending", "sent", "empty", "uncertain")  # a digest the subscriber had, or may have
+
+
+def claim(session: Session, subscriber_id: int, day: date, now: datetime | None = None,
+          status: str = "claimed", source: str = "schedule") -> int | None:
+    """Take the delivery for (subscriber, day); its id, or None when someone already has it."""
+    return claim_many(session, [(subscriber_id, day)], now, source, status).get(subscriber_id)
+
+
+def claim_many(session: Session, wanted: list[tuple[int, date]], now: datetime | None = None,
+               source: str = "schedule", status: str = "claimed") -> dict[int, int]:
+    """Claim (subscriber, day) pairs in bulk, in subscriber order (a fixed lock order between
+    concurrent claimers); {subscriber id: delivery id} for the ones won."""
+    insert = insert_for(session)
+    when = now or utcnow()
+    won: dict[int, int] = {}
+    wanted = sorted(wanted)
+    for start in range(0, len(wanted), 500):
+        rows = [{"subscriber_id": sid, "local_date": day, "status": status, "source": source, "claimed_at": when}
+                for sid, day in wanted[start : start + 500]]
+        result = session.execute(
+            insert(Delivery).values(rows)
+            .on_conflict_do_nothing(index_elements=["subscriber_id", "local_date"])
+            .returning(Delivery.subscriber_id, Delivery.id)
+        )
+        won.update(dict(result.all()))
+    return won
+
+
+def start_sending(session: Session, delivery_id: int, owner: str | None = None,
+                  now: datetime | None = None, part_picks: str | None = None) -> int | None:
+    """claimed → sending, owned by this process, with the picks of each part about to go out;
+    the parts already confirmed, or None when the row is no longer ours to send (someone else
+    took it, or it is finished)."""
+    values = {"status": "sending", "owner": owner or this_process(), "attempted_at": now or utcnow()}
+    if part_picks is not None:
+        values["part_picks"] = part_picks
+    row = session.execute(
+        update(Delivery).where(Delivery.id == delivery_id, Delivery.status == "claimed")
+        .values(**values)
+        .returning(Delivery.parts_sent)
+    ).first()
+    return None if row is None else int(row[0])
+
+
+def _merged_ids(session: Session, delivery_id: int, new: list[int]) -> str | None:
+    """The row's message ids with `new` added (an attempt resumed after earlier parts went out)."""
+    earlier = session.scalar(select(Delivery.message_ids).where(Delivery.id == delivery_id))
+    known = [int(i) for i in (earlier or "").split(",") if i]
+    return ",".join(map(str, known + [i for i in new if i not in known])) or None
+
+
+def record_part(session: Session, delivery_id: int, confirmed: int, message_ids: list[int],
+                now: datetime | None = None) -> None:
+    """Part `confirmed` went out: remember it before the next one is tried."""
+    session.execute(update(Delivery).where(Delivery.id == delivery_id).values(
+        parts_sent=confirmed, message_ids=_merged_ids(session, delivery_id, message_ids),
+        attempted_at=now or utcnow()))
+
+
+def finish(session: Session, delivery_id: int, status: str, message_ids: list[int] | None = None,
+           error: str | None = None, now: datetime | None = None, confirmed: int | None = None) -> None:
+    """Write an attempt's end state; `claimed` hands the row back for the next sweep. A blocked
+    row deactivates its subscriber; an undelivered one gives back the picks it did not send."""
+    values = {"status": status, "error": (error or None) and error[:2000], "attempted_at": now or utcnow()}
+    if status != "claimed":
+        values["finished_at"] = now or utcnow()
+    if confirmed is not None:
+        values["parts_sent"] = confirmed
+    if message_ids is not None:
+        values["message_ids"] = _merged_ids(session, delivery_id, message_ids)
+    session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
+    if status == "blocked":
+        session.execute(update(Subscriber).where(
+            Subscriber.id == select(Delivery.subscriber_id).where(Delivery.id == delivery_id).scalar_subquery()
+        ).values(state="blocked"))
+    if status in UNDELIVERED or status == "uncertain":
+        release_unsent(session, delivery_id, maybe_sent=int(status == "uncertain"))
+
+
+def release_unsent(session: Session, delivery_id: int, maybe_sent: int = 0) -> int:
+    """Forget the picks of the parts that never went out, so later digests may offer them;
+    how many. The parts sent are known by `parts_sent` and the picks per part (`part_picks`);
+    `maybe_sent` parts after them may have arrived (uncertain) and are kept."""
+    parts_sent, part_picks = session.execute(
+        select(Delivery.parts_sent, Delivery.part_picks).where(Delivery.id == delivery_id)).one()
+    sizes = [int(n) for n in (part_picks or "").split(",") if n.isdigit()]
+    kept = parts_sent + maybe_sent
+    if kept and len(sizes) < kept:
+        return 0  # which picks went out is not known: keep them all
+    sent = sum(sizes[:kept])
+    return session.execute(delete(Shown).where(Shown.delivery_id == delivery_id, Shown.position >= sent)).rowcount
+
+
+def move_chat(session: Session, delivery_id: int, chat_id: int) -> None:
+    """The subscriber's group became a supergroup: its digests go to the new chat id from now on."""
+    session.execute(update(Subscriber).where(
+        Subscriber.id == select(Delivery.subscriber_id).where(Delivery.id == delivery_id).scalar_subquery()
+    ).values(chat_id=chat_id))
+
+
+def for_day(session: Session, subscriber_id: int, day: date) -> Delivery | None:
+    return session.scalar(select(Delivery).where(Delivery.subscriber_id == subscriber_id,
+                                                 Delivery.local_date == day))
+
+
+def for_days(session: Session, days: dict[int, date]) -> dict[int, tuple[str, str | None]]:
+    """(status, error) of each subscriber's row for the local date given, in one query."""
+    if not days:
+        return {}
+    first, last = min(days.values()), max(days.values())
+    query = select(Delivery.subscriber_id, Delivery.local_date, Delivery.status, Delivery.error).where(
+        Delivery.local_date.between(first, last))
+    if len(days) <= 500:
+        query = query.where(Delivery.subscriber_id.in_(list(days)))
+    return {sid: (status, error) for sid, day, status, error in session.execute(query) if days.get(sid) == day}
+
+
+def reached(status: str, parts_sent: int) -> bool:
+    """Whether a row counts as a digest the subscriber had (or may have had) for `MIN_GAP`."""
+    return status in REACHED or parts_sent > 0
+
+
+def in_flight_since(session: Session, now: datetime, older: timedelta) -> list[Delivery]:
+    """Rows in flight (`claimed`, `sending`) untouched for `older`."""
+    rows = session.scalars(select(Delivery).where(Delivery.status.in_(("claimed", "sending")))
+                           .order_by(Delivery.id)).all()
+    return [r for r in rows if now - as_utc(r.attempted_at or r.claimed_at) >= older]

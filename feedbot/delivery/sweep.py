@@ -1,0 +1,159 @@
+"""The digest sweep, every minute: refit when stale, resume what is in flight, record missed
+days, rank and claim who is due, send it all (paced), record the outcomes.
+
+Every step may fail — the refit, recovery, planning, ranking, claiming, rendering, sending,
+recording. None stops the others: each failure is logged and kept (`runs.Trouble`), the digests
+that can still go out go out, and the run is recorded with its errors for `feedbot status`.
+Outcomes that could not be written are kept and written by the next flush.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from feedbot.config import Settings
+from feedbot.delivery import deliveries, due, runs, telegram_send
+from feedbot.delivery.heartbeat import Beat
+from feedbot.delivery.pacing import Pacer
+from feedbot.ranking.textmodel import ModelCache
+from feedbot.refits import Refits
+from feedbot.store.db import transaction
+
+if TYPE_CHECKING:  # the worker passes its metrics in; delivery imports nothing above it
+    from feedbot.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+FLUSH_EVERY = 64  # end states written per transaction (or sooner: every heartbeat.EVERY)
+
+
+class DigestSweep:
+    """One sweep at a time; `run` is the scheduled job, `prepare` and `deliver` its halves."""
+
+    def __init__(self, settings: Settings, engine: Engine, bot, clock: Callable[[], datetime], models: ModelCache,
+                 refits: Refits, beat: Beat, write: Callable[..., Awaitable], stopping: asyncio.Event,
+                 pacer: Pacer, part_pause: float = 1.0, concurrency: int = 4,
+                 metrics: Metrics | None = None) -> None:
+        self.settings, self.engine, self.bot, self.clock = settings, engine, bot, clock
+        self.models, self.refits, self.beat, self.write, self.stopping = models, refits, beat, write, stopping
+        self.pacer, self.part_pause, self.concurrency = pacer, part_pause, concurrency
+        self.metrics = metrics
+        self.lock = asyncio.Lock()
+        self._results: list[deliveries.Result] = []
+
+    def prepare(self, trouble: runs.Trouble | None = None) -> tuple[list[deliveries.Outgoing], Counter]:
+        """Resume what is in flight, record missed days, then rank and claim who is due. Each
+        write is a short transaction; planning and ranking only read."""
+        trouble = trouble if trouble is not None else runs.Trouble()
+        now, counts = self.clock(), Counter()
+        resumed: list[deliveries.Outgoing] = []
+        with trouble.step("resuming deliveries in flight"), transaction(self.engine) as session:
+            resumed, counts["uncertain"], counts["skipped"] = deliveries.recover(
+                session, now, self.settings.paper_link, trouble)
+        counts["resumed"] = len(resumed)
+        plan, model = due.Plan(), None
+        with trouble.step("planning who is due"), Session(self.engine) as session:
+            plan = due.plan(session, now)
+        if plan.due:
+            loaded = False
+            with trouble.step("loading the text model"), Session(self.engine) as session:
+                model, loaded = self.models.get(session), True
+            if not loaded:
+                plan.due = []  # nothing to rank with: they wait for the next sweep
+        with trouble.step("recording missed days"), transaction(self.engine) as session:
+            counts["skipped"] += due.skip_missed(session, plan.missed, now)
+        fresh: list[deliveries.Outgoing] = []
+        with trouble.step("ranking and claiming"):
+            fresh = deliveries.prepare(self.engine, model, plan.due, now, self.settings, deliveries.SCHEDULED, trouble)
+        return resumed + fresh, +counts
+
+    async def run(self) -> Counter:
+        """Send every digest that is due (and any claimed but unsent)."""
+        async with self.lock:
+            if self.stopping.is_set():
+                return Counter()
+            trouble = runs.Trouble()
+            with trouble.step("heartbeat"):
+                await self.write(self.beat.sweep_started)
+            await self.flush_outcomes(trouble)  # any a failed write left behind
+            await asyncio.to_thread(self.refits.run)
+            outgoing, results = await asyncio.to_thread(self.prepare, trouble)
+            queue: asyncio.Queue = asyncio.Queue()
+            for item in outgoing:
+                queue.put_nowait(item)
+
+            async def sender() -> None:
+                while not self.stopping.is_set():
+                    try:
+                        item = queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        return
+                    try:
+                        results[await self.deliver(item, trouble)] += 1
+                    except Exception as exc:  # noqa: BLE001 - handed back: the next sweep resumes it
+                        trouble.add(f"sending delivery {item.delivery_id}", exc)
+                        with trouble.step(f"handing delivery {item.delivery_id} back"):
+                            await self.write(deliveries.hand_back, self.engine, item.delivery_id, self.clock())
+
+            await asyncio.gather(*(sender() for _ in range(max(1, self.concurrency))))
+            await self.flush_outcomes(trouble)
+            if outgoing or results["uncertain"] or results["skipped"] or trouble.errors:
+                log.info("digest sweep: %s", dict(results))
+            summary = ", ".join(f"{k} {v}" for k, v in sorted(results.items())) or "nothing due"
+            try:
+                await asyncio.to_thread(runs.record, self.engine, "digests", self.clock(), summary, trouble.error)
+            except Exception:  # noqa: BLE001 - the database may be what fails; the log has it
+                log.exception("could not record the digest sweep")
+            with trouble.step("heartbeat"):
+                await self.write(self.beat.sweep_finished)
+            return results
+
+    async def deliver(self, item: deliveries.Outgoing, trouble: runs.Trouble | None = None) -> str:
+        """Send one claimed digest (see feedbot.delivery.deliveries for the rules); its end state."""
+        async def pause(index: int) -> None:
+            if index:
+                await asyncio.sleep(self.part_pause)
+            await self.pacer.wait()
+
+        started = time.perf_counter()
+        transport = telegram_send.telegram_transport(self.bot, self.settings.paid_broadcast)
+        result = await deliveries.send(item, transport, self.write, self.engine, self.clock, pause)
+        if result is None:
+            return "taken"
+        if self.metrics is not None:
+            self.metrics.delivered(result.status, time.perf_counter() - started)
+        # End states are written in batches: a crash before the write leaves the row `sending`,
+        # which a restart turns into `uncertain` (never re-sent), so batching risks no double.
+        self._results.append(result)
+        progress_due = self.beat.progressed()  # every heartbeat.EVERY: outcomes and progress written
+        if len(self._results) >= FLUSH_EVERY or progress_due:
+            await self.flush_outcomes(trouble)
+        if progress_due:
+            with (trouble or runs.Trouble()).step("heartbeat"):
+                await self.write(self.beat.alive)
+        log.info("delivery id=%s subscriber=%s date=%s status=%s parts=%s/%s messages=%s%s", item.delivery_id,
+                 item.subscriber_id, item.local_date, result.status, result.confirmed, len(item.replies),
+                 result.message_ids, f" error={result.error}" if result.error else "")
+        return result.status
+
+    async def flush_outcomes(self, trouble: runs.Trouble | None = None) -> None:
+        """Write the end states gathered so far; on failure they are kept for the next flush."""
+        results, self._results = self._results, []
+        if not results:
+            return
+        try:
+            await self.write(deliveries.write_results, self.engine, results, self.clock())
+        except Exception as exc:
+            self._results = results + self._results
+            if trouble is None:
+                raise
+            trouble.add("recording delivery outcomes", exc)
