@@ -113,13 +113,10 @@ def main() -> None:
     assert all(p.reason.terms for p in picks[0])
 
     sample = tastes[: args.sample]
-    table = rank._similarities(known, expanded)  # shared, so the loop pays only per-subscriber work
-    colikes = rank.colike_table(likers, table, PARAMS.colike_neighbours, PARAMS.colike_weight)
-    table[:-1] += colikes.table[:-1]
-    shared = rank._Shared.build(corpus, expanded.tocsr().astype(np.float32), table)
+    prepared = rank.prepare(corpus, expanded, PARAMS)  # shared, so the loop pays only per-subscriber work
     start = time.perf_counter()
     for taste in sample:
-        rank._rank_block([taste], corpus, expanded, PARAMS, shared, colikes)
+        rank.rank_block([taste], prepared)
     own_loop = (time.perf_counter() - start) / len(sample) * args.subscribers
 
     start = time.perf_counter()

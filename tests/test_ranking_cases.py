@@ -14,6 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from feedbot.ranking import rank, recommend, textmodel
+from feedbot.ranking.colikes import colike_table
+from feedbot.ranking.tables import similarities
 from feedbot.store import subscribers
 from feedbot.store.models import Interest, Paper
 from tests.test_ranking import DAY, NOW, is_vision, make_subscriber, rank_for, titled
@@ -218,8 +220,8 @@ def test_colike_table_matches_the_definition(seed, neighbours):
     candidates = normalize(sp.random(7, 12, density=0.4, format="csr", random_state=rng, dtype=np.float32))
     likers = sp.random(9, 15, density=0.3, format="csr", random_state=rng, dtype=np.float32)
     likers.data[:] = 1
-    table = rank._similarities(known, candidates)
-    colikes = rank.colike_table(likers, table, neighbours, 1.0)
+    table = similarities(known, candidates)
+    colikes = colike_table(likers, table, neighbours, 1.0)
     if likers.nnz == 0:
         assert colikes is None
         return
@@ -380,7 +382,7 @@ def test_scores_are_cosine_plus_weighted_co_likes_and_only_others_are_named(seed
     taste = rank.Taste(liked=liked, liked_weight=weights, k=7, liker_row=owner)
     picks = rank.rank([taste], corpus, candidates, params)[0]
 
-    table = rank._similarities(known, candidates)
+    table = similarities(known, candidates)
     dense = likers.toarray().astype(np.float64)
     norms = np.sqrt(np.maximum(dense.sum(axis=0), 1))
     cosine = (dense.T @ dense) / np.outer(norms, norms)
@@ -388,7 +390,7 @@ def test_scores_are_cosine_plus_weighted_co_likes_and_only_others_are_named(seed
     others[owner] = 0
     others_cosine = (others.T @ others) / np.outer(norms, norms)
     np.fill_diagonal(others_cosine, 0)
-    neighbours = rank.colike_table(likers, table, 4, 1.0).neighbours.toarray()
+    neighbours = colike_table(likers, table, 4, 1.0).neighbours.toarray()
     u = weights / weights.sum()
     profile = u @ known[liked].toarray()
     expected = (u @ table[liked] + u @ (cosine[liked] @ neighbours)) / np.linalg.norm(profile)

@@ -13,13 +13,13 @@ import scipy.sparse as sp
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, defer
 
-from feedbot.ranking import rank
+from feedbot.ranking import rank, reasons
 from feedbot.ranking.textmodel import TextModel
 from feedbot.store.db import chunks
 from feedbot.store.models import Interest, Listing, Mute, Paper, Shown, Subscriber, Vote
 from feedbot.store.textmatch import fold, mute_pattern
 
-DEFAULT_PARAMS = rank.Params()
+DEFAULT_PARAMS = rank.DEFAULT_PARAMS
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def candidates(session: Session, day: date, days: int) -> list[Paper]:
 
 def why_line(reason: rank.Reason, liked_titles: dict[int, str], interests: list[str], n_topics: int) -> str:
     """One line for chat: `because you liked "X" · diffusion, video, editing`."""
-    shared = rank.distinct_terms(reason.terms)
+    shared = reasons.distinct_terms(reason.terms)
     terms = f" · {', '.join(shared)}" if shared else ""
     if reason.kind == rank.KIND_INTEREST and 0 <= reason.interest < len(interests):
         return f"matches your interest “{interests[reason.interest]}”{terms}"
