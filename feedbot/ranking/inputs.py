@@ -25,8 +25,11 @@ class Params:
     use_topics: bool = True
     topic_min_total: int = 20  # ... once there are this many likes in all (small libraries: one centroid)
     topic_weight: float = 0.9  # topic vectors are narrower, so their cosines run higher: damp them
-    colike_weight: float = 0.6  # weight of the borrowed co-likes against the content cosine (tuned on split 0)
-    colike_neighbours: int = 20  # known papers a new paper borrows co-likes from
+    # Other people's co-likes (see colikes.py); weight, shrink and floor tuned on split 0 of CiteULike-t.
+    colike_weight: float = 0.6  # weight of the community term against the content cosine
+    colike_neighbours: int = 20  # known papers a new paper borrows co-likes from, at most ...
+    colike_min_similarity: float = 0.1  # ... each at least this alike by content
+    colike_shrink: float = 5.0  # other likers a liked paper needs for half the full co-like share
     chunk: int = 3000  # subscribers per block of the batched product
     threads: int = 0  # blocks ranked at once (0: one per core)
 

@@ -4,9 +4,10 @@ Each subscriber's taste becomes a few profile rows (`profiles`): the Rocchio cen
 they liked minus the corpus background, a centroid per topic holding a good share of their likes,
 one row per typed interest. A paper scores by its best-matching row (arxiv-sanity-lite's per-tag
 max-merge), minus a penalty for resembling what they disliked, plus other people's co-likes
-(`colikes`). The tables every subscriber is ranked against are built once (`prepare`); then all
-subscribers are ranked in blocks against them, cut to top-k with `argpartition` and explained
-(`reasons`). Newcomers with nothing to rank by get starter picks (`starters`).
+borrowed from the paper's nearest known papers (`colikes`; never the subscriber's own 👍). The
+tables every subscriber is ranked against are built once (`prepare`); then all subscribers are
+ranked in blocks against them, cut to top-k with `argpartition` and explained (`reasons`).
+Newcomers with nothing to rank by get starter picks (`starters`).
 """
 
 from __future__ import annotations
@@ -55,16 +56,15 @@ class Prepared:
 
 
 def prepare(corpus: Corpus, candidates: sp.csr_matrix, params: Params = DEFAULT_PARAMS) -> Prepared:
-    """The similarity table (content plus borrowed co-likes) and what the blocks read about it."""
+    """The content similarity table, the co-like counts behind each candidate, and what the blocks
+    read about them."""
     candidates = candidates.tocsr().astype(np.float32)
     if candidates.shape[0] == 0:
         return Prepared(corpus, candidates, params, None, None)
     table = similarities(corpus.known, candidates)
     colikes = None
     if params.colike_weight and corpus.likers is not None:
-        colikes = colike_table(corpus.likers, table, params.colike_neighbours, params.colike_weight)
-        if colikes is not None:
-            table[:-1] += colikes.table[:-1]
+        colikes = colike_table(corpus.likers, table, params)
     return Prepared(corpus, candidates, params, Shared.build(corpus, candidates, table), colikes)
 
 
@@ -106,9 +106,15 @@ def rank_block(tastes: list[Taste], prepared: Prepared) -> list[list[Scored]]:
     rows = profiles.build(tastes, corpus, params, shared)
     best = profiles.best_scores(rows, len(tastes))
     profiles.penalise_dislikes(best, tastes, corpus, params, shared)
+    community = None
+    if prepared.colikes is not None:
+        community = prepared.colikes.scores(tastes, rows.likes)
+        best += community
     pick_sub, pick_col, pick_score = top_k(best, tastes)
     del best
-    why = reasons.explain(tastes, rows, pick_sub, pick_col, corpus, shared, prepared.colikes)
+    community_score = community[pick_sub, pick_col] if community is not None else np.zeros(len(pick_col), np.float32)
+    why = reasons.explain(tastes, rows, pick_sub, pick_col, community_score, pick_score, corpus, shared,
+                          prepared.colikes)
     out: list[list[Scored]] = [[] for _ in tastes]
     for s, c, score, reason in zip(pick_sub.tolist(), pick_col.tolist(), pick_score.tolist(), why, strict=True):
         out[s].append(Scored(c, score, reason))

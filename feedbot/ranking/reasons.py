@@ -21,13 +21,15 @@ from feedbot.ranking.profiles import ROW_CENTROID, ROW_INTEREST, Profiles, slots
 from feedbot.ranking.tables import Shared
 
 
-def explain(tastes: list[Taste], profiles: Profiles, pick_sub: np.ndarray, pick_col: np.ndarray, corpus: Corpus,
-            shared: Shared, colikes: Colikes | None) -> list[Reason]:
-    """The reason of each pick (subscriber in the block, candidate column)."""
+def explain(tastes: list[Taste], profiles: Profiles, pick_sub: np.ndarray, pick_col: np.ndarray,
+            community_score: np.ndarray, pick_score: np.ndarray, corpus: Corpus, shared: Shared,
+            colikes: Colikes | None) -> list[Reason]:
+    """The reason of each pick (subscriber in the block, candidate column, the community's part of
+    its score, its whole score)."""
     win_row = winning_rows(profiles, pick_sub, pick_col, len(tastes))
-    closest, by_colike = closest_liked(tastes, pick_sub, pick_col, shared, colikes)
-    by_interest = profiles.kind[win_row] == ROW_INTEREST
-    by_colike &= ~by_interest
+    closest, by_colike = closest_liked(tastes, profiles.likes, pick_sub, pick_col, pick_score - community_score,
+                                       community_score, shared, colikes)
+    by_interest = (profiles.kind[win_row] == ROW_INTEREST) & ~by_colike
     parts = [corpus.known[closest[~by_interest]]]
     if by_interest.any():
         parts.append(profiles.interest_rows[win_row[by_interest] - profiles.n_vote])
@@ -36,10 +38,10 @@ def explain(tastes: list[Taste], profiles: Profiles, pick_sub: np.ndarray, pick_
     terms = top_terms(explainers, pick_col, shared, corpus.terms)
     reasons = []
     for n, w in enumerate(win_row.tolist()):
-        if profiles.kind[w] == ROW_INTEREST:
-            reasons.append(Reason(KIND_INTEREST, interest=int(profiles.interest_of[w]), terms=terms[n]))
-        elif by_colike[n]:
+        if by_colike[n]:
             reasons.append(Reason(KIND_COLIKE, liked_row=int(closest[n])))
+        elif by_interest[n]:
+            reasons.append(Reason(KIND_INTEREST, interest=int(profiles.interest_of[w]), terms=terms[n]))
         else:
             kind = KIND_PROFILE if profiles.kind[w] == ROW_CENTROID else KIND_TOPIC
             reasons.append(Reason(kind, liked_row=int(closest[n]), terms=terms[n]))
@@ -61,10 +63,13 @@ def winning_rows(profiles: Profiles, pick_sub: np.ndarray, pick_col: np.ndarray,
     return win_row
 
 
-def closest_liked(tastes: list[Taste], pick_sub: np.ndarray, pick_col: np.ndarray, shared: Shared,
+def closest_liked(tastes: list[Taste], likes: sp.csr_matrix, pick_sub: np.ndarray, pick_col: np.ndarray,
+                  content_score: np.ndarray, community_score: np.ndarray, shared: Shared,
                   colikes: Colikes | None) -> tuple[np.ndarray, np.ndarray]:
     """For each pick, the liked paper to name (known row, -1 when none), and whether the community
-    is the reason (its borrowed co-likes outweigh the content)."""
+    is the reason: other people's co-likes outweigh the content score. The paper named is then the
+    like whose other likers lead to the pick, else the like closest to it by content (a paper
+    linked to the pick only through co-likes shares no word with it)."""
     n_picks = len(pick_col)
     liked_counts = np.array([len(t.liked) for t in tastes])
     liked_start = np.cumsum(liked_counts) - liked_counts
@@ -72,42 +77,15 @@ def closest_liked(tastes: list[Taste], pick_sub: np.ndarray, pick_col: np.ndarra
         np.empty(0, np.int64)
     per_pick = liked_counts[pick_sub]
     pair_pick, pair_place = segments(per_pick)
-    pair_at = liked_start[pick_sub[pair_pick]] + pair_place
-    pair_known = all_liked[pair_at]
+    pair_known = all_liked[liked_start[pick_sub[pair_pick]] + pair_place]
     pair_col = pick_col[pair_pick]
     closeness = shared.table.take(pair_known, pair_col)
     with_liked = np.flatnonzero(per_pick > 0)
     pick_start = np.cumsum(per_pick) - per_pick
-    by_colike = np.zeros(n_picks, bool)
-    if colikes is not None and len(pair_known):
-        # The community is the reason when the likes' borrowed co-likes outweigh their content score.
-        # Only other people's co-likes between two different papers count as the community's
-        # reason: the subscriber's own 👍 and a candidate's nearness to a paper they liked do not.
-        everyone = colikes.table[pair_known, pair_col]
-        liker_rows = np.array([t.liker_row for t in tastes], np.int64)
-        pick_liker = liker_rows[pick_sub]
-        own_reach = colikes.reach(pick_liker, pick_col)
-        pair_liker = pick_liker[pair_pick]
-        mine = np.zeros(len(pair_known), np.float32)
-        member = pair_liker >= 0
-        mine[member] = np.asarray(colikes.likers[pair_liker[member], pair_known[member]]).ravel()
-        near = np.asarray(colikes.neighbours[pair_known, pair_col]).ravel().astype(np.float32)
-        inv_sqrt = colikes.inv_sqrt[pair_known]
-        shared_part = (everyone - np.float32(colikes.weight) * (
-            mine * inv_sqrt * own_reach[pair_pick] + near * (1 - mine * inv_sqrt**2))).astype(np.float32)
-        weight = np.concatenate([t.liked_weight for t in tastes]).astype(np.float32)[pair_at]
-        starts_with = pick_start[with_liked]
-        total = np.zeros(n_picks, np.float32)
-        total[with_liked] = np.add.reduceat(weight, starts_with)
-        weight /= np.maximum(total, 1e-30)[pair_pick]
-        content = closeness - everyone
-        community, by_content = np.zeros(n_picks, np.float32), np.zeros(n_picks, np.float32)
-        community[with_liked] = np.add.reduceat(weight * shared_part, starts_with)
-        by_content[with_liked] = np.add.reduceat(weight * content, starts_with)  # the plain cosine
-        by_colike = community > np.maximum(by_content, 1e-4)  # float noise is not a community
-        # Name the liked paper behind the reason: by other people's co-likes, or else by content
-        # alone (a paper linked to the pick only through co-likes shares no word with it).
-        closeness = np.where(by_colike[pair_pick], shared_part, content)
+    by_colike = (community_score > np.maximum(content_score, 1e-4)) & (per_pick > 0)
+    if colikes is not None and by_colike.any():
+        part = colikes.contributions(tastes, likes, pick_sub[pair_pick], pair_known, pair_col)
+        closeness = np.where(by_colike[pair_pick], part, closeness)
     closest = np.full(n_picks, -1, np.int64)
     if len(with_liked):
         closest[with_liked] = pair_known[first_max(closeness, pick_start[with_liked])]

@@ -91,7 +91,7 @@ class Columns:
 class Shared:
     """What every block reads about the candidates and the corpus: computed once per pass."""
 
-    table: Columns  # known x candidates: content cosine plus weighted co-likes
+    table: Columns  # known x candidates: content cosine
     candidates_t: sp.csr_matrix  # terms x candidates, for the interest product
     candidates_b: np.ndarray  # each candidate's dot product with the background
     known_b: np.ndarray
