@@ -1,5 +1,5 @@
-"""Ranking edge cases and the community signal: only 👎, empty interests, large multi-field
-libraries, years-old likes, co-likes borrowed by new papers, and onboarding from interests."""
+"""Ranking edge cases: only 👎, empty interests, large multi-field libraries, years-old likes, and
+onboarding from interests (the community signal: test_ranking_community)."""
 
 from datetime import timedelta
 
@@ -14,8 +14,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from feedbot.ranking import rank, recommend, textmodel
-from feedbot.ranking.colikes import colike_table
-from feedbot.ranking.tables import similarities
 from feedbot.store import subscribers
 from feedbot.store.models import Interest, Paper
 from tests.test_ranking import DAY, NOW, is_vision, make_subscriber, rank_for, titled
@@ -192,125 +190,6 @@ def test_recent_likes_outweigh_years_old_ones(seeded, settings):
         assert all(is_vision(p.paper.title, p.paper.abstract) for p in picks), [p.paper.title for p in picks]
 
 
-# --- co-likes ------------------------------------------------------------------------------------
-
-
-def brute_force_colikes(likers, table, neighbours):
-    """The definition, written out: the co-like cosine matrix formed whole."""
-    dense = likers.toarray().astype(np.float64)
-    counts = dense.sum(axis=0)
-    norms = np.sqrt(np.maximum(counts, 1))
-    cosine = (dense.T @ dense) / np.outer(norms, norms)
-    out = np.zeros(table.shape)
-    for c in range(table.shape[1]):
-        sims = np.where((counts > 0) & (table[:-1, c] <= 0.999), table[:-1, c], -1)
-        k = min(neighbours, int((counts > 0).sum()))
-        top = np.argsort(-sims, kind="stable")[:k]
-        weights = np.maximum(sims[top], 0)
-        if weights.sum():
-            out[:-1, c] = cosine[:, top] @ (weights / weights.sum())
-    return out
-
-
-@hypothesis_settings(max_examples=40, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.integers(1, 6))
-def test_colike_table_matches_the_definition(seed, neighbours):
-    rng = np.random.default_rng(seed)
-    known = normalize(sp.random(15, 12, density=0.4, format="csr", random_state=rng, dtype=np.float32))
-    candidates = normalize(sp.random(7, 12, density=0.4, format="csr", random_state=rng, dtype=np.float32))
-    likers = sp.random(9, 15, density=0.3, format="csr", random_state=rng, dtype=np.float32)
-    likers.data[:] = 1
-    table = similarities(known, candidates)
-    colikes = colike_table(likers, table, neighbours, 1.0)
-    if likers.nnz == 0:
-        assert colikes is None
-        return
-    fast = colikes.table
-    # Ties among equally similar neighbours may be broken either way: compare where they cannot matter.
-    expected = brute_force_colikes(likers, table, neighbours)
-    sims = np.where(np.asarray(likers.sum(axis=0)).ravel()[:, None] > 0, table[:-1], -1)
-    unique = [c for c in range(7) if len(np.unique(sims[:, c])) == len(sims[:, c])]
-    np.testing.assert_allclose(fast[:, unique], expected[:, unique], rtol=1e-4, atol=1e-6)
-    assert not fast[-1].any()
-
-
-def two_field_corpus():
-    """Field A papers and field B papers; the community likes A0 together with B-papers."""
-    rng = np.random.default_rng(11)
-    known, candidates, known_field, candidate_field = fields_corpus(rng, fields=2, per_field=40, vocabulary=200)
-    a0 = int(np.flatnonzero(known_field == 0)[0])
-    b_liked = np.flatnonzero(known_field == 1)[:10]
-    rows, cols = [], []
-    for user in range(30):  # each of them liked A0 and some B papers
-        for paper in [a0, *rng.choice(b_liked, size=4, replace=False)]:
-            rows.append(user)
-            cols.append(paper)
-    likers = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(31, known.shape[0]))
-    return known, candidates, known_field, candidate_field, likers, a0
-
-
-def test_a_new_paper_borrows_co_likes_from_its_known_neighbours():
-    known, candidates, known_field, candidate_field, likers, a0 = two_field_corpus()
-    taste = rank.Taste(liked=np.array([a0]), liked_weight=np.ones(1, np.float32), k=15)
-    content = rank.rank([taste], rank.Corpus.build(known, known_field), candidates)[0]
-    assert candidate_field[content[0].column] == 0
-    assert all(p.reason.kind == rank.KIND_PROFILE for p in content)
-    community = rank.Corpus.build(known, known_field, likers=likers)
-    picks = rank.rank([taste], community, candidates, rank.Params(colike_weight=3.0))[0]
-    borrowed = [p for p in picks if candidate_field[p.column] == 1]
-    assert len(borrowed) >= 5
-    # Field B shares no word with A0: only the community links them, and the reason says so.
-    assert all(p.reason == rank.Reason(rank.KIND_COLIKE, liked_row=a0) for p in borrowed)
-    best_by_content = max(p.score for p in content if candidate_field[p.column] == 1)
-    assert min(p.score for p in borrowed) > best_by_content + 1.0
-    # A weight of zero is the content ranker exactly.
-    assert rank.rank([taste], community, candidates, rank.Params(colike_weight=0.0))[0] == content
-
-
-@pytest.mark.parametrize("chunk", [1, 1000])
-def test_batched_pass_with_co_likes_equals_one_subscriber_at_a_time(chunk):
-    from tests.test_ranking import random_tastes
-
-    rng = np.random.default_rng(9)
-    known = sp.random(200, 300, density=0.05, format="csr", random_state=rng, dtype=np.float32)
-    candidates = sp.random(60, 300, density=0.05, format="csr", random_state=rng, dtype=np.float32)
-    likers = sp.random(50, 200, density=0.05, format="csr", random_state=rng, dtype=np.float32)
-    likers.data[:] = 1
-    corpus = rank.Corpus.build(known, topics=rng.integers(0, 6, 200), likers=likers,
-                                  terms=np.array([f"t{i}" for i in range(300)]))
-    tastes = random_tastes(rng, 200, 60, 30)
-    for n, taste in enumerate(tastes[::2]):
-        taste.liker_row = n  # half of them are in the community, half are not
-    params = rank.Params(chunk=chunk, topic_min_total=4, colike_weight=5.0)
-    starter = rank.starter_order(candidates, 8)
-    batched = rank.rank(tastes, corpus, candidates, params, starter=starter)
-    assert any(p.reason.kind == rank.KIND_COLIKE for ps in batched for p in ps)
-    for taste, picks in zip(tastes, batched, strict=True):
-        alone = rank.rank([taste], corpus, candidates, params, starter=starter)[0]
-        assert [p.column for p in picks] == [p.column for p in alone]
-        assert [p.reason for p in picks] == [p.reason for p in alone]
-
-
-def test_why_line_names_the_community_when_it_is_the_reason(seeded, settings):
-    with Session(seeded) as session, session.begin():
-        anchor = titled(session, "Learning to Prompt for Vision-Language Models")[0]
-        speech = papers_where(session, lambda t, a: is_speech(t, a) and not is_vision(t, a))
-        fans = speech[:6]
-        for n in range(20):  # others liked the vision paper together with speech papers
-            make_subscriber(session, 100 + n, liked=[anchor, fans[n % len(fans)], fans[(n + 1) % len(fans)]])
-        subscriber = make_subscriber(session, 1, liked=[anchor])
-        model = textmodel.load(session, settings.model_dir)
-        params = rank.Params(colike_weight=3.0)
-        picks = recommend.recommend(session, model, [subscriber], DAY, NOW, sizes={subscriber.id: 40},
-                                    params=params)[subscriber.id]
-        by_community = [p for p in picks if p.kind == rank.KIND_COLIKE]
-        assert by_community
-        assert all(p.why == f"liked by people who liked “{anchor.title}”" for p in by_community)
-        plain = recommend.recommend(session, model, [subscriber], DAY, NOW, sizes={subscriber.id: 40},
-                                    params=rank.Params(colike_weight=0.0))[subscriber.id]
-        assert all(p.kind != rank.KIND_COLIKE for p in plain)
-
-
 # --- onboarding from interests ------------------------------------------------------------------
 
 
@@ -361,75 +240,3 @@ def test_onboarding_in_telegram_offers_papers_on_the_typed_interests(bot, telegr
     assert len(shown) == 5
     assert sum(is_speech(p.title, p.abstract) for p in shown) >= 4
     assert not all(is_speech(p.title, p.abstract) for p in shown)  # one from elsewhere
-
-
-@hypothesis_settings(max_examples=25, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.integers(0, 8))
-def test_scores_are_cosine_plus_weighted_co_likes_and_only_others_are_named(seed, owner):
-    """Score = cosine(profile, candidate) + weight x co-likes (everyone's, the owner's too); a pick
-    is put down to the community only when other people's co-likes alone outweigh the content."""
-    rng = np.random.default_rng(seed)
-    known = normalize(sp.random(15, 12, density=0.4, format="csr", random_state=rng, dtype=np.float32))
-    candidates = normalize(sp.random(7, 12, density=0.4, format="csr", random_state=rng, dtype=np.float32))
-    likers = sp.random(9, 15, density=0.3, format="csr", random_state=rng, dtype=np.float32)
-    likers.data[:] = 1
-    liked = np.flatnonzero(likers[owner].toarray().ravel())
-    if len(liked) == 0:
-        return
-    weights = (rng.random(len(liked)) + 0.1).astype(np.float32)
-    params = rank.Params(background=0.0, use_topics=False, colike_weight=1.0, colike_neighbours=4)
-    corpus = rank.Corpus.build(known, likers=likers)
-    taste = rank.Taste(liked=liked, liked_weight=weights, k=7, liker_row=owner)
-    picks = rank.rank([taste], corpus, candidates, params)[0]
-
-    table = similarities(known, candidates)
-    dense = likers.toarray().astype(np.float64)
-    norms = np.sqrt(np.maximum(dense.sum(axis=0), 1))
-    cosine = (dense.T @ dense) / np.outer(norms, norms)
-    others = dense.copy()
-    others[owner] = 0
-    others_cosine = (others.T @ others) / np.outer(norms, norms)
-    np.fill_diagonal(others_cosine, 0)
-    neighbours = colike_table(likers, table, 4, 1.0).neighbours.toarray()
-    u = weights / weights.sum()
-    profile = u @ known[liked].toarray()
-    expected = (u @ table[liked] + u @ (cosine[liked] @ neighbours)) / np.linalg.norm(profile)
-    community = u @ (others_cosine[liked] @ neighbours)
-    content = u @ table[liked]
-    for pick in picks:
-        assert pick.score == pytest.approx(expected[pick.column], rel=1e-4, abs=1e-5)
-        c = pick.column
-        if abs(community[c] - max(content[c], 1e-4)) > 1e-4:  # clear cases only
-            assert (pick.reason.kind == rank.KIND_COLIKE) == (community[c] > max(content[c], 1e-4))
-
-
-def test_a_lone_subscriber_gets_no_community_reasons(seeded, settings):
-    with Session(seeded) as session, session.begin():
-        liked = papers_where(session, is_vision, limit=12)
-        subscriber = make_subscriber(session, 1, liked=liked)
-        picks = rank_for(session, settings, [subscriber], sizes={subscriber.id: 20})[subscriber.id]
-        assert len(picks) == 20
-        assert all(p.kind != rank.KIND_COLIKE and p.why.startswith("because you liked “") for p in picks)
-
-
-def test_a_content_reason_names_a_liked_paper_that_shares_words_not_one_only_co_liked():
-    """When the content is the reason, the paper named is the closest by content: a liked paper
-    linked to the pick only through co-likes shares no word with it and must not be named."""
-    terms = np.array(["alpha", "beta", "gamma", "delta"])
-    known = normalize(sp.csr_matrix(np.array([
-        [1, 0, 0, 0],  # A: only co-liked with K by others
-        [0, 1, 0, 0],  # B: the pick's closest by content
-        [0, 1, 1, 0],  # C
-        [0, 0, 0, 1],  # K: the pick's nearest known paper, liked by others together with A
-    ], np.float32)))
-    candidates = normalize(sp.csr_matrix(np.array([[0, 0.6, 0, 0.8]], np.float32)))
-    rows = [0, 0, 0] + [u for u in range(1, 6) for _ in range(2)]
-    cols = [0, 1, 2] + [paper for _ in range(1, 6) for paper in (0, 3)]
-    likers = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(6, 4))
-    corpus = rank.Corpus.build(known, likers=likers, terms=terms)
-    taste = rank.Taste(liked=np.array([0, 1, 2]), liked_weight=np.ones(3, np.float32), k=1, liker_row=0)
-    params = rank.Params(background=0.0, use_topics=False, colike_weight=1.0, colike_neighbours=1)
-    (pick,) = rank.rank([taste], corpus, candidates, params)[0]
-    assert pick.reason.kind == rank.KIND_PROFILE
-    assert pick.reason.liked_row == 1
-    assert pick.reason.terms == ("beta",)
