@@ -34,10 +34,12 @@ def brute_force_community(others: np.ndarray, liked: np.ndarray, weights: np.nda
         top = np.argsort(-sims, kind="stable")[: params.colike_neighbours]
         s = np.zeros_like(sims)
         s[top] = sims[top]
+        mass = s @ likers_of  # the other people's likes on the neighbours
         for weight, i in zip(a, liked, strict=True):
-            if likers_of[i] > 0:
-                borrowed = sum(s[k] * pairs[i, k] for k in range(len(s)) if k != i)
-                out[c] += weight / (likers_of[i] + params.colike_shrink) * borrowed
+            borrowed = sum(s[k] * pairs[i, k] for k in range(len(s)) if k != i)
+            if borrowed > 0:
+                out[c] += weight * borrowed / np.sqrt((likers_of[i] + params.colike_shrink)
+                                                      * (mass + params.colike_shrink))
     return out * params.colike_weight
 
 

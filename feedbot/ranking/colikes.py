@@ -6,14 +6,16 @@ similarity s(c, k): not normalised, so a paper far from everything borrows next 
 subscriber u who liked paper i, the other people who liked i vote for c through the neighbours
 they also liked:
 
-    community(u, c) = sum_i a(u, i) / (m_u(i) + shrink) * sum_{k != i} s(c, k) P_u(i, k)
+    community(u, c) = sum_i a(u, i) sum_{k != i} s(c, k) P_u(i, k) / sqrt((m_u(i) + shrink) (M_u(c) + shrink))
 
 with a(u, i) the weight of u's like of i (summing to 1), P_u(i, k) the number of people other
-than u who liked both i and k, and m_u(i) the number of people other than u who liked i. Without
-shrink that is the share of i's other likers who also liked the neighbours; `shrink` pulls it
-towards 0 while few people stand behind it, so a lab of five borrows little and a lone
-subscriber nothing. The subscriber's own 👍 never count: the shared table holds everyone's
-counts, and each subscriber's own part is taken out exactly (two small sparse products).
+than u who liked both i and k, m_u(i) the number of people other than u who liked i, and
+M_u(c) = sum_k s(c, k) m_u(k) the other people's likes on the paper's neighbours. Without shrink
+it is a cosine between i's other likers and the neighbourhood's (popular papers do not borrow
+more for being popular); `shrink` pulls it towards 0 while few people stand behind it, so a lab
+of five borrows little and a lone subscriber nothing. The subscriber's own 👍 never count: the
+shared table holds everyone's counts, and each subscriber's own part is taken out exactly (two
+small sparse products).
 
 The shared part Q(i, c) = sum_{k != i} s(c, k) P(i, k) is computed as X'(X N) - diag(n) N in
 blocks of candidates (X: people x known papers, N: the neighbour weights), so the known x known
@@ -39,6 +41,7 @@ class Colikes:
 
     shared: np.ndarray  # known x candidates, float64: Q(i, c) from everyone's 👍
     neighbours: sp.csr_matrix  # known x candidates: s(c, k) for each candidate's neighbours, else 0
+    mass: np.ndarray  # each candidate's sum_k s(c, k) n(k): everyone's likes on its neighbours
     likers: sp.csr_matrix  # people x known, 1 per 👍
     counts: np.ndarray  # people who liked each known paper
     params: Params
@@ -51,12 +54,12 @@ class Colikes:
         return sp.diags(member.astype(np.float64)) @ picked
 
     def coefficients(self, likes: sp.csr_matrix, own: sp.csr_matrix) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-        """b(u, i) = a(u, i) / (m_u(i) + shrink) for every like, and its part on the subscriber's own 👍."""
+        """b(u, i) = a(u, i) / sqrt(m_u(i) + shrink) for every like, and its part on the subscriber's own 👍."""
         coo = likes.tocoo()
         mine = np.asarray(own[coo.row, coo.col]).ravel() if coo.nnz else np.zeros(0)
         others = self.counts[coo.col] - mine
         denominator = others + self.params.colike_shrink
-        values = np.where(others > 0, coo.data / np.maximum(denominator, 1e-12), 0.0)
+        values = np.where(others > 0, coo.data / np.sqrt(np.maximum(denominator, 1e-12)), 0.0)
         b = sp.csr_matrix((values, (coo.row, coo.col)), shape=likes.shape)
         b_mine = sp.csr_matrix((values * mine, (coo.row, coo.col)), shape=likes.shape)
         return b, b_mine
@@ -65,10 +68,12 @@ class Colikes:
         """weight x community(u, c) for a block of subscribers (rows of `likes`) and every candidate."""
         own = self.own_rows(tastes)
         b, b_mine = self.coefficients(likes, own)
+        own_reach = (own @ self.neighbours).toarray()
         out = np.asarray(b @ self.shared)
-        out -= np.asarray(b_mine.sum(axis=1)) * (own @ self.neighbours).toarray()
+        out -= np.asarray(b_mine.sum(axis=1)) * own_reach
         out += (b_mine @ self.neighbours).toarray()
         out[out < NOISE] = 0
+        out /= np.sqrt(np.maximum(self.mass[None, :] - own_reach + self.params.colike_shrink, 1e-12))
         return (out * self.params.colike_weight).astype(np.float32)
 
     def contributions(self, tastes: list[Taste], likes: sp.csr_matrix, pair_sub: np.ndarray,
@@ -82,7 +87,8 @@ class Colikes:
         own_reach = np.asarray((own @ self.neighbours).tocsr()[pair_sub, pair_col]).ravel()
         near = np.asarray(self.neighbours[pair_known, pair_col]).ravel()
         part = b_at * self.shared[pair_known, pair_col] - mine_at * own_reach + mine_at * near
-        return np.where(part < NOISE, 0.0, part)
+        mass = self.mass[pair_col] - own_reach + self.params.colike_shrink
+        return np.where(part < NOISE, 0.0, part) / np.sqrt(np.maximum(mass, 1e-12))
 
 
 def colike_table(likers: sp.csr_matrix, table: np.ndarray, params: Params) -> Colikes | None:
@@ -111,4 +117,5 @@ def colike_table(likers: sp.csr_matrix, table: np.ndarray, params: Params) -> Co
         return picked
 
     parts = parallel_map(block, list(range(0, n_cand, 128)))
-    return Colikes(shared, sp.hstack(parts, format="csr"), likers, counts, params)
+    neighbours = sp.hstack(parts, format="csr")
+    return Colikes(shared, neighbours, np.asarray(neighbours.T @ counts).ravel(), likers, counts, params)

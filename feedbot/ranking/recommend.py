@@ -114,7 +114,7 @@ def build_community(session: Session, model: TextModel, pool: list[Paper], param
 
 
 class CommunityCache:
-    """The last few `Community` tables, by corpus, votes version, candidate pool and parameters. A
+    """The last few `Community` tables, by database, fit, votes version, candidate pool and parameters. A
     `/digest` (or a sweep) ranks its subscribers against them; one counter read tells whether the
     votes moved. Concurrent callers wanting the same tables wait for one build."""
 
@@ -124,14 +124,14 @@ class CommunityCache:
         self._lock = threading.Lock()
 
     def get(self, session: Session, model: TextModel, pool: list[Paper], params: rank.Params) -> Community:
-        key = (model.corpus_version, model.fitted_at, votes_version(session),
+        key = (str(session.get_bind().url), model.corpus_version, model.fitted_at, votes_version(session),
                tuple(c.id for c in pool), params)
         with self._lock:
             if key in self._entries:
                 self._entries.move_to_end(key)
                 return self._entries[key]
             community = build_community(session, model, pool, params)
-            stale = [k for k in self._entries if k[3:] == key[3:]]  # same pool, older version
+            stale = [k for k in self._entries if k[:3] + k[4:] == key[:3] + key[4:]]  # only the votes moved
             for old in stale:
                 del self._entries[old]
             self._entries[key] = community
