@@ -37,7 +37,7 @@ def brute_force_community(others: np.ndarray, liked: np.ndarray, weights: np.nda
         mass = s @ likers_of  # the other people's likes on the neighbours
         for weight, i in zip(a, liked, strict=True):
             borrowed = sum(s[k] * pairs[i, k] for k in range(len(s)) if k != i)
-            if borrowed > 0:
+            if borrowed > 0 and likers_of[i] >= params.colike_min_likers:
                 out[c] += weight * borrowed / np.sqrt((likers_of[i] + params.colike_shrink)
                                                       * (mass + params.colike_shrink))
     return out * params.colike_weight
@@ -74,9 +74,9 @@ def community_term(known, new, likers: np.ndarray, liked, weights, liker_row: in
 
 @hypothesis_settings(max_examples=40, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.integers(1, 6), st.integers(0, 5), st.integers(1, 6),
-       st.sampled_from([0.0, 0.1, 0.3]), st.sampled_from([0.0, 1.0, 5.0]))
+       st.sampled_from([0.0, 0.1, 0.3]), st.sampled_from([0.0, 1.0, 5.0]), st.integers(1, 3))
 def test_the_community_term_is_other_peoples_co_likes_whatever_the_subscribers_own_likes(
-        seed, people, owner, neighbours, floor, shrink):
+        seed, people, owner, neighbours, floor, shrink, min_likers):
     """In random small communities: the term matches its definition over the others' likes, and
     no subscriber's own 👍 change it (as they are, replaced by others, or not in the matrix at all)."""
     rng, known, new, likers = small_community(seed, people)
@@ -86,7 +86,7 @@ def test_the_community_term_is_other_peoples_co_likes_whatever_the_subscribers_o
         return
     weights = (rng.random(len(liked)) + 0.1).astype(np.float32)
     params = rank.Params(colike_weight=1.0, colike_neighbours=neighbours, colike_min_similarity=floor,
-                         colike_shrink=shrink)
+                         colike_shrink=shrink, colike_min_likers=min_likers)
     table = similarities(known, new)
     others = likers.astype(np.float64)
     others[owner] = 0

@@ -12,8 +12,9 @@ with a(u, i) the weight of u's like of i (summing to 1), P_u(i, k) the number of
 than u who liked both i and k, m_u(i) the number of people other than u who liked i, and
 M_u(c) = sum_k s(c, k) m_u(k) the other people's likes on the paper's neighbours. Without shrink
 it is a cosine between i's other likers and the neighbourhood's (popular papers do not borrow
-more for being popular); `shrink` pulls it towards 0 while few people stand behind it, so a lab
-of five borrows little and a lone subscriber nothing. The subscriber's own 👍 never count: the
+more for being popular); `shrink` pulls it towards 0 while few people stand behind it, and a like
+counts only once `colike_min_likers` other people liked the same paper, so a lab of five borrows
+little and a lone subscriber nothing. The subscriber's own 👍 never count: the
 shared table holds everyone's counts, and each subscriber's own part is taken out exactly (two
 small sparse products).
 
@@ -59,7 +60,8 @@ class Colikes:
         mine = np.asarray(own[coo.row, coo.col]).ravel() if coo.nnz else np.zeros(0)
         others = self.counts[coo.col] - mine
         denominator = others + self.params.colike_shrink
-        values = np.where(others > 0, coo.data / np.sqrt(np.maximum(denominator, 1e-12)), 0.0)
+        enough = others >= max(self.params.colike_min_likers, 1)
+        values = np.where(enough, coo.data / np.sqrt(np.maximum(denominator, 1e-12)), 0.0)
         b = sp.csr_matrix((values, (coo.row, coo.col)), shape=likes.shape)
         b_mine = sp.csr_matrix((values * mine, (coo.row, coo.col)), shape=likes.shape)
         return b, b_mine

@@ -29,7 +29,8 @@ class Params:
     colike_weight: float = 0.6  # weight of the community term against the content cosine
     colike_neighbours: int = 20  # known papers a new paper borrows co-likes from, at most ...
     colike_min_similarity: float = 0.1  # ... each at least this alike by content
-    colike_shrink: float = 5.0  # other likers a liked paper needs for half the full co-like share
+    colike_shrink: float = 20.0  # pulls the co-like cosine towards 0 while few people stand behind it
+    colike_min_likers: int = 1  # a liked paper lends co-likes once this many other people liked it
     chunk: int = 3000  # subscribers per block of the batched product
     threads: int = 0  # blocks ranked at once (0: one per core)
 
