@@ -10,7 +10,12 @@ arxiv-sanity-lite's per-user LinearSVC(C=0.01, class_weight='balanced') with all
 items as negatives, and feedbot's ranker (feedbot.ranking.rank, over feedbot's own vectorizer). 95 % bootstrap
 intervals over users. Needs ../shared/datasets/citeulike-t.
 
+With `--community N` (repeatable; a number or "all") only N other users' libraries stand for the
+other subscribers, and feedbot is reported against its own content-only ranker at each N (the
+slow baselines are not run): how the community term behaves in small deployments.
+
     .venv/bin/python benchmarks/quality_citeulike.py [--split-seed N ...] [--user-seed 1] [--users 400] [--variants]
+    .venv/bin/python benchmarks/quality_citeulike.py --community 0 --community 5 --community 50 --community all
 """
 
 from __future__ import annotations
@@ -36,7 +41,9 @@ from feedbot.ranking.textmodel import fit_topics, make_vectorizer  # noqa: E402
 CUTS = (10, 20, 50, 100)
 TUNING_SPLIT = 0  # parameters are chosen on this split only
 REPORT_SPLITS = (1, 2, 3)
-VARIANT_WEIGHTS = (0.3, 0.6, 1.0, 2.0)
+VARIANT_WEIGHTS = (0.3, 0.6, 1.0)
+VARIANT_SHRINKS = (5.0, 20.0)
+VARIANT_MIN_LIKERS = (2, 3)
 DEFAULT = rank.Params()
 
 
@@ -82,9 +89,30 @@ def paired_ratio(ours: list[np.ndarray], theirs: list[np.ndarray], seed: int = 2
     return ratio, float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))
 
 
+def community(data, held: np.ndarray, train_position: np.ndarray, users: np.ndarray, size: str,
+              seed: int) -> tuple[sp.csr_matrix | None, bool]:
+    """The other subscribers' 👍: every user's training library (`size` "all", the evaluated users
+    included: each one's own row is theirs, left out exactly), or the libraries of `size` users
+    drawn (by `seed`) among those not evaluated. Returns the likers and whether the evaluated
+    users have rows in it."""
+    if size == "all":
+        chosen = np.arange(len(data.libraries))
+    else:
+        others = np.setdiff1d(np.arange(len(data.libraries)), users)
+        chosen = np.random.default_rng(seed).choice(others, size=min(int(size), len(others)), replace=False)
+    if len(chosen) == 0:
+        return None, False
+    rows = [train_position[lib[~held[lib]]] for lib in (data.libraries[u] for u in chosen)]
+    likers = sp.csr_matrix((np.ones(sum(map(len, rows)), np.float32), np.concatenate(rows),
+                            np.r_[0, np.cumsum([len(r) for r in rows])]), shape=(len(rows), int((~held).sum())))
+    return likers, size == "all"
+
+
 def evaluate(data, split_seed: int, user_seed: int, n_users: int, variants: dict[str, rank.Params],
-             show: bool = True, asl_cache: Path | None = None) -> dict[str, dict[str, np.ndarray]]:
-    """Every method on one split (held-out items drawn by `split_seed`, users by `user_seed`)."""
+             show: bool = True, asl_cache: Path | None = None, communities: tuple[str, ...] = ("all",),
+             baselines: bool = True) -> dict[str, dict[str, np.ndarray]]:
+    """Every method on one split (held-out items drawn by `split_seed`, users by `user_seed`);
+    feedbot's variants once per community size (named "variant N=size" unless the only one is "all")."""
     held = split(data, seed=split_seed)
     train_items, test_items = np.flatnonzero(~held), np.flatnonzero(held)
     eligible = [u for u, lib in enumerate(data.libraries) if (~held[lib]).any() and held[lib].any()]
@@ -94,14 +122,10 @@ def evaluate(data, split_seed: int, user_seed: int, n_users: int, variants: dict
     train_position = np.full(len(held), -1, np.int64)
     train_position[train_items] = np.arange(len(train_items))
     liked = [train_position[data.libraries[u][~held[data.libraries[u]]]] for u in users]
-    # Every user's training library stands for the other subscribers' 👍 (the community).
-    rows = [train_position[lib[~held[lib]]] for lib in data.libraries]
-    likers = sp.csr_matrix((np.ones(sum(map(len, rows)), np.float32), np.concatenate(rows),
-                            np.r_[0, np.cumsum([len(r) for r in rows])]), shape=(len(rows), len(train_items)))
     if show:
         print(f"\nsplit seed {split_seed}, user seed {user_seed}: {len(test_items):,} of {len(data.texts):,} items "
               f"held out as new; {len(users)} users, median {int(np.median([len(x) for x in liked]))} training "
-              f"items; community: {likers.shape[0]:,} libraries, {likers.nnz:,} saves")
+              f"items; communities: {', '.join(communities)} other libraries")
 
     vectorizer = make_vectorizer(ngram_range=(1, 1))  # bag-of-words input: word order is lost
     known = vectorizer.fit_transform([data.texts[i] for i in train_items]).tocsr()
@@ -117,45 +141,49 @@ def evaluate(data, split_seed: int, user_seed: int, n_users: int, variants: dict
         timings[name] = time.perf_counter() - start
         results[name] = metrics(scores, relevant)
 
-    rng = np.random.default_rng(3)
-    run("random", lambda: rng.random((len(users), len(test_items))))
-    likes = sp.csr_matrix((np.ones(sum(map(len, liked))), np.concatenate(liked),
-                           np.r_[0, np.cumsum([len(x) for x in liked])]), shape=(len(users), known.shape[0]))
-    run("centroid", lambda: (normalize(likes @ known) @ candidates.T).toarray())
+    if baselines:
+        rng = np.random.default_rng(3)
+        run("random", lambda: rng.random((len(users), len(test_items))))
+        likes = sp.csr_matrix((np.ones(sum(map(len, liked))), np.concatenate(liked),
+                               np.r_[0, np.cumsum([len(x) for x in liked])]), shape=(len(users), known.shape[0]))
+        run("centroid", lambda: (normalize(likes @ known) @ candidates.T).toarray())
 
-    def asl():
-        scores = np.empty((len(users), len(test_items)), dtype=np.float32)
-        for row, items in enumerate(liked):
-            y = np.zeros(known.shape[0])
-            y[items] = 1
-            clf = LinearSVC(C=0.01, class_weight="balanced", tol=1e-6, max_iter=10000).fit(known, y)
-            scores[row] = clf.decision_function(candidates)
-        return scores
-
-    cache = None if asl_cache is None else asl_cache / f"asl-split{split_seed}-users{user_seed}x{n_users}.npy"
-    if cache is not None and cache.exists():
-        results["asl"], timings["asl"] = metrics(np.load(cache), relevant), 0.0
-    else:
-        def asl_kept():
-            scores = asl()
-            if cache is not None:
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                np.save(cache, scores)
+        def asl():
+            scores = np.empty((len(users), len(test_items)), dtype=np.float32)
+            for row, items in enumerate(liked):
+                y = np.zeros(known.shape[0])
+                y[items] = 1
+                clf = LinearSVC(C=0.01, class_weight="balanced", tol=1e-6, max_iter=10000).fit(known, y)
+                scores[row] = clf.decision_function(candidates)
             return scores
 
-        run("asl", asl_kept)
-    corpus = rank.Corpus.build(known, topics, likers=likers)
-    expanded = {}
+        cache = None if asl_cache is None else asl_cache / f"asl-split{split_seed}-users{user_seed}x{n_users}.npy"
+        if cache is not None and cache.exists():
+            results["asl"], timings["asl"] = metrics(np.load(cache), relevant), 0.0
+        else:
+            def asl_kept():
+                scores = asl()
+                if cache is not None:
+                    cache.parent.mkdir(parents=True, exist_ok=True)
+                    np.save(cache, scores)
+                return scores
 
-    def feedbot(params: rank.Params, neighbours: int = 10):
-        if neighbours not in expanded:
-            expanded[neighbours] = rank.expand(candidates, known, neighbours)
+            run("asl", asl_kept)
+    expanded = rank.expand(candidates, known, 10)
+
+    def feedbot(params: rank.Params, likers: sp.csr_matrix | None, with_rows: bool):
+        corpus = rank.Corpus.build(known, topics, likers=likers)
         tastes = [rank.Taste(liked=items, liked_weight=np.ones(len(items), np.float32), k=max(CUTS),
-                                liker_row=int(u)) for u, items in zip(users, liked, strict=True)]
-        return picks_to_scores(rank.rank(tastes, corpus, expanded[neighbours], params), len(test_items))
+                             liker_row=int(u) if with_rows else -1) for u, items in zip(users, liked, strict=True)]
+        return picks_to_scores(rank.rank(tastes, corpus, expanded, params), len(test_items))
 
-    for name, params in variants.items():
-        run(name, lambda p=params: feedbot(p))
+    for size in communities:
+        likers, with_rows = community(data, held, train_position, users, size, seed=100 + split_seed)
+        for name, params in variants.items():
+            if params.colike_weight == 0 and name in results:
+                continue  # content only: the same at every community size
+            label = name if communities == ("all",) or params.colike_weight == 0 else f"{name} N={size}"
+            run(label, lambda p=params, x=likers, w=with_rows: feedbot(p, x, w))
     if show:
         table(results, timings)
     return results
@@ -172,6 +200,35 @@ def table(results: dict[str, dict[str, np.ndarray]], timings: dict[str, float] |
         print(f"{name:<28}{cells}" + ("" if timings is None else f"{timings[name]:>9.1f}"))
 
 
+def community_curve(data, splits: list[int], args, variants: dict[str, rank.Params]) -> None:
+    """feedbot against its content-only ranker for each community size, with paired intervals."""
+    sizes = tuple(args.community)
+    started = time.perf_counter()
+    runs = [evaluate(data, seed, args.user_seed, args.users, variants, communities=sizes, baselines=False)
+            for seed in splits]
+    base = "feedbot content only"
+    print(f"\nmean over split seeds {splits} ({args.users} users each, user seed {args.user_seed}); "
+          f"ratio to {base} with a paired 95 % bootstrap interval")
+    metrics_names = list(runs[0][base])
+    print(f"{'method':<40}" + "".join(f"{m:>26}" for m in metrics_names))
+    for name in runs[0]:
+        cells = ""
+        for metric in metrics_names:
+            ours = [r[name][metric] for r in runs]
+            ratio, low, high = paired_ratio(ours, [r[base][metric] for r in runs])
+            cells += f"{np.mean([o.mean() for o in ours]):>7.3f} {ratio:.3f}x [{low:.2f}, {high:.2f}]"
+        print(f"{name:<40}{cells}")
+    found = {}
+    for size in sizes:
+        name = f"feedbot N={size}"
+        for metric, key in (("ndcg@10", "ndcg10"), ("recall@50", "recall50")):
+            ratio, low, high = paired_ratio([r[name][metric] for r in runs], [r[base][metric] for r in runs])
+            print(f"feedbot N={size} / content only {metric}: {ratio:.3f} [{low:.3f}, {high:.3f}]")
+            found[f"n{size}_{key}_vs_content"] = f"{ratio:.3f}"
+    print(f"ran in {time.perf_counter() - started:.0f} s")
+    print(result_line("quality_community", **found, splits="+".join(map(str, splits))))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split-seed", type=int, action="append",
@@ -182,19 +239,29 @@ def main() -> None:
     parser.add_argument("--variants", action="store_true", help="also score ranker variants (tuning)")
     parser.add_argument("--asl-cache", action="store_true",
                         help="tuning only: reuse arxiv-sanity-lite's scores from an earlier run (benchmarks/out)")
+    parser.add_argument("--community", action="append", metavar="N",
+                        help="only N other users' libraries stand for the other subscribers (a number or 'all'; "
+                             "repeatable): reports feedbot against its content-only ranker at each N, "
+                             "without the slow baselines")
     args = parser.parse_args()
     splits = args.split_seed or list(REPORT_SPLITS)
     if TUNING_SPLIT in splits:
         print(f"note: split seed {TUNING_SPLIT} is the tuning split; its figures are not a fair report")
 
     variants = {"feedbot": DEFAULT, "feedbot content only": replace(DEFAULT, colike_weight=0.0)}
-    if args.variants:
+    if args.variants:  # the split-0 grid the co-like parameters were chosen from
         for weight in VARIANT_WEIGHTS:
-            variants[f"feedbot co-likes x{weight}"] = replace(DEFAULT, colike_weight=weight)
-        variants["feedbot co-likes, 50 neighbours"] = replace(DEFAULT, colike_neighbours=50,
-                                                              colike_weight=DEFAULT.colike_weight or 0.6)
+            for shrink in VARIANT_SHRINKS:
+                variants[f"feedbot co-likes x{weight} shrink {shrink}"] = replace(
+                    DEFAULT, colike_weight=weight, colike_shrink=shrink)
+        for least in VARIANT_MIN_LIKERS:
+            variants[f"feedbot co-likes min likers {least}"] = replace(DEFAULT, colike_min_likers=least)
+        variants["feedbot co-likes, 50 neighbours"] = replace(DEFAULT, colike_neighbours=50)
         variants["feedbot no topics"] = replace(DEFAULT, use_topics=False)
     data = load()
+    if args.community:
+        community_curve(data, splits, args, variants)
+        return
     started = time.perf_counter()
     cache = ROOT / "benchmarks" / "out" if args.asl_cache else None
     runs = [evaluate(data, seed, args.user_seed, args.users, variants, asl_cache=cache) for seed in splits]

@@ -14,12 +14,13 @@ from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session
 
 from feedbot.clock import utcnow
-from feedbot.delivery.deliveries import as_utc, owner_alive, this_process
+from feedbot.delivery.ownership import as_utc, owner_alive, this_process
 from feedbot.library.fetch import zotero_library
 from feedbot.library.parse import Entry, LibraryError, Parsed, Skipped, parse_bytes, parse_text, too_big
 from feedbot.library.resolve import Apis, Progress, Resolved, resolve
 from feedbot.sources.http import Client, SourceError
 from feedbot.sources.ingest import group_records, upsert_papers
+from feedbot.store import subscribers
 from feedbot.store.db import chunks, insert_for, transaction
 from feedbot.store.models import Import, Subscriber, Vote
 
@@ -197,6 +198,8 @@ def store(engine: Engine, import_id: int, resolved: Resolved, report: ImportRepo
             added += len(session.execute(statement.returning(Vote.paper_id), chunk).all())
         report.added, report.already = added, len(votes) - added
         row.status, row.entries, row.added, row.finished_at = "done", report.read, added, utcnow()
+        if added:
+            subscribers.votes_changed(session)  # cached community tables see the new 👍
 
 
 def _when(entry: Entry, now: datetime) -> datetime:
@@ -214,4 +217,6 @@ def undo_last(session: Session, subscriber_id: int) -> tuple[Import | None, int]
     removed = session.execute(delete(Vote).where(Vote.subscriber_id == subscriber_id, Vote.import_id == last.id,
                                                  Vote.origin == "import")).rowcount
     last.status = "undone"
+    if removed:
+        subscribers.votes_changed(session)
     return last, removed

@@ -4,8 +4,9 @@ the picks into suggestions with a why-line. Writes nothing: recording is the dig
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass
+import threading
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 import numpy as np
@@ -13,13 +14,14 @@ import scipy.sparse as sp
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, defer
 
-from feedbot.ranking import rank
+from feedbot.ranking import rank, reasons
 from feedbot.ranking.textmodel import TextModel
 from feedbot.store.db import chunks
 from feedbot.store.models import Interest, Listing, Mute, Paper, Shown, Subscriber, Vote
+from feedbot.store.subscribers import votes_version
 from feedbot.store.textmatch import fold, mute_pattern
 
-DEFAULT_PARAMS = rank.Params()
+DEFAULT_PARAMS = rank.DEFAULT_PARAMS
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ def candidates(session: Session, day: date, days: int) -> list[Paper]:
 
 def why_line(reason: rank.Reason, liked_titles: dict[int, str], interests: list[str], n_topics: int) -> str:
     """One line for chat: `because you liked "X" · diffusion, video, editing`."""
-    shared = rank.distinct_terms(reason.terms)
+    shared = reasons.distinct_terms(reason.terms)
     terms = f" · {', '.join(shared)}" if shared else ""
     if reason.kind == rank.KIND_INTEREST and 0 <= reason.interest < len(interests):
         return f"matches your interest “{interests[reason.interest]}”{terms}"
@@ -77,6 +79,70 @@ def why_line(reason: rank.Reason, liked_titles: dict[int, str], interests: list[
     return f"close to what you liked{terms}"
 
 
+@dataclass
+class Community:
+    """The tables every subscriber ranked against one candidate pool reads, for one version of the
+    corpus and of the votes: every voted paper's vector, everyone's 👍, the candidates lengthened
+    with their nearest known papers, the similarity and co-like tables."""
+
+    voted_ids: list[int]
+    row_of: dict[int, int]  # paper id -> row in `known`
+    liker_row: dict[int, int]  # subscriber id -> row in the likers matrix
+    pool_vectors: sp.csr_matrix
+    prepared: rank.Prepared
+    starters: dict[int, np.ndarray] = field(default_factory=dict)  # starter order by number of topics
+
+    def starter_order(self, n_topics: int) -> np.ndarray:
+        if n_topics not in self.starters:
+            self.starters[n_topics] = rank.starter_order(self.pool_vectors, n_topics)
+        return self.starters[n_topics]
+
+
+def build_community(session: Session, model: TextModel, pool: list[Paper], params: rank.Params) -> Community:
+    """Read every vote once and build the shared tables (seconds with 100,000 subscribers)."""
+    votes = session.execute(select(Vote.subscriber_id, Vote.paper_id, Vote.value)).all()
+    voted_ids = sorted({pid for _, pid, _ in votes})
+    row_of = {pid: n for n, pid in enumerate(voted_ids)}
+    likes = [(sid, pid) for sid, pid, value in votes if value > 0] if params.colike_weight else []
+    liker_row = {sid: n for n, sid in enumerate(sorted({sid for sid, _ in likes}))}
+    known = model.vectors_for(session, voted_ids)
+    corpus = rank.Corpus(known, model.topics_for(known), model.background, model.terms,
+                         likers=likers_matrix(likes, liker_row, row_of) if likes else None)
+    pool_vectors = model.vectors_for(session, [c.id for c in pool])
+    prepared = rank.prepare(corpus, rank.expand(pool_vectors, model.vectors), params)
+    return Community(voted_ids, row_of, liker_row, pool_vectors, prepared)
+
+
+class CommunityCache:
+    """The last few `Community` tables, by database, fit, votes version, candidate pool and parameters. A
+    `/digest` (or a sweep) ranks its subscribers against them; one counter read tells whether the
+    votes moved. Concurrent callers wanting the same tables wait for one build."""
+
+    def __init__(self, size: int = 2) -> None:
+        self.size = size
+        self._entries: OrderedDict[tuple, Community] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, session: Session, model: TextModel, pool: list[Paper], params: rank.Params) -> Community:
+        key = (str(session.get_bind().url), model.corpus_version, model.fitted_at, votes_version(session),
+               tuple(c.id for c in pool), params)
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+            community = build_community(session, model, pool, params)
+            stale = [k for k in self._entries if k[:3] + k[4:] == key[:3] + key[4:]]  # only the votes moved
+            for old in stale:
+                del self._entries[old]
+            self._entries[key] = community
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+            return community
+
+
+CACHE = CommunityCache()
+
+
 def recommend(
     session: Session,
     model: TextModel,
@@ -87,105 +153,117 @@ def recommend(
     half_life_days: float = 90.0,
     sizes: dict[int, int] | None = None,
     params: rank.Params = DEFAULT_PARAMS,
+    cache: CommunityCache | None = CACHE,
 ) -> dict[int, list[Pick]]:
-    """Picks for each subscriber (by subscriber id), never a paper they saw or voted on."""
+    """Picks for each subscriber (by subscriber id), never a paper they saw or voted on. The shared
+    tables come from `cache` while the corpus and the votes are unchanged (None: built afresh)."""
     pool = candidates(session, day, candidate_days)
     results: dict[int, list[Pick]] = {s.id: [] for s in subscribers}
     if not pool or not subscribers:
         return results
-    ids = [s.id for s in subscribers]
-    column_of = {c.id: n for n, c in enumerate(pool)}
-
-    votes: dict[int, list[tuple[int, int, datetime]]] = defaultdict(list)
-    interests: dict[int, list[str]] = defaultdict(list)
-    muted: dict[int, list[str]] = defaultdict(list)
-    excluded: dict[int, set[int]] = defaultdict(set)
-    for chunk in chunks(ids, 900):
-        for sid, pid, value, when in session.execute(
-            select(Vote.subscriber_id, Vote.paper_id, Vote.value, Vote.voted_at).where(Vote.subscriber_id.in_(chunk))
-        ):
-            votes[sid].append((pid, value, when))
-            if pid in column_of:
-                excluded[sid].add(column_of[pid])
-        for sid, text in session.execute(
-            select(Interest.subscriber_id, Interest.text).where(Interest.subscriber_id.in_(chunk)).order_by(Interest.id)
-        ):
-            interests[sid].append(text)
-        for sid, word in session.execute(select(Mute.subscriber_id, Mute.word).where(Mute.subscriber_id.in_(chunk))):
-            muted[sid].append(word)
-    wanted = set(ids)
-    for cand_chunk in chunks(list(column_of), 900):
-        for sid, pid in session.execute(
-            select(Shown.subscriber_id, Shown.paper_id).where(Shown.paper_id.in_(cand_chunk))
-        ):
-            if sid in wanted:
-                excluded[sid].add(column_of[pid])
-
-    community: list[tuple[int, int]] = []
-    if params.colike_weight:
-        # The batch's own 👍 come from the votes read above, so a vote changed between the two reads
-        # cannot count as a like in one place and a 👎 in the other.
-        community = [(sid, pid) for sid, pid in community_likes(session) if sid not in wanted]
-        community += [(sid, pid) for sid in ids for pid, value, _ in votes[sid] if value > 0]
-    voted_ids = sorted({pid for rows in votes.values() for pid, _, _ in rows} | {pid for _, pid in community})
-    known = model.vectors_for(session, voted_ids)
-    row_of = {pid: n for n, pid in enumerate(voted_ids)}
-    liker_row = {sid: n for n, sid in enumerate(sorted({sid for sid, _ in community}))}
-    corpus = rank.Corpus(known, model.topics_for(known), model.background, model.terms,
-                            likers=likers_matrix(community, liker_row, row_of) if community else None)
-    texts = [f"{c.title} {c.abstract}" for c in pool]
-    pool_vectors = model.vectors_for(session, [c.id for c in pool])
-    expanded = rank.expand(pool_vectors, model.vectors)
-
-    # Every typed interest through the vectorizer in one call, then sliced per subscriber.
-    texts_in_order = [text for s in subscribers for text in interests[s.id]]
-    interest_matrix = model.transform(texts_in_order).tocsr()
-    # An interest with no word of the vocabulary (typed before the first listing, say) is an empty
-    # vector: it would score every paper 0 and "match" arbitrary ones, so it is left out.
-    filled = np.flatnonzero(interest_matrix.getnnz(axis=1) > 0)
-    interest_start = np.searchsorted(filled, np.cumsum([0] + [len(interests[s.id]) for s in subscribers]))
-    interest_matrix = interest_matrix[filled]
-    interests = {s.id: [texts_in_order[r] for r in filled[interest_start[n]:interest_start[n + 1]]]
-                 for n, s in enumerate(subscribers)}
-    tastes = []
-    for index, subscriber in enumerate(subscribers):
-        own_votes = votes[subscriber.id]
-        weights = _decay(now, [w for _, _, w in own_votes], half_life_days)
-        liked = [(row_of[p], d) for (p, v, _), d in zip(own_votes, weights, strict=True) if v > 0]
-        disliked = [(row_of[p], d) for (p, v, _), d in zip(own_votes, weights, strict=True) if v < 0]
-        pattern = mute_pattern(muted[subscriber.id])
-        blocked = set(excluded[subscriber.id])
-        if pattern is not None:
-            blocked |= {n for n, text in enumerate(texts) if pattern.search(fold(text))}
-        own = interests[subscriber.id]
-        tastes.append(rank.Taste(
-            liked=np.array([r for r, _ in liked], np.int64),
-            liked_weight=np.array([w for _, w in liked], np.float32),
-            disliked=np.array([r for r, _ in disliked], np.int64),
-            disliked_weight=np.array([w for _, w in disliked], np.float32),
-            interests=interest_matrix[interest_start[index]:interest_start[index + 1]] if own else None,
-            excluded=np.array(sorted(blocked), np.int64),
-            k=(sizes or {}).get(subscriber.id, subscriber.digest_size),
-            liker_row=liker_row.get(subscriber.id, -1),
-        ))
+    community = cache.get(session, model, pool, params) if cache is not None else \
+        build_community(session, model, pool, params)
+    own = _read_subscribers(session, [s.id for s in subscribers], pool)
+    _vectorise_interests(model, [s.id for s in subscribers], own)
+    tastes = [_taste(s, own, community, pool, now, half_life_days, sizes) for s in subscribers]
     n_topics = max((t.k for t in tastes), default=5)
-    starter = rank.starter_order(pool_vectors, n_topics) if any(t.cold for t in tastes) else None
-    picks = rank.rank(tastes, corpus, expanded, params, starter=starter)
+    starter = community.starter_order(n_topics) if any(t.cold for t in tastes) else None
+    picks = rank.rank_prepared(community.prepared, tastes, starter=starter)
 
-    explained = sorted({voted_ids[p.reason.liked_row] for ps in picks for p in ps if p.reason.liked_row >= 0})
+    explained = sorted({community.voted_ids[p.reason.liked_row] for ps in picks for p in ps
+                        if p.reason.liked_row >= 0})
     title_by_row = {}
     for chunk in chunks(explained, 900):
         for pid, title in session.execute(select(Paper.id, Paper.title).where(Paper.id.in_(chunk))):
-            title_by_row[row_of[pid]] = title
+            title_by_row[community.row_of[pid]] = title
     for subscriber, taste_picks in zip(subscribers, picks, strict=True):
         results[subscriber.id] = [
             Pick(
                 paper=pool[p.column], score=p.score, kind=p.reason.kind,
-                why=why_line(p.reason, title_by_row, interests[subscriber.id], min(n_topics, len(pool))),
+                why=why_line(p.reason, title_by_row, own.interests[subscriber.id], min(n_topics, len(pool))),
             )
             for p in taste_picks
         ]
     return results
+
+
+@dataclass
+class _Own:
+    """What the subscribers being ranked have: votes, interests (text and vectors), mutes, papers seen."""
+
+    votes: dict[int, list[tuple[int, int, datetime]]]
+    interests: dict[int, list[str]]
+    interest_vectors: dict[int, sp.csr_matrix]
+    muted: dict[int, list[str]]
+    excluded: dict[int, set[int]]
+
+
+def _read_subscribers(session: Session, ids: list[int], pool: list[Paper]) -> _Own:
+    column_of = {c.id: n for n, c in enumerate(pool)}
+    own = _Own(defaultdict(list), defaultdict(list), {}, defaultdict(list), defaultdict(set))
+    for chunk in chunks(ids, 900):
+        for sid, pid, value, when in session.execute(
+            select(Vote.subscriber_id, Vote.paper_id, Vote.value, Vote.voted_at).where(Vote.subscriber_id.in_(chunk))
+        ):
+            own.votes[sid].append((pid, value, when))
+            if pid in column_of:
+                own.excluded[sid].add(column_of[pid])
+        for sid, text in session.execute(
+            select(Interest.subscriber_id, Interest.text).where(Interest.subscriber_id.in_(chunk)).order_by(Interest.id)
+        ):
+            own.interests[sid].append(text)
+        for sid, word in session.execute(select(Mute.subscriber_id, Mute.word).where(Mute.subscriber_id.in_(chunk))):
+            own.muted[sid].append(word)
+    # Papers already shown: by subscriber for a few (a /digest), by candidate for a whole sweep.
+    wanted = set(ids)
+    by_subscriber = len(ids) <= 900
+    for cand_chunk in chunks(list(column_of), 900):
+        query = select(Shown.subscriber_id, Shown.paper_id).where(Shown.paper_id.in_(cand_chunk))
+        if by_subscriber:
+            query = query.where(Shown.subscriber_id.in_(ids))
+        for sid, pid in session.execute(query):
+            if sid in wanted:
+                own.excluded[sid].add(column_of[pid])
+    return own
+
+
+def _vectorise_interests(model: TextModel, ids: list[int], own: _Own) -> None:
+    """Every typed interest through the vectorizer in one call, then sliced per subscriber. An
+    interest with no word of the vocabulary (typed before the first listing, say) is an empty vector:
+    it would score every paper 0 and "match" arbitrary ones, so it is left out, text and vector."""
+    texts_in_order = [text for sid in ids for text in own.interests[sid]]
+    matrix = model.transform(texts_in_order).tocsr()
+    filled = np.flatnonzero(matrix.getnnz(axis=1) > 0)
+    start = np.searchsorted(filled, np.cumsum([0] + [len(own.interests[sid]) for sid in ids]))
+    matrix = matrix[filled]
+    for n, sid in enumerate(ids):
+        own.interests[sid] = [texts_in_order[r] for r in filled[start[n]:start[n + 1]]]
+        if own.interests[sid]:
+            own.interest_vectors[sid] = matrix[start[n]:start[n + 1]]
+
+
+def _taste(subscriber: Subscriber, own: _Own, community: Community, pool: list[Paper], now: datetime,
+           half_life_days: float, sizes: dict[int, int] | None) -> rank.Taste:
+    """One subscriber's ranking inputs against the shared tables. A vote newer than the tables (on a
+    paper no one had voted on when they were built) waits for the next version."""
+    own_votes = [v for v in own.votes[subscriber.id] if v[0] in community.row_of]
+    weights = _decay(now, [w for _, _, w in own_votes], half_life_days)
+    liked = [(community.row_of[p], d) for (p, v, _), d in zip(own_votes, weights, strict=True) if v > 0]
+    disliked = [(community.row_of[p], d) for (p, v, _), d in zip(own_votes, weights, strict=True) if v < 0]
+    blocked = set(own.excluded[subscriber.id])
+    pattern = mute_pattern(own.muted[subscriber.id])
+    if pattern is not None:
+        blocked |= {n for n, c in enumerate(pool) if pattern.search(fold(f"{c.title} {c.abstract}"))}
+    return rank.Taste(
+        liked=np.array([r for r, _ in liked], np.int64),
+        liked_weight=np.array([w for _, w in liked], np.float32),
+        disliked=np.array([r for r, _ in disliked], np.int64),
+        disliked_weight=np.array([w for _, w in disliked], np.float32),
+        interests=own.interest_vectors.get(subscriber.id),
+        excluded=np.array(sorted(blocked), np.int64),
+        k=(sizes or {}).get(subscriber.id, subscriber.digest_size),
+        liker_row=community.liker_row.get(subscriber.id, -1),
+    )
 
 
 def _decay(now: datetime, when: list[datetime], half_life_days: float) -> list[float]:
@@ -198,11 +276,6 @@ def _decay(now: datetime, when: list[datetime], half_life_days: float) -> list[f
             / 86400.0 for w in when]  # SQLite hands back naive UTC
     newest = min(ages, default=0.0)
     return [float(0.5 ** ((age - newest) / half_life_days)) for age in ages]
-
-
-def community_likes(session: Session) -> list[tuple[int, int]]:
-    """Every (subscriber, paper) 👍: the other subscribers whose co-likes new papers borrow."""
-    return [tuple(row) for row in session.execute(select(Vote.subscriber_id, Vote.paper_id).where(Vote.value > 0))]
 
 
 def likers_matrix(likes: list[tuple[int, int]], liker_row: dict[int, int], row_of: dict[int, int]) -> sp.csr_matrix:

@@ -259,3 +259,13 @@ class Heartbeat(Base):
 Index("ix_deliveries_local_date", Delivery.local_date)
 Index("ix_deliveries_status", Delivery.status)
 Index("ix_shown_paper_id", Shown.paper_id)
+
+
+class VoteCounter(Base):
+    """One row: how many times any vote changed. Bumped in the same transaction as the change, so
+    a reader that sees the same number sees the same votes (ranking caches its shared tables by it)."""
+
+    __tablename__ = "vote_counter"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    changes: Mapped[int] = mapped_column(BigInteger)

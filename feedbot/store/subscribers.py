@@ -14,13 +14,13 @@ from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from feedbot.clock import parse_hhmm, utcnow
 from feedbot.numbers import whole_number
 from feedbot.store.db import insert_for
-from feedbot.store.models import Delivery, Import, Interest, Mute, Paper, Shown, Subscriber, Vote
+from feedbot.store.models import Delivery, Import, Interest, Mute, Paper, Shown, Subscriber, Vote, VoteCounter
 from feedbot.store.textmatch import could_match
 
 MAX_INTERESTS = 10
@@ -262,6 +262,7 @@ def delete_everything(session: Session, subscriber: Subscriber) -> None:
     for table in (Shown, Vote, Import, Delivery, Interest, Mute):
         session.execute(delete(table).where(table.subscriber_id == subscriber.id))
     session.execute(delete(Subscriber).where(Subscriber.id == subscriber.id))
+    votes_changed(session)
 
 
 # --- votes ---------------------------------------------------------------------------------
@@ -295,6 +296,7 @@ def vote(session: Session, subscriber: Subscriber, paper_id: int, value: int,
     if current is not None and (value == 0 or current.value == value):
         session.delete(current)
         session.flush()
+        votes_changed(session)
         return VoteResult(paper_id, title, 0)
     if value == 0:
         return VoteResult(paper_id, title, 0)
@@ -305,7 +307,19 @@ def vote(session: Session, subscriber: Subscriber, paper_id: int, value: int,
         .on_conflict_do_update(index_elements=["subscriber_id", "paper_id"],
                                set_={"value": value, "voted_at": when})
     )
+    votes_changed(session)
     return VoteResult(paper_id, title, value)
+
+
+def votes_changed(session: Session) -> None:
+    """Count a change of any vote; call it in the transaction that makes the change. It comes last
+    in a vote's transaction, so the counter's row lock is held only until the commit that follows."""
+    session.execute(update(VoteCounter).where(VoteCounter.id == 1).values(changes=VoteCounter.changes + 1))
+
+
+def votes_version(session: Session) -> int:
+    """How many times any vote changed: the same number means the same votes."""
+    return session.scalar(select(VoteCounter.changes).where(VoteCounter.id == 1)) or 0
 
 
 def votes_on(session: Session, subscriber: Subscriber, paper_ids: list[int]) -> dict[int, int]:

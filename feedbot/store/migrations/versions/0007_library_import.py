@@ -1,7 +1,7 @@
 """library import: papers known by DOI and never listed, imports, votes with their origin
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 """
 from collections.abc import Sequence
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007"
-down_revision: str | None = "0005"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

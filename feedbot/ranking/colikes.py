@@ -1,0 +1,123 @@
+"""The community signal: other people's co-likes, borrowed by a new paper from its nearest known papers.
+
+A new paper c has no votes. Its neighbours are the known papers k most like it by content (at
+most `colike_neighbours`, each at least `colike_min_similarity` alike), weighted by that raw
+similarity s(c, k): not normalised, so a paper far from everything borrows next to nothing. For a
+subscriber u who liked paper i, the other people who liked i vote for c through the neighbours
+they also liked:
+
+    community(u, c) = sum_i a(u, i) sum_{k != i} s(c, k) P_u(i, k) / sqrt((m_u(i) + shrink) (M_u(c) + shrink))
+
+with a(u, i) the weight of u's like of i (summing to 1), P_u(i, k) the number of people other
+than u who liked both i and k, m_u(i) the number of people other than u who liked i, and
+M_u(c) = sum_k s(c, k) m_u(k) the other people's likes on the paper's neighbours. Without shrink
+it is a cosine between i's other likers and the neighbourhood's (popular papers do not borrow
+more for being popular); `shrink` pulls it towards 0 while few people stand behind it, and a like
+counts only once `colike_min_likers` other people liked the same paper, so a lab of five borrows
+little and a lone subscriber nothing. The subscriber's own 👍 never count: the
+shared table holds everyone's counts, and each subscriber's own part is taken out exactly (two
+small sparse products).
+
+The shared part Q(i, c) = sum_{k != i} s(c, k) P(i, k) is computed as X'(X N) - diag(n) N in
+blocks of candidates (X: people x known papers, N: the neighbour weights), so the known x known
+co-like matrix is never formed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from feedbot.ranking.inputs import Params, Taste
+from feedbot.ranking.tables import parallel_map
+
+NOISE = 1e-9  # what is left of an exact cancellation in float64 is not a community
+
+
+@dataclass
+class Colikes:
+    """The tables every subscriber's community term is read from."""
+
+    shared: np.ndarray  # known x candidates, float64: Q(i, c) from everyone's 👍
+    neighbours: sp.csr_matrix  # known x candidates: s(c, k) for each candidate's neighbours, else 0
+    mass: np.ndarray  # each candidate's sum_k s(c, k) n(k): everyone's likes on its neighbours
+    likers: sp.csr_matrix  # people x known, 1 per 👍
+    counts: np.ndarray  # people who liked each known paper
+    params: Params
+
+    def own_rows(self, tastes: list[Taste]) -> sp.csr_matrix:
+        """Each subscriber's own row of `likers` (empty when they are not in it)."""
+        rows = np.array([t.liker_row for t in tastes], np.int64)
+        member = rows >= 0
+        picked = self.likers[np.where(member, rows, 0)].tocsr()
+        return sp.diags(member.astype(np.float64)) @ picked
+
+    def coefficients(self, likes: sp.csr_matrix, own: sp.csr_matrix) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        """b(u, i) = a(u, i) / sqrt(m_u(i) + shrink) for every like, and its part on the subscriber's own 👍."""
+        coo = likes.tocoo()
+        mine = np.asarray(own[coo.row, coo.col]).ravel() if coo.nnz else np.zeros(0)
+        others = self.counts[coo.col] - mine
+        denominator = others + self.params.colike_shrink
+        enough = others >= max(self.params.colike_min_likers, 1)
+        values = np.where(enough, coo.data / np.sqrt(np.maximum(denominator, 1e-12)), 0.0)
+        b = sp.csr_matrix((values, (coo.row, coo.col)), shape=likes.shape)
+        b_mine = sp.csr_matrix((values * mine, (coo.row, coo.col)), shape=likes.shape)
+        return b, b_mine
+
+    def scores(self, tastes: list[Taste], likes: sp.csr_matrix) -> np.ndarray:
+        """weight x community(u, c) for a block of subscribers (rows of `likes`) and every candidate."""
+        own = self.own_rows(tastes)
+        b, b_mine = self.coefficients(likes, own)
+        own_reach = (own @ self.neighbours).toarray()
+        out = np.asarray(b @ self.shared)
+        out -= np.asarray(b_mine.sum(axis=1)) * own_reach
+        out += (b_mine @ self.neighbours).toarray()
+        out[out < NOISE] = 0
+        out /= np.sqrt(np.maximum(self.mass[None, :] - own_reach + self.params.colike_shrink, 1e-12))
+        return (out * self.params.colike_weight).astype(np.float32)
+
+    def contributions(self, tastes: list[Taste], likes: sp.csr_matrix, pair_sub: np.ndarray,
+                      pair_known: np.ndarray, pair_col: np.ndarray) -> np.ndarray:
+        """For (subscriber in the block, liked known paper, candidate) triples: that like's part of
+        community(u, c), the same sum as `scores` term by term."""
+        own = self.own_rows(tastes)
+        b, b_mine = self.coefficients(likes, own)
+        b_at = np.asarray(b[pair_sub, pair_known]).ravel()
+        mine_at = np.asarray(b_mine[pair_sub, pair_known]).ravel()
+        own_reach = np.asarray((own @ self.neighbours).tocsr()[pair_sub, pair_col]).ravel()
+        near = np.asarray(self.neighbours[pair_known, pair_col]).ravel()
+        part = b_at * self.shared[pair_known, pair_col] - mine_at * own_reach + mine_at * near
+        mass = self.mass[pair_col] - own_reach + self.params.colike_shrink
+        return np.where(part < NOISE, 0.0, part) / np.sqrt(np.maximum(mass, 1e-12))
+
+
+def colike_table(likers: sp.csr_matrix, table: np.ndarray, params: Params) -> Colikes | None:
+    """The shared co-like counts behind every candidate (None when nobody liked anything)."""
+    n_known, n_cand = table.shape[0] - 1, table.shape[1]
+    likers = likers.tocsr().astype(np.float64)
+    likers.data[:] = 1
+    counts = np.asarray(likers.sum(axis=0)).ravel()
+    k = min(params.colike_neighbours, n_known)
+    if likers.nnz == 0 or k == 0 or n_cand == 0:
+        return None
+    likers_t = likers.T.tocsr()
+    shared = np.zeros((n_known, n_cand), np.float64)
+
+    def block(start: int) -> sp.csr_matrix:
+        sims = table[:-1, start : start + 128].T.copy()  # candidates x known: each row contiguous
+        sims[sims > 0.999] = 0  # the paper itself, when it is known: its own votes are no neighbours' votes
+        sims[sims < params.colike_min_similarity] = 0
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        values = np.take_along_axis(sims, top, axis=1).astype(np.float64)
+        columns = np.repeat(np.arange(sims.shape[0]), k)
+        picked = sp.csr_matrix((values.ravel(), (top.ravel(), columns)), shape=sims.shape[::-1])
+        picked.eliminate_zeros()
+        shared[:, start : start + 128] = (likers_t @ (likers @ picked)).toarray() - picked.multiply(
+            counts[:, None]).toarray()
+        return picked
+
+    parts = parallel_map(block, list(range(0, n_cand, 128)))
+    neighbours = sp.hstack(parts, format="csr")
+    return Colikes(shared, neighbours, np.asarray(neighbours.T @ counts).ravel(), likers, counts, params)

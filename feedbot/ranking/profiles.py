@@ -1,0 +1,227 @@
+"""Each subscriber's taste as profile rows scored against every candidate: the centroid of their
+likes (background subtracted), a centroid per topic that holds enough of them, one row per typed
+interest; max-merged per subscriber, minus a penalty for resembling what they disliked.
+
+Vote rows never form a profile vector: by linearity their dot products come from the shared
+similarity table, and their norms from the likes themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.preprocessing import normalize
+
+from feedbot.ranking.inputs import Corpus, Params, Taste
+from feedbot.ranking.tables import Columns, Shared
+
+ROW_CENTROID, ROW_TOPIC, ROW_INTEREST = 0, 1, 2
+
+
+@dataclass
+class Profiles:
+    """A block's profile rows: vote rows (centroids, then topics) numbered first, then interests."""
+
+    likes: sp.csr_matrix  # subscribers x known, each row summing to 1
+    vote_scores: np.ndarray  # vote rows x candidates
+    interest_scores: np.ndarray  # interest rows x candidates
+    interest_rows: sp.csr_matrix | None  # the interest vectors (for the why-line's terms)
+    owner: np.ndarray  # subscriber (in the block) of each row
+    kind: np.ndarray  # ROW_* of each row
+    interest_of: np.ndarray  # the typed interest's index for interest rows, else -1
+
+    @property
+    def n_vote(self) -> int:
+        return self.vote_scores.shape[0]
+
+    def scores_at(self, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        """Score of each profile row at its column."""
+        out = np.empty(len(rows), np.float32)
+        vote = rows < self.n_vote
+        out[vote] = self.vote_scores[rows[vote], columns[vote]]
+        out[~vote] = self.interest_scores[rows[~vote] - self.n_vote, columns[~vote]]
+        return out
+
+
+def weights_matrix(tastes: list[Taste], rows_attr: str, weight_attr: str, n_known: int) -> sp.csr_matrix:
+    """Subscribers × known papers, each row summing to 1 (the weighted mean's coefficients)."""
+    indptr = np.zeros(len(tastes) + 1, dtype=np.int64)
+    np.cumsum([len(getattr(t, rows_attr)) for t in tastes], out=indptr[1:])
+    if indptr[-1] == 0:
+        return sp.csr_matrix((len(tastes), n_known), dtype=np.float32)
+    columns = np.concatenate([getattr(t, rows_attr) for t in tastes]).astype(np.int64)
+    values = np.concatenate([getattr(t, weight_attr) for t in tastes]).astype(np.float32)
+    matrix = sp.csr_matrix((values, columns, indptr), shape=(len(tastes), n_known))
+    matrix.sum_duplicates()
+    return normalize(matrix, norm="l1")
+
+
+def build(tastes: list[Taste], corpus: Corpus, params: Params, shared: Shared) -> Profiles:
+    """Every profile row of a block of subscribers, scored against all candidates."""
+    known = corpus.known
+    likes = weights_matrix(tastes, "liked", "liked_weight", known.shape[0])
+    has_likes = np.flatnonzero(likes.getnnz(axis=1) > 0)
+    coefficients, owners = [likes[has_likes]], [has_likes]
+    vv = None
+    if params.use_topics and len(has_likes):
+        topic_rows, topic_owners, topic_of_like = _topic_rows(likes, corpus.topics, params)
+        coefficients.append(topic_rows)
+        owners.append(topic_owners)
+        if len(topic_owners):
+            vv = np.concatenate(_vote_norms(likes, has_likes, len(topic_owners), topic_of_like, known))
+    n_centroids = len(has_likes)
+    coefficients = sp.vstack(coefficients, format="csr")
+    vote_scores = centroid_scores(coefficients, squared_norms(coefficients, known) if vv is None else vv,
+                                  shared.table, shared.candidates_b, shared.known_b, params.background,
+                                  shared.b_norm2)
+    vote_scores[n_centroids:] *= params.topic_weight
+    n_vote = coefficients.shape[0]
+    kinds = [np.full(n_centroids, ROW_CENTROID, np.int8), np.full(n_vote - n_centroids, ROW_TOPIC, np.int8)]
+    extra = [np.full(n_vote, -1, np.int64)]
+    interest_rows, interest_scores = _interest_rows(tastes, shared, owners, kinds, extra)
+    return Profiles(likes, vote_scores, interest_scores, interest_rows, np.concatenate(owners),
+                    np.concatenate(kinds), np.concatenate(extra))
+
+
+def _interest_rows(tastes: list[Taste], shared: Shared, owners: list, kinds: list,
+                   extra: list) -> tuple[sp.csr_matrix | None, np.ndarray]:
+    """The usable typed interests as rows (appending their owners, kinds and indices), and their scores."""
+    usable = [t.usable_interests for t in tastes]
+    with_interests = [s for s in range(len(tastes)) if len(usable[s])]
+    if not with_interests:
+        return None, np.zeros((0, shared.candidates_t.shape[1]), np.float32)
+    stacked = sp.vstack([tastes[s].interests.tocsr() for s in with_interests], format="csr")
+    offsets = np.cumsum([0] + [tastes[s].interests.shape[0] for s in with_interests[:-1]])
+    wanted_rows = np.concatenate([offset + usable[s] for offset, s in zip(offsets, with_interests, strict=True)])
+    interest_rows = normalize(stacked[wanted_rows].astype(np.float32))
+    counts = [len(usable[s]) for s in with_interests]
+    owners.append(np.repeat(with_interests, counts))
+    kinds.append(np.full(interest_rows.shape[0], ROW_INTEREST, np.int8))
+    extra.append(np.concatenate([usable[s] for s in with_interests]))
+    return interest_rows, (interest_rows @ shared.candidates_t).toarray().astype(np.float32, copy=False)
+
+
+def best_scores(profiles: Profiles, n_subs: int) -> np.ndarray:
+    """Each subscriber's best row score per candidate. Rows are max-merged slot by slot (every
+    subscriber's first row, then second, ...), so no stacked copy of all the scores is formed."""
+    owner, n_vote = profiles.owner, profiles.n_vote
+    slot = slots(owner, n_subs)[0]
+    best = np.full((n_subs, profiles.vote_scores.shape[1]), -np.inf, dtype=np.float32)
+    for j in range(int(slot.max()) + 1 if len(slot) else 0):
+        for rows, array, shift in ((np.flatnonzero(slot[:n_vote] == j), profiles.vote_scores, 0),
+                                   (np.flatnonzero(slot[n_vote:] == j), profiles.interest_scores, n_vote)):
+            if len(rows):
+                subs = owner[rows + shift]
+                best[subs] = np.maximum(best[subs], array[rows])
+    return best
+
+
+def slots(owner: np.ndarray, n_subs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's place among its owner's rows; the rows in owner order; where each owner's start."""
+    order = np.argsort(owner, kind="stable")
+    starts = np.searchsorted(owner[order], np.arange(n_subs + 1))
+    slot = np.empty(len(owner), np.int64)
+    slot[order] = np.arange(len(owner)) - starts[owner[order]]
+    return slot, order, starts
+
+
+def penalise_dislikes(best: np.ndarray, tastes: list[Taste], corpus: Corpus, params: Params,
+                      shared: Shared) -> None:
+    """Subtract, in place, the penalty for resembling each subscriber's 👎 (ramped by their likes)."""
+    dislikes = weights_matrix(tastes, "disliked", "disliked_weight", corpus.known.shape[0])
+    has_dislikes = np.flatnonzero(dislikes.getnnz(axis=1) > 0)
+    if not len(has_dislikes) or not params.dislike_penalty:
+        return
+    dislike_rows = dislikes[has_dislikes]
+    penalty = centroid_scores(dislike_rows, squared_norms(dislike_rows, corpus.known), shared.table,
+                              shared.candidates_b, shared.known_b, 0.0, shared.b_norm2)
+    strength = np.full(len(has_dislikes), params.dislike_penalty, np.float32)
+    if params.dislike_ramp:
+        likes_count = np.array([len(tastes[s].liked) for s in has_dislikes])
+        strength *= (0.5 + 0.5 * np.minimum(1.0, likes_count / params.dislike_ramp)).astype(np.float32)
+    penalty *= strength[:, None]
+    best[has_dislikes] -= penalty
+
+
+def _topic_rows(likes: sp.csr_matrix, topics: np.ndarray,
+                params: Params) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+    """Per (subscriber, topic) weighted means for the topics that hold enough of their likes, their
+    owners, and the topic row of each entry of `likes` in CSR order (-1: in no topic row)."""
+    coo = likes.tocoo()
+    n_topics = int(topics.max()) + 1 if len(topics) else 1
+    counts = sp.csr_matrix((np.ones_like(coo.data), (coo.row, topics[coo.col])),
+                           shape=(likes.shape[0], n_topics)).toarray()
+    total = counts.sum(axis=1, keepdims=True)
+    eligible = (counts >= params.topic_min_likes) & (counts >= params.topic_min_share * np.maximum(total, 1))
+    eligible &= (eligible.sum(axis=1, keepdims=True) >= 2)  # one topic only: the centroid says it all
+    eligible &= total >= params.topic_min_total
+    if params.max_topics and eligible.any():
+        order = np.argsort(-np.where(eligible, counts, -1), axis=1)[:, params.max_topics:]
+        np.put_along_axis(eligible, order, False, axis=1)
+    owners, chosen = np.nonzero(eligible)
+    if len(owners) == 0:
+        return sp.csr_matrix((0, likes.shape[1]), dtype=np.float32), owners, np.full(len(coo.data), -1, np.int64)
+    pair = np.full(eligible.shape, -1, dtype=np.int64)
+    pair[owners, chosen] = np.arange(len(owners))
+    which = pair[coo.row, topics[coo.col]]
+    keep = which >= 0
+    rows = sp.csr_matrix((coo.data[keep], (which[keep], coo.col[keep])), shape=(len(owners), likes.shape[1]))
+    return normalize(rows, norm="l1"), owners, which
+
+
+def squared_norms(coefficients: sp.csr_matrix, known: sp.csr_matrix) -> np.ndarray:
+    """|row @ known|^2 for each row of coefficients."""
+    return _row_squares(coefficients @ known)
+
+
+def _row_squares(matrix: sp.csr_matrix) -> np.ndarray:
+    out = np.zeros(matrix.shape[0], np.float64)
+    filled = np.diff(matrix.indptr) > 0
+    if filled.any():
+        out[filled] = np.add.reduceat(matrix.data * matrix.data, matrix.indptr[:-1][filled])
+    return out
+
+
+def _vote_norms(likes: sp.csr_matrix, has_likes: np.ndarray, n_topic_rows: int, topic_of_like: np.ndarray,
+                known: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """Squared norms of the centroid profiles (subscribers `has_likes`) and of the topic profiles.
+
+    Each like is summed into a profile once: the likes are split into parts (one per topic row, one
+    for each subscriber's remaining likes), a topic profile is its part divided by the part's weight
+    and a centroid is the sum of its subscriber's parts, which are far shorter than the likes.
+    """
+    coo = likes.tocoo()
+    in_topic = topic_of_like >= 0
+    part = np.where(in_topic, topic_of_like, n_topic_rows + coo.row)
+    n_parts = n_topic_rows + likes.shape[0]
+    profiles = sp.csr_matrix((coo.data, (part, coo.col)), shape=(n_parts, likes.shape[1])) @ known
+    squares = _row_squares(profiles)
+    weight = np.bincount(part[in_topic], weights=coo.data[in_topic].astype(np.float64), minlength=n_topic_rows)
+    topics = squares[:n_topic_rows] / np.where(weight > 0, weight, 1) ** 2
+    centroids = squares[n_topic_rows + has_likes]  # right for those whose likes are all one part
+    split = np.flatnonzero(np.isin(has_likes, np.unique(coo.row[in_topic])))
+    if len(split):
+        sums = sp.csr_matrix((np.ones(len(part), np.float32), (coo.row, part)), shape=(likes.shape[0], n_parts))
+        sums.data[:] = 1
+        centroids[split] = _row_squares(sums[has_likes[split]] @ profiles)
+    return centroids, topics
+
+
+def centroid_scores(coefficients: sp.csr_matrix, vv: np.ndarray, table: Columns, candidates_b: np.ndarray,
+                    known_b: np.ndarray, background: float, b_norm2: float) -> np.ndarray:
+    """Cosine of each weighted mean of known papers, background subtracted, with the candidates.
+
+    By linearity the raw dot products come from the similarity table (no profile x candidate
+    product), and |v - g b|^2 = |v|^2 - 2g v.b + g^2 |b|^2 needs only each profile's own norm `vv`.
+    """
+    if coefficients.shape[0] == 0:
+        return np.zeros((0, table.n_columns), np.float32)
+    raw = table.product(coefficients.astype(np.float32, copy=False))
+    vb = coefficients @ known_b
+    norms = np.sqrt(np.maximum(vv - 2 * background * vb + background**2 * b_norm2, 1e-12))
+    if background:  # in place: these blocks are large
+        raw -= np.float32(background) * candidates_b[None, :].astype(np.float32)
+    raw *= (1.0 / norms).astype(np.float32)[:, None]
+    return raw
