@@ -33,27 +33,13 @@ class CommandError(RuntimeError):
 
 
 def _engine(settings: Settings, migrated: bool = True) -> Engine:
-    engine = db.make_engine(settings.database_url)
+    try:
+        engine = db.make_engine(settings.database_url)
+    except OSError as exc:  # the SQLite file's folder cannot be made
+        raise CommandError(f"cannot use the database {settings.safe_database_url}: {exc}") from None
     if migrated:
         db.require_schema(engine)
     return engine
-
-
-def _progress(stream=sys.stderr) -> Callable[[int, int, Path], None] | None:
-    """A one-line progress bar on a terminal, nothing when output is piped."""
-    if not stream.isatty():
-        return None
-
-    def show(index: int, total: int, path: Path) -> None:
-        if total < 3:
-            return
-        filled = int(30 * (index + 1) / total)
-        stream.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {index + 1}/{total} {path.name[:40]:40}")
-        if index + 1 == total:
-            stream.write("\r" + " " * 80 + "\r")
-        stream.flush()
-
-    return show
 
 
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
@@ -73,14 +59,15 @@ def cmd_db_downgrade(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     """Ingest dump files or folders; with no PATH, sweep the inbox (moving files to done/ or failed/)."""
+    from feedbot.progress import bar
     from feedbot.sources import ingest
 
     engine = _engine(settings)
     if args.paths:
-        reports = ingest.ingest_paths(engine, args.paths, stamp=args.date, progress=_progress())
+        reports = ingest.ingest_paths(engine, args.paths, stamp=args.date, progress=bar())
     else:
         print(f"sweeping inbox {settings.inbox}")
-        reports = ingest.sweep_inbox(engine, settings.inbox, progress=_progress())
+        reports = ingest.sweep_inbox(engine, settings.inbox, progress=bar())
     for report in reports:
         print(report.line())
     failed = sum(r.status in ("failed", "retry") for r in reports)
@@ -120,11 +107,8 @@ def _refit(engine: Engine, settings: Settings, force: bool = False) -> None:
             model, fitted = textmodel.ensure(session, settings.model_dir, force=force)
         except textmodel.NoPapersError as exc:
             raise CommandError(str(exc)) from None
-    if fitted:
-        print(f"text model fitted: {len(model.paper_ids)} papers, {model.vocabulary_size} terms, "
-              f"{model.fit_seconds:.1f} s")
-    else:
-        print(f"text model up to date: {len(model.paper_ids)} papers, {model.vocabulary_size} terms")
+    print(f"text model {'fitted' if fitted else 'up to date'}: {len(model.paper_ids)} papers, "
+          f"{model.vocabulary_size} terms" + (f", {model.fit_seconds:.1f} s" if fitted else ""))
 
 
 def cmd_model_refit(args: argparse.Namespace, settings: Settings) -> int:
@@ -346,16 +330,26 @@ def main(argv: list[str] | None = None) -> int:
     if "FEEDBOT_LOG_LEVEL" not in os.environ and args.command not in QUIET_EXEMPT:
         settings = dataclasses.replace(settings, log_level="WARNING")  # admin output stays readable
     setup_logging(settings)
+    from alembic.util import CommandError as MigrationError
+    from sqlalchemy.exc import OperationalError
+
     try:
         return args.handler(args, settings)
-    except (db.SchemaError, CommandError) as exc:
+    except (db.SchemaError, CommandError, MigrationError) as exc:
         print(f"feedbot: {exc}", file=sys.stderr)
+        return 2
+    except OperationalError as exc:  # unreachable server, unopenable file, wrong password: no traceback
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        print(f"feedbot: cannot use the database {settings.safe_database_url}: {reason}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # the reader went away (`feedbot papers | head`): stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so exiting does not fail flushing
         return 1
+    except OSError as exc:  # a folder or file feedbot needs cannot be read or written
+        print(f"feedbot: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -158,7 +158,7 @@ CASES: dict[str, Case] = {
     "status": Case(("schema:   {head}", "papers:   354", f"  {DAY}: 159 listed, 143 new", "ingested: 5",
                     "subscribers: 1 (1 active)", "model:    354 papers")),
     "papers --date D --search WORDS --limit N": Case(("(3 papers)", f"  {DAY}  ")),
-    "papers": Case((f"   354  {DAY}  Yi: Open Foundation Models by 01.AI", "(20 papers)")),
+    "papers": Case((f"  {DAY}  Yi: Open Foundation Models by 01.AI", "(20 papers)")),
     "model refit": Case(("text model fitted: 354 papers",)),
     "rank --user ID --date D --limit N": Case(("picks for {user} from papers listed up to 2026-03-12:", " 3. [+",
                                               "because you liked “")),
