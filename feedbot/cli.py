@@ -44,14 +44,15 @@ def _engine(settings: Settings, migrated: bool = True) -> Engine:
 
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     """Migrate the database to the newest schema (safe to run again)."""
+    engine = _engine(settings, migrated=False)  # a database that cannot be used says so clearly
     db.upgrade(settings.database_url, args.revision)
-    engine = _engine(settings, migrated=False)
     print(f"database {settings.safe_database_url} at revision {db.current_revision(engine)}")
     return 0
 
 
 def cmd_db_downgrade(args: argparse.Namespace, settings: Settings) -> int:
     """Undo migrations down to REVISION (`base` removes every table)."""
+    _engine(settings, migrated=False)  # a database that cannot be used says so clearly
     db.downgrade(settings.database_url, args.revision)
     print(f"database {settings.safe_database_url} downgraded to {args.revision}")
     return 0
@@ -62,6 +63,8 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from feedbot.progress import bar
     from feedbot.sources import ingest
 
+    if args.date and not args.paths:
+        raise CommandError("--date needs a PATH: the inbox sweep dates each file by when it was saved")
     engine = _engine(settings)
     if args.paths:
         reports = ingest.ingest_paths(engine, args.paths, stamp=args.date, progress=bar())
@@ -175,8 +178,7 @@ def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
     with Session(engine, expire_on_commit=False) as session:  # read-only: a dry run writes nothing
         only = _subscriber(session, args.user) if args.user is not None else None
         if args.dry_run:
-            for line in status.dry_run(session, settings, now, only):
-                print(line)
+            print(*status.dry_run(session, settings, now, only), sep="\n")
             return 0
     if not settings.telegram_token:
         raise CommandError("TELEGRAM_BOT_TOKEN is not set: cannot send")
@@ -197,8 +199,7 @@ def cmd_subscribers(args: argparse.Namespace, settings: Settings) -> int:
     from feedbot.delivery import status
 
     with Session(_engine(settings)) as session:
-        for line in status.subscriber_table(session, utcnow()):
-            print(line)
+        print(*status.subscriber_table(session, utcnow()), sep="\n")
     return 0
 
 
@@ -221,9 +222,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         print(f"database: {settings.safe_database_url}\nschema:   {db.current_revision(engine)}\n"
               f"inbox:    {settings.inbox}")
         now = utcnow()
-        for line in [*inventory.papers_report(session), *status.worker_report(session, now),
-                     *status.delivery_report(session, now), inventory.model_report(settings.model_dir)]:
-            print(line)
+        print(*inventory.papers_report(session), *status.worker_report(session, now),
+              *status.delivery_report(session, now), inventory.model_report(settings.model_dir), sep="\n")
     return 0
 
 

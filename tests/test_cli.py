@@ -7,8 +7,8 @@ import sys
 from tests.conftest import EXAMPLE_DUMPS
 
 
-def feedbot(env, *args, check=True):
-    result = subprocess.run([sys.executable, "-m", "feedbot.cli", *args], env=env,
+def feedbot(env, *args, check=True, stdin=""):
+    result = subprocess.run([sys.executable, "-m", "feedbot.cli", *args], env=env, input=stdin,
                             capture_output=True, text=True, timeout=120)
     if check and result.returncode != 0:
         raise AssertionError(f"feedbot {' '.join(args)} exited {result.returncode}:\n"
@@ -94,3 +94,23 @@ def test_an_unknown_revision_is_refused_clearly(env):
         result = feedbot(env, *args, check=False)
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         assert "Can't locate revision" in result.stderr
+
+
+def test_admin_commands_before_the_first_listing(env):
+    """A new deployment with a subscriber and no papers: each command answers, none crashes."""
+    feedbot(env, "db", "upgrade")
+    assert "bye" in feedbot(env, "chat", "--user", "5", stdin="/start\n/skip\nquit\n").stdout
+    first = "no papers yet — your first digest comes after the first listing"
+    assert first in feedbot(env, "rank", "--user", "5").stdout
+    assert "0 picks" in (dry := feedbot(env, "digest", "--dry-run", "--user", "5").stdout) and first in dry
+    refit = feedbot(env, "model", "refit", check=False)
+    assert refit.returncode == 2 and "no papers to fit" in refit.stderr
+    assert "model:    not fitted yet" in feedbot(env, "status").stdout
+    assert "(0 papers)" in feedbot(env, "papers", "--search", "anything").stdout
+    assert "(1 subscribers)" in feedbot(env, "subscribers").stdout
+
+
+def test_ingest_refuses_a_date_it_would_not_use(env):
+    feedbot(env, "db", "upgrade")
+    result = feedbot(env, "ingest", "--date", "2026-03-12", check=False)
+    assert result.returncode == 2 and "--date needs a PATH" in result.stderr

@@ -20,7 +20,7 @@ def ranked(session: Session, settings: Settings, subscriber: Subscriber, day: da
     with none, the reason the subscriber would read."""
     model = ModelCache(settings.model_dir).get(session)  # None before the first listing: no picks
     ranking = recommend.recommend(session, model, [subscriber], day, now, settings.candidate_days,
-                                settings.vote_half_life_days, sizes={subscriber.id: size}) if model else {}
+                                  settings.vote_half_life_days, sizes={subscriber.id: size}) if model else {}
     picks = ranking.get(subscriber.id, [])
     listed_on = recommend.latest_listing(session, day)
     reason = "" if picks else digests.empty_reason(session, subscriber, day, listed_on)
