@@ -17,3 +17,14 @@ def whole_number(text: str, low: int | None = None, high: int | None = None) -> 
     if (low is not None and value < low) or (high is not None and value > high):
         return None
     return value
+
+
+MAX_USER_ID = 2**63 - 1  # the telegram_id column's range: larger ids would overflow the database
+
+
+def user_id(text: str) -> int | None:
+    """A Telegram user id: a positive whole number within the database's range, else None.
+    Ids reach 2**52, past MAX_DIGITS (the cap for counts people type), so this has its own check."""
+    digits = text.strip()
+    value = int(digits) if digits.isdecimal() and len(digits) <= 19 else 0
+    return value if 1 <= value <= MAX_USER_ID else None

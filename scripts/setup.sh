@@ -9,7 +9,9 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 stamp=".venv/.feedbot-installed${extra:+-$extra}"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+current() { [ -f "$1" ] && [ ! pyproject.toml -nt "$1" ]; }
+# A dev install includes the plain one, so `setup.sh` after `setup.sh dev` has nothing to do.
+if ! current "$stamp" && ! { [ -z "$extra" ] && current .venv/.feedbot-installed-dev; }; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${extra:+[$extra]}"
   touch "$stamp"

@@ -58,28 +58,24 @@ def search_text(title: str, abstract: str, authors: str | None = None) -> str:
     return fold(f"{title}\n{abstract}\n{authors or ''}".rstrip("\n"))
 
 
-def matches(words: str, text: str) -> bool:
-    """The same test as search_papers, in Python: every word appears, folded."""
-    folded = fold(text)
-    return all(term in folded for term in fold(words).split())
+def _containing(query, words: str):
+    """Only papers whose title, abstract or authors contain every word (case and accents ignored)."""
+    terms = fold(words).split()[:8]
+    return query.where(and_(*[Paper.search_text.contains(t, autoescape=True) for t in terms])) if terms else query
 
 
 def search_papers(session: Session, words: str, limit: int = 10) -> list[Paper]:
-    """Listed papers whose title, abstract or authors contain every word (case and accents ignored),
-    newest first. Papers known only from imported libraries are not listed, so never found."""
-    terms = fold(words).split()[:8]
-    query = select(Paper).where(Paper.first_listed.is_not(None))
-    if terms:
-        query = query.where(and_(*[Paper.search_text.contains(t, autoescape=True) for t in terms]))
+    """Listed papers whose title, abstract or authors contain every word, newest first. Papers known
+    only from imported libraries are not listed, so never found."""
+    query = _containing(select(Paper).where(Paper.first_listed.is_not(None)), words)
     query = query.order_by(Paper.first_listed.desc(), Paper.id.desc()).limit(limit)
     return list(session.scalars(query))
 
 
-def papers_listed_on(session: Session, day: date, limit: int = 100) -> list[Paper]:
-    query = (
-        select(Paper).join(Listing, Listing.paper_id == Paper.id).where(Listing.listed_on == day)
-        .group_by(Paper.id).order_by(func.min(Listing.position), Paper.id).limit(limit)
-    )
+def papers_listed_on(session: Session, day: date, limit: int = 100, words: str = "") -> list[Paper]:
+    """Papers listed on `day` (containing every word, if any), in the page's order."""
+    query = select(Paper).join(Listing, Listing.paper_id == Paper.id).where(Listing.listed_on == day)
+    query = _containing(query, words).group_by(Paper.id).order_by(func.min(Listing.position), Paper.id).limit(limit)
     return list(session.scalars(query))
 
 
