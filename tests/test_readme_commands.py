@@ -106,6 +106,8 @@ PLACEHOLDERS: dict[str, str] = {
     "WORDS": "speech",
     "N": "3",
     "FILE": "{tmp}/out.png",  # an output file by default; a case whose FILE is read overrides it
+    "FILE.png": "{tmp}/stats.png",
+    "ZOTERO_USER_ID": "7",
 }
 
 
@@ -130,6 +132,24 @@ def database_empty(run: Run) -> None:
 
 def sent_to_user(run: Run) -> None:
     assert [m for m in run.telegram.messages_to(USER) if "for you" in m.text]
+
+
+def plot_written(run: Run) -> None:
+    assert (run.tmp / "stats.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def library_liked(run: Run) -> None:
+    from sqlalchemy import func, select
+    from sqlalchemy.orm import Session
+
+    from feedbot.store.models import Subscriber, Vote
+
+    engine = db.make_engine(run.env["DATABASE_URL"])
+    with Session(engine) as session:
+        imported = session.scalar(select(func.count()).select_from(Vote).join(Subscriber)
+                                  .where(Subscriber.telegram_id == USER, Vote.origin == "import"))
+    engine.dispose()
+    assert imported == 2
 
 
 def asked_arxiv_for_three(run: Run) -> None:
@@ -170,6 +190,15 @@ CASES: dict[str, Case] = {
     "subscribers": Case(("        {user}  UTC", "(1 subscribers)")),
     "chat --user ID": Case(("> /status", "bye"), stdin="/status\nquit\n"),
     "chat": Case(("> /help", HELP, "bye"), stdin="/help\nquit\n"),
+    "stats --days N --plot FILE.png": Case(("day  digests  picks", "total", "plot written to {tmp}/stats.png"),
+                                           check=plot_written),
+    "stats --plot FILE.png": Case(("day  digests  picks", "total", "plot written to {tmp}/stats.png"),
+                                  check=plot_written),
+    "stats": Case(("day  digests  picks", "total"),),
+    "import --user ID FILE": Case(("Imported library.bib (BibTeX file): 2 read", "2 added to your library"),
+                                  setup=("library",), values={"FILE": "{tmp}/library.bib"}, check=library_liked),
+    "import --user ID --zotero ZOTERO_USER_ID": Case(("Imported", "2 read", "2 added to your library"),
+                                                     setup=("zotero",), check=library_liked),
     "worker": Case(("worker starting: database", "subscriber=", "status=sent", "worker stopped"),
                    setup=("telegram",)),  # run by run_worker: it answers /help and sends the due digest
 }
@@ -230,8 +259,39 @@ def serve_telegram(run: Run) -> None:
     run.env.update(TELEGRAM_BOT_TOKEN=run.telegram.token, FEEDBOT_TELEGRAM_API_URL=run.telegram.base_url)
 
 
+LIBRARY = """\
+@article{whale, title={Listening to whales with neural networks}, abstract={We classify whale calls.},
+  timestamp={2025-01-02}}
+@misc{books, title={Reading whole books with sparse attention}, abstract={Long contexts made cheap.}}
+"""
+
+
+def write_library(run: Run) -> None:
+    (run.tmp / "library.bib").write_text(LIBRARY)
+
+
+def serve_zotero(run: Run) -> None:
+    import json
+
+    from tests.source_server import Canned, SourceServer
+
+    def item(key: str, title: str) -> dict:
+        return {"key": key, "data": {"key": key, "itemType": "journalArticle", "title": title,
+                                     "abstractNote": f"About {title}.", "dateAdded": "2025-02-02T02:02:02Z"}}
+
+    run.sources = SourceServer().start()
+    run.stack.callback(run.sources.stop)
+    key = {"userID": 7, "access": {"user": {"library": True}}}
+    run.sources.serve("/keys/current", Canned(json.dumps(key).encode()))
+    run.sources.serve("/users/7/items/top", Canned(json.dumps([item("A", "Whale song grammar"),
+                                                               item("B", "Sparse attention for books")]).encode(),
+                                                   headers={"Total-Results": "2"}))
+    run.env.update(FEEDBOT_ZOTERO_API_URL=run.sources.base_url, ZOTERO_API_KEY="readme-key")
+
+
 SETUPS: dict[str, Callable[[Run], None]] = {"inbox": drop_in_inbox, "sources": serve_sources,
-                                           "telegram": serve_telegram}
+                                           "telegram": serve_telegram, "library": write_library,
+                                           "zotero": serve_zotero}
 
 
 @pytest.fixture
