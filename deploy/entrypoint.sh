@@ -13,6 +13,7 @@ if [ "$(id -u)" = "0" ]; then
     for folder in "$data" "$inbox" "$inbox/done" "$inbox/failed"; do
         chown "$uid:$gid" "$folder"
     done
+    chmod 700 "$data"  # the database and the model are the service's alone
     # Files the service wrote under an earlier uid (the SQLite file, the model) follow.
     find "$data" -xdev -path "$inbox" -prune -o ! -user "$uid" -exec chown "$uid:$gid" {} +
     exec setpriv --reuid="$uid" --regid="$gid" --clear-groups -- "$@"

@@ -118,6 +118,7 @@ def test_entrypoint_gives_the_service_user_its_folders(open_dir):
         assert uid == "10001"
         assert {p.stat().st_uid for p in [data, data / "inbox", data / "inbox" / "done", data / "feedbot.db"]} \
             == {10001}
+        assert data.stat().st_mode & 0o777 == 0o700  # the database and the model: the service's alone
     else:  # already unprivileged (docker run --user): runs as is
         assert uid == str(os.getuid())
 
