@@ -445,6 +445,48 @@ def astral_dump(folder, n: int = 30):
     return path
 
 
+def even_dump(folder, title_units: int, n: int = 70):
+    """Papers whose titles are all `title_units` characters long (ASCII): a /history line each of
+    the same length, so a page can be filled to within a few units of its limit."""
+    lines = ["new", "", "Mar 12", ""]
+    for i in range(n):
+        lead = f"Speech paper {i:03d} on recognition "
+        lines += [lead + "w" * (title_units - len(lead)), "", f"Speech recognition study number {i}.", ""]
+    path = folder / f"even{title_units}.txt"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("title_units", [147, 150])
+def test_a_history_page_filled_to_the_limit_is_one_message_telegram_takes(engine, settings, tmp_path, title_units):
+    """A page is one message (a press edits it in place): when one digest fills it, the headings
+    and "… and N more" lines of the digests after it still fit in 4096 UTF-16 units, counted from
+    the parsed text as Telegram counts it, and every digest is still headed on its page."""
+    from feedbot.ranking import textmodel
+    from tests.fake_telegram import parse_html, utf16_length
+
+    ingest_paths(engine, [even_dump(tmp_path, title_units)], stamp=date(2026, 3, 20))
+    with Session(engine) as session:
+        textmodel.ensure(session, settings.model_dir)
+    now = [datetime(2026, 3, 20, 9, 0, tzinfo=UTC)]
+    chat = Chat(engine, settings, clock=lambda: now[0])
+    user = newcomer(chat, 25)
+    chat.command(user, "size", "20")
+    days = [date(2026, 3, 20 + n) for n in range(3)]
+    for n, _ in enumerate(days):
+        now[0] = datetime(2026, 3, 20 + n, 9, 0, tzinfo=UTC)
+        replies = chat.command(user, "digest")
+        with transaction(engine) as session:  # partly sent: the longest heading
+            session.execute(update(Delivery).where(Delivery.id == replies[0].delivery).values(
+                status="failed", parts_sent=1, part_picks="20"))
+    [page] = chat.command(user, "history")
+    pressed = chat.button(user, "h:0").text
+    assert pressed == page.text
+    assert utf16_length(parse_html(pressed)) <= 4096
+    for day in days:
+        assert f"<b>{day:%a %d %b %Y}</b>" in pressed, day
+
+
 def test_replies_heavy_in_emoji_and_math_letters_are_split_as_telegram_counts(engine, settings, telegram, tmp_path):
     """The fake server refuses what Telegram refuses (over 4096 UTF-16 units of parsed text): a
     20-pick digest, /liked, /history, /search and the /export list of such papers all arrive."""
