@@ -529,3 +529,40 @@ def test_replies_heavy_in_emoji_and_math_letters_are_split_as_telegram_counts(en
         assert len(liked) > 1 and len(exported) > 2 and "Your past digests" in history[0].text
     finally:
         runner.stop()
+
+
+@pytest.mark.parametrize("other", ["d:yes", "s:size:+", "v"])
+def test_a_press_racing_the_delete_button_gets_a_notice_not_an_error(seeded, settings, other):
+    """"Yes, delete everything" tapped twice, or with a settings or vote button, at the same
+    moment: one erases, the other answers with a notice (on PostgreSQL it had read the row the
+    first then deleted), never an exception; every row is gone after."""
+    import threading
+
+    chat = Chat(seeded, settings)
+    for round_ in range(3):
+        user = newcomer(chat, 30 + round_)
+        [ask] = chat.command(user, "delete")
+        yes = ask.keyboard[0][0].data
+        [page] = chat.command(user, "settings")
+        [digest, *_] = chat.command(user, "digest")
+        presses = {"d:yes": (yes, None), "v": (digest.keyboard[0][0].data, digest.keyboard),
+                   "s:size:+": (next(b.data for row in page.keyboard for b in row if b.data.startswith("s:size:+")),
+                                None)}
+        barrier, answers, errors = threading.Barrier(2), [], []
+
+        def press(data, keyboard, user=user, barrier=barrier, answers=answers, errors=errors):
+            barrier.wait()
+            try:
+                answers.append(chat.button(user, data, keyboard))
+            except Exception as exc:  # noqa: BLE001 - the failure under test
+                errors.append(exc)
+
+        threads = [threading.Thread(target=press, args=(yes, None)),
+                   threading.Thread(target=press, args=presses[other])]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == [] and len(answers) == 2
+        with Session(seeded) as session:
+            assert get_subscriber(session, user.telegram_id) is None
