@@ -278,31 +278,37 @@ def _host(env: Mapping[str, str], name: str) -> str:
 _ZOTERO_KEY = re.compile(r"(/import(?:@\w+)?\s+zotero\s+\S+\s+)[^\s'\"]+", re.IGNORECASE)
 
 
-class _RedactToken(logging.Filter):
-    """Replace the bot token in log records (httpx logs request URLs, and they contain it), and a
-    Zotero key in a logged `/import zotero` message."""
+class _RedactSecrets(logging.Filter):
+    """Replace the bot token and the webhook secret in log records: httpx logs request URLs, which
+    contain the token, and python-telegram-bot logs each call's parameters at DEBUG (setWebhook's
+    secret_token among them) and raw updates (a Zotero key in an `/import zotero` message)."""
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, secrets: dict[str, str]) -> None:
         super().__init__()
-        self.token = token
+        self.secrets = secrets  # secret → what is logged instead
+
+    def _redact(self, text: str) -> str:
+        for secret, name in self.secrets.items():
+            text = text.replace(secret, name)
+        return text
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if self.token in message or _ZOTERO_KEY.search(message):  # raw updates are logged at DEBUG
-            record.msg = _ZOTERO_KEY.sub(r"\1<key>", message.replace(self.token, "<token>"))
-            record.args = None
+        if any(secret in message for secret in self.secrets) or _ZOTERO_KEY.search(message):
+            record.msg, record.args = _ZOTERO_KEY.sub(r"\1<key>", self._redact(message)), None
         if record.exc_info:  # tracebacks quote URLs too
-            text = logging.Formatter().formatException(record.exc_info)
-            record.exc_text, record.exc_info = text.replace(self.token, "<token>"), None
+            record.exc_text = self._redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
         return True
 
 
 def setup_logging(settings: Settings) -> None:
-    """One event per line on stdout; the token never printed; httpx's per-request lines quiet."""
+    """One event per line on stdout; the token and webhook secret never printed; httpx's
+    per-request lines quiet."""
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    if settings.telegram_token:
-        handler.addFilter(_RedactToken(settings.telegram_token))
+    secrets = {settings.telegram_token: "<token>", settings.webhook_secret: "<webhook secret>"}
+    handler.addFilter(_RedactSecrets({secret: name for secret, name in secrets.items() if secret}))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)

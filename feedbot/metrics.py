@@ -125,12 +125,18 @@ class DatabaseCollector(Collector):
 
     def __init__(self, engine: Engine, clock=utcnow, due_every: float = DUE_EVERY) -> None:
         self.engine, self.clock, self.due_every = engine, clock, due_every
-        self._due: tuple[float, int] | None = None  # (monotonic time computed, subscribers due)
+        self._due: tuple[float, int, int] | None = None  # (monotonic time, last delivery id then, subscribers due)
 
     def _waiting(self, session: Session, now: datetime) -> int:
+        """Subscribers due and unclaimed: the last count, less the digests claimed since it was
+        made (rows past the last delivery id then, read on the primary key: in flight or done now,
+        and counted as such, not twice)."""
         if self._due is None or time.monotonic() - self._due[0] >= self.due_every:
-            self._due = (time.monotonic(), len(due.plan(session, now).due))
-        return self._due[1]
+            last_id = session.scalar(select(func.coalesce(func.max(Delivery.id), 0)))
+            self._due = (time.monotonic(), last_id, len(due.plan(session, now).due))
+        _, last_id, count = self._due
+        claimed = session.scalar(select(func.count()).select_from(Delivery).where(Delivery.id > last_id))
+        return max(0, count - claimed)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         up = GaugeMetricFamily("feedbot_database_up", "Whether the last scrape could read the database")

@@ -7,8 +7,9 @@ Definitions (the database keeps no log of commands, so activity is what it does 
 - digests: deliveries that ended `sent` (every part confirmed by Telegram) during the day;
 - picks: the papers in those digests; 👍/👎 rate: the share of those picks that carry a 👍/👎
   now (a vote changed or cleared later counts as it stands);
-- active: subscribers with a sign of use in the 7 days ending that day — a vote, a /digest, a
-  /search result or starter set shown, an interest added, or subscribing;
+- active: subscribers with a sign of use in the 7 days ending that day — a vote, a /digest, the
+  starter set shown, an interest added, or subscribing (/search records nothing unless a result
+  is rated, which is a vote);
 - new: subscribers created that day (rows erased by /delete are gone from every count);
 - stopped: subscribers now stopped or blocked, on the day of the last thing the database holds
   from or to them (their last activity or delivery; a 403 `blocked` delivery dates a block exactly).

@@ -8,7 +8,7 @@ from sqlalchemy import event, func, inspect, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from feedbot.chat.commands import menu
+from feedbot.chat.commands import COMMANDS, menu
 from feedbot.chat.conversation import Chat, User
 from feedbot.delivery import digests
 from feedbot.sources.ingest import ingest_paths
@@ -385,8 +385,8 @@ def test_history_shows_every_digest_that_may_reach_with_its_state(seeded, settin
     assert page.text.count("\n👍 ") + page.text.count("\n· ") == 15 and "Older ▶" in page.keyboard[0][0].label
 
 
-READ_ONLY = [("help", ""), ("settings", ""), ("history", ""), ("liked", ""), ("search", "speech"),
-             ("export", ""), ("status", ""), ("interests", ""), ("mute", ""), ("time", ""), ("delete", "")]
+READ_ONLY = [(c.name, "") for c in COMMANDS if c.handler is not None and not c.writes("")] + [
+    (c.name, "any words") for c in COMMANDS if c.handler is not None and not c.writes("any words")]
 
 
 def test_read_commands_answer_while_another_connection_holds_the_write_lock(seeded, settings, database_url):
@@ -445,6 +445,48 @@ def astral_dump(folder, n: int = 30):
     return path
 
 
+def even_dump(folder, title_units: int, n: int = 70):
+    """Papers whose titles are all `title_units` characters long (ASCII): a /history line each of
+    the same length, so a page can be filled to within a few units of its limit."""
+    lines = ["new", "", "Mar 12", ""]
+    for i in range(n):
+        lead = f"Speech paper {i:03d} on recognition "
+        lines += [lead + "w" * (title_units - len(lead)), "", f"Speech recognition study number {i}.", ""]
+    path = folder / f"even{title_units}.txt"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("title_units", [147, 150])
+def test_a_history_page_filled_to_the_limit_is_one_message_telegram_takes(engine, settings, tmp_path, title_units):
+    """A page is one message (a press edits it in place): when one digest fills it, the headings
+    and "… and N more" lines of the digests after it still fit in 4096 UTF-16 units, counted from
+    the parsed text as Telegram counts it, and every digest is still headed on its page."""
+    from feedbot.ranking import textmodel
+    from tests.fake_telegram import parse_html, utf16_length
+
+    ingest_paths(engine, [even_dump(tmp_path, title_units)], stamp=date(2026, 3, 20))
+    with Session(engine) as session:
+        textmodel.ensure(session, settings.model_dir)
+    now = [datetime(2026, 3, 20, 9, 0, tzinfo=UTC)]
+    chat = Chat(engine, settings, clock=lambda: now[0])
+    user = newcomer(chat, 25)
+    chat.command(user, "size", "20")
+    days = [date(2026, 3, 20 + n) for n in range(3)]
+    for n, _ in enumerate(days):
+        now[0] = datetime(2026, 3, 20 + n, 9, 0, tzinfo=UTC)
+        replies = chat.command(user, "digest")
+        with transaction(engine) as session:  # partly sent: the longest heading
+            session.execute(update(Delivery).where(Delivery.id == replies[0].delivery).values(
+                status="failed", parts_sent=1, part_picks="20"))
+    [page] = chat.command(user, "history")
+    pressed = chat.button(user, "h:0").text
+    assert pressed == page.text
+    assert utf16_length(parse_html(pressed)) <= 4096
+    for day in days:
+        assert f"<b>{day:%a %d %b %Y}</b>" in pressed, day
+
+
 def test_replies_heavy_in_emoji_and_math_letters_are_split_as_telegram_counts(engine, settings, telegram, tmp_path):
     """The fake server refuses what Telegram refuses (over 4096 UTF-16 units of parsed text): a
     20-pick digest, /liked, /history, /search and the /export list of such papers all arrive."""
@@ -487,3 +529,40 @@ def test_replies_heavy_in_emoji_and_math_letters_are_split_as_telegram_counts(en
         assert len(liked) > 1 and len(exported) > 2 and "Your past digests" in history[0].text
     finally:
         runner.stop()
+
+
+@pytest.mark.parametrize("other", ["d:yes", "s:size:+", "v"])
+def test_a_press_racing_the_delete_button_gets_a_notice_not_an_error(seeded, settings, other):
+    """"Yes, delete everything" tapped twice, or with a settings or vote button, at the same
+    moment: one erases, the other answers with a notice (on PostgreSQL it had read the row the
+    first then deleted), never an exception; every row is gone after."""
+    import threading
+
+    chat = Chat(seeded, settings)
+    for round_ in range(3):
+        user = newcomer(chat, 30 + round_)
+        [ask] = chat.command(user, "delete")
+        yes = ask.keyboard[0][0].data
+        [page] = chat.command(user, "settings")
+        [digest, *_] = chat.command(user, "digest")
+        presses = {"d:yes": (yes, None), "v": (digest.keyboard[0][0].data, digest.keyboard),
+                   "s:size:+": (next(b.data for row in page.keyboard for b in row if b.data.startswith("s:size:+")),
+                                None)}
+        barrier, answers, errors = threading.Barrier(2), [], []
+
+        def press(data, keyboard, user=user, barrier=barrier, answers=answers, errors=errors):
+            barrier.wait()
+            try:
+                answers.append(chat.button(user, data, keyboard))
+            except Exception as exc:  # noqa: BLE001 - the failure under test
+                errors.append(exc)
+
+        threads = [threading.Thread(target=press, args=(yes, None)),
+                   threading.Thread(target=press, args=presses[other])]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == [] and len(answers) == 2
+        with Session(seeded) as session:
+            assert get_subscriber(session, user.telegram_id) is None

@@ -62,6 +62,34 @@ def test_token_never_reaches_the_log(monkeypatch):
     assert text.count("<token>") == 2 and "RuntimeError" in text
 
 
+def test_webhook_secret_never_reaches_the_log_even_at_debug(monkeypatch, telegram):
+    """python-telegram-bot logs every call's parameters at DEBUG: setWebhook's secret_token is
+    among them. Called for real against the fake Bot API server, the secret is not printed."""
+    import asyncio
+
+    from telegram import Bot
+    from telegram.request import HTTPXRequest
+
+    secret = "Webhook-Secret_0123456789"
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(root, "level", root.level)
+    setup_logging(load_settings({"TELEGRAM_BOT_TOKEN": telegram.token, "FEEDBOT_LOG_LEVEL": "DEBUG",
+                                 "FEEDBOT_WEBHOOK_URL": "https://bot.example.org/hook",
+                                 "FEEDBOT_WEBHOOK_SECRET": secret}))
+
+    async def register() -> None:
+        async with Bot(telegram.token, base_url=telegram.base_url, request=HTTPXRequest()) as bot:
+            await bot.set_webhook("https://bot.example.org/hook", secret_token=secret)
+
+    asyncio.run(register())
+    text = out.getvalue()
+    assert "setWebhook" in text and "<webhook secret>" in text
+    assert secret not in text and telegram.token not in text
+
+
 def test_source_and_link_settings():
     settings = load_settings({})
     assert settings.sources == () and settings.paper_link.endswith("query={query}&searchtype=title")

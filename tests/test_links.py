@@ -311,3 +311,25 @@ def test_migration_clears_links_taken_from_an_abstract(database_url):
                         "i": "https://arxiv.org/abs/2403.09999", "h": "https://huggingface.co/papers/x"}
     finally:
         engine.dispose()
+
+
+def test_migration_refolds_search_text_so_search_finds_old_papers(database_url):
+    """Papers stored under the earlier fold (compatibility letters kept upper case: `𝐀`, `㎒`)
+    are found by /search after the upgrade, on both databases (PostgreSQL's LIKE is case-sensitive)."""
+    db.upgrade(database_url, "0004")
+    engine = db.make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO papers (key, title, abstract, first_listed, created_at, authors, search_text) VALUES "
+                "('m', '𝐀ttention at 5 ㎒', 'x', '2026-03-01', '2026-03-01', 'Ａda Ｌovelace', "
+                " 'Attention at 5 MHz\nx\nAda Lovelace'),"
+                "('p', 'plain', 'y', '2026-03-01', '2026-03-01', NULL, 'plain\ny')"))
+        db.upgrade(database_url)
+        with Session(engine) as session:
+            assert [p.key for p in search_papers(session, "attention mhz ada")] == ["m"]
+            assert [p.key for p in search_papers(session, "PLAIN")] == ["p"]
+            stored = dict(session.execute(select(Paper.key, Paper.search_text)).all())
+        assert stored == {"m": "attention at 5 mhz\nx\nada lovelace", "p": "plain\ny"}
+    finally:
+        engine.dispose()

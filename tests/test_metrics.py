@@ -6,6 +6,7 @@ import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import select
 
 from feedbot import metrics, worker
 from feedbot.store import subscribers
@@ -227,3 +228,28 @@ def test_who_is_due_is_counted_at_most_once_per_interval(engine):
     assert due_unsent() == 0  # the count of an hour ago still stands
     collector.due_every = 0
     assert due_unsent() == 1
+
+
+def test_a_digest_claimed_after_the_count_is_not_counted_twice(engine):
+    """Between two counts of who is due, a digest the sweep claims is in flight: counted once,
+    as in flight, not also as still due (on both databases)."""
+    from datetime import UTC, date, datetime
+
+    from feedbot.store.models import Delivery, Subscriber
+
+    now = datetime(2026, 3, 14, 12, tzinfo=UTC)
+    collector = metrics.DatabaseCollector(engine, clock=lambda: now, due_every=3600)
+
+    def due_unsent() -> float:
+        return next(f for f in collector.collect() if f.name == "feedbot_deliveries_due_unsent").samples[0].value
+
+    for telegram_id in (612, 613):
+        add_subscriber(engine, telegram_id, "UTC", "08:00")
+    assert due_unsent() == 2
+    with transaction(engine) as session:
+        [first] = session.scalars(select(Subscriber.id).where(Subscriber.telegram_id == 612))
+        session.add(Delivery(subscriber_id=first, local_date=date(2026, 3, 14), status="claimed", claimed_at=now))
+    assert due_unsent() == 2  # one due, one in flight
+    with transaction(engine) as session:
+        session.query(Delivery).update({"status": "sent"})
+    assert due_unsent() == 1  # one due; the sent one is neither

@@ -131,7 +131,8 @@ class Chat:
             try:
                 if kind == "h":
                     return history_press(turn, int(rest))
-                session.refresh(subscriber, with_for_update=True)  # one press at a time per subscriber
+                if subscribers.lock(session, subscriber) is None:  # erased by a press a moment ago
+                    return Answer("You're not subscribed: send /start first.", alert=True)
                 if kind == "v":
                     return vote_press(turn, rest, keyboard or [])
                 if kind == "s":

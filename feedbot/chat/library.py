@@ -73,25 +73,28 @@ def history_page(turn: Turn, page: int) -> tuple[str, list[list[Button]]]:
     if not delivered:
         return ("No digests yet." if page == 0 else "No older digests."), []
     has_more = len(delivered) > HISTORY_PAGE
+    shown = [(delivery, session.execute(
+        select(Paper, Vote.value)
+        .join(Shown, Shown.paper_id == Paper.id)
+        .outerjoin(Vote, (Vote.paper_id == Shown.paper_id) & (Vote.subscriber_id == subscriber.id))
+        .where(Shown.delivery_id == delivery.id).order_by(Shown.position)
+    ).all()) for delivery in delivered[:HISTORY_PAGE]]
+    headings = [f"\n\n<b>{delivery.local_date:%a %d %b %Y}</b>"
+                + (f" · <i>{state}</i>" if (state := delivery_state(delivery, len(rows))) else "")
+                for delivery, rows in shown]
     text = "<b>Your past digests</b>"
-    size = telegram_length(text)
-    for delivery in delivered[:HISTORY_PAGE]:
-        rows = session.execute(
-            select(Paper, Vote.value)
-            .select_from(Shown).join(Paper, Paper.id == Shown.paper_id)
-            .outerjoin(Vote, (Vote.paper_id == Shown.paper_id) & (Vote.subscriber_id == subscriber.id))
-            .where(Shown.delivery_id == delivery.id).order_by(Shown.position)
-        ).all()
-        state = delivery_state(delivery, len(rows))
-        heading = f"\n\n<b>{delivery.local_date:%a %d %b %Y}</b>" + (f" · <i>{state}</i>" if state else "")
-        text, size = text + heading, size + telegram_length(heading)
+    # Every heading, and room for each digest's "… and N more", is reserved before any paper: a
+    # digest that fills the page still leaves the ones after it their heading.
+    size = telegram_length(text) + sum(telegram_length(h) + telegram_length(_more(len(rows)))
+                                       for h, (_, rows) in zip(headings, shown, strict=True))
+    for heading, (_, rows) in zip(headings, shown, strict=True):
+        text += heading
         for number, (paper, value) in enumerate(rows):
             mark = "👍" if value == 1 else "👎" if value == -1 else "·"
             line = "\n" + paper_item(mark, paper, turn.chat.settings.paper_link, title_chars=150, byline=False)
             length = telegram_length(line)
-            if size + length > MAX_TEXT - 40:  # one message: the page is edited in place
-                text += f"\n… and {len(rows) - number} more"
-                size += 20
+            if size + length > MAX_TEXT:  # one message: the page is edited in place
+                text += _more(len(rows) - number)
                 break
             text, size = text + line, size + length
     buttons = []
@@ -100,6 +103,10 @@ def history_page(turn: Turn, page: int) -> tuple[str, list[list[Button]]]:
     if has_more:
         buttons.append(Button("Older ▶", f"h:{page + 1}"))
     return text, ([buttons] if buttons else [])
+
+
+def _more(count: int) -> str:
+    return f"\n… and {count} more"
 
 
 def _listed(turn: Turn, number: int, paper: Paper, **shown) -> str:

@@ -38,6 +38,13 @@ def get(session: Session, telegram_id: int) -> Subscriber | None:
     return session.scalar(select(Subscriber).where(Subscriber.telegram_id == telegram_id))
 
 
+def lock(session: Session, subscriber: Subscriber) -> Subscriber | None:
+    """The subscriber's row, re-read and locked for the transaction (one press at a time per
+    subscriber); None when a transaction that held the lock before erased it (/delete)."""
+    return session.scalar(select(Subscriber).where(Subscriber.id == subscriber.id).with_for_update()
+                          .execution_options(populate_existing=True))
+
+
 def subscribe(session: Session, telegram_id: int, chat_id: int, name: str = "") -> tuple[Subscriber, bool]:
     """Create the subscriber, or reactivate a stopped/blocked one (nothing of theirs is wiped)."""
     subscriber = get(session, telegram_id)
