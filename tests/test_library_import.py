@@ -418,3 +418,43 @@ def test_an_import_whose_process_died_is_released_and_imported_likes_are_communi
             ("crashed.bib", "failed"), ("lib.bib", "done")]
         [paper_id] = session.scalars(select(Paper.id)).all()
         assert community_likes(session) == [(sid, paper_id)]
+
+
+@pytest.mark.parametrize("tap", [1, -1])
+def test_a_tap_on_an_imported_paper_is_the_subscribers_own_and_undo_leaves_it(engine, server, tap):
+    sid = subscribe(engine, 5)
+    run(engine, server, 5, b"@misc{a, title={Alpha Paper}, abstract={About alpha.}}\n"
+                           b"@misc{b, title={Beta Paper}, abstract={About beta.}}")
+    store_records(engine, "dump", "sha", [from_dump("Alpha Paper", "About alpha.", date(2026, 3, 21), 1)])
+    with transaction(engine) as session:
+        subscriber = session.get(subscribers.Subscriber, sid)
+        alpha = session.scalar(select(Paper.id).where(Paper.title == "Alpha Paper"))
+        subscribers.record_shown(session, subscriber, [(alpha, 0.0, "search")], "search", now=NOW)
+        if tap == 1:  # a 👍 on a paper liked already clears it; a second 👍 makes it the subscriber's own
+            subscribers.vote(session, subscriber, alpha, 1, now=NOW)
+        subscribers.vote(session, subscriber, alpha, tap, now=NOW)
+    with transaction(engine) as session:
+        last, removed = jobs.undo_last(session, sid)
+        assert removed == 1  # only Beta, which the subscriber never touched
+        assert subscribers.imported_count(session, session.get(subscribers.Subscriber, sid)) == 0
+    assert [(v.paper_id, v.value, v.origin, v.import_id) for v in votes_of(engine, sid)] == [
+        (alpha, tap, "tap", None)]
+
+
+def test_a_subscriber_deleted_while_their_import_runs_gets_a_clear_answer_and_nothing_is_stored(engine, server):
+    sid = subscribe(engine, 5)
+
+    def load_then_delete(_progress):
+        with transaction(engine) as session:  # /delete pressed while the file is being read
+            subscribers.delete_everything(session, session.get(subscribers.Subscriber, sid))
+        return parse_bytes(b"@misc{a, title={Alpha Paper}, abstract={About alpha.}}")
+
+    apis = apis_for(server)
+    try:
+        report = jobs.run(engine, 5, "lib.bib", load_then_delete, apis, None, NOW)
+    finally:
+        apis.close()
+    assert not report.ok and "deleted" in report.error and "Nothing was stored" in report.lines()[0]
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Vote)) == 0
+        assert session.scalar(select(func.count()).select_from(Import)) == 0

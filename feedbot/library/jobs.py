@@ -170,8 +170,14 @@ def run_with(engine: Engine, settings, telegram_id: int, source: str, load: Call
 def store(engine: Engine, import_id: int, resolved: Resolved, report: ImportReport, now: datetime) -> None:
     """The resolved papers and their 👍, and the import marked done: one transaction."""
     with transaction(engine) as session:
-        row = session.get(Import, import_id)
-        session.execute(select(Subscriber.id).where(Subscriber.id == row.subscriber_id).with_for_update())
+        # The subscriber's row lock first, as /delete takes it: an import whose subscriber was
+        # deleted meanwhile finds its claim gone and stores nothing.
+        subscriber_id = session.scalar(select(Import.subscriber_id).where(Import.id == import_id))
+        locked = subscriber_id is not None and session.scalar(
+            select(Subscriber.id).where(Subscriber.id == subscriber_id).with_for_update())
+        row = session.get(Import, import_id, populate_existing=True) if locked else None
+        if row is None:
+            raise LibraryError("your data was deleted while it ran")
         records = [record for _, record in resolved.papers]
         grouped = sorted((r for _, r in group_records(records)), key=lambda r: r.key)
         ids, new = upsert_papers(session, grouped, now) if grouped else ([], 0)
