@@ -275,34 +275,38 @@ def _host(env: Mapping[str, str], name: str) -> str:
     return raw
 
 
-_ZOTERO_KEY = re.compile(r"(/import(?:@\w+)?\s+zotero\s+\S+\s+)[^\s'\"]+", re.IGNORECASE)
+# Everything after `/import zotero` (user id and key, in either order, however spaced), up to the
+# quote that ends the text in a logged update; `\n` as a repr or JSON writes a line break.
+_ZOTERO_KEY = re.compile(r"(/import(?:@\w+)?(?:\s|\\[ntr])+zotero\b)(?:[^'\"\\]|\\[ntr])*", re.IGNORECASE)
 
 
 class _RedactToken(logging.Filter):
     """Replace the bot token in log records (httpx logs request URLs, and they contain it), and a
     Zotero key in a logged `/import zotero` message."""
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str | None) -> None:
         super().__init__()
-        self.token = token
+        self.token = token or ""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if self.token in message or _ZOTERO_KEY.search(message):  # raw updates are logged at DEBUG
-            record.msg = _ZOTERO_KEY.sub(r"\1<key>", message.replace(self.token, "<token>"))
-            record.args = None
-        if record.exc_info:  # tracebacks quote URLs too
+        if (self.token and self.token in message) or _ZOTERO_KEY.search(message):  # raw updates are logged at DEBUG
+            record.msg, record.args = self.redact(message), None
+        if record.exc_info:  # tracebacks quote URLs and messages too
             text = logging.Formatter().formatException(record.exc_info)
-            record.exc_text, record.exc_info = text.replace(self.token, "<token>"), None
+            record.exc_text, record.exc_info = self.redact(text), None
         return True
+
+    def redact(self, text: str) -> str:
+        text = text.replace(self.token, "<token>") if self.token else text
+        return _ZOTERO_KEY.sub(r"\1 <key>", text)
 
 
 def setup_logging(settings: Settings) -> None:
     """One event per line on stdout; the token never printed; httpx's per-request lines quiet."""
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    if settings.telegram_token:
-        handler.addFilter(_RedactToken(settings.telegram_token))
+    handler.addFilter(_RedactToken(settings.telegram_token))  # a Zotero key is redacted without a bot too
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
