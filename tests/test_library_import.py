@@ -458,3 +458,34 @@ def test_a_subscriber_deleted_while_their_import_runs_gets_a_clear_answer_and_no
     with Session(engine) as session:
         assert session.scalar(select(func.count()).select_from(Vote)) == 0
         assert session.scalar(select(func.count()).select_from(Import)) == 0
+
+
+def test_two_imports_of_one_library_under_other_titles_at_once_both_land_on_the_same_papers(engine, server):
+    """The same DOIs under other titles, so the two inserts meet the DOIs in opposite orders."""
+    size = 1500
+    files = {telegram_id: "\n".join(
+        f"@misc{{k{n}, title={{{prefix} paper {n:04d}}}, abstract={{Text {n}.}}, doi={{10.1000/{order(n)}}}}}"
+        for n in range(size)).encode() for telegram_id, prefix, order in (
+            (5, "first", lambda n: n), (6, "second", lambda n: size - 1 - n))}
+    for telegram_id in files:
+        subscribe(engine, telegram_id)
+    barrier, reports = threading.Barrier(2), {}
+
+    def attempt(telegram_id: int) -> None:
+        parsed = parse_bytes(files[telegram_id])
+        barrier.wait()
+        apis = apis_for(server)
+        try:
+            reports[telegram_id] = jobs.run(engine, telegram_id, "lib.bib", lambda _: parsed, apis, None, NOW)
+        finally:
+            apis.close()
+
+    threads = [threading.Thread(target=attempt, args=(telegram_id,)) for telegram_id in files]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert {t: (r.error, r.added) for t, r in reports.items()} == {5: ("", size), 6: ("", size)}
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Paper)) == size
+        assert session.scalar(select(func.count(func.distinct(Vote.paper_id)))) == size

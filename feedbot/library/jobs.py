@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import Engine, delete, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from feedbot.clock import utcnow
@@ -104,7 +105,7 @@ def run(engine: Engine, telegram_id: int, source: str, load: Callable[[Progress 
         resolved = resolve(parsed.entries, apis, progress)
         report.skipped = parsed.skipped + resolved.skipped
         report.fetched, report.title_only = resolved.fetched, resolved.title_only
-        store(engine, import_id, resolved, report, now or utcnow())
+        store_retrying(engine, import_id, resolved, report, now or utcnow())
     except (LibraryError, SourceError) as exc:
         report.error = str(exc)
     except Exception as exc:
@@ -165,6 +166,24 @@ def run_with(engine: Engine, settings, telegram_id: int, source: str, load: Call
         return run(engine, telegram_id, source, load, apis, progress, now)
     finally:
         apis.close()
+
+
+# PostgreSQL's deadlock and serialisation failures: the transaction was rolled back whole.
+RETRYABLE = {"40P01", "40001"}
+STORE_ATTEMPTS = 3
+
+
+def store_retrying(engine: Engine, import_id: int, resolved: Resolved, report: ImportReport, now: datetime) -> None:
+    """`store`, again when PostgreSQL rolled it back for a deadlock: two imports (or an import and
+    an ingest) inserting papers that clash on different unique columns (title key, arXiv id, DOI)
+    can meet them in opposite orders, and no one order of the rows avoids that for all three."""
+    for attempt in range(1, STORE_ATTEMPTS + 1):
+        try:
+            return store(engine, import_id, resolved, report, now)
+        except OperationalError as exc:
+            if attempt == STORE_ATTEMPTS or getattr(exc.orig, "sqlstate", None) not in RETRYABLE:
+                raise
+            log.info("library import %s: storing again after %s", import_id, type(exc.orig).__name__)
 
 
 def store(engine: Engine, import_id: int, resolved: Resolved, report: ImportReport, now: datetime) -> None:
