@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pytest
 import rispy
@@ -365,12 +366,14 @@ def test_any_text_after_import_gets_a_reply_and_leaves_the_database_consistent(s
     user = User(77, 77)
     chat.command(user, "start")
     words = st.sampled_from(["2301.00001", "arXiv:2301.00002v3", "10.1000/abc", "https://doi.org/10.1000/ABC",
-                             "undo", "zotero", "hello", "\x00", "{\\\"u}", "@misc{", "TY  - JOUR", "\n", " ", "é"])
+                             "undo", "zotero", "hello", "\x00", "{\\\"u}", "@misc{", "TY  - JOUR", "\n", " ", "é",
+                             "x" * 300, "~no-such-user/lib.bib", "/", "/dev/null", "missing file.bib", "lib.ris"])
 
-    @hypothesis_settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
-    @given(st.one_of(st.text(max_size=80), st.lists(words, max_size=8).map(" ".join)))
-    def check(text):
-        replies = chat.command(user, "import", text)
+    # The console's /import also takes a path (`paths`): what names no file still gets an answer.
+    @hypothesis_settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.one_of(st.text(max_size=80), st.lists(words, max_size=8).map(" ".join)), st.booleans())
+    def check(text, paths):
+        replies = chat.command(user, "import", text, paths=paths)
         assert replies and all(r.text.strip() for r in replies)
         with Session(seeded) as session:
             assert session.scalar(select(func.count()).select_from(Import).where(Import.status == "running")) == 0
@@ -387,19 +390,23 @@ def test_console_imports_a_file_by_its_path_with_progress(chat, tmp_path):
     from feedbot.chat.console import Console
     from feedbot.chat.conversation import User
 
-    library = tmp_path / "mine.bib"
+    library = tmp_path / "my library" / "mine.bib"  # a path with a space
+    library.parent.mkdir()
     library.write_bytes(b"@misc{a, title={Alpha Paper}, abstract={About alpha.}}\n"
                         b"@misc{b, title={Beta Paper}, abstract={About beta.}}")
     out = io.StringIO()
     console = Console(chat, User(1, 1), out)
-    for line in ("/start", f"/import {library}", "/liked", "/import undo", "/import undo"):
+    for line in ("/start", f"/import {library}", "/liked", "/import undo", "/import undo",
+                 f"/import {tmp_path / 'no such.bib'}"):
         console.handle(line)
     text = out.getvalue()
     assert "(Reading your library… 2 / 2)" in text
     assert "Imported mine.bib (BibTeX file): 2 read, 0 matched to known papers" in text and "2 added" in text
     assert "From your library: 2" in text
     assert "Took back the import of mine.bib: 2 papers left your library." in text
-    assert text.rstrip().endswith("There is no import to undo.")
+    assert "There is no import to undo." in text
+    assert text.rstrip().endswith("Import of no such.bib failed: cannot read it: No such file or directory. "
+                                  "Nothing was stored.")
 
 
 def test_an_import_whose_process_died_is_released_and_imported_likes_are_community_likes(engine, server):
@@ -489,3 +496,25 @@ def test_two_imports_of_one_library_under_other_titles_at_once_both_land_on_the_
     with Session(engine) as session:
         assert session.scalar(select(func.count()).select_from(Paper)) == size
         assert session.scalar(select(func.count(func.distinct(Vote.paper_id)))) == size
+
+
+def test_a_path_that_is_no_regular_file_is_refused_without_being_read(engine, settings, tmp_path):
+    """The console's and the CLI's path: a FIFO would block the open, a device never ends."""
+    import os
+
+    subscribe(engine, 5)
+    os.mkfifo(tmp_path / "pipe.bib")
+    (tmp_path / "folder.bib").mkdir()
+    reports = []
+
+    def attempt() -> None:
+        for path in (tmp_path / "pipe.bib", tmp_path / "folder.bib", Path("/dev/zero")):
+            reports.append(jobs.import_path(engine, settings, 5, path).lines()[0])
+
+    thread = threading.Thread(target=attempt, daemon=True)
+    thread.start()
+    thread.join(60)
+    assert reports == [f"Import of {name} failed: it is not a regular file. Nothing was stored."
+                       for name in ("pipe.bib", "folder.bib", "zero")]
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Import)) == 0

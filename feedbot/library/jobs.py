@@ -6,6 +6,8 @@ or nothing at all. `/import undo` takes back the last import's 👍.
 from __future__ import annotations
 
 import logging
+import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,7 +19,7 @@ from sqlalchemy.orm import Session
 from feedbot.clock import utcnow
 from feedbot.delivery.deliveries import as_utc, owner_alive, this_process
 from feedbot.library.fetch import zotero_library
-from feedbot.library.parse import Entry, LibraryError, Parsed, Skipped, parse_bytes, parse_text, too_big
+from feedbot.library.parse import MAX_BYTES, Entry, LibraryError, Parsed, Skipped, parse_bytes, parse_text, too_big
 from feedbot.library.resolve import Apis, Progress, Resolved, resolve
 from feedbot.sources.http import Client, SourceError
 from feedbot.sources.ingest import group_records, upsert_papers
@@ -129,11 +131,17 @@ def import_bytes(engine: Engine, settings, telegram_id: int, name: str, content:
 
 def import_path(engine: Engine, settings, telegram_id: int, path, progress: Progress | None = None,
                 now: datetime | None = None) -> ImportReport:
+    """A library file on disk (console, CLI): only a regular file, never read past the cap (a FIFO
+    or a device would block or never end; a file still growing is cut off)."""
     try:
-        problem = too_big(path.stat().st_size)
-        content = b"" if problem else path.read_bytes()
+        if not stat.S_ISREG(path.stat().st_mode):  # before opening: opening a FIFO blocks
+            return ImportReport(path.name, error="it is not a regular file")
+        with path.open("rb") as handle:
+            problem = too_big(os.fstat(handle.fileno()).st_size)
+            content = b"" if problem else handle.read(MAX_BYTES + 1)
     except OSError as exc:
         return ImportReport(path.name, error=f"cannot read it: {exc.strerror or exc}")
+    problem = problem or too_big(len(content))
     if problem:
         return ImportReport(path.name, error=problem)
     return import_bytes(engine, settings, telegram_id, path.name, content, progress, now)
