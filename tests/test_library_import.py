@@ -518,3 +518,18 @@ def test_a_path_that_is_no_regular_file_is_refused_without_being_read(engine, se
                        for name in ("pipe.bib", "folder.bib", "zero")]
     with Session(engine) as session:
         assert session.scalar(select(func.count()).select_from(Import)) == 0
+
+
+def test_progress_moves_with_each_batch_of_each_api(engine, server):
+    """Entries known only by DOI move the meter as OpenAlex answers, as arXiv ids do with arXiv."""
+    server.serve("/api/query", Canned(arxiv_feed([]), "application/atom+xml"))
+    server.serve("/works", Canned(b'{"results": []}'))
+    subscribe(engine, 5)
+    ids = " ".join([f"2301.{n:05d}" for n in range(1, 151)] + [f"10.1000/n{n}" for n in range(120)])
+    seen: list[tuple[int, int]] = []
+    apis = apis_for(server)
+    try:
+        jobs.run(engine, 5, "ids", lambda _: parse_text(ids), apis, lambda d, t: seen.append((d, t)), NOW)
+    finally:
+        apis.close()
+    assert seen == [(0, 270), (100, 270), (150, 270), (200, 270), (250, 270), (270, 270), (270, 270)]
