@@ -145,3 +145,22 @@ def test_any_text_is_read_or_refused(text):
         _check(parse_text(text))
     except LibraryError as exc:
         assert str(exc)
+
+
+@settings(max_examples=200, deadline=None)
+@given(suffix=st.text(alphabet="abcXYZ019-._;()/:_%&#", min_size=1, max_size=30).filter(
+    lambda s: s[-1] not in ".,;)]" and s[0] not in "/"))
+def test_a_doi_survives_feedbots_own_bibtex_export_and_every_format_of_it(suffix):
+    """Any DOI, written the way feedbot's export, another tool's LaTeX-escaped BibTeX and a CSL-JSON
+    file carry it, reads back as the same lower-case DOI, so the paper matches itself."""
+    from types import SimpleNamespace
+
+    from feedbot.chat.bibtex import export, latex_escape
+
+    doi = f"10.1234/{suffix}"
+    paper = SimpleNamespace(id=1, title="A Paper", abstract="Its text.", authors=None, arxiv_id=None, url=None,
+                            code_url=None, doi=doi, first_listed=None)
+    [from_bibtex] = parse_bytes(export([paper]).encode()).entries
+    [from_csl] = parse_bytes(json.dumps([{"title": "A Paper", "DOI": doi}]).encode()).entries
+    [escaped] = parse_bytes(f"@misc{{k, title={{A Paper}}, doi={{{latex_escape(doi)}}}}}".encode()).entries
+    assert from_bibtex.doi == from_csl.doi == escaped.doi == doi.lower()

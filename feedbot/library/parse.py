@@ -24,6 +24,7 @@ _DOI = re.compile(r"\b(10\.\d{4,9}/[^\s\"<>{}]+)", re.IGNORECASE)
 _RIS_START = re.compile(r"^\s*TY  -", re.MULTILINE)
 _BIBTEX_START = re.compile(r"^\s*@\s*[A-Za-z]+\s*[{(]", re.MULTILINE)
 _LATEX = re.compile(r"[\\{}$~^]")
+_TEX_ESCAPE = re.compile(r"\\([_%&#$])")
 
 
 class LibraryError(ValueError):
@@ -62,8 +63,9 @@ def clean(text: str) -> str:
 
 
 def normalise_doi(raw: str | None) -> str | None:
-    """`https://doi.org/10.1000/XYZ.` → `10.1000/xyz` (DOIs are case-insensitive); None when none."""
-    match = _DOI.search(raw or "")
+    """`https://doi.org/10.1000/XYZ.` → `10.1000/xyz` (DOIs are case-insensitive); None when none.
+    A BibTeX field's escapes (`10.1000/a\\_b`, `-{}-`), as other tools write them, are undone."""
+    match = _DOI.search(_TEX_ESCAPE.sub(r"\1", (raw or "").replace("{}", "")))
     if not match:
         return None
     return match.group(1).rstrip(".,;)]").lower()[:255]
