@@ -342,7 +342,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
             [jobs.import_path(engine, settings, args.user, path) for path in args.files]
     except jobs.LibraryError as exc:  # no such subscriber, or an import of theirs is running
         raise CommandError(str(exc)) from None
-    print("\n".join(line for report in reports for line in report.lines()))
+    print("\n".join(line for report in reports for line in report.lines(shown=None)))
     return 1 if any(not report.ok for report in reports) else 0
 
 

@@ -533,3 +533,24 @@ def test_progress_moves_with_each_batch_of_each_api(engine, server):
     finally:
         apis.close()
     assert seen == [(0, 270), (100, 270), (150, 270), (200, 270), (250, 270), (270, 270), (270, 270)]
+
+
+def test_every_skipped_entry_is_given_with_why_however_many(chat, tmp_path):
+    """The answer lists the first ones and attaches them all; the admin CLI prints them all."""
+    from feedbot.chat.conversation import User
+
+    library = tmp_path / "many.bib"
+    library.write_bytes(b"@misc{ok, title={Alpha Paper}, abstract={About alpha.}}\n"
+                        + b"".join(b"@misc{e%d, note={no title}}\n" % n for n in range(45)))
+    user = User(1, 1)
+    chat.command(user, "start")
+    replies = chat.command(user, "import", str(library), paths=True)
+    text = "\n".join(r.text for r in replies)
+    assert text.count("skipped line") == jobs.SKIPPED_SHOWN and "…and 5 more skipped" in text
+    name, content = replies[-1].document
+    lines = content.decode().splitlines()
+    assert name == "skipped.txt" and len(lines) == 45
+    assert lines[-1] == "line 46 (e44): no title, arXiv id or DOI"
+    report = jobs.ImportReport("many.bib", "BibTeX file", skipped=[jobs.Skipped(f"line {n}", "why") for n in range(45)])
+    assert len(report.lines(shown=None)) == 46 and report.skipped_file() is not None
+    assert jobs.ImportReport("few.bib", skipped=[jobs.Skipped("line 1", "why")]).skipped_file() is None

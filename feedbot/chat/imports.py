@@ -106,7 +106,9 @@ def _run(chat: Chat, user: User, show: Show | None, job: Callable[..., jobs.Impo
     head, *rest = report.lines()
     if report.ok and report.added:
         head += " Your next digest follows it; /import undo takes it back."
-    return split_items(escape(head), [(escape(line), []) for line in rest], separator="\n")
+    replies = split_items(escape(head), [(escape(line), []) for line in rest], separator="\n")
+    replies[-1].document = report.skipped_file()
+    return replies
 
 
 def undo(chat: Chat, user: User) -> list[Reply]:

@@ -52,8 +52,9 @@ class ImportReport:
     def ok(self) -> bool:
         return not self.error
 
-    def lines(self) -> list[str]:
-        """What the subscriber and the admin read: the counts, then each skipped entry and why."""
+    def lines(self, shown: int | None = SKIPPED_SHOWN) -> list[str]:
+        """What the subscriber and the admin read: the counts, then each skipped entry and why (the
+        first `shown` of them; None: all, as `skipped_file` holds them)."""
         if self.error:
             return [f"Import of {self.source} failed: {self.error}. Nothing was stored."]
         head = (f"Imported {self.source} ({self.format}): {self.read:,} read, {self.known:,} matched to known papers, "
@@ -61,11 +62,18 @@ class ImportReport:
                 f"{self.added:,} added to your library" + (f", {self.already:,} were already in it" if self.already
                                                             else "") + ".")
         out = [head]
-        for item in self.skipped[:SKIPPED_SHOWN]:
+        shown = len(self.skipped) if shown is None else shown
+        for item in self.skipped[:shown]:
             out.append(f"skipped {item.where}: {item.why}")
-        if len(self.skipped) > SKIPPED_SHOWN:
-            out.append(f"…and {len(self.skipped) - SKIPPED_SHOWN:,} more skipped")
+        if len(self.skipped) > shown:
+            out.append(f"…and {len(self.skipped) - shown:,} more skipped (every one in the attached file)")
         return out
+
+    def skipped_file(self) -> tuple[str, bytes] | None:
+        """Every skipped entry and why, one a line, when the answer shows only the first of them."""
+        if len(self.skipped) <= SKIPPED_SHOWN:
+            return None
+        return "skipped.txt", "\n".join(f"{item.where}: {item.why}" for item in self.skipped).encode() + b"\n"
 
 
 def claim(engine: Engine, telegram_id: int, source: str, now: datetime | None = None) -> int:
