@@ -554,3 +554,33 @@ def test_every_skipped_entry_is_given_with_why_however_many(chat, tmp_path):
     report = jobs.ImportReport("many.bib", "BibTeX file", skipped=[jobs.Skipped(f"line {n}", "why") for n in range(45)])
     assert len(report.lines(shown=None)) == 46 and report.skipped_file() is not None
     assert jobs.ImportReport("few.bib", skipped=[jobs.Skipped("line 1", "why")]).skipped_file() is None
+
+
+@pytest.mark.parametrize(("fault", "why"), [
+    ("keys", "refused to check the key"), ("page 0", "malformed JSON"), ("page 2", "refused to read the library"),
+    ("page 2 not a list", "not a list of items"), ("page 4 missing", "no such user library")])
+def test_zotero_failing_at_any_page_stores_nothing_and_never_shows_the_key(engine, settings, server, caplog,
+                                                                           fault, why):
+    import dataclasses
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    forbidden = Canned(b"Forbidden", "text/plain", 403)
+    server.serve("/keys/current", forbidden if fault == "keys" else
+                 Canned(json.dumps({"userID": 7, "access": {"user": {"library": True}}}).encode()))
+    pages = {"0": Canned(b"{not json" if fault == "page 0" else json.dumps(
+                 [zotero_item("A", "First"), zotero_item("B", "Second")]).encode(), headers={"Total-Results": "6"}),
+             "2": forbidden if fault == "page 2" else Canned(b'{"items": []}' if fault == "page 2 not a list" else
+                                                             json.dumps([zotero_item("C", "Third"),
+                                                                         zotero_item("D", "Fourth")]).encode(),
+                                                             headers={"Total-Results": "6"})}
+    server.paged["/users/7/items/top"] = pages  # start=4 is never served: a page that vanished
+    sid = subscribe(engine, 5)
+    report = jobs.import_zotero(engine, dataclasses.replace(settings, zotero_api_url=server.base_url), 5, "7",
+                                "TOPSECRETKEY", now=NOW)
+    assert not report.ok and why in report.error and "Nothing was stored" in report.lines()[0]
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Paper)) == 0
+        assert votes_of(engine, sid) == []
+        [(status, error)] = session.execute(select(Import.status, Import.error)).all()
+    assert status == "failed" and "TOPSECRETKEY" not in error + report.error + caplog.text
