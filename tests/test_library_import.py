@@ -584,3 +584,31 @@ def test_zotero_failing_at_any_page_stores_nothing_and_never_shows_the_key(engin
         assert votes_of(engine, sid) == []
         [(status, error)] = session.execute(select(Import.status, Import.error)).all()
     assert status == "failed" and "TOPSECRETKEY" not in error + report.error + caplog.text
+
+
+@pytest.mark.parametrize("api", ["arxiv", "openalex"])
+@pytest.mark.parametrize("failing", [0, 1, 2])
+def test_an_api_failing_at_any_batch_keeps_the_batches_before_and_lists_every_entry_after(engine, server, api,
+                                                                                          failing):
+    size = 250 if api == "arxiv" else 120
+    ids = [f"2301.{n:05d}" for n in range(1, size + 1)] if api == "arxiv" else [f"10.1000/n{n}" for n in range(size)]
+    batch = 100 if api == "arxiv" else 50
+
+    def answer(part: list[str]) -> Canned:  # each batch answered with its own papers, in order
+        if api == "arxiv":
+            return Canned(arxiv_feed([arxiv_entry(i, f"Paper {i}") for i in part]), "application/atom+xml")
+        return Canned(json.dumps({"results": [openalex_work(d, f"Paper {d}", "some words") for d in part]}).encode())
+
+    server.serve("/api/query" if api == "arxiv" else "/works",
+                 *[answer(ids[n * batch:(n + 1) * batch]) for n in range(failing)], Canned(b"busy", "text/plain", 503))
+    sid = subscribe(engine, 5)
+    apis = apis_for(server)
+    try:
+        report = jobs.run(engine, 5, "ids", lambda _: parse_text("\n".join(ids)), apis, None, NOW)
+    finally:
+        apis.close()
+    kept = min(failing * batch, size)
+    assert report.ok and (report.added, report.fetched) == (kept, kept)
+    assert [s.why for s in report.skipped] == [UNREACHABLE] * (size - kept)
+    assert [s.where.split(" (")[1].rstrip(")") for s in report.skipped] == ids[kept:]
+    assert len(votes_of(engine, sid)) == kept
