@@ -289,11 +289,11 @@ def test_zotero_library_read_page_by_page_with_backoff_and_the_key_in_a_header_o
     }
     sleeps = Sleeps()
     client = Client(sleep=sleeps)
-    entries, skipped = zotero_library(client, server.base_url, "7", "SECRET-KEY")
+    entries, skipped = zotero_library(client, server.base_url, "7", "SECRETKEY24CHARSLONG0000")
     assert [e.title for e in entries] == ["First", "Second"] and not skipped
     assert entries[1].arxiv_id == "2301.00001" and entries[0].added == datetime(2022, 2, 2, 2, 2, 2, tzinfo=UTC)
     assert sleeps[:1] == [7.0] and 5.0 in sleeps  # Retry-After on a 429, Backoff before the next page
-    assert all(r.headers.get("zotero-api-key") == "SECRET-KEY" for r in server.requests)
+    assert all(r.headers.get("zotero-api-key") == "SECRETKEY24CHARSLONG0000" for r in server.requests)
     assert all("SECRET" not in r.path + json.dumps(r.query) for r in server.requests)
     assert [r.query.get("start") for r in server.requests[2:]] == ["0", "2"]
     assert "zotero-api-key" not in {k.lower() for k in client.http.headers}  # used for that import only
@@ -612,3 +612,10 @@ def test_an_api_failing_at_any_batch_keeps_the_batches_before_and_lists_every_en
     assert [s.why for s in report.skipped] == [UNREACHABLE] * (size - kept)
     assert [s.where.split(" (")[1].rstrip(")") for s in report.skipped] == ids[kept:]
     assert len(votes_of(engine, sid)) == kept
+
+
+@pytest.mark.parametrize("key", ["ключ", "a\x00b", "k" * 500, "key;evil", "", "ｋｅｙ"])
+def test_a_zotero_key_that_is_no_key_is_refused_unsent_and_unshown(server, key):
+    with pytest.raises(ZoteroError, match="letters and digits") as refused:
+        zotero_library(Client(sleep=Sleeps()), server.base_url, "7", key)
+    assert not server.requests and (not key or key not in str(refused.value))
