@@ -619,3 +619,21 @@ def test_a_zotero_key_that_is_no_key_is_refused_unsent_and_unshown(server, key):
     with pytest.raises(ZoteroError, match="letters and digits") as refused:
         zotero_library(Client(sleep=Sleeps()), server.base_url, "7", key)
     assert not server.requests and (not key or key not in str(refused.value))
+
+
+def test_one_doi_reaching_two_stored_papers_in_one_import_fills_one_of_them(engine, server):
+    """Entries that tie a DOI to a paper by arXiv id and to another by title: the DOI column is
+    unique, so only one paper may gain it, and the import still lands."""
+    import dataclasses
+
+    alpha = dataclasses.replace(from_dump("Alpha Paper", "About alpha.", date(2026, 3, 1), 1), arxiv_id="2301.00001")
+    store_records(engine, "dump", "sha", [alpha, from_dump("Beta Paper", "About beta.", date(2026, 3, 1), 2)])
+    sid = subscribe(engine, 5)
+    report = run(engine, server, 5, b"@misc{b, title={Beta Paper}, abstract={About beta.}, doi={10.1000/d}}\n"
+                                    b"@misc{a, title={Alpha Paper}, abstract={About alpha.}, eprint={2301.00001}}\n"
+                                    b"@misc{c, title={Gamma}, abstract={About gamma.}, eprint={2301.00001}, "
+                                    b"doi={10.1000/d}}")
+    assert report.ok, report.error
+    assert report.added == 2 and len(votes_of(engine, sid)) == 2
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Paper).where(Paper.doi == "10.1000/d")) == 1

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import Engine, delete, select, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from feedbot.clock import utcnow
@@ -184,8 +184,9 @@ def run_with(engine: Engine, settings, telegram_id: int, source: str, load: Call
         apis.close()
 
 
-# PostgreSQL's deadlock and serialisation failures: the transaction was rolled back whole.
-RETRYABLE = {"40P01", "40001"}
+# PostgreSQL's deadlock, serialisation failure and unique violation (a concurrent import gave a
+# paper the DOI this one fills): the transaction was rolled back whole, and a second look sees why.
+RETRYABLE = {"40P01", "40001", "23505"}
 STORE_ATTEMPTS = 3
 
 
@@ -196,7 +197,7 @@ def store_retrying(engine: Engine, import_id: int, resolved: Resolved, report: I
     for attempt in range(1, STORE_ATTEMPTS + 1):
         try:
             return store(engine, import_id, resolved, report, now)
-        except OperationalError as exc:
+        except DBAPIError as exc:
             if attempt == STORE_ATTEMPTS or getattr(exc.orig, "sqlstate", None) not in RETRYABLE:
                 raise
             log.info("library import %s: storing again after %s", import_id, type(exc.orig).__name__)
