@@ -160,6 +160,7 @@ def test_same_file_again_adds_nothing_undo_takes_back_the_last_and_delete_erases
     assert run(engine, server, 5, first).added == 1
     again = run(engine, server, 5, both)
     assert (again.added, again.already) == (1, 1)
+    assert again.lines()[0].endswith("1 added to your library, 1 you had voted on already (votes kept).")
     assert run(engine, server, 5, both).added == 0
     with transaction(engine) as session:
         last, removed = jobs.undo_last(session, sid)

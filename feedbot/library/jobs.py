@@ -44,7 +44,7 @@ class ImportReport:
     fetched: int = 0
     title_only: int = 0
     added: int = 0  # 👍 stored
-    already: int = 0  # papers already in the subscriber's likes
+    already: int = 0  # papers the subscriber had voted on (👍 or 👎): their vote is kept
     skipped: list[Skipped] = field(default_factory=list)
     error: str = ""
 
@@ -59,8 +59,8 @@ class ImportReport:
             return [f"Import of {self.source} failed: {self.error}. Nothing was stored."]
         head = (f"Imported {self.source} ({self.format}): {self.read:,} read, {self.known:,} matched to known papers, "
                 f"{self.fetched:,} fetched, {self.title_only:,} title-only, {len(self.skipped):,} skipped; "
-                f"{self.added:,} added to your library" + (f", {self.already:,} were already in it" if self.already
-                                                            else "") + ".")
+                f"{self.added:,} added to your library"
+                + (f", {self.already:,} you had voted on already (votes kept)" if self.already else "") + ".")
         out = [head]
         shown = len(self.skipped) if shown is None else shown
         for item in self.skipped[:shown]:
