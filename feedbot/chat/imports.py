@@ -48,6 +48,12 @@ class Meter:
         self.show(f"Reading your library… {done:,} / {total:,}")
 
 
+def is_job(args: str) -> bool:
+    """`/import …` that reads a library (minutes), not the usage or `/import undo` (at once)."""
+    words = args.split()
+    return bool(words) and not (len(words) == 1 and words[0].casefold() == "undo")
+
+
 def holds_secret(args: str) -> bool:
     """`/import zotero ID KEY`: the message carries a key, so the bot deletes it."""
     words = args.split()
