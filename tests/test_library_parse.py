@@ -164,3 +164,16 @@ def test_a_doi_survives_feedbots_own_bibtex_export_and_every_format_of_it(suffix
     [from_csl] = parse_bytes(json.dumps([{"title": "A Paper", "DOI": doi}]).encode()).entries
     [escaped] = parse_bytes(f"@misc{{k, title={{A Paper}}, doi={{{latex_escape(doi)}}}}}".encode()).entries
     assert from_bibtex.doi == from_csl.doi == escaped.doi == doi.lower()
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("2021-05-03T10:00:00Z", datetime(2021, 5, 3, 10, tzinfo=UTC)),
+    ("2019-04-03 10:20:30 +0200", datetime(2019, 4, 3, 8, 20, 30, tzinfo=UTC)),  # BibDesk's date-added
+    ("2019-04-03T10:20:30.123-05:30", datetime(2019, 4, 3, 15, 50, 30, tzinfo=UTC)),
+    ("2021.03.04", datetime(2021, 3, 4, tzinfo=UTC)),  # JabRef's timestamp
+    ("2021/03/04/", datetime(2021, 3, 4, tzinfo=UTC)),  # RIS DA
+    ("2021-02-30", None), ("March 2021", None), ("", None)])
+def test_every_tools_date_added_is_read_in_utc(raw, expected):
+    from feedbot.library.parse import parse_date
+
+    assert parse_date(raw) == expected
