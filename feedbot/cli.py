@@ -297,7 +297,10 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             if summary.status == "failed" and summary.last_error:
                 print(f"    last error: {summary.last_error}")
         now = utcnow()
-        for line in [*status.worker_report(session, now), *status.delivery_report(session, now)]:
+        from feedbot.library import jobs
+
+        for line in [*status.worker_report(session, now), *status.delivery_report(session, now),
+                     *jobs.status_lines(session)]:
             print(line)
     from feedbot.ranking import textmodel
 

@@ -340,6 +340,12 @@ def test_admin_cli_imports_files_and_refuses_bad_input_clearly(env, tmp_path):
                          "Import of huge.bib failed: the file is 50.0 MB; at most 10 MB can be imported at once "
                          "(split the library). Nothing was stored.",
                          "Import of missing.bib failed: cannot read it: No such file or directory. Nothing was stored."]
+    with transaction(engine) as session:  # an import that failed after it started (an API down, a crash)
+        session.add(Import(subscriber_id=session.scalar(select(subscribers.Subscriber.id)), source="zotero lib",
+                           status="failed", error="Zotero is not reachable now", entries=0, added=0, started_at=NOW))
+    status = feedbot(env, "status").stdout
+    assert "imports:  1 done, 1 failed" in status
+    assert "last failed: zotero lib at 2026-03-20 12:00 UTC: Zotero is not reachable now" in status
     no_key = feedbot({k: v for k, v in env.items() if k != "ZOTERO_API_KEY"}, "import", "--user", "42", "--zotero", "7",
                      check=False)
     assert no_key.returncode == 2 and "ZOTERO_API_KEY" in no_key.stderr

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -257,3 +257,17 @@ def undo_last(session: Session, subscriber_id: int) -> tuple[Import | None, int]
                                                  Vote.origin == "import")).rowcount
     last.status = "undone"
     return last, removed
+
+
+def status_lines(session: Session) -> list[str]:
+    """`feedbot status`: imports by outcome, and the last failure's why (none shows nothing)."""
+    counts = dict(session.execute(select(Import.status, func.count()).group_by(Import.status)).all())
+    if not counts:
+        return []
+    lines = ["imports:  " + ", ".join(f"{counts[s]} {s}" for s in ("done", "running", "failed", "undone")
+                                      if counts.get(s))]
+    failed = session.scalar(select(Import).where(Import.status == "failed").order_by(Import.id.desc()).limit(1))
+    if failed is not None:
+        when = as_utc(failed.finished_at or failed.started_at)
+        lines.append(f"  last failed: {failed.source} at {when:%Y-%m-%d %H:%M} UTC: {failed.error}")
+    return lines
