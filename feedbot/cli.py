@@ -229,7 +229,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
             [jobs.import_path(engine, settings, args.user, path) for path in args.files]
     except jobs.LibraryError as exc:  # no such subscriber, or an import of theirs is running
         raise CommandError(str(exc)) from None
-    print("\n".join(line for report in reports for line in report.lines()))
+    print("\n".join(line for report in reports for line in report.lines(shown=None)))
     return 1 if any(not report.ok for report in reports) else 0
 
 
@@ -237,6 +237,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     """Show the database, papers, dumps, the model, whether a worker is alive, stuck and uncertain
     deliveries, and why each subscriber has no digest today. --check: exit 1 when something is wrong."""
     from feedbot.delivery import inventory, status
+    from feedbot.library import jobs
 
     engine = _engine(settings, migrated=False)
     try:
@@ -253,7 +254,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
               f"inbox:    {settings.inbox}")
         now = utcnow()
         print(*inventory.papers_report(session), *status.worker_report(session, now),
-              *status.delivery_report(session, now), inventory.model_report(settings.model_dir), sep="\n")
+              *status.delivery_report(session, now), *jobs.status_lines(session),
+              inventory.model_report(settings.model_dir), sep="\n")
     return 0
 
 

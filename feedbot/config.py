@@ -275,7 +275,9 @@ def _host(env: Mapping[str, str], name: str) -> str:
     return raw
 
 
-_ZOTERO_KEY = re.compile(r"(/import(?:@\w+)?\s+zotero\s+\S+\s+)[^\s'\"]+", re.IGNORECASE)
+# Everything after `/import zotero` (user id and key, in either order, however spaced), up to the
+# quote that ends the text in a logged update; `\n` as a repr or JSON writes a line break.
+_ZOTERO_KEY = re.compile(r"(/import(?:@\w+)?(?:\s|\\[ntr])+zotero\b)(?:[^'\"\\]|\\[ntr])*", re.IGNORECASE)
 
 
 class _RedactSecrets(logging.Filter):
@@ -287,19 +289,19 @@ class _RedactSecrets(logging.Filter):
         super().__init__()
         self.secrets = secrets  # secret → what is logged instead
 
-    def _redact(self, text: str) -> str:
-        for secret, name in self.secrets.items():
-            text = text.replace(secret, name)
-        return text
-
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if any(secret in message for secret in self.secrets) or _ZOTERO_KEY.search(message):
-            record.msg, record.args = _ZOTERO_KEY.sub(r"\1<key>", self._redact(message)), None
-        if record.exc_info:  # tracebacks quote URLs too
-            record.exc_text = self._redact(logging.Formatter().formatException(record.exc_info))
+            record.msg, record.args = self.redact(message), None  # raw updates are logged at DEBUG
+        if record.exc_info:  # tracebacks quote URLs and messages too
+            record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
         return True
+
+    def redact(self, text: str) -> str:
+        for secret, name in self.secrets.items():
+            text = text.replace(secret, name)
+        return _ZOTERO_KEY.sub(r"\1 <key>", text)
 
 
 def setup_logging(settings: Settings) -> None:

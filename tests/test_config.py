@@ -1,6 +1,7 @@
 """Settings from the environment: defaults, validation, URL rewriting and masking, token redaction."""
 
 import io
+import json
 import logging
 import os
 import sqlite3
@@ -289,3 +290,46 @@ def test_any_operating_values_give_valid_settings_or_an_error_naming_one(env):
     assert 1 <= settings.webhook_port <= 65535
     if settings.webhook_url is not None:
         assert settings.webhook_url.startswith("https://") and settings.webhook_secret
+
+
+_SPACES = st.lists(st.sampled_from([" ", "  ", "\n", "\t", " \n"]), min_size=4, max_size=4)
+
+
+@settings(max_examples=150, deadline=None)
+@given(key=st.from_regex(r"[A-Za-z0-9]{16,32}", fullmatch=True), spaces=_SPACES,
+       order=st.sampled_from(["id key", "key", "key id", "id key more"]),
+       command=st.sampled_from(["/import", "/IMPORT", "/import@feedbot_bot"]),
+       zotero=st.sampled_from(["zotero", "Zotero"]),
+       form=st.sampled_from(["text", "repr", "json", "exception"]), token=st.sampled_from([None, "123:TOKEN"]))
+def test_a_zotero_key_never_reaches_the_log_however_the_message_is_spaced_or_logged(
+        key, spaces, order, command, zotero, form, token):
+    words = [command, zotero] + order.replace("id", "4321").replace("key", key).split()
+    text = "".join(w + s for w, s in zip(words, spaces, strict=False)) + "".join(words[len(spaces):])
+    update = {"update_id": 1, "message": {"text": text, "chat": {"id": 5}}}
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    root = logging.getLogger()
+    saved = root.handlers, root.level, sys.stdout
+    sys.stdout = out
+    try:
+        setup_logging(load_settings({"TELEGRAM_BOT_TOKEN": token} if token else {}))
+        handler = root.handlers[0]
+        root.setLevel(logging.DEBUG)
+        log = logging.getLogger("telegram.ext.test")
+        if form == "text":
+            log.debug("command %s from chat %s", text, 5)
+        elif form == "repr":
+            log.debug("Processing update %s", update)
+        elif form == "json":
+            log.debug("getUpdates returned %s", json.dumps([update]))
+        else:
+            try:
+                raise ValueError(f"cannot handle {update!r}")
+            except ValueError:
+                log.exception("handler failed")
+        handler.flush()
+    finally:
+        root.handlers, sys.stdout = saved[0], saved[2]
+        root.setLevel(saved[1])
+    assert key not in out.getvalue()
+    assert "<key>" in out.getvalue()

@@ -124,3 +124,34 @@ def test_bad_files_are_refused_and_store_nothing(library_bot, telegram, seeded):
     with Session(seeded) as session:
         assert session.scalar(select(func.count()).select_from(Import)) == 0
     assert import_votes(seeded) == 0
+
+
+def test_more_imports_at_once_than_the_bot_handles_updates_never_stop_the_chat(library_bot, telegram, seeded,
+                                                                                monkeypatch):
+    """Imports take minutes (arXiv is read at one request every 3 s): however many run, other
+    subscribers' commands are answered meanwhile, and every import still answers when done."""
+    import threading
+
+    from feedbot.library import jobs
+
+    release, started = threading.Event(), []
+
+    def slow_import(engine, settings, telegram_id, name, content, progress=None, now=None):
+        started.append(name)
+        release.wait(60)
+        return jobs.ImportReport(name, "BibTeX file", read=1, added=1)
+
+    monkeypatch.setattr(jobs, "import_bytes", slow_import)
+    users = list(range(500, 512))  # more than the updates the bot handles at once, and its threads
+    for user in users:
+        talk(telegram, "/start", user=user)
+    for user in users:
+        telegram.send_document(user, f"lib{user}.bib", b"@misc{a, title={A}}")
+    telegram.wait(lambda: len(started) >= 2, what="imports running")
+    try:
+        [answer] = talk(telegram, "/help")
+        assert "/import" in answer.text
+    finally:
+        release.set()
+    for user in users:
+        assert "Imported lib" in telegram.wait_messages(user, 2, timeout=30)[-1].text

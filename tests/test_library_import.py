@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pytest
 import rispy
@@ -159,6 +160,7 @@ def test_same_file_again_adds_nothing_undo_takes_back_the_last_and_delete_erases
     assert run(engine, server, 5, first).added == 1
     again = run(engine, server, 5, both)
     assert (again.added, again.already) == (1, 1)
+    assert again.lines()[0].endswith("1 added to your library, 1 you had voted on already (votes kept).")
     assert run(engine, server, 5, both).added == 0
     with transaction(engine) as session:
         last, removed = jobs.undo_last(session, sid)
@@ -288,11 +290,11 @@ def test_zotero_library_read_page_by_page_with_backoff_and_the_key_in_a_header_o
     }
     sleeps = Sleeps()
     client = Client(sleep=sleeps)
-    entries, skipped = zotero_library(client, server.base_url, "7", "SECRET-KEY")
+    entries, skipped = zotero_library(client, server.base_url, "7", "SECRETKEY24CHARSLONG0000")
     assert [e.title for e in entries] == ["First", "Second"] and not skipped
     assert entries[1].arxiv_id == "2301.00001" and entries[0].added == datetime(2022, 2, 2, 2, 2, 2, tzinfo=UTC)
     assert sleeps[:1] == [7.0] and 5.0 in sleeps  # Retry-After on a 429, Backoff before the next page
-    assert all(r.headers.get("zotero-api-key") == "SECRET-KEY" for r in server.requests)
+    assert all(r.headers.get("zotero-api-key") == "SECRETKEY24CHARSLONG0000" for r in server.requests)
     assert all("SECRET" not in r.path + json.dumps(r.query) for r in server.requests)
     assert [r.query.get("start") for r in server.requests[2:]] == ["0", "2"]
     assert "zotero-api-key" not in {k.lower() for k in client.http.headers}  # used for that import only
@@ -338,6 +340,12 @@ def test_admin_cli_imports_files_and_refuses_bad_input_clearly(env, tmp_path):
                          "Import of huge.bib failed: the file is 50.0 MB; at most 10 MB can be imported at once "
                          "(split the library). Nothing was stored.",
                          "Import of missing.bib failed: cannot read it: No such file or directory. Nothing was stored."]
+    with transaction(engine) as session:  # an import that failed after it started (an API down, a crash)
+        session.add(Import(subscriber_id=session.scalar(select(subscribers.Subscriber.id)), source="zotero lib",
+                           status="failed", error="Zotero is not reachable now", entries=0, added=0, started_at=NOW))
+    status = feedbot(env, "status").stdout
+    assert "imports:  1 done, 1 failed" in status
+    assert "last failed: zotero lib at 2026-03-20 12:00 UTC: Zotero is not reachable now" in status
     no_key = feedbot({k: v for k, v in env.items() if k != "ZOTERO_API_KEY"}, "import", "--user", "42", "--zotero", "7",
                      check=False)
     assert no_key.returncode == 2 and "ZOTERO_API_KEY" in no_key.stderr
@@ -365,12 +373,14 @@ def test_any_text_after_import_gets_a_reply_and_leaves_the_database_consistent(s
     user = User(77, 77)
     chat.command(user, "start")
     words = st.sampled_from(["2301.00001", "arXiv:2301.00002v3", "10.1000/abc", "https://doi.org/10.1000/ABC",
-                             "undo", "zotero", "hello", "\x00", "{\\\"u}", "@misc{", "TY  - JOUR", "\n", " ", "é"])
+                             "undo", "zotero", "hello", "\x00", "{\\\"u}", "@misc{", "TY  - JOUR", "\n", " ", "é",
+                             "x" * 300, "~no-such-user/lib.bib", "/", "/dev/null", "missing file.bib", "lib.ris"])
 
-    @hypothesis_settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
-    @given(st.one_of(st.text(max_size=80), st.lists(words, max_size=8).map(" ".join)))
-    def check(text):
-        replies = chat.command(user, "import", text)
+    # The console's /import also takes a path (`paths`): what names no file still gets an answer.
+    @hypothesis_settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.one_of(st.text(max_size=80), st.lists(words, max_size=8).map(" ".join)), st.booleans())
+    def check(text, paths):
+        replies = chat.command(user, "import", text, paths=paths)
         assert replies and all(r.text.strip() for r in replies)
         with Session(seeded) as session:
             assert session.scalar(select(func.count()).select_from(Import).where(Import.status == "running")) == 0
@@ -387,19 +397,23 @@ def test_console_imports_a_file_by_its_path_with_progress(chat, tmp_path):
     from feedbot.chat.console import Console
     from feedbot.chat.conversation import User
 
-    library = tmp_path / "mine.bib"
+    library = tmp_path / "my library" / "mine.bib"  # a path with a space
+    library.parent.mkdir()
     library.write_bytes(b"@misc{a, title={Alpha Paper}, abstract={About alpha.}}\n"
                         b"@misc{b, title={Beta Paper}, abstract={About beta.}}")
     out = io.StringIO()
     console = Console(chat, User(1, 1), out)
-    for line in ("/start", f"/import {library}", "/liked", "/import undo", "/import undo"):
+    for line in ("/start", f"/import {library}", "/liked", "/import undo", "/import undo",
+                 f"/import {tmp_path / 'no such.bib'}"):
         console.handle(line)
     text = out.getvalue()
     assert "(Reading your library… 2 / 2)" in text
     assert "Imported mine.bib (BibTeX file): 2 read, 0 matched to known papers" in text and "2 added" in text
     assert "From your library: 2" in text
     assert "Took back the import of mine.bib: 2 papers left your library." in text
-    assert text.rstrip().endswith("There is no import to undo.")
+    assert "There is no import to undo." in text
+    assert text.rstrip().endswith("Import of no such.bib failed: cannot read it: No such file or directory. "
+                                  "Nothing was stored.")
 
 
 def test_an_import_whose_process_died_is_released_and_imported_likes_are_community_likes(engine, server):
@@ -417,3 +431,215 @@ def test_an_import_whose_process_died_is_released_and_imported_likes_are_communi
         [paper_id] = session.scalars(select(Paper.id)).all()
         # the community tables read every vote row (recommend.build_community): an import is one
         assert session.execute(select(Vote.subscriber_id, Vote.paper_id, Vote.value)).all() == [(sid, paper_id, 1)]
+
+
+@pytest.mark.parametrize("tap", [1, -1])
+def test_a_tap_on_an_imported_paper_is_the_subscribers_own_and_undo_leaves_it(engine, server, tap):
+    sid = subscribe(engine, 5)
+    run(engine, server, 5, b"@misc{a, title={Alpha Paper}, abstract={About alpha.}}\n"
+                           b"@misc{b, title={Beta Paper}, abstract={About beta.}}")
+    store_records(engine, "dump", "sha", [from_dump("Alpha Paper", "About alpha.", date(2026, 3, 21), 1)])
+    with transaction(engine) as session:
+        subscriber = session.get(subscribers.Subscriber, sid)
+        alpha = session.scalar(select(Paper.id).where(Paper.title == "Alpha Paper"))
+        subscribers.record_shown(session, subscriber, [(alpha, 0.0, "search")], "search", now=NOW)
+        if tap == 1:  # a 👍 on a paper liked already clears it; a second 👍 makes it the subscriber's own
+            subscribers.vote(session, subscriber, alpha, 1, now=NOW)
+        subscribers.vote(session, subscriber, alpha, tap, now=NOW)
+    with transaction(engine) as session:
+        last, removed = jobs.undo_last(session, sid)
+        assert removed == 1  # only Beta, which the subscriber never touched
+        assert subscribers.imported_count(session, session.get(subscribers.Subscriber, sid)) == 0
+    assert [(v.paper_id, v.value, v.origin, v.import_id) for v in votes_of(engine, sid)] == [
+        (alpha, tap, "tap", None)]
+
+
+def test_a_subscriber_deleted_while_their_import_runs_gets_a_clear_answer_and_nothing_is_stored(engine, server):
+    sid = subscribe(engine, 5)
+
+    def load_then_delete(_progress):
+        with transaction(engine) as session:  # /delete pressed while the file is being read
+            subscribers.delete_everything(session, session.get(subscribers.Subscriber, sid))
+        return parse_bytes(b"@misc{a, title={Alpha Paper}, abstract={About alpha.}}")
+
+    apis = apis_for(server)
+    try:
+        report = jobs.run(engine, 5, "lib.bib", load_then_delete, apis, None, NOW)
+    finally:
+        apis.close()
+    assert not report.ok and "deleted" in report.error and "Nothing was stored" in report.lines()[0]
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Vote)) == 0
+        assert session.scalar(select(func.count()).select_from(Import)) == 0
+
+
+def test_two_imports_of_one_library_under_other_titles_at_once_both_land_on_the_same_papers(engine, server):
+    """The same DOIs under other titles, so the two inserts meet the DOIs in opposite orders."""
+    size = 1500
+    files = {telegram_id: "\n".join(
+        f"@misc{{k{n}, title={{{prefix} paper {n:04d}}}, abstract={{Text {n}.}}, doi={{10.1000/{order(n)}}}}}"
+        for n in range(size)).encode() for telegram_id, prefix, order in (
+            (5, "first", lambda n: n), (6, "second", lambda n: size - 1 - n))}
+    for telegram_id in files:
+        subscribe(engine, telegram_id)
+    barrier, reports = threading.Barrier(2), {}
+
+    def attempt(telegram_id: int) -> None:
+        parsed = parse_bytes(files[telegram_id])
+        barrier.wait()
+        apis = apis_for(server)
+        try:
+            reports[telegram_id] = jobs.run(engine, telegram_id, "lib.bib", lambda _: parsed, apis, None, NOW)
+        finally:
+            apis.close()
+
+    threads = [threading.Thread(target=attempt, args=(telegram_id,)) for telegram_id in files]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert {t: (r.error, r.added) for t, r in reports.items()} == {5: ("", size), 6: ("", size)}
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Paper)) == size
+        assert session.scalar(select(func.count(func.distinct(Vote.paper_id)))) == size
+
+
+def test_a_path_that_is_no_regular_file_is_refused_without_being_read(engine, settings, tmp_path):
+    """The console's and the CLI's path: a FIFO would block the open, a device never ends."""
+    import os
+
+    subscribe(engine, 5)
+    os.mkfifo(tmp_path / "pipe.bib")
+    (tmp_path / "folder.bib").mkdir()
+    reports = []
+
+    def attempt() -> None:
+        for path in (tmp_path / "pipe.bib", tmp_path / "folder.bib", Path("/dev/zero")):
+            reports.append(jobs.import_path(engine, settings, 5, path).lines()[0])
+
+    thread = threading.Thread(target=attempt, daemon=True)
+    thread.start()
+    thread.join(60)
+    assert reports == [f"Import of {name} failed: it is not a regular file. Nothing was stored."
+                       for name in ("pipe.bib", "folder.bib", "zero")]
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Import)) == 0
+
+
+def test_progress_moves_with_each_batch_of_each_api(engine, server):
+    """Entries known only by DOI move the meter as OpenAlex answers, as arXiv ids do with arXiv."""
+    server.serve("/api/query", Canned(arxiv_feed([]), "application/atom+xml"))
+    server.serve("/works", Canned(b'{"results": []}'))
+    subscribe(engine, 5)
+    ids = " ".join([f"2301.{n:05d}" for n in range(1, 151)] + [f"10.1000/n{n}" for n in range(120)])
+    seen: list[tuple[int, int]] = []
+    apis = apis_for(server)
+    try:
+        jobs.run(engine, 5, "ids", lambda _: parse_text(ids), apis, lambda d, t: seen.append((d, t)), NOW)
+    finally:
+        apis.close()
+    assert seen == [(0, 270), (100, 270), (150, 270), (200, 270), (250, 270), (270, 270), (270, 270)]
+
+
+def test_every_skipped_entry_is_given_with_why_however_many(chat, tmp_path):
+    """The answer lists the first ones and attaches them all; the admin CLI prints them all."""
+    from feedbot.chat.conversation import User
+
+    library = tmp_path / "many.bib"
+    library.write_bytes(b"@misc{ok, title={Alpha Paper}, abstract={About alpha.}}\n"
+                        + b"".join(b"@misc{e%d, note={no title}}\n" % n for n in range(45)))
+    user = User(1, 1)
+    chat.command(user, "start")
+    replies = chat.command(user, "import", str(library), paths=True)
+    text = "\n".join(r.text for r in replies)
+    assert text.count("skipped line") == jobs.SKIPPED_SHOWN and "…and 5 more skipped" in text
+    name, content = replies[-1].document
+    lines = content.decode().splitlines()
+    assert name == "skipped.txt" and len(lines) == 45
+    assert lines[-1] == "line 46 (e44): no title, arXiv id or DOI"
+    report = jobs.ImportReport("many.bib", "BibTeX file", skipped=[jobs.Skipped(f"line {n}", "why") for n in range(45)])
+    assert len(report.lines(shown=None)) == 46 and report.skipped_file() is not None
+    assert jobs.ImportReport("few.bib", skipped=[jobs.Skipped("line 1", "why")]).skipped_file() is None
+
+
+@pytest.mark.parametrize(("fault", "why"), [
+    ("keys", "refused to check the key"), ("page 0", "malformed JSON"), ("page 2", "refused to read the library"),
+    ("page 2 not a list", "not a list of items"), ("page 4 missing", "no such user library")])
+def test_zotero_failing_at_any_page_stores_nothing_and_never_shows_the_key(engine, settings, server, caplog,
+                                                                           fault, why):
+    import dataclasses
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    forbidden = Canned(b"Forbidden", "text/plain", 403)
+    server.serve("/keys/current", forbidden if fault == "keys" else
+                 Canned(json.dumps({"userID": 7, "access": {"user": {"library": True}}}).encode()))
+    pages = {"0": Canned(b"{not json" if fault == "page 0" else json.dumps(
+                 [zotero_item("A", "First"), zotero_item("B", "Second")]).encode(), headers={"Total-Results": "6"}),
+             "2": forbidden if fault == "page 2" else Canned(b'{"items": []}' if fault == "page 2 not a list" else
+                                                             json.dumps([zotero_item("C", "Third"),
+                                                                         zotero_item("D", "Fourth")]).encode(),
+                                                             headers={"Total-Results": "6"})}
+    server.paged["/users/7/items/top"] = pages  # start=4 is never served: a page that vanished
+    sid = subscribe(engine, 5)
+    report = jobs.import_zotero(engine, dataclasses.replace(settings, zotero_api_url=server.base_url), 5, "7",
+                                "TOPSECRETKEY", now=NOW)
+    assert not report.ok and why in report.error and "Nothing was stored" in report.lines()[0]
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Paper)) == 0
+        assert votes_of(engine, sid) == []
+        [(status, error)] = session.execute(select(Import.status, Import.error)).all()
+    assert status == "failed" and "TOPSECRETKEY" not in error + report.error + caplog.text
+
+
+@pytest.mark.parametrize("api", ["arxiv", "openalex"])
+@pytest.mark.parametrize("failing", [0, 1, 2])
+def test_an_api_failing_at_any_batch_keeps_the_batches_before_and_lists_every_entry_after(engine, server, api,
+                                                                                          failing):
+    size = 250 if api == "arxiv" else 120
+    ids = [f"2301.{n:05d}" for n in range(1, size + 1)] if api == "arxiv" else [f"10.1000/n{n}" for n in range(size)]
+    batch = 100 if api == "arxiv" else 50
+
+    def answer(part: list[str]) -> Canned:  # each batch answered with its own papers, in order
+        if api == "arxiv":
+            return Canned(arxiv_feed([arxiv_entry(i, f"Paper {i}") for i in part]), "application/atom+xml")
+        return Canned(json.dumps({"results": [openalex_work(d, f"Paper {d}", "some words") for d in part]}).encode())
+
+    server.serve("/api/query" if api == "arxiv" else "/works",
+                 *[answer(ids[n * batch:(n + 1) * batch]) for n in range(failing)], Canned(b"busy", "text/plain", 503))
+    sid = subscribe(engine, 5)
+    apis = apis_for(server)
+    try:
+        report = jobs.run(engine, 5, "ids", lambda _: parse_text("\n".join(ids)), apis, None, NOW)
+    finally:
+        apis.close()
+    kept = min(failing * batch, size)
+    assert report.ok and (report.added, report.fetched) == (kept, kept)
+    assert [s.why for s in report.skipped] == [UNREACHABLE] * (size - kept)
+    assert [s.where.split(" (")[1].rstrip(")") for s in report.skipped] == ids[kept:]
+    assert len(votes_of(engine, sid)) == kept
+
+
+@pytest.mark.parametrize("key", ["ключ", "a\x00b", "k" * 500, "key;evil", "", "ｋｅｙ"])
+def test_a_zotero_key_that_is_no_key_is_refused_unsent_and_unshown(server, key):
+    with pytest.raises(ZoteroError, match="letters and digits") as refused:
+        zotero_library(Client(sleep=Sleeps()), server.base_url, "7", key)
+    assert not server.requests and (not key or key not in str(refused.value))
+
+
+def test_one_doi_reaching_two_stored_papers_in_one_import_fills_one_of_them(engine, server):
+    """Entries that tie a DOI to a paper by arXiv id and to another by title: the DOI column is
+    unique, so only one paper may gain it, and the import still lands."""
+    import dataclasses
+
+    alpha = dataclasses.replace(from_dump("Alpha Paper", "About alpha.", date(2026, 3, 1), 1), arxiv_id="2301.00001")
+    store_records(engine, "dump", "sha", [alpha, from_dump("Beta Paper", "About beta.", date(2026, 3, 1), 2)])
+    sid = subscribe(engine, 5)
+    report = run(engine, server, 5, b"@misc{b, title={Beta Paper}, abstract={About beta.}, doi={10.1000/d}}\n"
+                                    b"@misc{a, title={Alpha Paper}, abstract={About alpha.}, eprint={2301.00001}}\n"
+                                    b"@misc{c, title={Gamma}, abstract={About gamma.}, eprint={2301.00001}, "
+                                    b"doi={10.1000/d}}")
+    assert report.ok, report.error
+    assert report.added == 2 and len(votes_of(engine, sid)) == 2
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Paper).where(Paper.doi == "10.1000/d")) == 1

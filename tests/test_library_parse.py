@@ -145,3 +145,35 @@ def test_any_text_is_read_or_refused(text):
         _check(parse_text(text))
     except LibraryError as exc:
         assert str(exc)
+
+
+@settings(max_examples=200, deadline=None)
+@given(suffix=st.text(alphabet="abcXYZ019-._;()/:_%&#", min_size=1, max_size=30).filter(
+    lambda s: s[-1] not in ".,;)]" and s[0] not in "/"))
+def test_a_doi_survives_feedbots_own_bibtex_export_and_every_format_of_it(suffix):
+    """Any DOI, written the way feedbot's export, another tool's LaTeX-escaped BibTeX and a CSL-JSON
+    file carry it, reads back as the same lower-case DOI, so the paper matches itself."""
+    from types import SimpleNamespace
+
+    from feedbot.chat.bibtex import export, latex_escape
+
+    doi = f"10.1234/{suffix}"
+    paper = SimpleNamespace(id=1, title="A Paper", abstract="Its text.", authors=None, arxiv_id=None, url=None,
+                            code_url=None, doi=doi, first_listed=None)
+    [from_bibtex] = parse_bytes(export([paper]).encode()).entries
+    [from_csl] = parse_bytes(json.dumps([{"title": "A Paper", "DOI": doi}]).encode()).entries
+    [escaped] = parse_bytes(f"@misc{{k, title={{A Paper}}, doi={{{latex_escape(doi)}}}}}".encode()).entries
+    assert from_bibtex.doi == from_csl.doi == escaped.doi == doi.lower()
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("2021-05-03T10:00:00Z", datetime(2021, 5, 3, 10, tzinfo=UTC)),
+    ("2019-04-03 10:20:30 +0200", datetime(2019, 4, 3, 8, 20, 30, tzinfo=UTC)),  # BibDesk's date-added
+    ("2019-04-03T10:20:30.123-05:30", datetime(2019, 4, 3, 15, 50, 30, tzinfo=UTC)),
+    ("2021.03.04", datetime(2021, 3, 4, tzinfo=UTC)),  # JabRef's timestamp
+    ("2021/03/04/", datetime(2021, 3, 4, tzinfo=UTC)),  # RIS DA
+    ("2021-02-30", None), ("March 2021", None), ("", None)])
+def test_every_tools_date_added_is_read_in_utc(raw, expected):
+    from feedbot.library.parse import parse_date
+
+    assert parse_date(raw) == expected

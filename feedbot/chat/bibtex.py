@@ -64,7 +64,7 @@ def entry(paper: Paper) -> model.Entry:
     if url:
         fields["url"] = latex_escape(url) if "{" in url or "}" in url else url
     if paper.doi:
-        fields["doi"] = latex_escape(paper.doi)
+        fields["doi"] = latex_escape(paper.doi) if "{" in paper.doi or "}" in paper.doi else paper.doi  # verbatim
     if paper.first_listed is not None:
         fields["note"] = f"Listed on {paper.first_listed.isoformat()}"
     fields["abstract"] = latex_escape(paper.abstract)

@@ -48,6 +48,12 @@ class Meter:
         self.show(f"Reading your library… {done:,} / {total:,}")
 
 
+def is_job(args: str) -> bool:
+    """`/import …` that reads a library (minutes), not the usage or `/import undo` (at once)."""
+    words = args.split()
+    return bool(words) and not (len(words) == 1 and words[0].casefold() == "undo")
+
+
 def holds_secret(args: str) -> bool:
     """`/import zotero ID KEY`: the message carries a key, so the bot deletes it."""
     words = args.split()
@@ -67,9 +73,24 @@ def command(chat: Chat, user: User, args: str, show: Show | None = None, paths: 
             return [Reply("Send /import zotero USER_ID API_KEY: the user id and a read-only key from "
                           "zotero.org/settings/keys.")]
         return _run(chat, user, show, jobs.import_zotero, words[1], words[2])
-    if paths and len(words) == 1 and Path(args).expanduser().is_file():
-        return _run(chat, user, show, jobs.import_path, Path(args).expanduser())
+    path = local_file(args) if paths else None
+    if path is not None:
+        return _run(chat, user, show, jobs.import_path, path)
     return _run(chat, user, show, jobs.import_text, args)
+
+
+LIBRARY_SUFFIXES = (".bib", ".bibtex", ".ris", ".json", ".txt")
+
+
+def local_file(args: str) -> Path | None:
+    """The console's `/import PATH` (spaces allowed): a path that exists, or one named like a
+    library file (so a missing one is answered as missing); None for ids and anything else."""
+    try:
+        path = Path(args).expanduser()
+        exists = path.exists()
+    except (OSError, ValueError, RuntimeError):  # a name too long, a NUL, `~nobody`: not a path
+        return None
+    return path if exists or path.suffix.casefold() in LIBRARY_SUFFIXES else None
 
 
 def document(chat: Chat, user: User, name: str, content: bytes, show: Show | None = None) -> list[Reply]:
@@ -91,7 +112,9 @@ def _run(chat: Chat, user: User, show: Show | None, job: Callable[..., jobs.Impo
     head, *rest = report.lines()
     if report.ok and report.added:
         head += " Your next digest follows it; /import undo takes it back."
-    return split_items(escape(head), [(escape(line), []) for line in rest], separator="\n")
+    replies = split_items(escape(head), [(escape(line), []) for line in rest], separator="\n")
+    replies[-1].document = report.skipped_file()
+    return replies
 
 
 def undo(chat: Chat, user: User) -> list[Reply]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from telegram import (
     BotCommand,
@@ -41,6 +42,7 @@ from feedbot.store.db import transaction
 from feedbot.store.subscribers import get as get_subscriber
 
 log = logging.getLogger(__name__)
+IMPORT_WORKERS = 4  # imports at once in one bot process; more wait their turn
 
 
 def keyboard_of(message: Message | None) -> list[list[Button]]:
@@ -61,6 +63,9 @@ class TelegramBot:
 
     def __init__(self, chat: Chat) -> None:
         self.chat = chat
+        # Imports run here, off the update slots and the threads the chat's answers use: an import
+        # takes minutes, and a few at once must not stop everyone else's commands.
+        self.imports = ThreadPoolExecutor(IMPORT_WORKERS, thread_name_prefix="import")
 
     @staticmethod
     def user_of(update: Update) -> User:
@@ -74,13 +79,23 @@ class TelegramBot:
         typed = commands.parse(update.effective_message.text or "")
         if not typed.for_bot(context.bot.username):
             return
-        show = None
-        if typed.name.casefold() == "import":
-            show = self.progress(update)
+        if typed.name.casefold() == "import" and imports.is_job(typed.args):
             if imports.holds_secret(typed.args):  # a Zotero key: gone from the chat before it is used
                 await self.delete(update.effective_message)
-        replies = await asyncio.to_thread(self.chat.command, self.user_of(update), typed.name, typed.args, show)
+            self.start_import(context, update, self.chat.command, self.user_of(update), typed.name, typed.args,
+                              self.progress(update))
+            return
+        replies = await asyncio.to_thread(self.chat.command, self.user_of(update), typed.name, typed.args)
         await self.reply(update, replies)
+
+    def start_import(self, context: ContextTypes.DEFAULT_TYPE, update: Update, job, *args) -> None:
+        """Run an import in the imports' threads and answer when it is done; the update is handled
+        at once, so the bot goes on with other updates meanwhile."""
+        async def run() -> None:
+            replies = await asyncio.get_running_loop().run_in_executor(self.imports, job, *args)
+            await self.reply(update, replies)
+
+        context.application.create_task(run(), update=update)  # a failure reaches on_error
 
     async def on_document(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A file: a library to import (BibTeX, RIS, CSL-JSON), refused unread when too big."""
@@ -95,9 +110,8 @@ class TelegramBot:
         if problem:
             await self.reply(update, [Reply(escape(f"Import of {name} failed: {problem}. Nothing was stored."))])
             return
-        replies = await asyncio.to_thread(imports.document, self.chat, self.user_of(update), name, content,
-                                          self.progress(update))
-        await self.reply(update, replies)
+        self.start_import(context, update, imports.document, self.chat, self.user_of(update), name, content,
+                          self.progress(update))
 
     def progress(self, update: Update) -> imports.Show:
         """Progress from the import's thread: one message, sent once, then edited in place."""

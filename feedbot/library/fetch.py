@@ -9,6 +9,7 @@ SourceError, and the caller lists the entries that needed it as "not reachable n
 from __future__ import annotations
 
 import logging
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ ARXIV_BATCH = 100
 OPENALEX_BATCH = 50
 ZOTERO_PAGE = 100
 JSON_TYPES = ("application/json",)
+_ZOTERO_KEY = re.compile(r"[A-Za-z0-9]{1,128}")
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,8 @@ def zotero_library(client: Client, api_url: str, user_id: str, key: str,
     The key goes in a header of this client only (never a URL, never a log line)."""
     if not user_id.isdigit():
         raise ZoteroError("a Zotero user id is a number: find yours at zotero.org/settings/keys")
+    if not _ZOTERO_KEY.fullmatch(key):  # never echoed; an HTTP header could not even carry some
+        raise ZoteroError("a Zotero API key is letters and digits: copy it from zotero.org/settings/keys")
     client.http.headers.update({"Zotero-API-Key": key, "Zotero-API-Version": "3"})
     try:
         access = _zotero_get(client, f"{api_url}/keys/current", {}, "check the key")

@@ -6,17 +6,20 @@ or nothing at all. `/import undo` takes back the last import's 👍.
 from __future__ import annotations
 
 import logging
+import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from feedbot.clock import utcnow
 from feedbot.delivery.ownership import as_utc, owner_alive, this_process
 from feedbot.library.fetch import zotero_library
-from feedbot.library.parse import Entry, LibraryError, Parsed, Skipped, parse_bytes, parse_text, too_big
+from feedbot.library.parse import MAX_BYTES, Entry, LibraryError, Parsed, Skipped, parse_bytes, parse_text, too_big
 from feedbot.library.resolve import Apis, Progress, Resolved, resolve
 from feedbot.sources.http import Client, SourceError
 from feedbot.sources.ingest import group_records, upsert_papers
@@ -42,7 +45,7 @@ class ImportReport:
     fetched: int = 0
     title_only: int = 0
     added: int = 0  # 👍 stored
-    already: int = 0  # papers already in the subscriber's likes
+    already: int = 0  # papers the subscriber had voted on (👍 or 👎): their vote is kept
     skipped: list[Skipped] = field(default_factory=list)
     error: str = ""
 
@@ -50,20 +53,28 @@ class ImportReport:
     def ok(self) -> bool:
         return not self.error
 
-    def lines(self) -> list[str]:
-        """What the subscriber and the admin read: the counts, then each skipped entry and why."""
+    def lines(self, shown: int | None = SKIPPED_SHOWN) -> list[str]:
+        """What the subscriber and the admin read: the counts, then each skipped entry and why (the
+        first `shown` of them; None: all, as `skipped_file` holds them)."""
         if self.error:
             return [f"Import of {self.source} failed: {self.error}. Nothing was stored."]
         head = (f"Imported {self.source} ({self.format}): {self.read:,} read, {self.known:,} matched to known papers, "
                 f"{self.fetched:,} fetched, {self.title_only:,} title-only, {len(self.skipped):,} skipped; "
-                f"{self.added:,} added to your library" + (f", {self.already:,} were already in it" if self.already
-                                                            else "") + ".")
+                f"{self.added:,} added to your library"
+                + (f", {self.already:,} you had voted on already (votes kept)" if self.already else "") + ".")
         out = [head]
-        for item in self.skipped[:SKIPPED_SHOWN]:
+        shown = len(self.skipped) if shown is None else shown
+        for item in self.skipped[:shown]:
             out.append(f"skipped {item.where}: {item.why}")
-        if len(self.skipped) > SKIPPED_SHOWN:
-            out.append(f"…and {len(self.skipped) - SKIPPED_SHOWN:,} more skipped")
+        if len(self.skipped) > shown:
+            out.append(f"…and {len(self.skipped) - shown:,} more skipped (every one in the attached file)")
         return out
+
+    def skipped_file(self) -> tuple[str, bytes] | None:
+        """Every skipped entry and why, one a line, when the answer shows only the first of them."""
+        if len(self.skipped) <= SKIPPED_SHOWN:
+            return None
+        return "skipped.txt", "\n".join(f"{item.where}: {item.why}" for item in self.skipped).encode() + b"\n"
 
 
 def claim(engine: Engine, telegram_id: int, source: str, now: datetime | None = None) -> int:
@@ -105,7 +116,7 @@ def run(engine: Engine, telegram_id: int, source: str, load: Callable[[Progress 
         resolved = resolve(parsed.entries, apis, progress)
         report.skipped = parsed.skipped + resolved.skipped
         report.fetched, report.title_only = resolved.fetched, resolved.title_only
-        store(engine, import_id, resolved, report, now or utcnow())
+        store_retrying(engine, import_id, resolved, report, now or utcnow())
     except (LibraryError, SourceError) as exc:
         report.error = str(exc)
     except Exception as exc:
@@ -129,11 +140,17 @@ def import_bytes(engine: Engine, settings, telegram_id: int, name: str, content:
 
 def import_path(engine: Engine, settings, telegram_id: int, path, progress: Progress | None = None,
                 now: datetime | None = None) -> ImportReport:
+    """A library file on disk (console, CLI): only a regular file, never read past the cap (a FIFO
+    or a device would block or never end; a file still growing is cut off)."""
     try:
-        problem = too_big(path.stat().st_size)
-        content = b"" if problem else path.read_bytes()
+        if not stat.S_ISREG(path.stat().st_mode):  # before opening: opening a FIFO blocks
+            return ImportReport(path.name, error="it is not a regular file")
+        with path.open("rb") as handle:
+            problem = too_big(os.fstat(handle.fileno()).st_size)
+            content = b"" if problem else handle.read(MAX_BYTES + 1)
     except OSError as exc:
         return ImportReport(path.name, error=f"cannot read it: {exc.strerror or exc}")
+    problem = problem or too_big(len(content))
     if problem:
         return ImportReport(path.name, error=problem)
     return import_bytes(engine, settings, telegram_id, path.name, content, progress, now)
@@ -168,11 +185,36 @@ def run_with(engine: Engine, settings, telegram_id: int, source: str, load: Call
         apis.close()
 
 
+# PostgreSQL's deadlock, serialisation failure and unique violation (a concurrent import gave a
+# paper the DOI this one fills): the transaction was rolled back whole, and a second look sees why.
+RETRYABLE = {"40P01", "40001", "23505"}
+STORE_ATTEMPTS = 3
+
+
+def store_retrying(engine: Engine, import_id: int, resolved: Resolved, report: ImportReport, now: datetime) -> None:
+    """`store`, again when PostgreSQL rolled it back for a deadlock: two imports (or an import and
+    an ingest) inserting papers that clash on different unique columns (title key, arXiv id, DOI)
+    can meet them in opposite orders, and no one order of the rows avoids that for all three."""
+    for attempt in range(1, STORE_ATTEMPTS + 1):
+        try:
+            return store(engine, import_id, resolved, report, now)
+        except DBAPIError as exc:
+            if attempt == STORE_ATTEMPTS or getattr(exc.orig, "sqlstate", None) not in RETRYABLE:
+                raise
+            log.info("library import %s: storing again after %s", import_id, type(exc.orig).__name__)
+
+
 def store(engine: Engine, import_id: int, resolved: Resolved, report: ImportReport, now: datetime) -> None:
     """The resolved papers and their 👍, and the import marked done: one transaction."""
     with transaction(engine) as session:
-        row = session.get(Import, import_id)
-        session.execute(select(Subscriber.id).where(Subscriber.id == row.subscriber_id).with_for_update())
+        # The subscriber's row lock first, as /delete takes it: an import whose subscriber was
+        # deleted meanwhile finds its claim gone and stores nothing.
+        subscriber_id = session.scalar(select(Import.subscriber_id).where(Import.id == import_id))
+        locked = subscriber_id is not None and session.scalar(
+            select(Subscriber.id).where(Subscriber.id == subscriber_id).with_for_update())
+        row = session.get(Import, import_id, populate_existing=True) if locked else None
+        if row is None:
+            raise LibraryError("your data was deleted while it ran")
         records = [record for _, record in resolved.papers]
         grouped = sorted((r for _, r in group_records(records)), key=lambda r: r.key)
         ids, new = upsert_papers(session, grouped, now) if grouped else ([], 0)
@@ -220,3 +262,17 @@ def undo_last(session: Session, subscriber_id: int) -> tuple[Import | None, int]
     if removed:
         subscribers.votes_changed(session)
     return last, removed
+
+
+def status_lines(session: Session) -> list[str]:
+    """`feedbot status`: imports by outcome, and the last failure's why (none shows nothing)."""
+    counts = dict(session.execute(select(Import.status, func.count()).group_by(Import.status)).all())
+    if not counts:
+        return []
+    lines = ["imports:  " + ", ".join(f"{counts[s]} {s}" for s in ("done", "running", "failed", "undone")
+                                      if counts.get(s))]
+    failed = session.scalar(select(Import).where(Import.status == "failed").order_by(Import.id.desc()).limit(1))
+    if failed is not None:
+        when = as_utc(failed.finished_at or failed.started_at)
+        lines.append(f"  last failed: {failed.source} at {when:%Y-%m-%d %H:%M} UTC: {failed.error}")
+    return lines

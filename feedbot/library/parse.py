@@ -12,7 +12,7 @@ import json
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from feedbot.sources.records import CONTROL
 from feedbot.store import links
@@ -24,6 +24,7 @@ _DOI = re.compile(r"\b(10\.\d{4,9}/[^\s\"<>{}]+)", re.IGNORECASE)
 _RIS_START = re.compile(r"^\s*TY  -", re.MULTILINE)
 _BIBTEX_START = re.compile(r"^\s*@\s*[A-Za-z]+\s*[{(]", re.MULTILINE)
 _LATEX = re.compile(r"[\\{}$~^]")
+_TEX_ESCAPE = re.compile(r"\\([_%&#$])")
 
 
 class LibraryError(ValueError):
@@ -62,8 +63,9 @@ def clean(text: str) -> str:
 
 
 def normalise_doi(raw: str | None) -> str | None:
-    """`https://doi.org/10.1000/XYZ.` → `10.1000/xyz` (DOIs are case-insensitive); None when none."""
-    match = _DOI.search(raw or "")
+    """`https://doi.org/10.1000/XYZ.` → `10.1000/xyz` (DOIs are case-insensitive); None when none.
+    A BibTeX field's escapes (`10.1000/a\\_b`, `-{}-`), as other tools write them, are undone."""
+    match = _DOI.search(_TEX_ESCAPE.sub(r"\1", (raw or "").replace("{}", "")))
     if not match:
         return None
     return match.group(1).rstrip(".,;)]").lower()[:255]
@@ -82,17 +84,23 @@ def latex_to_text(text: str) -> str:
         return clean(text.replace("{", "").replace("}", ""))
 
 
+_DATE = re.compile(r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?:[T ](\d{1,2}):(\d{2})(?::(\d{2}))?(?:\.\d+)?"
+                   r"\s*(?:Z|([+-])(\d{2}):?(\d{2}))?)?")
+
+
 def parse_date(raw: str | None) -> datetime | None:
-    """`2021-03-04T10:00:00Z`, `2021-03-04 10:00:00`, `2021/03/04` → UTC datetime; None otherwise."""
-    text = (raw or "").strip()
-    match = re.match(r"^(\d{4})[-/](\d{1,2})[-/](\d{1,2})(?:[T ](\d{1,2}):(\d{2})(?::(\d{2}))?)?", text)
+    """`2021-03-04T10:00:00Z`, `2019-04-03 10:20:30 +0200` (BibDesk), `2021-03-04 10:00:00`,
+    `2021/03/04` (RIS), `2021.03.04` (JabRef) → UTC datetime; None otherwise."""
+    match = _DATE.match((raw or "").strip())
     if not match:
         return None
-    parts = [int(p) if p else 0 for p in match.groups()]
+    *parts, sign, hours, minutes = match.groups()
     try:
-        return datetime(*parts, tzinfo=UTC)
+        when = datetime(*[int(p) if p else 0 for p in parts], tzinfo=UTC)
     except ValueError:
         return None
+    offset = timedelta(hours=int(hours), minutes=int(minutes)) if sign else timedelta()
+    return when - offset if sign == "+" else when + offset
 
 
 def too_big(size: int) -> str | None:

@@ -59,8 +59,9 @@ class Resolved:
 
 
 def _fetch_all(ids: list[str], size: int, fetch: Callable[[list[str]], dict[str, Found]], what: str,
-               tick: Callable[[int], None]) -> tuple[dict[str, Found], set[str]]:
-    """Every batch fetched, until the API cannot be reached: then the rest are `unreachable`."""
+               tick: Callable[[list[str]], None]) -> tuple[dict[str, Found], set[str]]:
+    """Every batch fetched (`tick` after each), until the API cannot be reached: then the rest are
+    `unreachable`."""
     found: dict[str, Found] = {}
     for number, batch in enumerate(batches(ids, size)):
         try:
@@ -68,7 +69,7 @@ def _fetch_all(ids: list[str], size: int, fetch: Callable[[list[str]], dict[str,
         except SourceError as exc:
             log.warning("library import: %s not reachable: %s", what, exc)
             return found, set(ids[number * size:])
-        tick(len(batch))
+        tick(batch)
     return found, set()
 
 
@@ -84,12 +85,14 @@ def resolve(entries: list[Entry], apis: Apis, progress: Progress | None = None) 
     tick(sum(1 for e in entries if e.abstract or not (e.arxiv_id or e.doi)))
     arxiv_ids = list(dict.fromkeys(e.arxiv_id for e in entries if e.arxiv_id and not e.abstract))
     from_arxiv, arxiv_down = _fetch_all(arxiv_ids, ARXIV_BATCH,
-                                        lambda b: arxiv_papers(apis.arxiv_client(), apis.arxiv_url, b), "arXiv", tick)
+                                        lambda b: arxiv_papers(apis.arxiv_client(), apis.arxiv_url, b), "arXiv",
+                                        lambda batch: tick(len(batch)))
     dois = list(dict.fromkeys(e.doi for e in entries if e.doi and not e.abstract
                               and not (e.arxiv_id and e.arxiv_id in from_arxiv and from_arxiv[e.arxiv_id].abstract)))
+    doi_only = {e.doi for e in entries if e.doi and not e.abstract and not e.arxiv_id}  # arXiv ticked the rest
     from_openalex, openalex_down = _fetch_all(
         dois, OPENALEX_BATCH, lambda b: openalex_papers(apis.openalex_client(), apis.openalex_url, b), "OpenAlex",
-        lambda n: None)
+        lambda batch: tick(sum(1 for doi in batch if doi in doi_only)))
     if progress:
         progress(total, total)
 

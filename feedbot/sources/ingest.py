@@ -207,6 +207,7 @@ def upsert_papers(session: Session, records: list[PaperRecord],
 
     out: list[tuple[int, date | None]] = []
     fills = []
+    taken_ids, taken_dois = set(found_id), set(found_doi)
     for record in records:
         row = found_id.get(record.arxiv_id) if record.arxiv_id else None
         row = row or (found_doi.get(record.doi) if record.doi else None)
@@ -217,11 +218,13 @@ def upsert_papers(session: Session, records: list[PaperRecord],
         if record.key in inserted and row.key == record.key:
             continue
         fill = {f: getattr(record, f) for f in _META if getattr(row, f) is None and getattr(record, f)}
-        if fill.get("arxiv_id") and fill["arxiv_id"] in found_id:
+        if fill.get("arxiv_id") and fill["arxiv_id"] in taken_ids:
             fill.pop("arxiv_id")  # that id already belongs to another row: keep each id on one paper
             fill.pop("url", None)
-        if fill.get("doi") and fill["doi"] in found_doi:
-            fill.pop("doi")
+        if fill.get("doi") and fill["doi"] in taken_dois:
+            fill.pop("doi")  # the same for a DOI, stored or given to another row just now
+        taken_ids.add(fill.get("arxiv_id") or "")
+        taken_dois.add(fill.get("doi") or "")
         abstract = record.abstract if not row.abstract and record.abstract else None
         if fill or abstract:
             merged = {f: fill.get(f, getattr(row, f)) for f in _META}

@@ -309,10 +309,11 @@ def vote(session: Session, subscriber: Subscriber, paper_id: int, value: int,
         return VoteResult(paper_id, title, 0)
     insert = insert_for(session)
     when = now or utcnow()
+    # A tap on an imported paper makes the vote the subscriber's own: /import undo leaves it.
     session.execute(
         insert(Vote).values(subscriber_id=subscriber.id, paper_id=paper_id, value=value, voted_at=when)
         .on_conflict_do_update(index_elements=["subscriber_id", "paper_id"],
-                               set_={"value": value, "voted_at": when})
+                               set_={"value": value, "voted_at": when, "origin": "tap", "import_id": None})
     )
     votes_changed(session)
     return VoteResult(paper_id, title, value)
