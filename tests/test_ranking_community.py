@@ -400,10 +400,11 @@ def test_two_subscribers_each_community_reason_names_a_paper_the_other_liked(see
                 if pick.kind == rank.KIND_COLIKE:
                     named = pick.why.removeprefix("liked by people who liked “").removesuffix("”")
                     assert named in theirs[sid]
-        # Without the other subscriber's votes, nothing is put down to the community.
+        # Without the other subscriber's votes (tables built since), nothing is put down to the community.
         for paper in vision[:4] + speech:
             subscribers.vote(session, other, paper.id, 0)
-        alone = rank_for(session, settings, [me], sizes={me.id: 8})[me.id]
+        model = textmodel.load(session, settings.model_dir)
+        alone = recommend.recommend(session, model, [me], DAY, NOW, sizes={me.id: 8}, cache=None)[me.id]
         assert not [p for p in alone if p.kind == rank.KIND_COLIKE]
 
 
