@@ -46,7 +46,8 @@ __all__ = ["DEFAULT_PARAMS", "KIND_AVOID", "KIND_COLIKE", "KIND_INTEREST", "KIND
 @dataclass
 class Prepared:
     """The tables every subscriber of a pass is ranked against: built once, read by every block
-    (and, cached, by every `/digest` until the corpus or the votes change)."""
+    (and, cached, by every `/digest` until the corpus changes or other people's votes are
+    `recommend.MAX_LAG_SECONDS` old)."""
 
     corpus: Corpus
     candidates: sp.csr_matrix
