@@ -115,7 +115,7 @@ def build_community(session: Session, model: TextModel, pool: list[Paper], param
     return Community(voted_ids, row_of, liker_row, pool_vectors, prepared)
 
 
-MAX_LAG_SECONDS = 300.0
+MAX_LAG_SECONDS = 300.0  # how long other people's votes may be missing from the cached tables
 
 
 @dataclass
