@@ -62,10 +62,15 @@ def small_community(seed: int, people: int, papers: int = 14, candidates: int = 
     return rng, known, new, likers
 
 
-def community_term(known, new, likers: np.ndarray, liked, weights, liker_row: int, params) -> np.ndarray:
-    corpus = rank.Corpus.build(known, likers=sp.csr_matrix(likers) if likers.shape[0] else None)
+def community_term(known, new, likers: np.ndarray, liked, weights, liker_row: int, params,
+                   fresh: int = 0) -> np.ndarray:
+    """The term as ranking computes it; with `fresh`, the tables are a snapshot taken before the
+    last `fresh` known papers had any vote, grown by them afterwards (`rank.extend`)."""
+    snapshot = known[: known.shape[0] - fresh]
+    corpus = rank.Corpus.build(snapshot, likers=sp.csr_matrix(likers[:, : snapshot.shape[0]])
+                               if likers.shape[0] else None)
     taste = rank.Taste(liked=liked, liked_weight=weights, k=new.shape[0], liker_row=liker_row)
-    prepared = rank.prepare(corpus, new, params)
+    prepared = rank.extend(rank.prepare(corpus, new, params), known[snapshot.shape[0]:], np.zeros(fresh, np.int32))
     if prepared.colikes is None:
         return np.zeros(new.shape[0])
     likes = weights_matrix([taste], "liked", "liked_weight", known.shape[0])
@@ -104,6 +109,70 @@ def test_the_community_term_is_other_peoples_co_likes_whatever_the_subscribers_o
     alone = np.zeros((1, likers.shape[1]), np.float32)
     alone[0, liked] = 1
     assert not community_term(known, new, alone, liked, weights, 0, params).any()
+
+
+@hypothesis_settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 6), st.integers(0, 5), st.integers(1, 6),
+       st.sampled_from([0.0, 0.1, 0.3]), st.sampled_from([0.0, 1.0, 5.0]), st.integers(1, 3), st.integers(1, 4))
+def test_a_stale_snapshot_with_fresh_own_votes_counts_only_other_peoples_co_likes_as_of_the_snapshot(
+        seed, people, owner, neighbours, floor, shrink, min_likers, fresh):
+    """Tables built before the subscriber 👍 `fresh` papers no one had voted on, grown by those
+    papers afterwards: the term is the definition over the others' likes as of the snapshot (the
+    fresh papers lend nothing and borrow nothing, yet weigh in the subscriber's like weights), and
+    their own 👍 in the snapshot, whatever they were, change nothing."""
+    rng, known, new, likers = small_community(seed, people, papers=14 + fresh)
+    owner = owner % people
+    snapshot = 14
+    likers[:, snapshot:] = 0  # as of the snapshot, no one had voted on the fresh papers
+    liked = np.concatenate([np.flatnonzero(likers[owner]), np.arange(snapshot, snapshot + fresh)])
+    weights = (rng.random(len(liked)) + 0.1).astype(np.float32)
+    params = rank.Params(colike_weight=1.0, colike_neighbours=neighbours, colike_min_similarity=floor,
+                         colike_shrink=shrink, colike_min_likers=min_likers)
+    table = similarities(known, new)
+    table[snapshot:-1] = 0  # the fresh papers are no candidate's neighbours in the snapshot
+    others = likers.astype(np.float64)
+    others[owner] = 0
+    expected = brute_force_community(others, liked, weights, table, params)
+    clear = ties_cannot_matter(table, params)
+    stale = community_term(known, new, likers, liked, weights, owner, params, fresh=fresh)
+    np.testing.assert_allclose(stale[clear], expected[clear], rtol=1e-4, atol=1e-6)
+    replaced = likers.copy()
+    replaced[owner, :snapshot] = rng.random(snapshot) < 0.5
+    np.testing.assert_allclose(community_term(known, new, replaced, liked, weights, owner, params, fresh=fresh),
+                               stale, rtol=1e-5, atol=1e-7)
+    absent = np.delete(likers, owner, axis=0)
+    np.testing.assert_allclose(community_term(known, new, absent, liked, weights, -1, params, fresh=fresh),
+                               stale, rtol=1e-5, atol=1e-7)
+
+
+@hypothesis_settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 6), st.integers(0, 5), st.integers(1, 4))
+def test_grown_tables_score_content_as_tables_built_with_the_fresh_papers(seed, people, owner, fresh):
+    """Ranking against a snapshot grown by fresh papers: each score is the content score of tables
+    built afresh with those papers known (likes, topics, dislikes on them) plus the snapshot's
+    community term."""
+    rng, known, new, likers = small_community(seed, people, papers=14 + fresh)
+    owner, snapshot = owner % people, 14
+    likers[:, snapshot:] = 0
+    votes = rng.permutation(known.shape[0])
+    liked = np.union1d(np.flatnonzero(likers[owner]), np.arange(snapshot, snapshot + fresh))[: known.shape[0] - 2]
+    disliked = np.setdiff1d(votes[:4], liked)
+    weights = (rng.random(len(liked)) + 0.1).astype(np.float32)
+    taste = rank.Taste(liked=liked, liked_weight=weights, disliked=disliked,
+                       disliked_weight=np.ones(len(disliked), np.float32), k=new.shape[0], liker_row=owner)
+    background = np.asarray(known[:snapshot].mean(axis=0)).ravel()
+    topics = rng.integers(0, 3, known.shape[0])
+    params = rank.Params(colike_weight=1.0, topic_min_total=1, topic_min_likes=1)
+    grown = rank.extend(rank.prepare(rank.Corpus.build(known[:snapshot], topics[:snapshot], background=background,
+                                                       likers=sp.csr_matrix(likers[:, :snapshot])), new, params),
+                        known[snapshot:], topics[snapshot:])
+    content = rank.rank([taste], rank.Corpus.build(known, topics, background=background), new, params)[0]
+    term = community_term(known, new, likers, liked, weights, owner, params, fresh=fresh)
+    expected = {p.column: p.score + term[p.column] for p in content}
+    got = {p.column: p.score for p in rank.rank_prepared(grown, [taste])[0]}
+    assert got.keys() == expected.keys()
+    for column, score in got.items():
+        assert score == pytest.approx(expected[column], rel=1e-4, abs=1e-5)
 
 
 @hypothesis_settings(max_examples=25, deadline=None)
@@ -331,10 +400,11 @@ def test_two_subscribers_each_community_reason_names_a_paper_the_other_liked(see
                 if pick.kind == rank.KIND_COLIKE:
                     named = pick.why.removeprefix("liked by people who liked “").removesuffix("”")
                     assert named in theirs[sid]
-        # Without the other subscriber's votes, nothing is put down to the community.
+        # Without the other subscriber's votes (tables built since), nothing is put down to the community.
         for paper in vision[:4] + speech:
             subscribers.vote(session, other, paper.id, 0)
-        alone = rank_for(session, settings, [me], sizes={me.id: 8})[me.id]
+        model = textmodel.load(session, settings.model_dir)
+        alone = recommend.recommend(session, model, [me], DAY, NOW, sizes={me.id: 8}, cache=None)[me.id]
         assert not [p for p in alone if p.kind == rank.KIND_COLIKE]
 
 
@@ -376,7 +446,7 @@ def test_every_vote_change_bumps_the_counter_in_its_own_transaction(seeded):
 
 
 def test_cached_tables_give_the_fresh_picks_and_follow_every_vote(seeded, settings):
-    cache = recommend.CommunityCache()
+    cache = recommend.CommunityCache(max_lag=0)  # tables that may not lag: rebuilt on every vote
     with Session(seeded) as session, session.begin():
         vision = papers_where(session, is_vision, limit=12)
         speech = papers_where(session, lambda t, a: is_speech(t, a) and not is_vision(t, a), limit=6)
@@ -409,6 +479,94 @@ def test_cached_tables_give_the_fresh_picks_and_follow_every_vote(seeded, settin
         subscribers.delete_everything(session, subs[0])
         both(subs[1:])
         assert len(cache._entries) == 1  # the older versions of this pool are gone
+
+
+class Clock:
+    """A settable clock for the cache's lag bound."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def shown_and_voted(session, subscriber, papers, value):
+    subscribers.record_shown(session, subscriber, [(p.id, 0.0, "") for p in papers], "search")
+    for paper in papers:
+        subscribers.vote(session, subscriber, paper.id, value, now=NOW)
+
+
+@pytest.mark.parametrize("params", [rank.DEFAULT_PARAMS, rank.Params(colike_weight=0.0)])
+def test_own_fresh_votes_change_the_very_next_digest_without_a_rebuild(seeded, settings, params):
+    """Tables built before a subscriber's 👍/👎 are not rebuilt (the lag bound has not passed), yet
+    their next picks rank by those votes: on papers no one had voted on, the 👎 paper excluded, a
+    newcomer's first 👍 turning starter picks into picks like them. Without co-likes the picks are
+    exactly those of tables built afresh."""
+    cache = recommend.CommunityCache(clock=Clock())
+    with Session(seeded) as session, session.begin():
+        vision = papers_where(session, is_vision, limit=12)
+        speech = papers_where(session, lambda t, a: is_speech(t, a) and not is_vision(t, a))
+        fan = make_subscriber(session, 1, liked=vision[:6])
+        make_subscriber(session, 2, liked=vision[3:9] + speech[:2])
+        newcomer = make_subscriber(session, 3)
+        model = textmodel.load(session, settings.model_dir)
+        pool = recommend.candidates(session, DAY, 2)
+
+        def digest(who):
+            return recommend.recommend(session, model, [who], DAY, NOW, params=params, cache=cache)[who.id]
+
+        before = {who.id: digest(who) for who in (fan, newcomer)}
+        tables = cache.get(session, model, pool, params)
+        assert all(p.kind == rank.KIND_STARTER for p in before[newcomer.id])
+        fresh_likes = [p for p in speech[2:] if p.id not in tables.row_of][:3]
+        assert len(fresh_likes) == 3
+        shown_and_voted(session, newcomer, fresh_likes, 1)
+        disliked = before[fan.id][0].paper
+        shown_and_voted(session, fan, [disliked], -1)
+        shown_and_voted(session, fan, fresh_likes[:1], 1)
+
+        after = {who.id: digest(who) for who in (fan, newcomer)}
+        assert cache.get(session, model, pool, params) is tables  # not rebuilt
+        assert disliked.id not in {p.paper_id for p in after[fan.id]}
+        liked_titles = {f"because you liked “{p.title}”" for p in fresh_likes}
+        assert after[newcomer.id] and all(p.kind != rank.KIND_STARTER for p in after[newcomer.id])
+        assert any(p.why.split(" · ")[0] in liked_titles for p in after[newcomer.id])
+        if not params.colike_weight:
+            for who in (fan, newcomer):
+                rebuilt = recommend.recommend(session, model, [who], DAY, NOW, params=params, cache=None)
+                assert picks_of({who.id: after[who.id]}) == picks_of(rebuilt)
+
+
+def test_other_peoples_votes_show_once_the_tables_are_older_than_the_lag_bound(seeded, settings):
+    """Another subscriber's vote leaves the tables (and so a subscriber's picks) as they were until
+    the tables are `max_lag` old; then the next call rebuilds them and ranks as tables built afresh.
+    Tables whose votes did not move are never rebuilt, however old."""
+    clock = Clock()
+    cache = recommend.CommunityCache(max_lag=300, clock=clock)
+    with Session(seeded) as session, session.begin():
+        vision = papers_where(session, is_vision, limit=12)
+        subs = [make_subscriber(session, 1, liked=vision[:6]), make_subscriber(session, 2, liked=vision[3:9])]
+        other = make_subscriber(session, 3, liked=vision[:3])
+        model = textmodel.load(session, settings.model_dir)
+        pool = recommend.candidates(session, DAY, 2)
+
+        def digest():
+            return picks_of(recommend.recommend(session, model, subs, DAY, NOW, cache=cache))
+
+        first = digest()
+        tables = cache.get(session, model, pool, rank.DEFAULT_PARAMS)
+        clock.now += 10_000
+        assert cache.get(session, model, pool, rank.DEFAULT_PARAMS) is tables  # the votes did not move
+        built = clock.now
+        shown_and_voted(session, other, vision[6:12], 1)
+        clock.now = built + 299
+        assert digest() == first
+        assert cache.get(session, model, pool, rank.DEFAULT_PARAMS) is tables
+        clock.now = built + 300
+        assert digest() == picks_of(recommend.recommend(session, model, subs, DAY, NOW, cache=None))
+        assert cache.get(session, model, pool, rank.DEFAULT_PARAMS) is not tables
+        assert len(cache._entries) == 1
 
 
 def test_digests_at_once_share_one_build_of_the_tables(seeded, settings):

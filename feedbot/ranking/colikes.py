@@ -47,6 +47,13 @@ class Colikes:
     counts: np.ndarray  # people who liked each known paper
     params: Params
 
+    def with_known(self, count: int) -> Colikes:
+        """The same tables with `count` more known papers that no one liked and no candidate borrows from."""
+        return Colikes(np.vstack([self.shared, np.zeros((count, self.shared.shape[1]))]),
+                       sp.vstack([self.neighbours, sp.csr_matrix((count, self.neighbours.shape[1]))], format="csr"),
+                       self.mass, sp.hstack([self.likers, sp.csr_matrix((self.likers.shape[0], count))], format="csr"),
+                       np.concatenate([self.counts, np.zeros(count)]), self.params)
+
     def own_rows(self, tastes: list[Taste]) -> sp.csr_matrix:
         """Each subscriber's own row of `likers` (empty when they are not in it)."""
         rows = np.array([t.liker_row for t in tastes], np.int64)

@@ -39,14 +39,15 @@ from feedbot.ranking.starters import interest_starters, starter_order, starter_p
 from feedbot.ranking.tables import Shared, expand, similarities
 
 __all__ = ["DEFAULT_PARAMS", "KIND_AVOID", "KIND_COLIKE", "KIND_INTEREST", "KIND_PROFILE", "KIND_STARTER",
-           "KIND_TOPIC", "Corpus", "Params", "Prepared", "Reason", "Scored", "Taste", "expand", "interest_starters",
-           "prepare", "rank", "rank_prepared", "starter_order"]
+           "KIND_TOPIC", "Corpus", "Params", "Prepared", "Reason", "Scored", "Taste", "expand", "extend",
+           "interest_starters", "prepare", "rank", "rank_prepared", "starter_order"]
 
 
 @dataclass
 class Prepared:
     """The tables every subscriber of a pass is ranked against: built once, read by every block
-    (and, cached, by every `/digest` until the corpus or the votes change)."""
+    (and, cached, by every `/digest` until the corpus changes or other people's votes are
+    `recommend.MAX_LAG_SECONDS` old)."""
 
     corpus: Corpus
     candidates: sp.csr_matrix
@@ -66,6 +67,24 @@ def prepare(corpus: Corpus, candidates: sp.csr_matrix, params: Params = DEFAULT_
     if params.colike_weight and corpus.likers is not None:
         colikes = colike_table(corpus.likers, table, params)
     return Prepared(corpus, candidates, params, Shared.build(corpus, candidates, table), colikes)
+
+
+def extend(prepared: Prepared, known: sp.csr_matrix, topics: np.ndarray) -> Prepared:
+    """The same tables with more known papers after the others (papers voted on since they were
+    built): their similarity rows added, and, as of the tables, no one's co-likes on them."""
+    corpus, count = prepared.corpus, known.shape[0]
+    if count == 0:
+        return prepared
+    known = known.tocsr().astype(np.float32)
+    likers = corpus.likers
+    if likers is not None:
+        likers = sp.hstack([likers, sp.csr_matrix((likers.shape[0], count), dtype=likers.dtype)], format="csr")
+    grown = Corpus(sp.vstack([corpus.known, known], format="csr"), np.concatenate([corpus.topics, topics]),
+                   corpus.background, corpus.terms, likers)
+    shared = prepared.shared
+    return Prepared(grown, prepared.candidates, prepared.params,
+                    shared.with_known(known, prepared.candidates, corpus.background) if shared is not None else None,
+                    prepared.colikes.with_known(count) if prepared.colikes is not None else None)
 
 
 def rank(tastes: list[Taste], corpus: Corpus, candidates: sp.csr_matrix,

@@ -5,7 +5,9 @@ the picks into suggestions with a why-line. Writes nothing: recording is the dig
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -113,28 +115,45 @@ def build_community(session: Session, model: TextModel, pool: list[Paper], param
     return Community(voted_ids, row_of, liker_row, pool_vectors, prepared)
 
 
-class CommunityCache:
-    """The last few `Community` tables, by database, fit, votes version, candidate pool and parameters. A
-    `/digest` (or a sweep) ranks its subscribers against them; one counter read tells whether the
-    votes moved. Concurrent callers wanting the same tables wait for one build."""
+MAX_LAG_SECONDS = 300.0  # how long other people's votes may be missing from the cached tables
 
-    def __init__(self, size: int = 2) -> None:
+
+@dataclass
+class _Snapshot:
+    community: Community
+    version: int  # the votes' version read before the build
+    current_at: float  # the last clock reading at which the votes still had that version
+
+
+class CommunityCache:
+    """The last few `Community` tables, by database, fit, candidate pool and parameters. A
+    `/digest` (or a sweep) ranks its subscribers against them. They may miss other people's votes
+    of the last `max_lag` seconds (by `clock`): one counter read tells whether the votes moved
+    since the tables were last known current, and they are rebuilt when they did and that was
+    `max_lag` ago. The subscriber's own votes never lag: `recommend` reads them fresh. Concurrent
+    callers wanting the same tables wait for one build."""
+
+    def __init__(self, size: int = 2, max_lag: float = MAX_LAG_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.size = size
-        self._entries: OrderedDict[tuple, Community] = OrderedDict()
+        self.max_lag = max_lag
+        self.clock = clock
+        self._entries: OrderedDict[tuple, _Snapshot] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, session: Session, model: TextModel, pool: list[Paper], params: rank.Params) -> Community:
-        key = (str(session.get_bind().url), model.corpus_version, model.fitted_at, votes_version(session),
-               tuple(c.id for c in pool), params)
+        key = (str(session.get_bind().url), model.corpus_version, model.fitted_at, tuple(c.id for c in pool), params)
         with self._lock:
-            if key in self._entries:
+            version, now = votes_version(session), self.clock()
+            snapshot = self._entries.get(key)
+            if snapshot is not None and (snapshot.version == version or now - snapshot.current_at < self.max_lag):
+                if snapshot.version == version:
+                    snapshot.current_at = now
                 self._entries.move_to_end(key)
-                return self._entries[key]
+                return snapshot.community
             community = build_community(session, model, pool, params)
-            stale = [k for k in self._entries if k[:3] + k[4:] == key[:3] + key[4:]]  # only the votes moved
-            for old in stale:
-                del self._entries[old]
-            self._entries[key] = community
+            self._entries[key] = _Snapshot(community, version, now)
+            self._entries.move_to_end(key)
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
             return community
@@ -164,6 +183,7 @@ def recommend(
     community = cache.get(session, model, pool, params) if cache is not None else \
         build_community(session, model, pool, params)
     own = _read_subscribers(session, [s.id for s in subscribers], pool)
+    community = _with_own_votes(session, model, community, own)
     _vectorise_interests(model, [s.id for s in subscribers], own)
     tastes = [_taste(s, own, community, pool, now, half_life_days, sizes) for s in subscribers]
     n_topics = max((t.k for t in tastes), default=5)
@@ -242,11 +262,23 @@ def _vectorise_interests(model: TextModel, ids: list[int], own: _Own) -> None:
             own.interest_vectors[sid] = matrix[start[n]:start[n + 1]]
 
 
+def _with_own_votes(session: Session, model: TextModel, community: Community, own: _Own) -> Community:
+    """The tables with the papers these subscribers voted on since they were built (their own
+    votes are always current; other people's may wait for the next build)."""
+    new = sorted({pid for votes in own.votes.values() for pid, _, _ in votes} - community.row_of.keys())
+    if not new:
+        return community
+    vectors = model.vectors_for(session, new)
+    voted_ids = community.voted_ids + new
+    return Community(voted_ids, {pid: n for n, pid in enumerate(voted_ids)}, community.liker_row,
+                     community.pool_vectors, rank.extend(community.prepared, vectors, model.topics_for(vectors)),
+                     community.starters)
+
+
 def _taste(subscriber: Subscriber, own: _Own, community: Community, pool: list[Paper], now: datetime,
            half_life_days: float, sizes: dict[int, int] | None) -> rank.Taste:
-    """One subscriber's ranking inputs against the shared tables. A vote newer than the tables (on a
-    paper no one had voted on when they were built) waits for the next version."""
-    own_votes = [v for v in own.votes[subscriber.id] if v[0] in community.row_of]
+    """One subscriber's ranking inputs against the shared tables (holding every paper they voted on)."""
+    own_votes = own.votes[subscriber.id]
     weights = _decay(now, [w for _, _, w in own_votes], half_life_days)
     liked = [(community.row_of[p], d) for (p, v, _), d in zip(own_votes, weights, strict=True) if v > 0]
     disliked = [(community.row_of[p], d) for (p, v, _), d in zip(own_votes, weights, strict=True) if v < 0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -74,6 +74,16 @@ class Columns:
             part = table[:-1, j * self.width : (j + 1) * self.width]
             self.blocks[j, :, : part.shape[1]] = part
 
+    def with_rows(self, rows: np.ndarray) -> Columns:
+        """The table with `rows` (more known papers x candidates) appended; this one unchanged."""
+        out = Columns.__new__(Columns)
+        out.n_rows, out.n_columns = self.n_rows + rows.shape[0], self.n_columns
+        padded = np.zeros((rows.shape[0], self.blocks.shape[0] * self.width), np.float32)
+        padded[:, : self.n_columns] = rows
+        extra = padded.reshape(rows.shape[0], -1, self.width).transpose(1, 0, 2)
+        out.blocks = np.concatenate([self.blocks, extra], axis=1)
+        return out
+
     def product(self, coefficients: sp.csr_matrix) -> np.ndarray:
         """coefficients @ table, one block of columns at a time."""
         out = np.empty((coefficients.shape[0], self.n_columns), np.float32)
@@ -99,6 +109,12 @@ class Shared:
     vocabulary: int
     term_keys: np.ndarray  # candidate * vocabulary + term of every candidate entry, sorted
     term_values: np.ndarray  # ... and its weight
+
+    def with_known(self, known: sp.csr_matrix, candidates: sp.csr_matrix, background: np.ndarray) -> Shared:
+        """The same tables with more known papers (L2-normalised rows) after the others."""
+        rows = (known @ candidates.T).toarray().astype(np.float32)
+        return replace(self, table=self.table.with_rows(rows),
+                       known_b=np.concatenate([self.known_b, np.asarray(known @ background).ravel()]))
 
     @classmethod
     def build(cls, corpus: Corpus, candidates: sp.csr_matrix, table: np.ndarray) -> Shared:
