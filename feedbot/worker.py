@@ -176,8 +176,11 @@ class Worker:
     async def beat(self) -> None:
         await self._write(self.heartbeat.alive)
 
-    def _guarded(self, job, name: str):
-        """A job that never raises: a failure is logged and recorded as its run's error."""
+    def _guarded(self, job, name: str | None = None):
+        """A job that never raises: a failure is logged and recorded as its run's error (under
+        `name`, by default the job's own: `sweep_inbox` is "inbox")."""
+        name = name or job.__name__.removeprefix("sweep_")
+
         async def run() -> None:
             started, ok = time.perf_counter(), False
             try:
@@ -190,7 +193,7 @@ class Worker:
                     await asyncio.to_thread(runs.record, self.engine, name, self.clock(), "failed", trouble.error)
                 except Exception:  # noqa: BLE001 - the database may be what fails
                     log.exception("could not record the failure of job %s", name)
-            self.metrics.sweep(job.__name__.removeprefix("sweep_"), time.perf_counter() - started, ok)
+            self.metrics.sweep(name, time.perf_counter() - started, ok)
         run.__name__ = job.__name__
         return run
 
