@@ -409,7 +409,8 @@ def test_chat_not_found_deactivates_and_a_migrated_group_gets_its_digest_at_the_
 # --- a long broadcast is not stuck while it moves --------------------------------------------
 
 class SlowBroadcast:
-    """Stands in for the pacer: each message takes a minute of the fake clock, and at chosen
+    """Stands in for the pacer: each message takes half a minute of the fake clock (four are in
+    flight, so the last recorded progress is at most about two minutes old), and at chosen
     messages a check runs (or the broadcast stalls for a while)."""
 
     def __init__(self, clock, at: dict) -> None:
@@ -417,7 +418,7 @@ class SlowBroadcast:
 
     async def wait(self) -> None:
         self.sent += 1
-        self.clock.now += timedelta(minutes=1)
+        self.clock.now += timedelta(seconds=30)
         if self.sent in self.at:
             self.at[self.sent]()
 
@@ -427,7 +428,7 @@ def test_a_long_broadcast_that_progresses_is_not_stuck_and_one_that_stops_is(run
 
     runner, worker = running
     clock.now = datetime(2026, 3, 12, 8, 0, tzinfo=UTC)
-    chats = list(range(1001, 1031))
+    chats = list(range(1001, 1041))
     for chat_id in chats:
         add_subscriber(seeded, chat_id, interests="language models")
     seen = {}
@@ -442,10 +443,10 @@ def test_a_long_broadcast_that_progresses_is_not_stuck_and_one_that_stops_is(run
         clock.now += timedelta(minutes=15)  # no message goes out for 15 minutes
         worker.heartbeat.alive()  # while the heartbeat job keeps beating
 
-    worker.digests.pacer = SlowBroadcast(clock, {20: health("moving"), 25: stall, 26: health("stalled")})
+    worker.digests.pacer = SlowBroadcast(clock, {30: health("moving"), 35: stall, 36: health("stalled")})
     results = runner.call(worker.sweep_digests())
     assert results["sent"] == len(chats)
-    problems, report = seen["moving"]  # 20 minutes into the broadcast, rows claimed 20 minutes ago
+    problems, report = seen["moving"]  # 15 minutes into the broadcast, rows claimed 15 minutes ago
     assert problems == [] and report[0].startswith("worker:   alive")
     problems, report = seen["stalled"]
     assert "a digest sweep made no progress for over 10 min" in problems
