@@ -286,7 +286,7 @@ def serve_zotero(run: Run) -> None:
     run.sources.serve("/users/7/items/top", Canned(json.dumps([item("A", "Whale song grammar"),
                                                                item("B", "Sparse attention for books")]).encode(),
                                                    headers={"Total-Results": "2"}))
-    run.env.update(FEEDBOT_ZOTERO_API_URL=run.sources.base_url, ZOTERO_API_KEY="readme-key")
+    run.env.update(FEEDBOT_ZOTERO_API_URL=run.sources.base_url, ZOTERO_API_KEY="Readme0Key0123")
 
 
 SETUPS: dict[str, Callable[[Run], None]] = {"inbox": drop_in_inbox, "sources": serve_sources,
