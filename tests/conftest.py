@@ -159,3 +159,13 @@ def bot(telegram, chat, settings):
     runner.start()
     yield runner
     runner.stop()
+
+
+@pytest.fixture
+def server():
+    """A loopback HTTP server standing in for the APIs feedbot reads (tests/source_server.py)."""
+    from tests.source_server import SourceServer
+
+    server = SourceServer().start()
+    yield server
+    server.stop()

@@ -17,17 +17,10 @@ from feedbot.chat.telegram import build_application
 from feedbot.store.models import Import, Vote
 from tests.conftest import BotRunner
 from tests.source_fixtures import arxiv_entry, arxiv_feed
-from tests.source_server import Canned, SourceServer
+from tests.source_server import Canned
 from tests.test_bot import talk
 
 ALICE = 111
-
-
-@pytest.fixture
-def server():
-    server = SourceServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -39,13 +39,6 @@ class Sleeps(list):
         self.append(seconds)
 
 
-@pytest.fixture
-def server():
-    server = SourceServer().start()
-    yield server
-    server.stop()
-
-
 def apis_for(server: SourceServer, sleeps: Sleeps | None = None) -> Apis:
     sleep = sleeps if sleeps is not None else Sleeps()
     return Apis(f"{server.base_url}/api/query", server.base_url,

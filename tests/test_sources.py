@@ -47,13 +47,6 @@ class FakeTime:
 
 
 @pytest.fixture
-def server():
-    server = SourceServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def source_settings(settings, server):
     return dataclasses.replace(settings, hf_api_url=server.base_url, arxiv_api_url=server.base_url + "/api/query")
 
