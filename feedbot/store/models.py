@@ -107,9 +107,13 @@ class Subscriber(Base):
     paused_until: Mapped[date | None] = mapped_column(Date)
     awaiting: Mapped[str | None] = mapped_column(String(32))  # what the next plain message answers
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A person's private chat, or a group or channel served as one subscriber (telegram_id is then
+    # the chat's id): its members' votes are in member_votes, never in their private profiles.
+    kind: Mapped[str] = mapped_column(String(16), default="private", server_default="private")
 
     __table_args__ = (
         CheckConstraint("state IN ('active', 'stopped', 'blocked')", name="state"),
+        CheckConstraint("kind IN ('private', 'group', 'channel')", name="kind"),
         CheckConstraint("frequency IN ('daily', 'weekdays', 'weekly')", name="frequency"),
         CheckConstraint("digest_size BETWEEN 1 AND 20", name="digest_size"),
     )
@@ -174,6 +178,25 @@ class Vote(Base):
         CheckConstraint("value IN (-1, 1)", name="value"),
         CheckConstraint("origin IN ('tap', 'import')", name="origin"),
     )
+
+
+class MemberVote(Base):
+    """A group or channel member's own 👍/👎 on the group's pick: toggled by its member, counted on
+    the button, and read together as the group's profile (ranking.groups)."""
+
+    __tablename__ = "member_votes"
+
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+    paper_id: Mapped[int] = mapped_column(
+        ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    member_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # the member's Telegram user id
+    value: Mapped[int] = mapped_column(SmallInteger)  # +1 or -1
+    voted_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (CheckConstraint("value IN (-1, 1)", name="value"),)
 
 
 class Delivery(Base):
