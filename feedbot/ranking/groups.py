@@ -3,14 +3,28 @@ liked outweighs one liked by a single member, and a paper the members split on c
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable
 
+# Chosen on seed 0 of the group-digest benchmark (benchmarks/group_sim.py), not by taste.
+DISLIKE_WEIGHT = 1.0
+POWER = 1.0
 
-def member_weights(votes: Iterable[tuple[int, int]]) -> dict[int, float]:
-    """Paper -> signed weight from (paper, value) pairs, one per member's vote (+1 or -1): the net
-    count of likes over dislikes. Papers the members cancel out on are left out."""
-    net: dict[int, float] = defaultdict(float)
+
+def member_weights(votes: Iterable[tuple[int, int]], *, dislike_weight: float = DISLIKE_WEIGHT,
+                   power: float = POWER) -> dict[int, float]:
+    """Paper -> signed weight from (paper, value) pairs, one per member's vote (+1 or -1): the
+    likes minus `dislike_weight` times the dislikes, raised (keeping its sign) to `power`. Papers
+    the members cancel out on are left out. The order of the votes does not matter."""
+    likes: dict[int, int] = defaultdict(int)
+    dislikes: dict[int, int] = defaultdict(int)
     for paper, value in votes:
-        net[paper] += 1.0 if value > 0 else -1.0
-    return {paper: weight for paper, weight in net.items() if weight != 0}
+        (likes if value > 0 else dislikes)[paper] += 1
+    weights = {}
+    for paper in likes.keys() | dislikes.keys():
+        net = likes[paper] - dislike_weight * dislikes[paper]
+        weight = math.copysign(abs(net) ** power, net)
+        if weight:  # (a tiny net can underflow to 0 under the power)
+            weights[paper] = weight
+    return weights
