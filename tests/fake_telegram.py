@@ -5,7 +5,10 @@ buttons by queueing updates, which the bot fetches by long polling with offsets.
 checks what Telegram checks (HTML entities, 4096 UTF-16 units of the parsed text, 64-byte callback
 data, "message is not modified") and can inject 429 with retry_after, 403, "chat not found", a group
 migrated to a supergroup (400 with `migrate_to_chat_id`) and slow answers for a chosen chat. Users'
-messages carry Telegram's `bot_command` entity, and can be edited.
+messages carry Telegram's `bot_command` entity, and can be edited. Groups and channels: members
+write and tap there, administrators are answered by getChatMember, channels post without a sender,
+the bot is added or removed (`my_chat_member`), and a group becomes a supergroup (both service
+messages, and 400 with `migrate_to_chat_id` for anything sent to the old id after).
 """
 
 from __future__ import annotations
@@ -131,9 +134,9 @@ class SentMessage:
                     return button
         raise KeyError(f"no button with {label_part!r} in {self.buttons}")
 
-    def as_message(self, bot: dict) -> dict:
+    def as_message(self, bot: dict, chat: dict | None = None) -> dict:
         message = {"message_id": self.message_id, "date": int(time.time()), "from": bot,
-                   "chat": {"id": self.chat_id, "type": "private"}, "text": self.text}
+                   "chat": chat or {"id": self.chat_id, "type": "private"}, "text": self.text}
         if self.reply_markup:
             message["reply_markup"] = self.reply_markup
         return message
@@ -162,6 +165,9 @@ class FakeTelegram:
         self.faults: dict[int, list[Fault]] = defaultdict(list)
         self.held = 0  # answers being held back by "slow" faults right now
         self.webhook: dict | None = None  # the setWebhook parameters in force
+        self.chats: dict[int, dict] = {}  # groups and channels: their Telegram chat objects
+        self.statuses: dict[tuple[int, int], str] = {}  # (chat, user) -> status getChatMember answers
+        self.migrated: dict[int, int] = {}  # old group id -> its supergroup's id
         self.server: ThreadingHTTPServer | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -214,10 +220,10 @@ class FakeTelegram:
         return {"id": user_id, "is_bot": False, "first_name": f"User{user_id}"}
 
     @staticmethod
-    def _message(message_id: int, user_id: int, text: str) -> dict[str, Any]:
+    def _message(message_id: int, user_id: int, text: str, chat: dict | None = None) -> dict[str, Any]:
         message: dict[str, Any] = {"message_id": message_id, "date": int(time.time()),
-                                   "from": FakeTelegram.user(user_id), "chat": {"id": user_id, "type": "private"},
-                                   "text": text}
+                                   "from": FakeTelegram.user(user_id),
+                                   "chat": chat or {"id": user_id, "type": "private"}, "text": text}
         command = BOT_COMMAND.match(text)
         if command:
             message["entities"] = [{"type": "bot_command", "offset": 0, "length": utf16_length(command.group())}]
@@ -252,10 +258,58 @@ class FakeTelegram:
         query_id = f"q{next(self.update_ids)}"
         with self.lock:
             current = self.messages[(message.chat_id, message.message_id)]
-            snapshot = current.as_message(self.bot_user)
+            snapshot = current.as_message(self.bot_user, self.chats.get(message.chat_id))
         self._queue({"callback_query": {"id": query_id, "from": self.user(user_id), "chat_instance": "ci",
                                         "message": snapshot, "data": data}})
         return query_id
+
+    # --- groups and channels -----------------------------------------------------------------
+
+    def group(self, chat_id: int, title: str = "Reading group", kind: str = "group") -> dict:
+        """A group (`supergroup`, `channel`) with this negative id; returns its chat object."""
+        with self.lock:
+            self.chats[chat_id] = {"id": chat_id, "type": kind, "title": title}
+            return self.chats[chat_id]
+
+    def set_status(self, chat_id: int, user_id: int, status: str) -> None:
+        """What getChatMember says of the user in the chat: creator, administrator, member, left, kicked."""
+        with self.lock:
+            self.statuses[(chat_id, user_id)] = status
+
+    def send_in(self, chat_id: int, user_id: int, text: str) -> int:
+        """A member types `text` in the group; returns the message's id."""
+        message = self._message(next(self.message_ids), user_id, text, self.chats[chat_id])
+        self._queue({"message": message})
+        return message["message_id"]
+
+    def post(self, chat_id: int, text: str) -> int:
+        """An administrator posts `text` in the channel: no sender, only the channel itself."""
+        chat = self.chats[chat_id]
+        message = self._message(next(self.message_ids), 0, text, chat)
+        del message["from"]
+        message["sender_chat"] = chat
+        self._queue({"channel_post": message})
+        return message["message_id"]
+
+    def bot_status(self, chat_id: int, status: str, old: str = "member", by: int = 1) -> int:
+        """The bot's own membership changes (added, promoted, removed): a `my_chat_member` update."""
+        bot = {k: self.bot_user[k] for k in ("id", "is_bot", "first_name", "username")}
+        return self._queue({"my_chat_member": {
+            "chat": self.chats.get(chat_id) or {"id": chat_id, "type": "private", "first_name": "User"},
+            "from": self.user(by), "date": int(time.time()),
+            "old_chat_member": _member(bot, old), "new_chat_member": _member(bot, status)}})
+
+    def migrate(self, old: int, new: int, by: int = 1) -> None:
+        """The group becomes a supergroup: a service message in each chat, as Telegram sends them;
+        from now on anything sent to the old id is refused with `migrate_to_chat_id`."""
+        with self.lock:
+            title = self.chats[old]["title"]
+            self.migrated[old] = new
+        supergroup = self.group(new, title, "supergroup")
+        for chat, field_name, value in ((self.chats[old], "migrate_to_chat_id", new),
+                                        (supergroup, "migrate_from_chat_id", old)):
+            self._queue({"message": {"message_id": next(self.message_ids), "date": int(time.time()),
+                                     "from": self.user(by), "chat": chat, field_name: value}})
 
     def inject(self, chat_id: int, kind: str, method: str | None = None, times: int = 1,
                retry_after: int = 1, delay: float = 0.0, migrate_to: int = 0) -> None:
@@ -331,6 +385,8 @@ class FakeTelegram:
         if chat_id is None and method == "answerCallbackQuery":
             chat_id = None
         fault = self._take_fault(chat_id, method) if chat_id is not None else None
+        if chat_id in self.migrated:
+            fault = Fault("migrated", None, 1, migrate_to=self.migrated[chat_id])
         if fault is not None:
             if fault.kind == "429":
                 return self._reply(request, 429, {
@@ -486,7 +542,7 @@ class FakeTelegram:
         preview = params.get("link_preview_options")
         message.link_preview = json.loads(preview) if isinstance(preview, str) else preview
         message.paid_broadcast = params.get("allow_paid_broadcast") in (True, "true", "True")
-        return message.as_message(self.bot_user)
+        return message.as_message(self.bot_user, self.chats.get(message.chat_id))
 
     def api_sendDocument(self, params):  # noqa: N802
         document = params.get("document")
@@ -522,7 +578,7 @@ class FakeTelegram:
             message.text, message.reply_markup = new_text, markup
             message.edits.append(new_text)
             self.lock.notify_all()
-            return message.as_message(self.bot_user)
+            return message.as_message(self.bot_user, self.chats.get(message.chat_id))
 
     def api_editMessageText(self, params):  # noqa: N802
         self._check_text(params.get("text", ""), params.get("parse_mode"))
@@ -548,6 +604,14 @@ class FakeTelegram:
             self.lock.notify_all()
         return True
 
+    def api_getChatMember(self, params):  # noqa: N802
+        key = (int(params["chat_id"]), int(params["user_id"]))
+        with self.lock:
+            if key[0] not in self.chats:
+                raise ApiError(400, "Bad Request: chat not found")
+            status = self.statuses.get(key, "member")
+        return _member(self.user(key[1]), status)
+
     def api_answerCallbackQuery(self, params):  # noqa: N802
         if len(params.get("text", "") or "") > 200:
             raise ApiError(400, "Bad Request: MESSAGE_TOO_LONG")
@@ -561,6 +625,22 @@ class ApiError(Exception):
     def __init__(self, code: int, description: str) -> None:
         super().__init__(description)
         self.code, self.description = code, description
+
+
+def _member(user: dict, status: str) -> dict:
+    """A ChatMember object as the Bot API sends it, with the fields its status requires."""
+    member: dict[str, Any] = {"status": status, "user": user}
+    if status == "creator":
+        member["is_anonymous"] = False
+    elif status == "administrator":
+        member.update({right: True for right in (
+            "can_manage_chat", "can_delete_messages", "can_manage_video_chats", "can_restrict_members",
+            "can_change_info", "can_invite_users", "can_post_stories", "can_edit_stories",
+            "can_delete_stories", "can_post_messages", "can_edit_messages", "can_pin_messages")})
+        member.update({"can_be_edited": False, "is_anonymous": False, "can_promote_members": False})
+    elif status == "kicked":
+        member["until_date"] = 0
+    return member
 
 
 def _int(value) -> int | None:

@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from feedbot.chat import commands, imports, onboarding
+from feedbot.chat import commands, groups, imports, onboarding
 from feedbot.chat.library import history_press
 from feedbot.chat.settings import delete_press, settings_press
 from feedbot.chat.votes import vote_press
@@ -43,9 +43,15 @@ def storable(text: str) -> str:
 
 @dataclass(frozen=True)
 class User:
+    """Who is asking. In a group or channel (`kind`) the subscriber is the chat: `telegram_id` is
+    the chat's id, and `member_id` the person who typed or tapped (`admin`: one of its administrators)."""
+
     telegram_id: int
     chat_id: int
     name: str = ""
+    kind: str = "private"
+    member_id: int = 0
+    admin: bool = False
 
 
 @dataclass
@@ -77,8 +83,11 @@ class Chat:
         progress (/import); `paths` lets /import read a local file."""
         name, args = storable(name).casefold(), storable(args).strip()
         command = commands.find(name)
-        if command is None:
-            return [Reply(f"I don't know /{escape(name[:40])}. Send /help to see what I can do.")]
+        in_group = user.kind != "private"
+        if command is None:  # in a group, it may well be another bot's
+            return [] if in_group else [Reply(f"I don't know /{escape(name[:40])}. Send /help to see what I can do.")]
+        if in_group and not user.admin and groups.admin_only(command, args):
+            return [Reply(groups.ADMINS_ONLY)]
         if command.name == "import":  # a job: its own transactions, the chat answers meanwhile
             return imports.command(self, user, args.strip(), show, paths)
         if command.handler is None:  # /digest ranks before it writes: no write transaction around it
@@ -88,14 +97,17 @@ class Chat:
             subscriber = subscribers.get(session, user.telegram_id)
             if subscriber is None and not command.anyone:
                 return [Reply(NOT_SUBSCRIBED)]
+            handler = groups.start if in_group and command.name == "start" else command.handler
             try:
-                return fit(command.handler(Turn(self, session, user, subscriber), args))
+                return fit(handler(Turn(self, session, user, subscriber), args))
             except UserError as exc:
                 return [Reply(escape(str(exc)))]
 
     def text(self, user: User, text: str) -> list[Reply]:
         """Plain text: the answer to a pending onboarding question (written), else a pointer."""
         text = storable(text)
+        if user.kind != "private":  # a group talks among itself: only commands are for feedbot
+            return []
         with read_only(self.engine) as session:
             subscriber = subscribers.get(session, user.telegram_id)
             if subscriber is None:
@@ -118,6 +130,8 @@ class Chat:
         if not BUTTON_DATA.match(data or ""):
             return Answer("That button is not valid (anymore).", alert=True)
         kind, _, rest = data.partition(":")
+        if user.kind != "private" and not user.admin and groups.admin_only_button(kind):
+            return Answer(groups.ADMINS_ONLY, alert=True)
         with self.session(write=kind != "h") as session:
             subscriber = subscribers.get(session, user.telegram_id)
             if subscriber is None:
@@ -134,7 +148,8 @@ class Chat:
                 if subscribers.lock(session, subscriber) is None:  # erased by a press a moment ago
                     return Answer("You're not subscribed: send /start first.", alert=True)
                 if kind == "v":
-                    return vote_press(turn, rest, keyboard or [])
+                    press = vote_press if subscriber.kind == "private" else groups.vote_press
+                    return press(turn, rest, keyboard or [])
                 if kind == "s":
                     return settings_press(turn, rest)
                 return delete_press(turn, rest == "yes")

@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from telegram import (
     BotCommand,
@@ -25,14 +26,15 @@ from telegram.ext import (
     ApplicationBuilder,
     BaseRateLimiter,
     CallbackQueryHandler,
+    ChatMemberHandler,
     ContextTypes,
     Defaults,
     MessageHandler,
     filters,
 )
 
-from feedbot.chat import commands, imports
-from feedbot.chat.conversation import BUTTON_DATA, Chat, User
+from feedbot.chat import commands, groups, imports, telegram_groups
+from feedbot.chat.conversation import BUTTON_DATA, Chat, User, storable
 from feedbot.config import Settings
 from feedbot.delivery import deliveries, telegram_send
 from feedbot.delivery.messages import Answer, Button, Reply, escape
@@ -66,12 +68,19 @@ class TelegramBot:
         # Imports run here, off the update slots and the threads the chat's answers use: an import
         # takes minutes, and a few at once must not stop everyone else's commands.
         self.imports = ThreadPoolExecutor(IMPORT_WORKERS, thread_name_prefix="import")
+        self.admins = telegram_groups.Admins()
+        self.redraws = telegram_groups.Redraws()
 
     @staticmethod
     def user_of(update: Update) -> User:
-        user = update.effective_user
-        chat = update.effective_chat
-        return User(user.id, chat.id if chat else user.id, user.full_name or "")
+        return telegram_groups.asker(update)
+
+    async def asking(self, update: Update, needs_admin: bool) -> User:
+        """Who asks; in a group, whether they administer it, asked of Telegram only when it matters."""
+        user = self.user_of(update)
+        if needs_admin and user.kind != "private" and not user.admin and user.member_id:
+            user = replace(user, admin=await self.admins.check(update.get_bot(), user.chat_id, user.member_id))
+        return user
 
     async def on_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A /command: its name and arguments go to the conversation, unless it is addressed to
@@ -79,13 +88,16 @@ class TelegramBot:
         typed = commands.parse(update.effective_message.text or "")
         if not typed.for_bot(context.bot.username):
             return
+        command = commands.find(storable(typed.name).casefold())
+        needs_admin = command is not None and groups.admin_only(command, storable(typed.args).strip())
+        user = await self.asking(update, needs_admin)
         if typed.name.casefold() == "import" and imports.is_job(typed.args):
             if imports.holds_secret(typed.args):  # a Zotero key: gone from the chat before it is used
                 await self.delete(update.effective_message)
-            self.start_import(context, update, self.chat.command, self.user_of(update), typed.name, typed.args,
+            self.start_import(context, update, self.chat.command, user, typed.name, typed.args,
                               self.progress(update))
             return
-        replies = await asyncio.to_thread(self.chat.command, self.user_of(update), typed.name, typed.args)
+        replies = await asyncio.to_thread(self.chat.command, user, typed.name, typed.args)
         await self.reply(update, replies)
 
     def start_import(self, context: ContextTypes.DEFAULT_TYPE, update: Update, job, *args) -> None:
@@ -98,7 +110,10 @@ class TelegramBot:
         context.application.create_task(run(), update=update)  # a failure reaches on_error
 
     async def on_document(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """A file: a library to import (BibTeX, RIS, CSL-JSON), refused unread when too big."""
+        """A file: a library to import (BibTeX, RIS, CSL-JSON), refused unread when too big. Files
+        shared in a group are the members' own business."""
+        if self.user_of(update).kind != "private":
+            return
         document = update.effective_message.document
         name = document.file_name or "your file"
         problem = too_big(document.file_size or 0)
@@ -143,17 +158,23 @@ class TelegramBot:
         await self.reply(update, replies)
 
     async def on_other(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """Stickers, photos, files: say what feedbot understands."""
+        """Stickers, photos, files: say what feedbot understands (in a private chat only)."""
+        if self.user_of(update).kind != "private":
+            return
         await self.reply(update, [Reply("I only understand text and commands: send /help.")])
 
     async def on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A 👍/👎 or settings button. The vote is committed before the query is answered."""
         query = update.callback_query
-        answer: Answer = await asyncio.to_thread(
-            self.chat.button, self.user_of(update), query.data or "", keyboard_of(query.message)
-        )
+        kind = (query.data or "").partition(":")[0]
+        user = await self.asking(update, groups.admin_only_button(kind))
+        answer: Answer = await asyncio.to_thread(self.chat.button, user, query.data or "", keyboard_of(query.message))
         # CallbackQueries need to be answered, even with no notice, or the client shows a spinner.
         await query.answer(answer.notice or None, show_alert=answer.alert)
+        if user.kind != "private" and kind == "v" and answer.keyboard is not None and query.message is not None:
+            await self.redraws.run((query.message.chat.id, query.message.message_id),
+                                   lambda: self.redraw_counts(user, query))
+            return
         try:
             if answer.text is not None:
                 await query.edit_message_text(answer.text, reply_markup=keyboard_markup(answer.keyboard))
@@ -165,6 +186,40 @@ class TelegramBot:
                 log.info("could not edit message after button press: %s", exc)
         if answer.replies:
             await self.reply(update, answer.replies)
+
+    async def redraw_counts(self, user: User, query) -> None:
+        """A group digest's buttons with the members' counts as stored now."""
+        keyboard = await asyncio.to_thread(groups.redraw, self.chat, user, keyboard_of(query.message))
+        if keyboard is None:
+            return
+        try:
+            await query.edit_message_reply_markup(keyboard_markup(keyboard))
+        except TelegramError as exc:  # the counts are stored: the next tap draws them again
+            if not is_not_modified(exc):
+                log.info("could not redraw the counts in chat %s: %s", user.chat_id, exc)
+
+    async def on_my_chat_member(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """The bot added to a group (a greeting saying how to start), or removed from a group or
+        channel (its subscription stops), or blocked in a private chat (no more digests)."""
+        change = update.my_chat_member
+        kind = telegram_groups.chat_kind(change.chat.type)
+        now, before = change.new_chat_member.status, change.old_chat_member.status
+        if now in telegram_groups.GONE:
+            if kind == "private":
+                await asyncio.to_thread(mark_blocked, self.chat, change.chat.id)
+            else:
+                await asyncio.to_thread(telegram_groups.chat_left, self.chat.engine, change.chat.id)
+        elif kind == "group" and before in telegram_groups.GONE:
+            name = escape(context.bot.username)
+            await self.reply(update, [Reply(
+                "Hello! I post the few new research papers a group most likely wants, and learn from "
+                f"its members' 👍/👎. An administrator starts me with /start@{name}.")])
+
+    async def on_migrate(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """The group became a supergroup: the same subscription under the new chat id."""
+        moved = telegram_groups.migration_of(update)
+        if moved is not None:
+            await asyncio.to_thread(telegram_groups.chat_migrated, self.chat.engine, *moved)
 
     async def on_forged_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Callback data we never sent: answer it, change nothing."""
@@ -242,7 +297,11 @@ def build_application(settings: Settings, chat: Chat, timeout: float = 15.0, max
     application.bot_data["feedbot"] = handlers
     # New messages only: an edited message would run its command, or answer a question, again.
     new = filters.UpdateType.MESSAGE
+    application.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, handlers.on_migrate))
+    application.add_handler(ChatMemberHandler(handlers.on_my_chat_member, ChatMemberHandler.MY_CHAT_MEMBER))
     application.add_handler(MessageHandler(new & filters.COMMAND, handlers.on_command))
+    # A channel's posts are its administrators': its commands are answered in the channel.
+    application.add_handler(MessageHandler(filters.UpdateType.CHANNEL_POST & filters.COMMAND, handlers.on_command))
     application.add_handler(MessageHandler(new & filters.TEXT & ~filters.COMMAND, handlers.on_text))
     application.add_handler(CallbackQueryHandler(handlers.on_button, pattern=BUTTON_DATA))
     application.add_handler(CallbackQueryHandler(handlers.on_forged_button))

@@ -18,20 +18,27 @@ if TYPE_CHECKING:
 MAX_ROW_ID = 2**31 - 1  # the integer primary keys' range on PostgreSQL
 
 
-def vote_press(turn: Turn, data: str, keyboard: list[list[Button]]) -> Answer:
-    """`PAPER_ID:+` or `PAPER_ID:-` pressed on a message showing `keyboard`."""
+def pressed(turn: Turn, data: str, numbered: list[tuple[int, int]]) -> tuple[int, int]:
+    """(paper id, +1 or -1) of `PAPER_ID:+` or `PAPER_ID:-` pressed on a message numbering
+    `numbered`; a paper that message shows is recorded as shown (a /search result)."""
     paper, _, sign = data.partition(":")
     paper_id = whole_number(paper, 1, MAX_ROW_ID)  # ids past the column's range were never shown
     if paper_id is None:
         raise UserError("That paper was not shown to you, so I can't record a vote for it.")
-    numbered = numbered_papers(keyboard)
     on_message = any(pid == paper_id for _, pid in numbered) and turn.session.get(Paper, paper_id) is not None
     if on_message and not subscribers.was_shown(turn.session, turn.subscriber, paper_id):
         # A /search result: the pressed message shows it (Telegram hands back our own message), but
         # /search records nothing. Rated, it is seen: no digest picks it for them later.
         subscribers.record_shown(turn.session, turn.subscriber, [(paper_id, 0.0, "search")], "search",
                                  now=turn.chat.clock())
-    result = subscribers.vote(turn.session, turn.subscriber, paper_id, 1 if sign == "+" else -1, turn.chat.clock())
+    return paper_id, 1 if sign == "+" else -1
+
+
+def vote_press(turn: Turn, data: str, keyboard: list[list[Button]]) -> Answer:
+    """`PAPER_ID:+` or `PAPER_ID:-` pressed on a message showing `keyboard`."""
+    numbered = numbered_papers(keyboard)
+    paper_id, value = pressed(turn, data, numbered)
+    result = subscribers.vote(turn.session, turn.subscriber, paper_id, value, turn.chat.clock())
     turn.session.flush()
     numbered = numbered or [(1, result.paper_id)]
     votes = subscribers.votes_on(turn.session, turn.subscriber, [pid for _, pid in numbered])

@@ -286,7 +286,8 @@ def recorded_digest(session: Session, subscriber: Subscriber, row: Delivery,
         )
     ]
     listed_on = recommend.latest_listing(session, row.local_date)
-    digest = digests.Digest(subscriber.id, row.local_date, listed_on, picks, paper_link=paper_link)
+    digest = digests.Digest(subscriber.id, row.local_date, listed_on, picks, paper_link=paper_link,
+                            kind=subscriber.kind)
     if not picks:
         digest.empty_reason = digests.empty_reason(session, subscriber, row.local_date, listed_on)
     return digest

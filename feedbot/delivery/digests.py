@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from feedbot.config import Settings
 from feedbot.delivery import reasons, schedule
-from feedbot.delivery.messages import Reply, escape, paper_item, split_items, vote_row
+from feedbot.delivery.messages import Reply, count_row, escape, paper_item, split_items, vote_row
 from feedbot.ranking import recommend
 from feedbot.ranking.textmodel import TextModel
 from feedbot.store import subscribers
@@ -32,6 +32,7 @@ class Digest:
     picks: list[recommend.Pick] = field(default_factory=list)
     empty_reason: str = ""
     paper_link: str = DEFAULT_PAPER_LINK  # FEEDBOT_PAPER_LINK: where a title without a URL points
+    kind: str = "private"  # the subscriber's: a group's or channel's buttons count its members' votes
 
 
 def empty_reason_code(session: Session, subscriber: Subscriber, day: date, listed_on: date | None) -> str:
@@ -74,7 +75,8 @@ def build(session: Session, model: TextModel | None, subs: list[Subscriber], now
                                     settings.vote_half_life_days) if active and model else {}
         listed_on = recommend.latest_listing(session, day)
         for subscriber in group:
-            digest = Digest(subscriber.id, day, listed_on, picks.get(subscriber.id, []), paper_link=settings.paper_link)
+            digest = Digest(subscriber.id, day, listed_on, picks.get(subscriber.id, []), paper_link=settings.paper_link,
+                            kind=subscriber.kind)
             if not digest.picks:
                 digest.empty_reason = empty_reason(session, subscriber, day, listed_on)
             out[subscriber.id] = digest
@@ -125,11 +127,13 @@ def render(digest: Digest, votes: dict[int, int] | None = None, after: int = 0) 
         return [Reply(f"<b>📚 feedbot · {day}</b>\nNo papers for you today: {escape(digest.empty_reason)}.")]
     count = len(digest.picks)
     listed = f" from the listing of {digest.listed_on:%d %b}" if digest.listed_on else ""
-    header = f"<b>📚 feedbot · {day}</b>\n{count} pick{'s' if count != 1 else ''} for you{listed}. " \
-             f"Tap 👍/👎 to teach me."
+    audience, teach = ("you", "Tap 👍/👎 to teach me.") if digest.kind == "private" else \
+        (f"this {digest.kind}", "Tap 👍/👎: every member's vote counts.")
+    header = f"<b>📚 feedbot · {day}</b>\n{count} pick{'s' if count != 1 else ''} for {audience}{listed}. {teach}"
     items = [
         (paper_item(f"{n}.", pick.paper, digest.paper_link, abstract_chars=260, why=pick.why),
-         vote_row(n, pick.paper_id, votes.get(pick.paper_id, 0)))
+         vote_row(n, pick.paper_id, votes.get(pick.paper_id, 0)) if digest.kind == "private"
+         else count_row(n, pick.paper_id, 0, 0))
         for n, pick in enumerate(digest.picks, 1) if n > after
     ]
     if after:

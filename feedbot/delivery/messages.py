@@ -14,6 +14,7 @@ from feedbot.store.papers import links_of
 MAX_TEXT = 4096  # Telegram's limit for one message, in UTF-16 units of its text (see `telegram_length`)
 MAX_CALLBACK_BYTES = 64  # Telegram's limit for a button's callback data
 VOTE_DATA = re.compile(r"^v:([0-9]{1,12}):([+-])$")
+COUNT_LABEL = re.compile(r"^([0-9]{1,3})\. ")
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,11 @@ def vote_row(number: int, paper_id: int, vote: int) -> list[Button]:
     ]
 
 
+def count_row(number: int, paper_id: int, up: int, down: int) -> list[Button]:
+    """👍/👎 for one pick of a group's or channel's digest: how many members tapped each, never who."""
+    return [Button(f"{number}. 👍 {up}", f"v:{paper_id}:+"), Button(f"👎 {down}", f"v:{paper_id}:-")]
+
+
 def vote_keyboard(numbered: list[tuple[int, int]], votes: dict[int, int]) -> list[list[Button]]:
     """Rows of 👍/👎 for (number, paper id) pairs."""
     return [vote_row(number, pid, votes.get(pid, 0)) for number, pid in numbered]
@@ -130,7 +136,8 @@ def numbered_papers(keyboard: list[list[Button]]) -> list[tuple[int, int]]:
     for row in keyboard:
         match = VOTE_DATA.match(row[0].data) if row else None
         if match:
-            number = row[0].label.rsplit(" ", 1)[-1]
+            lead = COUNT_LABEL.match(row[0].label)  # a group's `3. 👍 2`, else a person's `👍 3`
+            number = lead.group(1) if lead else row[0].label.rsplit(" ", 1)[-1]
             out.append((int(number) if number.isascii() and number.isdecimal() else len(out) + 1, int(match.group(1))))
     return out
 

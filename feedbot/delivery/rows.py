@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from feedbot.clock import utcnow
 from feedbot.delivery.ownership import as_utc, this_process
+from feedbot.store import groups
 from feedbot.store.db import insert_for
 from feedbot.store.models import Delivery, Shown, Subscriber
 
@@ -114,7 +115,13 @@ def release_unsent(session: Session, delivery_id: int, maybe_sent: int = 0) -> i
 
 
 def move_chat(session: Session, delivery_id: int, chat_id: int) -> None:
-    """The subscriber's group became a supergroup: its digests go to the new chat id from now on."""
+    """The subscriber's group became a supergroup: its digests go to the new chat id from now on
+    (a group subscriber is known by its chat id, so it moves whole: `groups.migrate`)."""
+    subscriber_id = session.scalar(select(Delivery.subscriber_id).where(Delivery.id == delivery_id))
+    subscriber = session.get(Subscriber, subscriber_id) if subscriber_id is not None else None
+    if subscriber is not None and subscriber.kind != "private":
+        groups.migrate(session, subscriber.telegram_id, chat_id)
+        return
     session.execute(update(Subscriber).where(
         Subscriber.id == select(Delivery.subscriber_id).where(Delivery.id == delivery_id).scalar_subquery()
     ).values(chat_id=chat_id))

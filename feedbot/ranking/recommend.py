@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, defer
 
-from feedbot.ranking import rank, reasons
+from feedbot.ranking import members, rank, reasons
 from feedbot.ranking.textmodel import TextModel
 from feedbot.store.db import chunks
 from feedbot.store.models import Interest, Listing, Mute, Paper, Shown, Subscriber, Vote
@@ -211,7 +211,7 @@ def recommend(
 class _Own:
     """What the subscribers being ranked have: votes, interests (text and vectors), mutes, papers seen."""
 
-    votes: dict[int, list[tuple[int, int, datetime]]]
+    votes: dict[int, list[tuple[int, float, datetime]]]  # (paper, ±1 or a group's weight, when)
     interests: dict[int, list[str]]
     interest_vectors: dict[int, sp.csr_matrix]
     muted: dict[int, list[str]]
@@ -228,6 +228,9 @@ def _read_subscribers(session: Session, ids: list[int], pool: list[Paper]) -> _O
             own.votes[sid].append((pid, value, when))
             if pid in column_of:
                 own.excluded[sid].add(column_of[pid])
+        for sid, weighted in members.group_votes(session, chunk).items():  # a group's: its members' votes
+            own.votes[sid] += weighted
+            own.excluded[sid].update(column_of[pid] for pid, _, _ in weighted if pid in column_of)
         for sid, text in session.execute(
             select(Interest.subscriber_id, Interest.text).where(Interest.subscriber_id.in_(chunk)).order_by(Interest.id)
         ):
@@ -280,8 +283,9 @@ def _taste(subscriber: Subscriber, own: _Own, community: Community, pool: list[P
     """One subscriber's ranking inputs against the shared tables (holding every paper they voted on)."""
     own_votes = own.votes[subscriber.id]
     weights = _decay(now, [w for _, _, w in own_votes], half_life_days)
-    liked = [(community.row_of[p], d) for (p, v, _), d in zip(own_votes, weights, strict=True) if v > 0]
-    disliked = [(community.row_of[p], d) for (p, v, _), d in zip(own_votes, weights, strict=True) if v < 0]
+    # A vote weighs ±1; a group's paper weighs as much as its members' votes make it (`members`).
+    liked = [(community.row_of[p], d * abs(v)) for (p, v, _), d in zip(own_votes, weights, strict=True) if v > 0]
+    disliked = [(community.row_of[p], d * abs(v)) for (p, v, _), d in zip(own_votes, weights, strict=True) if v < 0]
     blocked = set(own.excluded[subscriber.id])
     pattern = mute_pattern(own.muted[subscriber.id])
     if pattern is not None:

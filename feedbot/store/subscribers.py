@@ -20,7 +20,18 @@ from sqlalchemy.orm import Session
 from feedbot.clock import parse_hhmm, utcnow
 from feedbot.numbers import whole_number
 from feedbot.store.db import insert_for
-from feedbot.store.models import Delivery, Import, Interest, Mute, Paper, Shown, Subscriber, Vote, VoteCounter
+from feedbot.store.models import (
+    Delivery,
+    Import,
+    Interest,
+    MemberVote,
+    Mute,
+    Paper,
+    Shown,
+    Subscriber,
+    Vote,
+    VoteCounter,
+)
 from feedbot.store.textmatch import could_match
 
 MAX_INTERESTS = 10
@@ -45,14 +56,16 @@ def lock(session: Session, subscriber: Subscriber) -> Subscriber | None:
                           .execution_options(populate_existing=True))
 
 
-def subscribe(session: Session, telegram_id: int, chat_id: int, name: str = "") -> tuple[Subscriber, bool]:
-    """Create the subscriber, or reactivate a stopped/blocked one (nothing of theirs is wiped)."""
+def subscribe(session: Session, telegram_id: int, chat_id: int, name: str = "",
+              kind: str = "private") -> tuple[Subscriber, bool]:
+    """Create the subscriber, or reactivate a stopped/blocked one (nothing of theirs is wiped).
+    A group or channel (`kind`) is subscribed under its chat id."""
     subscriber = get(session, telegram_id)
     if subscriber is None:
         insert = insert_for(session)
         session.execute(insert(Subscriber).values(
             telegram_id=telegram_id, chat_id=chat_id, name=name[:255], state="active", timezone="UTC",
-            send_time="08:00", digest_size=5, frequency="daily", created_at=utcnow(),
+            send_time="08:00", digest_size=5, frequency="daily", created_at=utcnow(), kind=kind,
         ).on_conflict_do_nothing(index_elements=["telegram_id"]))
         return get(session, telegram_id), True
     subscriber.state, subscriber.chat_id = "active", chat_id
@@ -266,7 +279,7 @@ def stop(subscriber: Subscriber) -> None:
 
 def delete_everything(session: Session, subscriber: Subscriber) -> None:
     """Erase every row about the subscriber, in every table (children first, for any backend)."""
-    for table in (Shown, Vote, Import, Delivery, Interest, Mute):
+    for table in (Shown, Vote, MemberVote, Import, Delivery, Interest, Mute):
         session.execute(delete(table).where(table.subscriber_id == subscriber.id))
     session.execute(delete(Subscriber).where(Subscriber.id == subscriber.id))
     votes_changed(session)
