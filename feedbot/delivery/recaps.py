@@ -319,5 +319,5 @@ def _finish(engine: Engine, recap_id: int, status: str, now: datetime, ids: list
 
 def status_lines(session: Session, now: datetime) -> Iterator[str]:
     """For `feedbot status`: the recaps of the last 7 days by outcome."""
-    states = Counter(session.scalars(select(Recap.status).where(Recap.claimed_at >= now - WEEK)))
+    states = Counter(session.scalars(select(Recap.status).where(Recap.claimed_at > now - WEEK)))
     yield "recaps this week: " + (", ".join(f"{k} {v}" for k, v in sorted(states.items())) or "none")
