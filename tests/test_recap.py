@@ -193,6 +193,24 @@ def test_readers_favourites_need_three_distinct_readers_and_exclude_imports(seed
         assert content.imported == 2
 
 
+def test_a_group_gets_the_recap_of_its_members_votes(seeded, settings, clock):
+    group = add_subscriber(seeded, -1003, kind="group")
+    kept, split, old = paper_ids(seeded, "graph", 3)
+    with transaction(seeded) as session:
+        session.add_all(MemberVote(subscriber_id=group, paper_id=pid, member_id=m, value=v, voted_at=at)
+                        for pid, m, v, at in ((kept, 1, 1, THIS_WEEK), (kept, 2, 1, THIS_WEEK),
+                                              (split, 1, 1, THIS_WEEK), (split, 2, -1, THIS_WEEK),
+                                              (old, 1, 1, EARLIER)))
+    with Session(seeded) as session:
+        assert [(s.id, week.isoformat()) for s, week in recaps.due(session, clock.now)] == [(group, "2026-03-09")]
+        model = ModelCache(settings.model_dir).get(session)
+        content = recaps.build(session, model, session.get(Subscriber, group), clock.now, settings, {})
+        assert [p.id for p in content.liked] == [kept]
+        text = "\n".join(r.text for r in recaps.render(content))
+        assert "this chat's week to Sun 15 Mar" in text and "This chat liked" in text
+        assert escape(title(seeded, kept)) in text and escape(title(seeded, split)) not in text
+
+
 votes = st.lists(st.tuples(st.integers(0, 6), st.integers(0, 7), st.sampled_from([1, 1, 1, -1]),
                            st.booleans(), st.sampled_from(["tap", "tap", "import"])), max_size=60)
 member_votes = st.lists(st.tuples(st.integers(0, 7), st.integers(1, 4), st.sampled_from([1, -1]), st.booleans()),

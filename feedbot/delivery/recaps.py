@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Engine, exists, select, update
+from sqlalchemy import Engine, and_, case, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from feedbot.config import Settings
@@ -65,26 +65,30 @@ def due_sunday(subscriber: Subscriber, now: datetime) -> date | None:
 
 
 def due(session: Session, now: datetime) -> list[tuple[Subscriber, date]]:
-    """(subscriber, week) for everyone whose recap is due now and not yet claimed for that week."""
+    """(subscriber, week) for everyone whose recap is due now and not yet claimed for that week.
+    Only zones where it is Sunday, or Monday after one, are read, and only subscribers who want a
+    recap and have none for that week: on other days this is one small query."""
     zones = session.scalars(select(Subscriber.timezone).where(Subscriber.state == "active").distinct()).all()
-    near = [name for name in zones
-            if SUNDAY in {(now.astimezone(schedule.zone(name)) - timedelta(days=d)).weekday() for d in (0, 1)}]
-    if not near:
+    weeks = {}
+    for name in zones:
+        today = now.astimezone(schedule.zone(name)).date()
+        sunday = today if today.weekday() == SUNDAY else today - timedelta(days=1)
+        if sunday.weekday() == SUNDAY:
+            weeks[name] = week_of(sunday)
+    if not weeks:
         return []
+    week = case(weeks, value=Subscriber.timezone)
+    taken = exists().where(Recap.subscriber_id == Subscriber.id, Recap.week == week)
+    wanted = or_(Subscriber.recap.is_(True), and_(Subscriber.recap.is_(None), Subscriber.frequency == "weekly"))
     out = []
-    for chunk in chunks(near, 900):
+    for chunk in chunks(sorted(weeks), 900):
         for subscriber in session.scalars(select(Subscriber).where(
-                Subscriber.state == "active", Subscriber.timezone.in_(chunk)).order_by(Subscriber.id)):
+                Subscriber.state == "active", Subscriber.timezone.in_(chunk), wanted, ~taken)
+                .order_by(Subscriber.id)):
             sunday = due_sunday(subscriber, now)
-            if sunday is not None and subscribers.recap_on(subscriber) \
-                    and not subscribers.is_paused(subscriber, sunday):
+            if sunday is not None and not subscribers.is_paused(subscriber, sunday):
                 out.append((subscriber, week_of(sunday)))
-    weeks = {week for _, week in out}
-    taken = set()
-    for chunk in chunks([s.id for s, _ in out], 900):
-        taken |= set(session.execute(select(Recap.subscriber_id, Recap.week).where(
-            Recap.subscriber_id.in_(chunk), Recap.week.in_(weeks))).all())
-    return [(s, week) for s, week in out if (s.id, week) not in taken]
+    return out
 
 
 def claim(session: Session, subscriber_id: int, week: date, now: datetime) -> int | None:
@@ -112,6 +116,8 @@ class Content:
     popular: list[tuple[Paper, int]] = field(default_factory=list)  # (paper, distinct readers)
     moved: drift.Drift = field(default_factory=lambda: drift.Drift([], []))
     paper_link: str = ""
+    group: bool = False  # a group's or channel's recap: of its members' votes
+
 
     @property
     def empty(self) -> bool:
@@ -166,7 +172,7 @@ def build(session: Session, model: TextModel | None, subscriber: Subscriber, now
     """The recap for `subscriber` now; `popular` is `readers_likes` of the week (shared by everyone)."""
     since = now - WEEK
     sunday = due_sunday(subscriber, now) or schedule.local_date(subscriber, now)
-    content = Content(sunday, paper_link=settings.paper_link)
+    content = Content(sunday, paper_link=settings.paper_link, group=subscriber.kind != "private")
     week_likes, content.imported = _own_likes(session, subscriber, since)
     imported_ids = set(session.scalars(select(Vote.paper_id).where(
         Vote.subscriber_id == subscriber.id, Vote.origin == "import", Vote.voted_at >= since)))
@@ -209,29 +215,31 @@ def _group_likes_before(session: Session, subscriber: Subscriber, since: datetim
 
 def render(content: Content) -> list[Reply]:
     """The recap as messages (one unless it is very long)."""
-    header = f"<b>🗓 feedbot · your week to {content.sunday:%a %d %b}</b>"
+    you, your = ("this chat", "this chat's") if content.group else ("you", "your")
+    header = f"<b>🗓 feedbot · {your} week to {content.sunday:%a %d %b}</b>"
     items: list[tuple[str, list]] = []
     if content.liked:
         lines = [paper_item(f"{n}.", paper, content.paper_link, byline=False)
                  for n, paper in enumerate(content.liked[:LIKED_SHOWN], 1)]
         more = len(content.liked) - LIKED_SHOWN
-        items.append(("<b>You liked</b>\n" + "\n".join(lines)
+        items.append((f"<b>{you.capitalize()} liked</b>\n" + "\n".join(lines)
                       + (f"\n…and {more} more: /liked" if more > 0 else ""), []))
     else:
-        items.append(("You liked no new paper this week.", []))
+        items.append((f"{you.capitalize()} liked no new paper this week.", []))
     if content.imported:
-        items.append((f"Your library import added {content.imported} 👍 this week.", []))
+        items.append((f"{your.capitalize()} library import added {content.imported} 👍 this week.", []))
     if content.popular:
         lines = [paper_item(f"{n}.", paper, content.paper_link, byline=False) + f"\n<i>liked by {readers} readers</i>"
                  for n, (paper, readers) in enumerate(content.popular, 1)]
-        items.append(("<b>Readers' favourites you were not shown</b>\n" + "\n".join(lines), []))
+        missed = "not shown here" if content.group else "you were not shown"
+        items.append((f"<b>Readers' favourites {missed}</b>\n" + "\n".join(lines), []))
     if content.moved.gained or content.moved.faded:
         words = []
         if content.moved.gained:
             words.append("more " + ", ".join(f"“{escape(t)}”" for t in content.moved.gained))
         if content.moved.faded:
             words.append("less " + ", ".join(f"“{escape(t)}”" for t in content.moved.faded))
-        items.append(("<b>How your profile moved</b>\n" + "; ".join(words) + ".", []))
+        items.append((f"<b>How {your} profile moved</b>\n" + "; ".join(words) + ".", []))
     items.append(("<i>/recap off stops these.</i>", []))
     return split_items(header, items)
 
