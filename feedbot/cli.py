@@ -236,7 +236,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     """Show the database, papers, dumps, the model, whether a worker is alive, stuck and uncertain
     deliveries, and why each subscriber has no digest today. --check: exit 1 when something is wrong."""
-    from feedbot.delivery import inventory, status
+    from feedbot.delivery import inventory, recaps, status
     from feedbot.library import jobs
 
     engine = _engine(settings, migrated=False)
@@ -254,7 +254,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
               f"inbox:    {settings.inbox}")
         now = utcnow()
         print(*inventory.papers_report(session), *status.worker_report(session, now),
-              *status.delivery_report(session, now), *jobs.status_lines(session),
+              *status.delivery_report(session, now), *recaps.status_lines(session, now), *jobs.status_lines(session),
               inventory.model_report(settings.model_dir), sep="\n")
     return 0
 

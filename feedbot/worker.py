@@ -35,7 +35,7 @@ from feedbot import webhook
 from feedbot.chat import telegram
 from feedbot.clock import utcnow
 from feedbot.config import Settings
-from feedbot.delivery import heartbeat, runs
+from feedbot.delivery import heartbeat, recaps, runs
 from feedbot.delivery.pacing import Pacer
 from feedbot.delivery.sweep import DigestSweep
 from feedbot.ranking.textmodel import ModelCache
@@ -134,6 +134,11 @@ class Worker:
     async def sweep_digests(self) -> Counter:
         return await self.digests.run()
 
+    async def sweep_recaps(self) -> Counter:
+        """Send the Sunday recaps due now (feedbot.delivery.recaps), each once."""
+        return await recaps.sweep(self.engine, self.settings, self.bot, self.models, self.clock, self.pacer,
+                                  self.stopping)
+
     async def sweep_inbox(self) -> list[ingest.IngestReport]:
         """Ingest the inbox, then refit whenever the corpus moved on, whoever ingested (this
         sweep, the CLI, another host): the model is versioned by the corpus."""
@@ -170,6 +175,7 @@ class Worker:
         return [
             (self.sweep_inbox, self.settings.ingest_every_minutes, "inbox"),
             (self.sweep_digests, 1, "digests"),
+            (self.sweep_recaps, 1, "recaps"),
             (self.beat, heartbeat.EVERY.total_seconds() / 60, "heartbeat"),
         ] + ([(self.sweep_sources, SOURCES_EVERY_MINUTES, "sources")] if self.settings.sources else [])
 

@@ -63,6 +63,7 @@ COMMANDS: list[Command] = [
     Command("import", "your library (.bib, .ris, ids, Zotero) as your profile", None),  # a job: Chat.command
     Command("mute", "never show papers with a word", interests.mute, with_args),
     Command("unmute", "show them again", interests.unmute, with_args),
+    Command("recap", "the Sunday recap of your week: /recap on or off", settings.recap, with_args),
     Command("pause", "pause digests, e.g. /pause 14", settings.pause),
     Command("resume", "restart paused digests", settings.resume),
     Command("status", "when your next digest comes", settings.status, never),

@@ -1,4 +1,4 @@
-"""When and how digests come: /time, /timezone, /size, /frequency, the /settings view and its
+"""When and how digests come: /time, /timezone, /size, /frequency, /recap, the /settings view and its
 buttons, /pause, /resume, /status, /stop and /delete."""
 
 from __future__ import annotations
@@ -41,6 +41,20 @@ def size(turn: Turn, args: str) -> list[Reply]:
 def frequency(turn: Turn, args: str) -> list[Reply]:
     subscribers.set_frequency(turn.subscriber, args)
     return [Reply(f"Digests will come <b>{turn.subscriber.frequency}</b>. {next_line(turn)}")]
+
+
+def recap(turn: Turn, args: str) -> list[Reply]:
+    """/recap shows whether the Sunday recap comes; /recap on|off sets it."""
+    subscriber = turn.subscriber
+    if args:
+        subscribers.set_recap(subscriber, args)
+    on = subscribers.recap_on(subscriber)
+    why = " (the default with " + ("weekly digests)" if on else f"{subscriber.frequency} digests)") \
+        if subscriber.recap is None else ""
+    state = "on" if on else "off"
+    return [Reply(f"The Sunday recap is <b>{state}</b>{why}: on Sundays at {subscriber.send_time}, what you "
+                  "liked this week, readers' favourites you were not shown and how your profile moved. "
+                  f"/recap {'off' if on else 'on'} to turn it {'off' if on else 'on'}.")]
 
 
 def show(turn: Turn, args: str) -> list[Reply]:

@@ -282,7 +282,7 @@ def _taste(subscriber: Subscriber, own: _Own, community: Community, pool: list[P
            half_life_days: float, sizes: dict[int, int] | None) -> rank.Taste:
     """One subscriber's ranking inputs against the shared tables (holding every paper they voted on)."""
     own_votes = own.votes[subscriber.id]
-    weights = _decay(now, [w for _, _, w in own_votes], half_life_days)
+    weights = decay(now, [w for _, _, w in own_votes], half_life_days)
     # A vote weighs ±1; a group's paper weighs as much as its members' votes make it (`members`).
     liked = [(community.row_of[p], d * abs(v)) for (p, v, _), d in zip(own_votes, weights, strict=True) if v > 0]
     disliked = [(community.row_of[p], d * abs(v)) for (p, v, _), d in zip(own_votes, weights, strict=True) if v < 0]
@@ -302,7 +302,7 @@ def _taste(subscriber: Subscriber, own: _Own, community: Community, pool: list[P
     )
 
 
-def _decay(now: datetime, when: list[datetime], half_life_days: float) -> list[float]:
+def decay(now: datetime, when: list[datetime], half_life_days: float) -> list[float]:
     """Each vote's weight, halving every `half_life_days`, relative to the subscriber's newest vote.
 
     Profiles are weighted means, so only the ratios matter; measuring ages from the newest vote

@@ -10,6 +10,7 @@ from datetime import date, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Date,
     DateTime,
@@ -110,6 +111,8 @@ class Subscriber(Base):
     # A person's private chat, or a group or channel served as one subscriber (telegram_id is then
     # the chat's id): its members' votes are in member_votes, never in their private profiles.
     kind: Mapped[str] = mapped_column(String(16), default="private", server_default="private")
+    # The Sunday recap: None follows the default (on for weekly digests), True/False once set by /recap.
+    recap: Mapped[bool | None] = mapped_column(Boolean)
 
     __table_args__ = (
         CheckConstraint("state IN ('active', 'stopped', 'blocked')", name="state"),
@@ -227,6 +230,27 @@ class Delivery(Base):
             "status IN ('claimed', 'sending', 'sent', 'failed', 'blocked', 'uncertain', 'skipped', 'empty')",
             name="status",
         ),
+    )
+
+
+class Recap(Base):
+    """One weekly recap for one subscriber's week (the Monday it starts, local): claimed before it is
+    sent, so zone changes and restarts never send a week's recap twice."""
+
+    __tablename__ = "recaps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    week: Mapped[date] = mapped_column(Date, index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    message_ids: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "week"),
+        CheckConstraint("status IN ('claimed', 'sent', 'empty', 'failed', 'blocked')", name="status"),
     )
 
 

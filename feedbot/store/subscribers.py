@@ -27,6 +27,7 @@ from feedbot.store.models import (
     MemberVote,
     Mute,
     Paper,
+    Recap,
     Shown,
     Subscriber,
     Vote,
@@ -253,6 +254,19 @@ def set_frequency(subscriber: Subscriber, text: str) -> str:
     return value
 
 
+def recap_on(subscriber: Subscriber) -> bool:
+    """Whether the Sunday recap comes: as set by /recap, else only with weekly digests."""
+    return subscriber.frequency == "weekly" if subscriber.recap is None else subscriber.recap
+
+
+def set_recap(subscriber: Subscriber, text: str) -> bool:
+    value = text.strip().casefold()
+    if value not in ("on", "off"):
+        raise UserError("Send /recap on or /recap off (/recap alone says which it is).")
+    subscriber.recap = value == "on"
+    return subscriber.recap
+
+
 def pause(subscriber: Subscriber, days: str, today: date) -> date | None:
     """Pause for N days (vacation mode: resumes by itself), or until /resume without N."""
     if days.strip():
@@ -279,7 +293,7 @@ def stop(subscriber: Subscriber) -> None:
 
 def delete_everything(session: Session, subscriber: Subscriber) -> None:
     """Erase every row about the subscriber, in every table (children first, for any backend)."""
-    for table in (Shown, Vote, MemberVote, Import, Delivery, Interest, Mute):
+    for table in (Shown, Vote, MemberVote, Import, Delivery, Recap, Interest, Mute):
         session.execute(delete(table).where(table.subscriber_id == subscriber.id))
     session.execute(delete(Subscriber).where(Subscriber.id == subscriber.id))
     votes_changed(session)

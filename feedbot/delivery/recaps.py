@@ -1,0 +1,331 @@
+"""The Sunday recap: once a week, at the subscriber's digest time on Sunday in their zone, one
+message: what they liked this week, what feedbot's readers liked most this week that they were not
+shown, and how their profile moved (ranking.drift). "This week" is the 7 days before it is built.
+
+Exactly once: a `recaps` row unique on (subscriber, week) — the week is the Monday that starts the
+subscriber's local week — is claimed with INSERT … ON CONFLICT DO NOTHING before anything is sent,
+so a zone change or a restart finds the week taken. A crash between the claim and the send leaves
+the row `claimed`: that week's recap may be lost, never doubled. Like a digest, it is due from the
+delivery time until LATE_WINDOW after it, and not while the subscriber is paused.
+
+Readers' likes are shown only for papers at least MIN_READERS distinct readers liked this week, so
+no one's like is ever revealed alone. A reader is a private subscriber whose 👍 was tapped this week
+(a library import is not a like of this week), or a group or channel whose members' votes this week
+on the paper net positive (ranking.groups): the group is one reader, as it is one profile, and its
+members are not counted one by one (a member may be a private subscriber too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import Engine, and_, case, exists, or_, select, update
+from sqlalchemy.orm import Session
+
+from feedbot.config import Settings
+from feedbot.delivery import runs, schedule
+from feedbot.delivery.messages import Reply, escape, paper_item, split_items
+from feedbot.delivery.pacing import Pacer
+from feedbot.delivery.telegram_send import Blocked, send_replies
+from feedbot.ranking import drift
+from feedbot.ranking.groups import member_weights
+from feedbot.ranking.textmodel import ModelCache, TextModel
+from feedbot.store import subscribers
+from feedbot.store.db import chunks, insert_for, transaction
+from feedbot.store.models import MemberVote, Paper, Recap, Shown, Subscriber, Vote
+
+log = logging.getLogger(__name__)
+
+WEEK = timedelta(days=7)
+SUNDAY = 6
+MIN_READERS = 3  # distinct readers behind a paper before the recap names it
+POPULAR = 5  # readers' papers listed, at most
+LIKED_SHOWN = 10  # own likes listed, at most (the rest: /liked)
+
+
+def week_of(day: date) -> date:
+    """The Monday that starts `day`'s week: the recap's key."""
+    return day - timedelta(days=day.weekday())
+
+
+def due_sunday(subscriber: Subscriber, now: datetime) -> date | None:
+    """The local Sunday whose recap is due now (from the delivery time until LATE_WINDOW after)."""
+    today = schedule.local_date(subscriber, now)
+    for day in (today - timedelta(days=1), today):
+        if day.weekday() == SUNDAY:
+            start = schedule.send_at(subscriber, day)
+            if start <= now < start + schedule.LATE_WINDOW:
+                return day
+    return None
+
+
+def due(session: Session, now: datetime) -> list[tuple[Subscriber, date]]:
+    """(subscriber, week) for everyone whose recap is due now and not yet claimed for that week.
+    Only zones where it is Sunday, or Monday after one, are read, and only subscribers who want a
+    recap and have none for that week: on other days this is one small query."""
+    zones = session.scalars(select(Subscriber.timezone).where(Subscriber.state == "active").distinct()).all()
+    weeks = {}
+    for name in zones:
+        today = now.astimezone(schedule.zone(name)).date()
+        sunday = today if today.weekday() == SUNDAY else today - timedelta(days=1)
+        if sunday.weekday() == SUNDAY:
+            weeks[name] = week_of(sunday)
+    if not weeks:
+        return []
+    week = case(weeks, value=Subscriber.timezone)
+    taken = exists().where(Recap.subscriber_id == Subscriber.id, Recap.week == week)
+    wanted = or_(Subscriber.recap.is_(True), and_(Subscriber.recap.is_(None), Subscriber.frequency == "weekly"))
+    out = []
+    for chunk in chunks(sorted(weeks), 900):
+        for subscriber in session.scalars(select(Subscriber).where(
+                Subscriber.state == "active", Subscriber.timezone.in_(chunk), wanted, ~taken)
+                .order_by(Subscriber.id)):
+            sunday = due_sunday(subscriber, now)
+            if sunday is not None and not subscribers.is_paused(subscriber, sunday):
+                out.append((subscriber, week_of(sunday)))
+    return out
+
+
+def claim(session: Session, subscriber_id: int, week: date, now: datetime) -> int | None:
+    """Take (subscriber, week): the row's id, or None when that week's recap is someone else's."""
+    return session.execute(
+        insert_for(session)(Recap).values(subscriber_id=subscriber_id, week=week, status="claimed", claimed_at=now)
+        .on_conflict_do_nothing(index_elements=["subscriber_id", "week"]).returning(Recap.id)
+    ).scalar()
+
+
+def finish(session: Session, recap_id: int, status: str, now: datetime, message_ids: list[int] | None = None,
+           error: str | None = None) -> None:
+    session.execute(update(Recap).where(Recap.id == recap_id).values(
+        status=status, finished_at=now, message_ids=",".join(map(str, message_ids or [])) or None,
+        error=error[:2000] if error else None))
+
+
+# --- what a recap says ------------------------------------------------------------------------
+
+@dataclass
+class Content:
+    sunday: date
+    liked: list[Paper] = field(default_factory=list)  # this week's own 👍, oldest first
+    imported: int = 0  # 👍 added by a library import this week (not listed)
+    popular: list[tuple[Paper, int]] = field(default_factory=list)  # (paper, distinct readers)
+    moved: drift.Drift = field(default_factory=lambda: drift.Drift([], []))
+    paper_link: str = ""
+    group: bool = False  # a group's or channel's recap: of its members' votes
+
+
+    @property
+    def empty(self) -> bool:
+        return not (self.liked or self.imported or self.popular or self.moved.gained or self.moved.faded)
+
+
+def readers_likes(session: Session, since: datetime, until: datetime) -> dict[int, int]:
+    """Paper -> distinct readers who liked it between `since` and `until` (see the module's rule)."""
+    readers: dict[int, set[int]] = defaultdict(set)
+    for sid, pid in session.execute(select(Vote.subscriber_id, Vote.paper_id).where(
+            Vote.value == 1, Vote.origin == "tap", Vote.voted_at >= since, Vote.voted_at < until)):
+        readers[pid].add(sid)
+    by_group: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for sid, pid, value in session.execute(select(MemberVote.subscriber_id, MemberVote.paper_id, MemberVote.value)
+                                           .where(MemberVote.voted_at >= since, MemberVote.voted_at < until)):
+        by_group[sid].append((pid, value))
+    for sid, votes in by_group.items():
+        for pid, weight in member_weights(votes).items():
+            if weight > 0:
+                readers[pid].add(sid)
+    return {pid: len(who) for pid, who in readers.items()}
+
+
+def _own_likes(session: Session, subscriber: Subscriber, since: datetime | None) -> tuple[list[drift.Like], int]:
+    """The subscriber's standing likes voted from `since` (None: all), as the profile weighs them, and
+    how many of them a library import added. A group's are its members' net likes."""
+    query = select(Vote.paper_id, Vote.voted_at, Vote.origin).where(Vote.subscriber_id == subscriber.id,
+                                                                    Vote.value == 1)
+    if since is not None:
+        query = query.where(Vote.voted_at >= since)
+    rows = session.execute(query.order_by(Vote.voted_at, Vote.paper_id)).all()
+    likes = [drift.Like(pid, at) for pid, at, _ in rows]
+    imported = sum(origin == "import" for _, _, origin in rows)
+    if subscriber.kind != "private":
+        query = select(MemberVote.paper_id, MemberVote.value, MemberVote.voted_at).where(
+            MemberVote.subscriber_id == subscriber.id)
+        if since is not None:
+            query = query.where(MemberVote.voted_at >= since)
+        votes = session.execute(query).all()
+        latest: dict[int, datetime] = {}
+        for pid, _, at in votes:
+            latest[pid] = max(latest.get(pid, at), at)
+        own = {like.paper_id for like in likes}
+        likes += sorted((drift.Like(pid, latest[pid], weight) for pid, weight in
+                         member_weights((pid, value) for pid, value, _ in votes).items()
+                         if weight > 0 and pid not in own), key=lambda like: (like.at, like.paper_id))
+    return likes, imported
+
+
+def build(session: Session, model: TextModel | None, subscriber: Subscriber, now: datetime, settings: Settings,
+          popular: dict[int, int]) -> Content:
+    """The recap for `subscriber` now; `popular` is `readers_likes` of the week (shared by everyone)."""
+    since = now - WEEK
+    sunday = due_sunday(subscriber, now) or schedule.local_date(subscriber, now)
+    content = Content(sunday, paper_link=settings.paper_link, group=subscriber.kind != "private")
+    week_likes, content.imported = _own_likes(session, subscriber, since)
+    imported_ids = set(session.scalars(select(Vote.paper_id).where(
+        Vote.subscriber_id == subscriber.id, Vote.origin == "import", Vote.voted_at >= since)))
+    liked_ids = [like.paper_id for like in week_likes if like.paper_id not in imported_ids]
+    papers = {p.id: p for chunk in chunks(liked_ids, 900)
+              for p in session.scalars(select(Paper).where(Paper.id.in_(chunk)))}
+    content.liked = [papers[pid] for pid in liked_ids if pid in papers]
+    wanted = sorted((pid for pid, n in popular.items() if n >= MIN_READERS), key=lambda pid: (-popular[pid], pid))
+    if wanted:
+        seen = exists().where(Shown.subscriber_id == subscriber.id, Shown.paper_id == Paper.id)
+        voted = exists().where(Vote.subscriber_id == subscriber.id, Vote.paper_id == Paper.id)
+        member_voted = exists().where(MemberVote.subscriber_id == subscriber.id, MemberVote.paper_id == Paper.id)
+        for chunk in chunks(wanted, 900):
+            found = {p.id: p for p in session.scalars(select(Paper).where(
+                Paper.id.in_(chunk), ~seen, ~voted, ~member_voted))}
+            content.popular += [(found[pid], popular[pid]) for pid in chunk if pid in found]
+            if len(content.popular) >= POPULAR:
+                break
+        content.popular = content.popular[:POPULAR]
+    if model is not None:
+        all_likes, _ = _own_likes(session, subscriber, None)
+        before = [like for like in all_likes if drift.utc(like.at) < since]
+        if subscriber.kind != "private":
+            before = _group_likes_before(session, subscriber, since, all_likes)
+        content.moved = drift.drift(model, session, before, all_likes, since, now, settings.vote_half_life_days)
+    return content
+
+
+def _group_likes_before(session: Session, subscriber: Subscriber, since: datetime,
+                        all_likes: list[drift.Like]) -> list[drift.Like]:
+    """A group's likes as they stood a week ago: its own 👍 then, and its members' votes then, netted."""
+    own = [like for like in all_likes if like.weight == 1.0 and drift.utc(like.at) < since]
+    votes = session.execute(select(MemberVote.paper_id, MemberVote.value, MemberVote.voted_at).where(
+        MemberVote.subscriber_id == subscriber.id, MemberVote.voted_at < since)).all()
+    latest = {pid: at for pid, _, at in sorted(votes, key=lambda v: v[2])}
+    taken = {like.paper_id for like in own}
+    return own + [drift.Like(pid, latest[pid], weight) for pid, weight in
+                  member_weights((pid, value) for pid, value, _ in votes).items() if weight > 0 and pid not in taken]
+
+
+def render(content: Content) -> list[Reply]:
+    """The recap as messages (one unless it is very long)."""
+    you, your = ("this chat", "this chat's") if content.group else ("you", "your")
+    header = f"<b>🗓 feedbot · {your} week to {content.sunday:%a %d %b}</b>"
+    items: list[tuple[str, list]] = []
+    if content.liked:
+        lines = [paper_item(f"{n}.", paper, content.paper_link, byline=False)
+                 for n, paper in enumerate(content.liked[:LIKED_SHOWN], 1)]
+        more = len(content.liked) - LIKED_SHOWN
+        items.append((f"<b>{you.capitalize()} liked</b>\n" + "\n".join(lines)
+                      + (f"\n…and {more} more: /liked" if more > 0 else ""), []))
+    else:
+        items.append((f"{you.capitalize()} liked no new paper this week.", []))
+    if content.imported:
+        items.append((f"{your.capitalize()} library import added {content.imported} 👍 this week.", []))
+    if content.popular:
+        lines = [paper_item(f"{n}.", paper, content.paper_link, byline=False) + f"\n<i>liked by {readers} readers</i>"
+                 for n, (paper, readers) in enumerate(content.popular, 1)]
+        missed = "not shown here" if content.group else "you were not shown"
+        items.append((f"<b>Readers' favourites {missed}</b>\n" + "\n".join(lines), []))
+    if content.moved.gained or content.moved.faded:
+        words = []
+        if content.moved.gained:
+            words.append("more " + ", ".join(f"“{escape(t)}”" for t in content.moved.gained))
+        if content.moved.faded:
+            words.append("less " + ", ".join(f"“{escape(t)}”" for t in content.moved.faded))
+        items.append((f"<b>How {your} profile moved</b>\n" + "; ".join(words) + ".", []))
+    items.append(("<i>/recap off stops these.</i>", []))
+    return split_items(header, items)
+
+
+# --- the weekly job ---------------------------------------------------------------------------
+
+@dataclass
+class Claimed:
+    recap_id: int
+    subscriber_id: int
+    chat_id: int
+    replies: list[Reply]
+
+
+def prepare(engine: Engine, models: ModelCache, settings: Settings, now: datetime,
+            trouble: runs.Trouble) -> tuple[list[Claimed], Counter]:
+    """Claim every recap due now and build each: the ones to send, and the empty or failed counts."""
+    counts: Counter = Counter()
+    with Session(engine) as session:
+        wanted = due(session, now)
+    if not wanted:
+        return [], counts
+    model = None
+    with trouble.step("loading the text model"), Session(engine) as session:
+        model = models.get(session)
+    with Session(engine) as session:
+        popular = readers_likes(session, now - WEEK, now)
+    out: list[Claimed] = []
+    for subscriber, week in wanted:
+        with transaction(engine) as session:
+            recap_id = claim(session, subscriber.id, week, now)
+        if recap_id is None:
+            continue
+        try:
+            with Session(engine) as session:
+                content = build(session, model, session.merge(subscriber, load=False), now, settings, popular)
+                replies = [] if content.empty else render(content)
+        except Exception as exc:  # noqa: BLE001 - one recap's failure never stops the others
+            trouble.add(f"building recap {recap_id}", exc)
+            with transaction(engine) as session:
+                finish(session, recap_id, "failed", now, error=f"{type(exc).__name__}: {exc}")
+            counts["failed"] += 1
+            continue
+        if not replies:
+            with transaction(engine) as session:
+                finish(session, recap_id, "empty", now)
+            counts["empty"] += 1
+            continue
+        out.append(Claimed(recap_id, subscriber.id, subscriber.chat_id, replies))
+    return out, counts
+
+
+async def sweep(engine: Engine, settings: Settings, bot, models: ModelCache, clock: Callable[[], datetime],
+                pacer: Pacer, stopping: asyncio.Event) -> Counter:
+    """The scheduled job: send every recap due now, once; the run is recorded for `feedbot status`."""
+    trouble = runs.Trouble()
+    claimed, counts = [], Counter()
+    with trouble.step("claiming recaps"):
+        claimed, counts = await asyncio.to_thread(prepare, engine, models, settings, clock(), trouble)
+    for item in claimed:
+        if stopping.is_set():  # left `claimed`: this week's recap is not sent twice
+            break
+        status, ids, error = "sent", [], None
+        try:
+            await pacer.wait()
+            ids = await send_replies(bot, item.chat_id, item.replies)
+        except Blocked as exc:
+            status, error = "blocked", str(exc)
+        except Exception as exc:  # noqa: BLE001 - recorded; the row stays taken, never re-sent
+            trouble.add(f"sending recap {item.recap_id}", exc)
+            status, error = "failed", f"{type(exc).__name__}: {exc}"
+        counts[status] += 1
+        with trouble.step(f"recording recap {item.recap_id}"):
+            await asyncio.to_thread(_finish, engine, item.recap_id, status, clock(), ids, error)
+        log.info("recap id=%s subscriber=%s status=%s messages=%s", item.recap_id, item.subscriber_id, status, ids)
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing due"
+    await asyncio.to_thread(runs.record, engine, "recaps", clock(), summary, trouble.error)
+    return counts
+
+
+def _finish(engine: Engine, recap_id: int, status: str, now: datetime, ids: list[int], error: str | None) -> None:
+    with transaction(engine) as session:
+        finish(session, recap_id, status, now, ids, error)
+
+
+def status_lines(session: Session, now: datetime) -> Iterator[str]:
+    """For `feedbot status`: the recaps of the last 7 days by outcome."""
+    states = Counter(session.scalars(select(Recap.status).where(Recap.claimed_at > now - WEEK)))
+    yield "recaps this week: " + (", ".join(f"{k} {v}" for k, v in sorted(states.items())) or "none")
