@@ -45,6 +45,7 @@ class Settings:
     webhook_listen: str = "0.0.0.0"
     webhook_port: int = 8443
     webhook_secret: str | None = None
+    leader_check_seconds: int = 10  # how often a standby tries to take over the lead (and polling)
 
     @property
     def model_dir(self) -> Path:
@@ -264,6 +265,7 @@ def _operate_settings(env: Mapping[str, str]) -> dict:
         "webhook_listen": _host(env, "FEEDBOT_WEBHOOK_LISTEN"),
         "webhook_port": _int(env, "FEEDBOT_WEBHOOK_PORT", 8443, 1, 65535),
         "webhook_secret": secret,
+        "leader_check_seconds": _int(env, "FEEDBOT_LEADER_CHECK_SECONDS", 10, 1, 50),
     }
 
 

@@ -57,6 +57,8 @@ class Metrics:
         self.sweep_success = Gauge("feedbot_sweep_last_success_timestamp_seconds",
                                    "Unix time the scheduled job last finished without error", ["sweep"],
                                    registry=registry)
+        self.leader = Gauge("feedbot_leader", "1 while this worker leads the schedules (one leader per database)",
+                            registry=registry)
 
     def message(self, method: str, error: BaseException | None) -> None:
         if method in MESSAGE_METHODS:

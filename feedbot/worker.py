@@ -26,12 +26,12 @@ from datetime import datetime
 from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from telegram import Update
-from telegram.ext import Application
+from telegram.ext import Application, Updater
 
 from feedbot import metrics as metering
-from feedbot import webhook
+from feedbot import roles, webhook
 from feedbot.chat import telegram
 from feedbot.clock import utcnow
 from feedbot.config import Settings
@@ -46,7 +46,6 @@ log = logging.getLogger(__name__)
 
 SHUTDOWN_SECONDS = 10
 SOURCES_EVERY_MINUTES = 60  # the sources change a few times a day; a repeat answer is a no-op
-ADVISORY_LOCK_KEY = 0x66656564626F74  # "feedbot"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -55,23 +54,16 @@ class AlreadyRunning(RuntimeError):
 
 
 class SingletonLock:
-    """One worker per database: a PostgreSQL advisory lock, or an exclusive lock on a file next
-    to the SQLite database. Held for the life of the process; the OS drops it on a crash."""
+    """One worker per SQLite database: an exclusive lock on a file next to it, held for the life
+    of the process (the OS drops it on a crash). On PostgreSQL any number of workers run
+    (feedbot.roles decides who leads), so there is nothing to take."""
 
     def __init__(self, engine: Engine, settings: Settings) -> None:
         self.engine, self.settings = engine, settings
-        self._connection = None
         self._file = None
 
     def acquire(self) -> None:
         if self.engine.dialect.name == "postgresql":
-            self._connection = self.engine.connect()
-            got = self._connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_LOCK_KEY}).scalar()
-            self._connection.commit()
-            if not got:
-                self._connection.close()
-                raise AlreadyRunning("another feedbot worker is already running on this database "
-                                     f"({self.settings.safe_database_url}); stop it first")
             return
         database = self.engine.url.database or ""
         path = Path(database + ".worker.lock") if database and database != ":memory:" else \
@@ -85,16 +77,54 @@ class SingletonLock:
             holder = self._file.read().strip() or "?"
             self._file.close()
             raise AlreadyRunning(f"another feedbot worker (pid {holder}) is already running on {database}; "
-                                 "stop it first") from None
+                                 "SQLite takes one worker: stop that one first, or run several on PostgreSQL "
+                                 "(DATABASE_URL=postgresql://...)") from None
         self._file.truncate(0)
         self._file.write(str(os.getpid()))
         self._file.flush()
 
     def release(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
         if self._file is not None:
             self._file.close()
+
+
+class TurnUpdater(Updater):
+    """python-telegram-bot's Updater that long-polls only while this worker holds the poller's
+    turn (Telegram serves one poller per bot): it tries every FEEDBOT_LEADER_CHECK_SECONDS, so
+    when the poller dies another worker polls within that time. Always polls on SQLite."""
+
+    def __init__(self, application: Application, turn: roles.Turn, every: float,
+                 on_change: Callable[[bool], None] = lambda polling: None) -> None:
+        super().__init__(bot=application.bot, update_queue=application.update_queue)
+        self.turn, self.every, self.on_change = turn, every, on_change
+        self._turns: asyncio.Task | None = None
+
+    async def start_polling(self, **kwargs) -> asyncio.Queue:  # what run_polling awaits: start taking turns
+        self._turns = asyncio.create_task(self._take_turns(kwargs))
+        return self.update_queue
+
+    async def _take_turns(self, kwargs: dict) -> None:
+        while True:
+            try:
+                holds = await asyncio.to_thread(self.turn.check)
+                if holds and not self.running:
+                    await super().start_polling(**kwargs)
+                elif not holds and self.running:
+                    await super().stop()
+                self.on_change(self.running)
+            except Exception:  # noqa: BLE001 - try again at the next check
+                log.exception("could not take the poller's turn")
+            await asyncio.sleep(self.every)
+
+    async def stop_turns(self) -> None:
+        """Stop polling and let another worker take the turn at once."""
+        if self._turns is not None:
+            self._turns.cancel()
+            self._turns = None
+        if self.running:
+            await super().stop()
+        self.on_change(False)
+        await asyncio.to_thread(self.turn.release)
 
 
 class Worker:
@@ -115,10 +145,11 @@ class Worker:
         # queue on the database lock (and its busy handler sleeps); one writer never waits.
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="feedbot-db")
         self.refits = Refits(engine, settings.model_dir, self.models, clock)
+        rate = settings.send_rate if broadcast_rate is None else broadcast_rate
         self.digests = DigestSweep(settings, engine, bot, clock, self.models, self.refits, self.heartbeat,
-                                   self._write, self.stopping,
-                                   Pacer(settings.send_rate if broadcast_rate is None else broadcast_rate),
-                                   part_pause, concurrency, self.metrics)
+                                   self._write, self.stopping, Pacer(rate), part_pause, concurrency, self.metrics,
+                                   rate)
+        self.leader = roles.Turn(engine, "leader", clock)
 
     @property
     def pacer(self) -> Pacer:
@@ -170,17 +201,59 @@ class Worker:
 
     # --- scheduling: the Application's lifecycle hooks -----------------------------------------
 
+    LEADING = ("inbox", "digests", "recaps", "sources")  # the jobs that run once: on the leader only
+
     def jobs(self) -> list[tuple[Callable[[], Awaitable], float, str]]:
-        """The scheduled jobs: (coroutine function, minutes between runs, id). Add one here."""
+        """The scheduled jobs: (coroutine function, minutes between runs, id). Add one here; list
+        it in LEADING when it must run on one worker only."""
+        check = self.settings.leader_check_seconds / 60
         return [
+            (self.check_roles, check, "roles"),
             (self.sweep_inbox, self.settings.ingest_every_minutes, "inbox"),
             (self.sweep_digests, 1, "digests"),
             (self.sweep_recaps, 1, "recaps"),
+            (self.send_claimed, check, "sending"),
             (self.beat, heartbeat.EVERY.total_seconds() / 60, "heartbeat"),
         ] + ([(self.sweep_sources, SOURCES_EVERY_MINUTES, "sources")] if self.settings.sources else [])
 
     async def beat(self) -> None:
         await self._write(self.heartbeat.alive)
+        await asyncio.to_thread(self.digests.share_rate)
+
+    async def send_claimed(self) -> None:
+        """Every worker sends what the leader claimed (the leader sends with its sweep too)."""
+        await self.digests.run_sending()
+
+    @property
+    def leading(self) -> bool:
+        return self.leader.held and self.leader.since is not None
+
+    async def check_roles(self) -> None:
+        """Keep the lead, or take it when the leader is gone; a new leader runs its jobs at once."""
+        was = self.leading
+        leads = await asyncio.to_thread(self.leader.check)
+        self.metrics.leader.set(int(leads))
+        if leads == was and self.heartbeat.role is not None:
+            return
+        self.heartbeat.role = roles.LEADER if leads else roles.STANDBY
+        self.heartbeat.role_since = self.leader.since if leads else self.clock()
+        await self._write(self.heartbeat.alive)
+        if leads and self.scheduler.running:
+            now = datetime.now().astimezone()
+            for name in self.LEADING:
+                if self.scheduler.get_job(name) is not None:
+                    self.scheduler.modify_job(name, next_run_time=now)
+
+    def polling_changed(self, polling: bool) -> None:
+        self.heartbeat.polling = polling
+
+    def _leading_only(self, job):
+        """A job that runs only while this worker leads."""
+        async def run() -> None:
+            if self.leading:
+                await job()
+        run.__name__ = job.__name__
+        return run
 
     def _guarded(self, job, name: str | None = None):
         """A job that never raises: a failure is logged and recorded as its run's error (under
@@ -207,12 +280,13 @@ class Worker:
         """Before polling starts: say we are alive, register the command menu, start the jobs."""
         log.info("worker starting: database %s, inbox %s, owner %s", self.settings.safe_database_url,
                  self.settings.inbox, self.heartbeat.name)
-        await self._write(self.heartbeat.alive)
+        await self.check_roles()
         await telegram.set_menu(application.bot)
         start = datetime.now().astimezone()
         for job, minutes, name in self.jobs():
-            self.scheduler.add_job(self._guarded(job, name), "interval", minutes=minutes, next_run_time=start,
-                                   id=name, max_instances=1, coalesce=True)
+            job = self._guarded(job, name)
+            self.scheduler.add_job(self._leading_only(job) if name in self.LEADING else job, "interval",
+                                   minutes=minutes, next_run_time=start, id=name, max_instances=1, coalesce=True)
         self.scheduler.start()
         loop = asyncio.get_running_loop()
         for signum in STOP_SIGNALS:  # replaces run_polling's own handler, which only stops polling
@@ -236,6 +310,8 @@ class Worker:
             log.info("worker stopping: no new work, finishing the send in flight")
         self.stopping.set()
         self.scheduler.pause()  # shutdown would cancel the running jobs at once
+        if isinstance(application.updater, TurnUpdater):
+            await application.updater.stop_turns()
         try:
             await asyncio.wait_for(self.digests.lock.acquire(), timeout=SHUTDOWN_SECONDS - 4)
         except TimeoutError:
@@ -247,6 +323,7 @@ class Worker:
         self.scheduler.shutdown(wait=False)
 
     async def post_shutdown(self, application: Application) -> None:
+        await asyncio.to_thread(self.leader.release)
         await self._write(self.heartbeat.stopped)
         log.info("worker stopped")
 
@@ -259,6 +336,9 @@ def application(settings: Settings, engine: Engine, metrics: metering.Metrics | 
                                      rate_limiter=metering.MeteredRateLimiter(metrics, max_retries=5))
     worker = Worker(settings, engine, app.bot, models=models, metrics=metrics)
     app.post_init, app.post_stop, app.post_shutdown = worker.post_init, worker.post_stop, worker.post_shutdown
+    if not settings.webhook_url:  # with a webhook every worker answers the updates posted to it
+        app.updater = TurnUpdater(app, roles.Turn(engine, "poller"), settings.leader_check_seconds,
+                                  worker.polling_changed)
     return app
 
 

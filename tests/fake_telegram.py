@@ -122,6 +122,7 @@ class SentMessage:
     edits: list[str] = field(default_factory=list)
     link_preview: dict | None = None  # the link_preview_options sent with it
     paid_broadcast: bool = False  # sent with allow_paid_broadcast
+    received_at: float = field(default_factory=time.monotonic)  # when the server took it (send-rate checks)
 
     @property
     def buttons(self) -> list[list[dict]]:

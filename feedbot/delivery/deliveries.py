@@ -44,7 +44,7 @@ from feedbot.delivery.outcomes import (
     describe,
 )
 from feedbot.delivery.ownership import as_utc, owner_alive, this_process
-from feedbot.delivery.rows import claim_many, finish, move_chat, reached, record_part, start_sending
+from feedbot.delivery.rows import claim_many, finish, move_chat, next_claimed, reached, record_part, start_sending
 from feedbot.delivery.runs import Trouble
 from feedbot.ranking import recommend
 from feedbot.ranking.textmodel import TextModel
@@ -310,20 +310,26 @@ class Result:
 
 async def send(item: Outgoing, transport: Transport, write: Writer, engine: Engine,
                clock: Callable[[], datetime] = utcnow, pause: Callable[[int], Awaitable] | None = None,
-               ) -> Result | None:
+               started: int | None = None) -> Result | None:
     """Send a claimed digest from its first unconfirmed part, recording each part as it goes.
     None when the row was not ours to send. The final state is returned, not written: the caller
     writes it (`write_results`), possibly batched — until then the row reads `sending`, which a
     restart turns into `uncertain`, never into a second copy. A group that became a supergroup
-    gets the part again at its new chat id, which is stored for the digests to come."""
-    confirmed = await write(_in_session, start_sending, engine, item.delivery_id, None, clock(), item.part_picks())
-    if confirmed is None:
-        return None
+    gets the part again at its new chat id, which is stored for the digests to come. `started`:
+    the row is already `sending` (`take`), with that many parts confirmed. The first part is
+    paced before the row reads `sending`: a crash while waiting leaves it `claimed`, not uncertain."""
+    if started is None:
+        if pause is not None:
+            await pause(0)
+        started = await write(_in_session, start_sending, engine, item.delivery_id, None, clock(), item.part_picks())
+        if started is None:
+            return None
+    confirmed = first = started
     total, ids, moved = len(item.replies), [], False
     status = after(DELIVERED, confirmed, total, item.empty) if confirmed >= total else "sending"
     number = confirmed
     while number < total:
-        if pause is not None:
+        if pause is not None and number > first:
             await pause(number - item.confirmed)
         try:
             ids.append(await transport(item, item.replies[number]))
@@ -346,6 +352,38 @@ async def send(item: Outgoing, transport: Transport, write: Writer, engine: Engi
             except Exception:  # noqa: BLE001 - a failed progress write must not stop a digest half sent
                 log.exception("could not record part %s of delivery %s; sending on", confirmed, item.delivery_id)
     return Result(item, status, confirmed, ids, item.note if status == "empty" else None)
+
+
+def take(engine: Engine, prepared: dict[int, Outgoing], skip: set[int], now: datetime,
+         paper_link: str = DEFAULT_PAPER_LINK, trouble: Trouble | None = None) -> tuple[Outgoing, int] | None:
+    """The next digest this process sends: the oldest `claimed` row no other process is taking
+    (`next_claimed`), marked `sending` by this process in the same transaction — so every worker
+    sends, and no two send the same row. It is rendered as this process prepared it, or again
+    from its recorded picks. A row whose subscriber left or whose window closed is left for the
+    leader's sweep to close (`recover`). (item, parts confirmed), or None when none is left."""
+    with transaction(engine) as session:
+        while True:
+            row = next_claimed(session, skip)
+            if row is None:
+                return None
+            skip.add(row.id)  # tried once per run: a row whose attempt failed waits for the next sweep
+            item = prepared.get(row.id)
+            if item is None:
+                subscriber = session.get(Subscriber, row.subscriber_id)
+                if subscriber.state != "active" or now >= window_end(subscriber, row):
+                    continue
+                try:
+                    item = resumed(session, subscriber, row, paper_link)
+                except Exception as exc:
+                    if trouble is None:
+                        raise
+                    trouble.add(f"rendering delivery {row.id} again", exc)
+                    finish(session, row.id, "failed", now=now,
+                           error=f"could not be rendered again: {type(exc).__name__}: {exc}")
+                    continue
+            confirmed = start_sending(session, row.id, None, now, item.part_picks())
+            if confirmed is not None:
+                return item, confirmed
 
 
 def _in_session(function, engine: Engine, *args):

@@ -35,10 +35,14 @@ class Beat:
         self.started_at = clock()
         self.progress_at: datetime | None = None  # in memory; written with the next beat
         self._written: datetime | None = None
+        self.role: str | None = None  # leader or standby (feedbot.roles), written with each beat
+        self.role_since: datetime | None = None
+        self.polling = False
 
     def _upsert(self, **values) -> None:
         now = self.clock()
-        values = {"progress_at": self.progress_at, **values}
+        values = {"progress_at": self.progress_at, "role": self.role, "role_since": self.role_since,
+                  "polling": self.polling, **values}
         with transaction(self.engine) as session:
             insert = insert_for(session)
             row = {"name": self.name, "host": self.host, "pid": self.pid, "version": __version__,
@@ -92,6 +96,12 @@ def workers(session: Session, now: datetime) -> list[Seen]:
         stuck = started is not None and (finished is None or finished < started) and now - moved > SWEEP_STUCK_AFTER
         out.append(Seen(beat, ago, ago <= DEAD_AFTER and not stuck, stuck))
     return out
+
+
+def live(session: Session, now: datetime) -> int:
+    """How many workers count as alive now (at least 1: the caller is one): the send rate is
+    shared among them. A worker that died is counted until DEAD_AFTER: the rate errs low."""
+    return max(1, sum(w.ago <= DEAD_AFTER for w in workers(session, now)))
 
 
 def last_seen(session: Session) -> dict[str, datetime]:

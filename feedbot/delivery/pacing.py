@@ -23,3 +23,7 @@ class Pacer:
             if self._next > now:
                 await asyncio.sleep(self._next - now)
             self._next = max(now, self._next) + self.interval
+
+    def set_rate(self, rate: float) -> None:
+        """A new rate from the next message on (several workers share FEEDBOT_SEND_RATE)."""
+        self.interval = 1.0 / rate if rate > 0 else 0.0

@@ -8,6 +8,7 @@ picks back, so a paper is recorded as shown only when it went out or may have.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import delete, select, update
@@ -57,12 +58,25 @@ def start_sending(session: Session, delivery_id: int, owner: str | None = None,
     values = {"status": "sending", "owner": owner or this_process(), "attempted_at": now or utcnow()}
     if part_picks is not None:
         values["part_picks"] = part_picks
+    # SKIP LOCKED: a row another process is taking right now is passed over, never waited for.
+    free = select(Delivery.id).where(Delivery.id == delivery_id, Delivery.status == "claimed") \
+        .with_for_update(skip_locked=True).scalar_subquery()
     row = session.execute(
-        update(Delivery).where(Delivery.id == delivery_id, Delivery.status == "claimed")
+        update(Delivery).where(Delivery.id == free, Delivery.status == "claimed")
         .values(**values)
         .returning(Delivery.parts_sent)
     ).first()
     return None if row is None else int(row[0])
+
+
+def next_claimed(session: Session, skip: Collection[int] = ()) -> Delivery | None:
+    """The oldest `claimed` row (not in `skip`) that no other process is taking: FOR UPDATE SKIP
+    LOCKED, so concurrent senders each get a different row and none waits. The row stays locked
+    until the caller's transaction ends (it marks it `sending` in that same transaction)."""
+    query = select(Delivery).where(Delivery.status == "claimed")
+    if skip:
+        query = query.where(Delivery.id.not_in(list(skip)))
+    return session.scalars(query.order_by(Delivery.id).limit(1).with_for_update(skip_locked=True)).first()
 
 
 def _merged_ids(session: Session, delivery_id: int, new: list[int]) -> str | None:

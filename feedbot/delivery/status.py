@@ -50,6 +50,8 @@ def health(session: Session, now: datetime) -> list[str]:
         problems.append(f"a digest sweep made no progress for over {minutes} min")
     elif not any(w.alive for w in seen):
         problems.append(f"no worker seen for {ago(seen[0].ago)}" if seen else "no worker has ever reported")
+    elif not any(w.alive and w.beat.role == "leader" for w in seen) and any(w.alive and w.beat.role for w in seen):
+        problems.append("workers are running but none leads the schedules: no digests are claimed")
     held = stuck(session, now, seen)
     if held:
         problems.append(f"{len(held)} deliveries stuck in claimed/sending")
@@ -57,7 +59,8 @@ def health(session: Session, now: datetime) -> list[str]:
 
 
 def worker_report(session: Session, now: datetime) -> Iterator[str]:
-    """The newest workers' heartbeats: alive, stuck in a sweep, or gone."""
+    """The newest workers' heartbeats — alive, stuck in a sweep, or gone — with each live one's
+    role (leader or standby, and whether it polls Telegram), then which one leads."""
     seen = heartbeat.workers(session, now)
     if not seen:
         yield "worker:   none has ever reported: digests are not going out (start `feedbot worker`)"
@@ -73,6 +76,18 @@ def worker_report(session: Session, now: datetime) -> Iterator[str]:
             if beat.progress_at:
                 sweep += f", last progress {beat.progress_at:%Y-%m-%d %H:%M:%S} UTC"
         yield f"worker:   {state}: {beat.name} (feedbot {beat.version}), last seen {ago(w.ago)}{sweep}"
+    live = [w for w in seen if w.alive]
+    for w in live:
+        beat = w.beat
+        role = beat.role or "leader"  # a worker that reports no role runs alone (an older version)
+        since = f" since {beat.role_since:%Y-%m-%d %H:%M:%S} UTC" if beat.role_since else ""
+        yield (f"workers:  {beat.host} pid {beat.pid}: {role}{since}"
+               f"{', polling Telegram' if beat.polling else ''}, started {beat.started_at:%Y-%m-%d %H:%M:%S} UTC")
+    if live:
+        leaders = sorted((w.beat for w in live if (w.beat.role or "leader") == "leader"),  # the latest to lead
+                         key=lambda b: as_utc(b.role_since or b.started_at), reverse=True)
+        yield (f"leader:   {leaders[0].host} pid {leaders[0].pid} ({len(live)} live workers)" if leaders else
+               f"leader:   NONE of the {len(live)} live workers leads: no digests are claimed")
 
 
 def delivery_report(session: Session, now: datetime) -> Iterator[str]:

@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from feedbot.config import Settings
-from feedbot.delivery import deliveries, due, runs, telegram_send
+from feedbot.delivery import deliveries, due, heartbeat, runs, telegram_send
 from feedbot.delivery.heartbeat import Beat
 from feedbot.delivery.pacing import Pacer
 from feedbot.ranking.textmodel import ModelCache
@@ -42,11 +42,11 @@ class DigestSweep:
     def __init__(self, settings: Settings, engine: Engine, bot, clock: Callable[[], datetime], models: ModelCache,
                  refits: Refits, beat: Beat, write: Callable[..., Awaitable], stopping: asyncio.Event,
                  pacer: Pacer, part_pause: float = 1.0, concurrency: int = 4,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, rate: float = 0.0) -> None:
         self.settings, self.engine, self.bot, self.clock = settings, engine, bot, clock
         self.models, self.refits, self.beat, self.write, self.stopping = models, refits, beat, write, stopping
         self.pacer, self.part_pause, self.concurrency = pacer, part_pause, concurrency
-        self.metrics = metrics
+        self.metrics, self.rate = metrics, rate  # rate: FEEDBOT_SEND_RATE, shared by the live workers
         self.lock = asyncio.Lock()
         self._results: list[deliveries.Result] = []
 
@@ -87,25 +87,7 @@ class DigestSweep:
             await self.flush_outcomes(trouble)  # any a failed write left behind
             await asyncio.to_thread(self.refits.run)
             outgoing, results = await asyncio.to_thread(self.prepare, trouble)
-            queue: asyncio.Queue = asyncio.Queue()
-            for item in outgoing:
-                queue.put_nowait(item)
-
-            async def sender() -> None:
-                while not self.stopping.is_set():
-                    try:
-                        item = queue.get_nowait()
-                    except asyncio.QueueEmpty:
-                        return
-                    try:
-                        results[await self.deliver(item, trouble)] += 1
-                    except Exception as exc:  # noqa: BLE001 - handed back: the next sweep resumes it
-                        trouble.add(f"sending delivery {item.delivery_id}", exc)
-                        with trouble.step(f"handing delivery {item.delivery_id} back"):
-                            await self.write(deliveries.hand_back, self.engine, item.delivery_id, self.clock())
-
-            await asyncio.gather(*(sender() for _ in range(max(1, self.concurrency))))
-            await self.flush_outcomes(trouble)
+            await self.send_claimed(outgoing, results, trouble)
             if outgoing or results["uncertain"] or results["skipped"] or trouble.errors:
                 log.info("digest sweep: %s", dict(results))
             summary = ", ".join(f"{k} {v}" for k, v in sorted(results.items())) or "nothing due"
@@ -117,20 +99,79 @@ class DigestSweep:
                 await self.write(self.beat.sweep_finished)
             return results
 
-    async def deliver(self, item: deliveries.Outgoing, trouble: runs.Trouble | None = None) -> str:
-        """Send one claimed digest (see feedbot.delivery.deliveries for the rules); its end state."""
+    async def send_claimed(self, prepared: list[deliveries.Outgoing], results: Counter,
+                           trouble: runs.Trouble) -> None:
+        """Send claimed digests until none is left: `prepared` (this sweep's, already rendered)
+        and any other worker's. Each sender paces, then takes the oldest claimed row no other
+        process is taking (`deliveries.take`), so the workers share the rows and the rate."""
+        await asyncio.to_thread(self.share_rate, trouble)
+        cache, skip = {item.delivery_id: item for item in prepared}, set()
+
+        async def sender() -> None:
+            while not self.stopping.is_set():
+                try:
+                    await self.pacer.wait()  # before the row reads `sending`: a crash here leaves it claimed
+                    taken = await self.write(deliveries.take, self.engine, cache, skip, self.clock(),
+                                             self.settings.paper_link, trouble)
+                except Exception as exc:  # noqa: BLE001 - the other senders go on; the next run retries
+                    trouble.add("taking a delivery to send", exc)
+                    return
+                if taken is None or self.stopping.is_set():
+                    if taken is not None:  # stopping: handed back untouched, for whoever runs next
+                        await self.write(deliveries.hand_back, self.engine, taken[0].delivery_id, self.clock())
+                    return
+                item, confirmed = taken
+                try:
+                    results[await self.deliver(item, trouble, confirmed)] += 1
+                except Exception as exc:  # noqa: BLE001 - handed back: the next sweep resumes it
+                    trouble.add(f"sending delivery {item.delivery_id}", exc)
+                    with trouble.step(f"handing delivery {item.delivery_id} back"):
+                        await self.write(deliveries.hand_back, self.engine, item.delivery_id, self.clock())
+
+        await asyncio.gather(*(sender() for _ in range(max(1, self.concurrency))))
+        await self.flush_outcomes(trouble)
+
+    async def run_sending(self) -> Counter:
+        """A standby's share of the work: send what the leader claimed (every worker sends)."""
+        async with self.lock:
+            if self.stopping.is_set():
+                return Counter()
+            trouble, results = runs.Trouble(), Counter()
+            await self.flush_outcomes(trouble)
+            await self.send_claimed([], results, trouble)
+            if results or trouble.errors:
+                log.info("sending: %s", dict(results))
+                summary = ", ".join(f"{k} {v}" for k, v in sorted(results.items())) or "nothing to send"
+                try:
+                    await asyncio.to_thread(runs.record, self.engine, "sending", self.clock(), summary, trouble.error)
+                except Exception:  # noqa: BLE001 - the database may be what fails; the log has it
+                    log.exception("could not record the sending run")
+            return results
+
+    def share_rate(self, trouble: runs.Trouble | None = None) -> None:
+        """Pace at FEEDBOT_SEND_RATE / the live workers (from their heartbeats), so together they
+        stay under it."""
+        if self.rate <= 0 or not hasattr(self.pacer, "set_rate"):
+            return
+        with (trouble or runs.Trouble()).step("sharing the send rate"), Session(self.engine) as session:
+            self.pacer.set_rate(self.rate / heartbeat.live(session, self.clock()))
+
+    async def deliver(self, item: deliveries.Outgoing, trouble: runs.Trouble | None = None,
+                      started: int | None = None) -> str:
+        """Send one claimed digest (see feedbot.delivery.deliveries for the rules); its end state.
+        `started`: the row is already `sending` (taken), with that many parts confirmed."""
         async def pause(index: int) -> None:
             if index:
                 await asyncio.sleep(self.part_pause)
             await self.pacer.wait()
 
-        started = time.perf_counter()
+        began = time.perf_counter()
         transport = telegram_send.telegram_transport(self.bot, self.settings.paid_broadcast)
-        result = await deliveries.send(item, transport, self.write, self.engine, self.clock, pause)
+        result = await deliveries.send(item, transport, self.write, self.engine, self.clock, pause, started)
         if result is None:
             return "taken"
         if self.metrics is not None:
-            self.metrics.delivered(result.status, time.perf_counter() - started)
+            self.metrics.delivered(result.status, time.perf_counter() - began)
         # End states are written in batches: a crash before the write leaves the row `sending`,
         # which a restart turns into `uncertain` (never re-sent), so batching risks no double.
         self._results.append(result)

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -301,6 +302,9 @@ class Heartbeat(Base):
     sweep_started_at: Mapped[datetime | None]
     sweep_finished_at: Mapped[datetime | None]
     progress_at: Mapped[datetime | None]  # the last digest sent or recorded: a long sweep that moves is not stuck
+    role: Mapped[str | None] = mapped_column(String(16))  # "leader" or "standby" (feedbot.roles)
+    role_since: Mapped[datetime | None]  # when it took that role
+    polling: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # holds the poller's turn
 
 
 Index("ix_deliveries_local_date", Delivery.local_date)

@@ -1,0 +1,201 @@
+"""Several `feedbot worker` processes on one PostgreSQL database, against the fake Bot API server:
+one leads, the others stand by and take over when it dies; every worker sends, each part once,
+and together within FEEDBOT_SEND_RATE. On SQLite a second worker is refused."""
+
+import subprocess
+import sys
+import threading
+import time
+from datetime import date
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from feedbot.delivery import deliveries, rows
+from feedbot.delivery.messages import Reply
+from feedbot.store.db import transaction
+from feedbot.store.models import Delivery, Heartbeat, Subscriber
+from tests.test_worker import add_subscriber, an_hour_ago, digests_to
+
+POSTGRESQL = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+RATE = 10  # FEEDBOT_SEND_RATE for the workers here: messages a second, all workers together
+
+
+def start_worker(env, telegram, **extra):
+    return subprocess.Popen(
+        [sys.executable, "-m", "feedbot.cli", "worker"],
+        env={**env, "TELEGRAM_BOT_TOKEN": telegram.token, "FEEDBOT_TELEGRAM_API_URL": telegram.base_url,
+             "FEEDBOT_LOG_LEVEL": "INFO", "FEEDBOT_LEADER_CHECK_SECONDS": "1", "FEEDBOT_SEND_RATE": str(RATE),
+             **extra},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+    )
+
+
+def roles(engine) -> dict[int, tuple[str | None, bool]]:
+    """pid → (role, polling) of every worker that reported."""
+    with Session(engine) as session:
+        return {pid: (role, polling) for pid, role, polling in session.execute(
+            select(Heartbeat.pid, Heartbeat.role, Heartbeat.polling))}
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def wait_roles(engine, workers: list[subprocess.Popen]) -> int:
+    """Every worker reported a role, and exactly one leads: its pid."""
+    def settled():
+        seen = roles(engine)
+        if all(seen.get(w.pid, (None,))[0] for w in workers):
+            leaders = [w.pid for w in workers if seen[w.pid][0] == "leader"]
+            return leaders[0] if len(leaders) == 1 else None
+        return None
+    return wait_for(settled, 60, "every worker to report its role, one leading")
+
+
+def stop(workers: list[subprocess.Popen]) -> None:
+    for worker in workers:
+        if worker.poll() is None:
+            worker.terminate()
+    for worker in workers:
+        try:
+            worker.wait(15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+def statuses(engine) -> dict[str, int]:
+    with Session(engine) as session:
+        return dict(session.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all())
+
+
+def status_output(env) -> str:
+    """`feedbot status`, after checking that `feedbot status --check` passes."""
+    def feedbot(*args):
+        return subprocess.run([sys.executable, "-m", "feedbot.cli", *args], env=env, capture_output=True, text=True,
+                              timeout=120)
+    check = feedbot("status", "--check")
+    assert check.returncode == 0, check.stdout + check.stderr
+    return feedbot("status").stdout
+
+
+@SQLITE
+def test_a_second_worker_on_sqlite_is_refused_and_told_to_use_postgresql(seeded, env, telegram):
+    first = start_worker(env, telegram)
+    try:
+        wait_for(lambda: roles(seeded).get(first.pid, (None,))[0] == "leader", 60, "the first worker to lead")
+        second = subprocess.run([sys.executable, "-m", "feedbot.cli", "worker"], capture_output=True, text=True,
+                                timeout=60, env={**env, "TELEGRAM_BOT_TOKEN": telegram.token,
+                                                 "FEEDBOT_TELEGRAM_API_URL": telegram.base_url})
+        assert second.returncode == 3
+        assert "already running" in second.stdout and "PostgreSQL" in second.stdout
+    finally:
+        stop([first])
+
+
+@POSTGRESQL
+@pytest.mark.parametrize("count", [2, 3])
+def test_workers_send_each_digest_once_and_together_within_the_rate(seeded, env, telegram, count):
+    workers = [start_worker(env, telegram) for _ in range(count)]
+    try:
+        leader = wait_roles(seeded, workers)
+        wait_for(lambda: sum(polling for _, polling in roles(seeded).values()) == 1, 30, "one worker to poll")
+        out = status_output(env)
+        assert f"pid {leader}: leader" in out and f"({count} live workers)" in out
+        assert out.count(": standby since") == count - 1 and out.count("polling Telegram") == 1
+        time.sleep(2)  # every worker has counted the others (its rate is RATE / count)
+        chats = list(range(3001, 3041))
+        for chat_id in chats:
+            add_subscriber(seeded, chat_id, "UTC", an_hour_ago(), "language models")
+        telegram.wait(lambda: all(digests_to(telegram, c) for c in chats), 150, "every subscriber's digest")
+        time.sleep(2)  # nothing more may arrive
+        assert [len(digests_to(telegram, c)) for c in chats] == [1] * len(chats)  # none missed, none twice
+        with Session(seeded) as session:
+            senders = set(session.scalars(select(Delivery.owner)))
+        assert len(senders) >= 2  # the standbys sent too
+        assert statuses(seeded) == {"sent": len(chats)}
+        times = sorted(m.received_at for c in chats for m in digests_to(telegram, c))
+        measured = (len(times) - 1) / (times[-1] - times[0])
+        assert measured <= RATE * 1.2, f"{measured:.1f} messages/s with FEEDBOT_SEND_RATE={RATE}"
+    finally:
+        stop(workers)
+
+
+@POSTGRESQL
+def test_kill_9_the_leader_mid_broadcast_and_a_standby_leads_and_finishes_it(seeded, env, telegram):
+    chats = list(range(3101, 3131))
+    for chat_id in chats:
+        add_subscriber(seeded, chat_id, "UTC", an_hour_ago(), "language models")
+        telegram.inject(chat_id, "slow", "sendMessage", delay=0.5)  # sends in flight have landed
+    leader = start_worker(env, telegram)
+    standby = None
+    try:
+        wait_for(lambda: roles(seeded).get(leader.pid, (None,))[0] == "leader", 60, "the first worker to lead")
+        standby = start_worker(env, telegram)
+        assert wait_roles(seeded, [leader, standby]) == leader.pid
+        telegram.wait(lambda: sum(len(digests_to(telegram, c)) for c in chats) >= 8, 60, "a broadcast under way")
+        leader.kill()
+        leader.wait(10)
+        killed = time.monotonic()
+        wait_for(lambda: roles(seeded).get(standby.pid) == ("leader", True), 60, "the standby to lead and poll")
+        assert time.monotonic() - killed < 60
+        wait_for(lambda: not {"claimed", "sending"} & set(statuses(seeded)), 120, "the broadcast to finish")
+        time.sleep(2)  # nothing more may arrive
+        counts = {c: len(digests_to(telegram, c)) for c in chats}
+        assert max(counts.values()) == 1  # none twice
+        with Session(seeded) as session:
+            final = dict(session.execute(select(Subscriber.telegram_id, Delivery.status)
+                                         .join(Delivery, Delivery.subscriber_id == Subscriber.id)).all())
+        assert set(final) == set(chats) and set(final.values()) <= {"sent", "uncertain"}
+        assert all(counts[c] == 1 for c in chats if final[c] == "sent")
+        # Only the killed worker's sends in flight are in doubt (each had landed: the server held
+        # its answer), at most its four senders.
+        uncertain = [c for c in chats if final[c] == "uncertain"]
+        assert len(uncertain) <= 4 and all(counts[c] == 1 for c in uncertain)
+        out = status_output(env)
+        assert f"pid {standby.pid}: leader" in out and "polling Telegram" in out
+    finally:
+        stop([w for w in (leader, standby) if w is not None])
+
+
+def test_two_senders_released_together_never_take_the_same_row(engine):
+    """SKIP LOCKED: two threads taking claimed rows at the same moment each get different ones."""
+    day = date(2026, 3, 12)
+    with transaction(engine) as session:
+        for telegram_id in range(1, 41):
+            session.add(Subscriber(telegram_id=telegram_id, chat_id=telegram_id))
+        session.flush()
+        ids = session.scalars(select(Subscriber.id)).all()
+        won = rows.claim_many(session, [(sid, day) for sid in ids])
+    prepared = {delivery_id: deliveries.Outgoing(delivery_id, sid, sid, sid, day, [Reply("digest")])
+                for sid, delivery_id in won.items()}
+    barrier = threading.Barrier(2)
+    taken: list[list[int]] = [[], []]
+    errors = []
+
+    def sender(mine: list[int]) -> None:
+        try:
+            skip: set[int] = set()
+            barrier.wait()
+            while (got := deliveries.take(engine, prepared, skip, deliveries.utcnow())) is not None:
+                mine.append(got[0].delivery_id)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sender, args=(mine,)) for mine in taken]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+    assert not set(taken[0]) & set(taken[1])
+    assert sorted(taken[0] + taken[1]) == sorted(won.values())
+    assert statuses(engine) == {"sending": len(won)}
