@@ -1,5 +1,6 @@
 """The digest sweep, every minute: refit when stale, resume what is in flight, record missed
-days, rank and claim who is due, send it all (paced), record the outcomes.
+days, rank and claim who is due, send it all (paced, with as many in flight as the pace needs at
+Telegram's answer time: `pacing.Window`), record the outcomes.
 
 Every step may fail — the refit, recovery, planning, ranking, claiming, rendering, sending,
 recording. None stops the others: each failure is logged and kept (`runs.Trouble`), the digests
@@ -23,7 +24,7 @@ from sqlalchemy.orm import Session
 from feedbot.config import Settings
 from feedbot.delivery import deliveries, due, runs, telegram_send
 from feedbot.delivery.heartbeat import Beat
-from feedbot.delivery.pacing import Pacer
+from feedbot.delivery.pacing import Pacer, Window
 from feedbot.ranking.textmodel import ModelCache
 from feedbot.refits import Refits
 from feedbot.store.db import transaction
@@ -46,6 +47,7 @@ class DigestSweep:
         self.settings, self.engine, self.bot, self.clock = settings, engine, bot, clock
         self.models, self.refits, self.beat, self.write, self.stopping = models, refits, beat, write, stopping
         self.pacer, self.part_pause, self.concurrency = pacer, part_pause, concurrency
+        self.window = Window(concurrency)  # digests in flight: `concurrency` at first, then sized to the pace
         self.metrics = metrics
         self.lock = asyncio.Lock()
         self._results: list[deliveries.Result] = []
@@ -87,27 +89,10 @@ class DigestSweep:
             await self.flush_outcomes(trouble)  # any a failed write left behind
             await asyncio.to_thread(self.refits.run)
             outgoing, results = await asyncio.to_thread(self.prepare, trouble)
-            queue: asyncio.Queue = asyncio.Queue()
-            for item in outgoing:
-                queue.put_nowait(item)
-
-            async def sender() -> None:
-                while not self.stopping.is_set():
-                    try:
-                        item = queue.get_nowait()
-                    except asyncio.QueueEmpty:
-                        return
-                    try:
-                        results[await self.deliver(item, trouble)] += 1
-                    except Exception as exc:  # noqa: BLE001 - handed back: the next sweep resumes it
-                        trouble.add(f"sending delivery {item.delivery_id}", exc)
-                        with trouble.step(f"handing delivery {item.delivery_id} back"):
-                            await self.write(deliveries.hand_back, self.engine, item.delivery_id, self.clock())
-
-            await asyncio.gather(*(sender() for _ in range(max(1, self.concurrency))))
+            await self.send_all(outgoing, results, trouble)
             await self.flush_outcomes(trouble)
             if outgoing or results["uncertain"] or results["skipped"] or trouble.errors:
-                log.info("digest sweep: %s", dict(results))
+                log.info("digest sweep: %s, at most %s in flight", dict(results), self.window.peak)
             summary = ", ".join(f"{k} {v}" for k, v in sorted(results.items())) or "nothing due"
             try:
                 await asyncio.to_thread(runs.record, self.engine, "digests", self.clock(), summary, trouble.error)
@@ -117,18 +102,55 @@ class DigestSweep:
                 await self.write(self.beat.sweep_finished)
             return results
 
+    async def send_all(self, outgoing: list[deliveries.Outgoing], results: Counter, trouble: runs.Trouble) -> None:
+        """Send the digests, as many at once as the window says (it grows with Telegram's answer
+        time, so the pace holds), and no new one once the worker is stopping."""
+        async def one(item: deliveries.Outgoing) -> None:
+            try:
+                results[await self.deliver(item, trouble)] += 1
+            except Exception as exc:  # noqa: BLE001 - handed back: the next sweep resumes it
+                trouble.add(f"sending delivery {item.delivery_id}", exc)
+                with trouble.step(f"handing delivery {item.delivery_id} back"):
+                    await self.write(deliveries.hand_back, self.engine, item.delivery_id, self.clock())
+
+        tasks: set[asyncio.Task] = set()
+        self.window.peak = 0
+        try:
+            for item in outgoing:
+                while len(tasks) >= self.window.size(self.pacer.interval):
+                    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                if self.stopping.is_set():
+                    break
+                task = asyncio.create_task(one(item))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                self.window.peak = max(self.window.peak, len(tasks))
+            if tasks:
+                await asyncio.wait(tasks)
+        except asyncio.CancelledError:
+            for task in tasks:
+                task.cancel()
+            raise
+
     async def deliver(self, item: deliveries.Outgoing, trouble: runs.Trouble | None = None) -> str:
         """Send one claimed digest (see feedbot.delivery.deliveries for the rules); its end state."""
+        paced = 0.0  # seconds spent waiting for the pace: not the send's own time
+
         async def pause(index: int) -> None:
+            nonlocal paced
             if index:
                 await asyncio.sleep(self.part_pause)
+            began = time.perf_counter()
             await self.pacer.wait()
+            paced += time.perf_counter() - began
 
         started = time.perf_counter()
         transport = telegram_send.telegram_transport(self.bot, self.settings.paid_broadcast)
         result = await deliveries.send(item, transport, self.write, self.engine, self.clock, pause)
         if result is None:
             return "taken"
+        if result.message_ids:
+            self.window.observe((time.perf_counter() - started - paced) / len(result.message_ids))
         if self.metrics is not None:
             self.metrics.delivered(result.status, time.perf_counter() - started)
         # End states are written in batches: a crash before the write leaves the row `sending`,
