@@ -3,11 +3,17 @@
 The worker's real digest sweep (claim, batched ranking, record, render, send, record the outcome)
 against the tests' Bot API server running in its own process on 127.0.0.1, with Telegram rate
 limiting off, on SQLite and PostgreSQL. Reports digests per second and the share of the time
-spent ranking, rendering, in HTTP, and in the database and the rest. As a baseline in the same
-run: the same sweep sending one message per pick (what a bot that sends each paper separately
-would do), on a tenth of the subscribers.
+spent ranking, rendering, in HTTP, and in the database and the rest, and the CPU time of this
+process (feedbot's side: the sweep, python-telegram-bot, SQLite; not the Bot API server, nor the
+PostgreSQL server) per digest. As a baseline in the same run: the same sweep sending one message per
+pick (what a bot that sends each paper separately would do), on a tenth of the subscribers.
 
-    .venv/bin/python benchmarks/delivery.py [--subscribers 10000]
+With `--latency-ms N` the server holds every answer N ms (Telegram far away) and the sweep is paced
+at `--rate` messages/s (FEEDBOT_SEND_RATE's default, 25, unless given): it reports the rate reached
+while sending and the most requests the server held at once. The one-message-per-pick baseline is
+left out then (it measures cost, not pace).
+
+    .venv/bin/python benchmarks/delivery.py [--subscribers 10000] [--latency-ms 500] [--rate 25]
 """
 
 from __future__ import annotations
@@ -80,14 +86,17 @@ class Timer:
             setattr(owner, name, timed)
 
 
-def start_server() -> tuple[subprocess.Popen, str]:
-    server = subprocess.Popen([sys.executable, "-m", "tests.fake_telegram", TOKEN], cwd=ROOT,
-                              stdout=subprocess.PIPE, text=True)
+def start_server(latency_ms: float = 0.0) -> tuple[subprocess.Popen, str]:
+    server = subprocess.Popen([sys.executable, "-m", "tests.fake_telegram", TOKEN, "--latency-ms", str(latency_ms)],
+                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
     return server, server.stdout.readline().strip()
 
 
-def stats(base_url: str) -> dict:
-    with urllib.request.urlopen(f"{base_url}{TOKEN}/_stats", data=b"", timeout=30) as response:
+def stats(base_url: str, reset: bool = False) -> dict:
+    """Messages the server took, chats reached, and the most requests it held at once (since the
+    last `reset`)."""
+    with urllib.request.urlopen(f"{base_url}{TOKEN}/_stats", data=b"reset=1" if reset else b"",
+                                timeout=30) as response:
         return json.load(response)["result"]
 
 
@@ -118,7 +127,17 @@ async def sweep(worker: Worker) -> dict:
         return dict(await worker.sweep_digests())
 
 
-def run_once(kind: str, work: Path, base_url: str, count: int, one_per_pick: bool = False) -> tuple[float, dict]:
+@dataclasses.dataclass
+class Run:
+    elapsed: float  # the whole sweep, s
+    sending: float  # its send phase (after ranking and claiming), s
+    messages: int  # messages the server took
+    cpu: float  # this process's CPU time over the sweep, s
+    peak: int  # the most requests the server held at once
+    shares: dict[str, float]
+
+
+def run_once(kind: str, work: Path, base_url: str, count: int, one_per_pick: bool = False, rate: float = 0) -> Run:
     with scratch_database(kind, work) as url:
         data_dir = work / f"data-{kind}-{count}-{one_per_pick}"
         populate(url, data_dir, count)
@@ -126,7 +145,7 @@ def run_once(kind: str, work: Path, base_url: str, count: int, one_per_pick: boo
                                        telegram_token=TOKEN, telegram_api_url=base_url)
         engine = db.make_engine(url)
         bot = telegram.build_application(settings, Chat(engine, settings), rate_limit=False, connections=8).bot
-        worker = Worker(settings, engine, bot, clock=lambda: NOW, broadcast_rate=0, part_pause=0, concurrency=4)
+        worker = Worker(settings, engine, bot, clock=lambda: NOW, broadcast_rate=rate, part_pause=0, concurrency=4)
         timer = Timer()
         timer.wrap(recommend, "recommend", "ranking")
         timer.wrap(digests, "render", "rendering")
@@ -141,12 +160,14 @@ def run_once(kind: str, work: Path, base_url: str, count: int, one_per_pick: boo
                 return [Reply(blocks[0])] + [Reply(block, [row]) for block, row in zip(blocks[1:], single.keyboard,
                                                                                           strict=True)]
             digests.render = render_per_pick
-        start = time.perf_counter()
+        before = stats(base_url, reset=True)["sent"]
+        start, cpu = time.perf_counter(), time.process_time()
         try:
             results = asyncio.run(sweep(worker))
         finally:
             timer.restore()
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+        after = stats(base_url)
         engine.dispose()
         assert results.get("sent") == count, results
         # The prepare phase runs alone (ranking, rendering, database); the send phase is HTTP with
@@ -156,35 +177,52 @@ def run_once(kind: str, work: Path, base_url: str, count: int, one_per_pick: boo
                   "database (claims, loads, records)": (seconds["prepare"] - seconds["ranking"] - seconds["rendering"])
                   / elapsed,
                   "sending (HTTP + status writes)": (elapsed - seconds["prepare"]) / elapsed}
-        return elapsed, shares
+        return Run(elapsed, elapsed - seconds["prepare"], after["sent"] - before, cpu, after["peak"], shares)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", type=int, default=10_000)
     parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--latency-ms", type=float, default=0.0,
+                        help="the Bot API server holds every answer this long (then paced at --rate)")
+    parser.add_argument("--rate", type=float, default=None,
+                        help="messages/s the sweep sends at most (default: unpaced, or 25 with --latency-ms)")
     args = parser.parse_args()
+    rate = args.rate if args.rate is not None else (25.0 if args.latency_ms else 0.0)
     work = Path(tempfile.mkdtemp(prefix="feedbot-delivery-"))
-    server, base_url = start_server()
+    server, base_url = start_server(args.latency_ms)
+    figures: dict[str, Run] = {}
     try:
-        figures = {}
         for kind in args.databases.split(","):
-            elapsed, shares = run_once(kind, work, base_url, args.subscribers)
-            per_second = args.subscribers / elapsed
-            baseline_count = max(100, args.subscribers // 10)
-            base_elapsed, _ = run_once(kind, work, base_url, baseline_count, one_per_pick=True)
-            base_rate = baseline_count / base_elapsed
-            figures[kind] = per_second
-            print(f"{kind}: {args.subscribers:,} digests in {elapsed:.1f} s = {per_second:.0f} digests/s "
-                  f"(one message per pick: {base_rate:.0f} digests/s, ratio {per_second / base_rate:.1f})")
-            print("  time share: " + ", ".join(f"{k} {v:.0%}" for k, v in sorted(shares.items(), key=lambda x: -x[1])))
+            run = figures[kind] = run_once(kind, work, base_url, args.subscribers, rate=rate)
+            per_second, sending = args.subscribers / run.elapsed, run.messages / run.sending
+            line = (f"{kind}: {args.subscribers:,} digests in {run.elapsed:.1f} s = {per_second:.0f} digests/s, "
+                    f"{1000 * run.cpu / args.subscribers:.2f} ms CPU a digest; sending {sending:.1f} messages/s, "
+                    f"at most {run.peak} requests at once")
+            if not rate:
+                baseline_count = max(100, args.subscribers // 10)
+                base = run_once(kind, work, base_url, baseline_count, one_per_pick=True)
+                base_rate = baseline_count / base.elapsed
+                line += f" (one message per pick: {base_rate:.0f} digests/s, ratio {per_second / base_rate:.1f})"
+            print(line)
+            print("  time share: " + ", ".join(f"{k} {v:.0%}" for k, v in sorted(run.shares.items(),
+                                                                               key=lambda x: -x[1])))
         print(f"server received {stats(base_url)['sent']:,} messages")
     finally:
         server.terminate()
         server.wait(10)
-    first = next(iter(figures))
-    print(result_line("delivery", subscribers=args.subscribers, per_second=round(figures[first]),
-                      **{f"{k}_per_second": round(v) for k, v in figures.items()}))
+    first = next(iter(figures.values()))
+    paced = {}
+    if rate:
+        paced = {"rate": rate, "latency_ms": round(args.latency_ms),
+                 **{f"{k}_rate_share": round(r.messages / r.sending / rate, 3) for k, r in figures.items()},
+                 **{f"{k}_peak_in_flight": r.peak for k, r in figures.items()}}
+    print(result_line("delivery", subscribers=args.subscribers, per_second=round(args.subscribers / first.elapsed),
+                      **{f"{k}_per_second": round(args.subscribers / r.elapsed) for k, r in figures.items()},
+                      cpu_ms_per_digest=round(1000 * first.cpu / args.subscribers, 2),
+                      **{f"{k}_cpu_ms_per_digest": round(1000 * r.cpu / args.subscribers, 2)
+                         for k, r in figures.items()}, **paced))
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from feedbot.chat import telegram
 from feedbot.clock import utcnow
 from feedbot.config import Settings
 from feedbot.delivery import heartbeat, recaps, runs
-from feedbot.delivery.pacing import Pacer
+from feedbot.delivery.pacing import MOST_IN_FLIGHT, Pacer
 from feedbot.delivery.sweep import DigestSweep
 from feedbot.ranking.textmodel import ModelCache
 from feedbot.refits import Refits
@@ -332,8 +332,10 @@ def application(settings: Settings, engine: Engine, metrics: metering.Metrics | 
     """The worker process: the bot's Application, whose lifecycle hooks run the sweeps."""
     models = ModelCache(settings.model_dir)  # one cache: a refit by the sweeps is what the chat loads
     metrics = metrics or metering.Metrics()
+    # Connections for every digest the sweep may have in flight, and the chat's answers beside them.
     app = telegram.build_application(settings, metering.MeteredChat(engine, settings, models=models, metrics=metrics),
-                                     rate_limiter=metering.MeteredRateLimiter(metrics, max_retries=5))
+                                     rate_limiter=metering.MeteredRateLimiter(metrics, max_retries=5),
+                                     connections=MOST_IN_FLIGHT + 16)
     worker = Worker(settings, engine, app.bot, models=models, metrics=metrics)
     app.post_init, app.post_stop, app.post_shutdown = worker.post_init, worker.post_stop, worker.post_shutdown
     if not settings.webhook_url:  # with a webhook every worker answers the updates posted to it

@@ -4,8 +4,9 @@ python-telegram-bot is pointed at it with `base_url`; simulated users send messa
 buttons by queueing updates, which the bot fetches by long polling with offsets. The server
 checks what Telegram checks (HTML entities, 4096 UTF-16 units of the parsed text, 64-byte callback
 data, "message is not modified") and can inject 429 with retry_after, 403, "chat not found", a group
-migrated to a supergroup (400 with `migrate_to_chat_id`) and slow answers for a chosen chat. Users'
-messages carry Telegram's `bot_command` entity, and can be edited. Groups and channels: members
+migrated to a supergroup (400 with `migrate_to_chat_id`) and slow answers for a chosen chat, or hold
+every answer for a while (`latency`, Telegram far away) and count the most requests it held at once
+(`peak`). Users' messages carry Telegram's `bot_command` entity, and can be edited. Groups and channels: members
 write and tap there, administrators are answered by getChatMember, channels post without a sender,
 the bot is added or removed (`my_chat_member`), and a group becomes a supergroup (both service
 messages, and 400 with `migrate_to_chat_id` for anything sent to the old id after).
@@ -165,6 +166,8 @@ class FakeTelegram:
         self.deleted: list[tuple[int, int]] = []  # (chat_id, message_id) the bot deleted
         self.faults: dict[int, list[Fault]] = defaultdict(list)
         self.held = 0  # answers being held back by "slow" faults right now
+        self.latency = 0.0  # seconds every Bot API answer is held (long polls and _stats excepted)
+        self.active = self.peak = 0  # requests being answered now (long polls aside), and the most at once
         self.webhook: dict | None = None  # the setWebhook parameters in force
         self.chats: dict[int, dict] = {}  # groups and channels: their Telegram chat objects
         self.statuses: dict[tuple[int, int], str] = {}  # (chat, user) -> status getChatMember answers
@@ -372,6 +375,22 @@ class FakeTelegram:
         return {**query, **dict(parse_qsl(body.decode()))}
 
     def _handle(self, request: BaseHTTPRequestHandler) -> None:
+        if urlsplit(request.path).path.endswith("/getUpdates"):  # a long poll is not a request in flight
+            return self._answer(request)
+        with self.lock:
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+        try:
+            self._answer(request)
+        finally:
+            with self.lock:
+                self.active -= 1
+
+    def reset_peak(self) -> None:
+        with self.lock:
+            self.peak = self.active
+
+    def _answer(self, request: BaseHTTPRequestHandler) -> None:
         path = urlsplit(request.path).path
         prefix = f"/bot{self.token}/"
         if unquote(path).startswith(f"/file/bot{self.token}/"):  # a file download, as Telegram's file server
@@ -426,6 +445,8 @@ class FakeTelegram:
             time.sleep(fault.delay)
             with self.lock:
                 self.held -= 1
+        if self.latency and method not in ("getUpdates", "_stats"):
+            time.sleep(self.latency)  # every client waits its own answer: requests overlap
         self._reply(request, 200, {"ok": True, "result": result})
 
     def _download(self, request: BaseHTTPRequestHandler, file_id: str) -> None:
@@ -461,7 +482,12 @@ class FakeTelegram:
     # methods
 
     def api__stats(self, params):  # noqa: N802 - for a server in another process (benchmarks)
-        return {"sent": len(self.sent), "chats": len({m.chat_id for m in self.sent})}
+        """Messages sent, chats reached and the most requests at once; `reset`: count afresh."""
+        with self.lock:
+            stats = {"sent": len(self.sent), "chats": len({m.chat_id for m in self.sent}), "peak": self.peak}
+        if params.get("reset"):
+            self.reset_peak()
+        return stats
 
     def api_getMe(self, params):  # noqa: N802 - Bot API method names
         return self.bot_user
@@ -652,8 +678,13 @@ def _int(value) -> int | None:
 
 
 if __name__ == "__main__":  # a server in its own process: prints its base URL, serves until killed
-    import sys
+    import argparse
 
-    server = FakeTelegram(sys.argv[1] if len(sys.argv) > 1 else "123456:TEST-TOKEN").start()
+    parser = argparse.ArgumentParser(description="The tests' Bot API server in its own process.")
+    parser.add_argument("token", nargs="?", default="123456:TEST-TOKEN")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="hold every answer this long")
+    args = parser.parse_args()
+    server = FakeTelegram(args.token).start()
+    server.latency = args.latency_ms / 1000
     print(server.base_url, flush=True)
     threading.Event().wait()

@@ -1,5 +1,6 @@
 """The digest sweep, every minute: refit when stale, resume what is in flight, record missed
-days, rank and claim who is due, send it all (paced), record the outcomes.
+days, rank and claim who is due, send it all (paced, with as many in flight as the pace needs at
+Telegram's answer time: `pacing.Window`), record the outcomes.
 
 Every step may fail — the refit, recovery, planning, ranking, claiming, rendering, sending,
 recording. None stops the others: each failure is logged and kept (`runs.Trouble`), the digests
@@ -23,7 +24,7 @@ from sqlalchemy.orm import Session
 from feedbot.config import Settings
 from feedbot.delivery import deliveries, due, heartbeat, runs, telegram_send
 from feedbot.delivery.heartbeat import Beat
-from feedbot.delivery.pacing import Pacer
+from feedbot.delivery.pacing import Pacer, Window
 from feedbot.ranking.textmodel import ModelCache
 from feedbot.refits import Refits
 from feedbot.store.db import transaction
@@ -47,6 +48,7 @@ class DigestSweep:
         self.models, self.refits, self.beat, self.write, self.stopping = models, refits, beat, write, stopping
         self.pacer, self.part_pause, self.concurrency = pacer, part_pause, concurrency
         self.metrics, self.rate = metrics, rate  # rate: FEEDBOT_SEND_RATE, shared by the live workers
+        self.window = Window(concurrency)  # digests in flight: `concurrency` at first, then sized to the pace
         self.lock = asyncio.Lock()
         self._results: list[deliveries.Result] = []
 
@@ -89,7 +91,7 @@ class DigestSweep:
             outgoing, results = await asyncio.to_thread(self.prepare, trouble)
             await self.send_claimed(outgoing, results, trouble)
             if outgoing or results["uncertain"] or results["skipped"] or trouble.errors:
-                log.info("digest sweep: %s", dict(results))
+                log.info("digest sweep: %s, at most %s in flight", dict(results), self.window.peak)
             summary = ", ".join(f"{k} {v}" for k, v in sorted(results.items())) or "nothing due"
             try:
                 await asyncio.to_thread(runs.record, self.engine, "digests", self.clock(), summary, trouble.error)
@@ -107,8 +109,14 @@ class DigestSweep:
         await asyncio.to_thread(self.share_rate, trouble)
         cache, skip = {item.delivery_id: item for item in prepared}, set()
 
+        senders: set[asyncio.Task] = set()
+        drained = False  # a sender found nothing left to take
+
         async def sender() -> None:
-            while not self.stopping.is_set():
+            nonlocal drained
+            while not self.stopping.is_set() and not drained:
+                if len(senders) > self.window.size(self.pacer.interval):
+                    return  # the window shrank
                 try:
                     await self.pacer.wait()  # before the row reads `sending`: a crash here leaves it claimed
                     taken = await self.write(deliveries.take, self.engine, cache, skip, self.clock(),
@@ -117,6 +125,7 @@ class DigestSweep:
                     trouble.add("taking a delivery to send", exc)
                     return
                 if taken is None or self.stopping.is_set():
+                    drained = drained or taken is None
                     if taken is not None:  # stopping: handed back untouched, for whoever runs next
                         await self.write(deliveries.hand_back, self.engine, taken[0].delivery_id, self.clock())
                     return
@@ -128,7 +137,22 @@ class DigestSweep:
                     with trouble.step(f"handing delivery {item.delivery_id} back"):
                         await self.write(deliveries.hand_back, self.engine, item.delivery_id, self.clock())
 
-        await asyncio.gather(*(sender() for _ in range(max(1, self.concurrency))))
+        self.window.peak = 0
+        try:  # as many senders as the window says: it grows with Telegram's answer time
+            while True:
+                while not drained and not self.stopping.is_set() \
+                        and len(senders) < self.window.size(self.pacer.interval):
+                    task = asyncio.create_task(sender())
+                    senders.add(task)
+                    task.add_done_callback(senders.discard)
+                self.window.peak = max(self.window.peak, len(senders))
+                if not senders:
+                    break
+                await asyncio.wait(set(senders), timeout=0.25, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            for task in senders:
+                task.cancel()
+            raise
         await self.flush_outcomes(trouble)
 
     async def run_sending(self) -> Counter:
@@ -160,16 +184,23 @@ class DigestSweep:
                       started: int | None = None) -> str:
         """Send one claimed digest (see feedbot.delivery.deliveries for the rules); its end state.
         `started`: the row is already `sending` (taken), with that many parts confirmed."""
+        paced = 0.0  # seconds spent waiting for the pace: not the send's own time
+
         async def pause(index: int) -> None:
+            nonlocal paced
             if index:
                 await asyncio.sleep(self.part_pause)
+            waited = time.perf_counter()
             await self.pacer.wait()
+            paced += time.perf_counter() - waited
 
         began = time.perf_counter()
         transport = telegram_send.telegram_transport(self.bot, self.settings.paid_broadcast)
         result = await deliveries.send(item, transport, self.write, self.engine, self.clock, pause, started)
         if result is None:
             return "taken"
+        if result.message_ids:
+            self.window.observe((time.perf_counter() - began - paced) / len(result.message_ids))
         if self.metrics is not None:
             self.metrics.delivered(result.status, time.perf_counter() - began)
         # End states are written in batches: a crash before the write leaves the row `sending`,
