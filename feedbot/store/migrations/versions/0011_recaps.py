@@ -2,7 +2,7 @@
 subscriber and week, claimed before the recap is sent
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 """
 from collections.abc import Sequence
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011"
-down_revision: str | None = "0009"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
