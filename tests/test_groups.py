@@ -135,8 +135,13 @@ def test_members_taps_are_counted_toggled_and_kept_apart(group_bot, telegram, se
                                 .where(MemberVote.subscriber_id == group.id)).all()
         assert votes == [(OTHER, paper_id, -1)]
         assert session.scalar(select(func.count()).select_from(Vote)) == 0  # nobody's private profile moved
-    # The group's own library stays the group's: nothing of a member's private votes shows there.
-    [liked] = say(telegram, GROUP, MEMBER, "/liked")
+    # /liked in the group lists what its members liked on balance, by number, never by name.
+    [nothing] = say(telegram, GROUP, MEMBER, "/liked")
+    assert "No paper has more 👍 than 👎" in nothing.text
+    tap(telegram, MEMBER, digest, 1)
+    [liked] = say(telegram, GROUP, OTHER, "/liked")
+    second = digest.text.split("<b>")[3].split("</b>")[0]
+    assert "Papers this group liked</b> (1)" in liked.text and second in liked.text
     assert "User" not in liked.text
 
 
