@@ -4,11 +4,12 @@ upgraded to a supergroup with nothing lost, the bot removed, a channel's digest 
 group's ranking following its members' votes together."""
 
 from collections import Counter
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from feedbot.chat.groups import ADMINS_ONLY
@@ -17,6 +18,7 @@ from feedbot.ranking.groups import member_weights
 from feedbot.store import groups, subscribers
 from feedbot.store.db import transaction
 from feedbot.store.models import Delivery, Interest, MemberVote, Paper, Shown, Subscriber, Vote
+from feedbot.worker import Worker
 
 GROUP, SUPERGROUP, CHANNEL = -1001, -100200300, -100777
 ADMIN, MEMBER, OTHER = 11, 22, 33
@@ -186,6 +188,32 @@ def test_digest_to_an_upgraded_group_follows_it(group_bot, telegram, seeded):
     assert (row_of(seeded, SUPERGROUP).id, row_of(seeded, GROUP)) == (group.id, None)
 
 
+def test_scheduled_digests_reach_the_group_once_a_day(group_bot, telegram, seeded, settings):
+    """The day's /digest is the day's digest: the sweep sends no second; the next day's comes
+    with the counting buttons and repeats no paper."""
+    subscribed_group(telegram, seeded)
+    now = [datetime.now(UTC)]
+    with transaction(seeded) as session:  # due since midnight, whatever the real clock's time of day
+        session.execute(update(Subscriber).where(Subscriber.telegram_id == GROUP).values(send_time="00:00"))
+    first = group_digest(telegram)
+    bot_settings = replace(settings, telegram_token=telegram.token, telegram_api_url=telegram.base_url)
+    worker = Worker(bot_settings, seeded, group_bot.application.bot, lambda: now[0], broadcast_rate=0, part_pause=0)
+    group_bot.call(worker.sweep_digests())
+    assert sum("📚 feedbot" in m.text for m in telegram.messages_to(GROUP)) == 1
+    now[0] += timedelta(days=1)
+    group_bot.call(worker.sweep_digests())
+    [_, second] = [m for m in telegram.messages_to(GROUP) if "📚 feedbot" in m.text]
+    assert labels(second)[0] == ["1. 👍 0", "👎 0"]
+    assert not set(_papers(first)) & set(_papers(second))
+
+
+def test_blocked_in_a_private_chat_stops_digests(group_bot, telegram, seeded):
+    telegram.send(MEMBER, "/start")
+    telegram.wait_messages(MEMBER, 1)
+    telegram.bot_status(MEMBER, "kicked", old="member", by=MEMBER)
+    telegram.wait(lambda: row_of(seeded, MEMBER).state == "blocked", what="the subscriber blocked")
+
+
 def test_bot_removed_stops_the_group(group_bot, telegram, seeded):
     subscribed_group(telegram, seeded)
     telegram.bot_status(GROUP, "kicked", old="member", by=ADMIN)
@@ -219,7 +247,7 @@ def test_channel_digest_voted_on_by_readers(group_bot, telegram, seeded):
     assert answer["text"] == ADMINS_ONLY and row_of(seeded, CHANNEL).digest_size == 5
 
 
-def test_any_member_taps_end_in_the_counts_they_add_up_to(group_bot, telegram, seeded):
+def test_any_member_taps_end_in_the_counts_they_add_up_to(group_bot, telegram, seeded, caplog):
     """Members × picks × 👍/👎, in any order: the buttons' last edit shows the toggled-out state."""
     group = subscribed_group(telegram, seeded)
     digest = group_digest(telegram)
@@ -241,6 +269,7 @@ def test_any_member_taps_end_in_the_counts_they_add_up_to(group_bot, telegram, s
         telegram.wait(lambda: labels(digest)[:2] == want, what=f"counts {want}")
 
     run()
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
 
 
 def test_group_ranking_follows_what_most_members_liked(seeded, settings):
