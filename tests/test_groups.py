@@ -5,7 +5,7 @@ group's ranking following its members' votes together."""
 
 from collections import Counter
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -200,7 +200,7 @@ def test_scheduled_digests_reach_the_group_once_a_day(group_bot, telegram, seede
     worker = Worker(bot_settings, seeded, group_bot.application.bot, lambda: now[0], broadcast_rate=0, part_pause=0)
     group_bot.call(worker.sweep_digests())
     assert sum("📚 feedbot" in m.text for m in telegram.messages_to(GROUP)) == 1
-    now[0] += timedelta(days=1)
+    now[0] = datetime.combine(now[0].date() + timedelta(days=1), time(0, 5), UTC)  # the next day's slot
     group_bot.call(worker.sweep_digests())
     [_, second] = [m for m in telegram.messages_to(GROUP) if "📚 feedbot" in m.text]
     assert labels(second)[0] == ["1. 👍 0", "👎 0"]
