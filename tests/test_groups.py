@@ -3,7 +3,9 @@ administrator (and no one else), members' taps counted on the buttons and toggle
 upgraded to a supergroup with nothing lost, the bot removed, a channel's digest voted on; and a
 group's ranking following its members' votes together."""
 
+import threading
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 
@@ -12,7 +14,10 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from feedbot.chat.conversation import Chat, User
 from feedbot.chat.groups import ADMINS_ONLY
+from feedbot.chat.telegram_groups import chat_migrated
+from feedbot.delivery.messages import count_row
 from feedbot.ranking import recommend, textmodel
 from feedbot.ranking.groups import member_weights
 from feedbot.store import groups, subscribers
@@ -309,6 +314,43 @@ def test_migration_onto_a_chat_already_answered_merges_it(engine):
         [row] = session.scalars(select(Subscriber)).all()
         assert (row.id, row.telegram_id, row.chat_id) == (old_id, SUPERGROUP, SUPERGROUP)
         assert sorted(session.scalars(select(Interest.text))) == ["robots", "speech", "vision"]
+
+
+def test_members_tapping_at_once_are_each_counted(seeded, settings):
+    """Real threads against the real database: no tap lost, a member's double tap toggles once each."""
+    chat = Chat(seeded, settings)
+    with transaction(seeded) as session:
+        group, _ = subscribers.subscribe(session, GROUP, GROUP, "group", kind="group")
+        papers = list(session.scalars(select(Paper.id).order_by(Paper.id).limit(2)))
+        subscribers.record_shown(session, group, [(p, 0.0, "") for p in papers], "digest")
+    keyboard = [count_row(n, p, 0, 0) for n, p in enumerate(papers, 1)]
+    taps = [(member, paper) for member in range(1, 7) for paper in papers] + [(1, papers[0])]
+    start = threading.Barrier(len(taps))
+
+    def tap_now(member, paper):
+        start.wait()
+        return chat.button(User(GROUP, GROUP, "group", "group", member), f"v:{paper}:+", keyboard).notice
+
+    with ThreadPoolExecutor(len(taps)) as pool:
+        notices = Counter(pool.map(lambda t: tap_now(*t), taps))
+    assert notices == {"Your 👍 is counted": 12, "Your vote is taken back": 1}
+    with Session(seeded) as session:
+        assert groups.counts(session, group, papers) == {papers[0]: (5, 0), papers[1]: (6, 0)}
+
+
+def test_both_migration_messages_at_once_move_the_group_once(engine):
+    with transaction(engine) as session:
+        subscribers.subscribe(session, GROUP, GROUP, "group", kind="group")
+    start = threading.Barrier(2)
+
+    def migrate_now(_):
+        start.wait()
+        return chat_migrated(engine, GROUP, SUPERGROUP)
+
+    with ThreadPoolExecutor(2) as pool:
+        assert sorted(pool.map(migrate_now, range(2))) == [False, True]
+    with Session(engine) as session:
+        assert session.execute(select(Subscriber.telegram_id, Subscriber.chat_id)).all() == [(SUPERGROUP, SUPERGROUP)]
 
 
 def _papers(message):
