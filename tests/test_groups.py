@@ -3,20 +3,27 @@ administrator (and no one else), members' taps counted on the buttons and toggle
 upgraded to a supergroup with nothing lost, the bot removed, a channel's digest voted on; and a
 group's ranking following its members' votes together."""
 
+import threading
 from collections import Counter
-from datetime import UTC, datetime
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import UTC, datetime, time, timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from feedbot.chat.conversation import Chat, User
 from feedbot.chat.groups import ADMINS_ONLY
+from feedbot.chat.telegram_groups import chat_migrated
+from feedbot.delivery.messages import count_row
 from feedbot.ranking import recommend, textmodel
 from feedbot.ranking.groups import member_weights
 from feedbot.store import groups, subscribers
 from feedbot.store.db import transaction
 from feedbot.store.models import Delivery, Interest, MemberVote, Paper, Shown, Subscriber, Vote
+from feedbot.worker import Worker
 
 GROUP, SUPERGROUP, CHANNEL = -1001, -100200300, -100777
 ADMIN, MEMBER, OTHER = 11, 22, 33
@@ -135,8 +142,13 @@ def test_members_taps_are_counted_toggled_and_kept_apart(group_bot, telegram, se
                                 .where(MemberVote.subscriber_id == group.id)).all()
         assert votes == [(OTHER, paper_id, -1)]
         assert session.scalar(select(func.count()).select_from(Vote)) == 0  # nobody's private profile moved
-    # The group's own library stays the group's: nothing of a member's private votes shows there.
-    [liked] = say(telegram, GROUP, MEMBER, "/liked")
+    # /liked in the group lists what its members liked on balance, by number, never by name.
+    [nothing] = say(telegram, GROUP, MEMBER, "/liked")
+    assert "No paper has more 👍 than 👎" in nothing.text
+    tap(telegram, MEMBER, digest, 1)
+    [liked] = say(telegram, GROUP, OTHER, "/liked")
+    second = digest.text.split("<b>")[3].split("</b>")[0]
+    assert "Papers this group liked</b> (1)" in liked.text and second in liked.text
     assert "User" not in liked.text
 
 
@@ -181,6 +193,32 @@ def test_digest_to_an_upgraded_group_follows_it(group_bot, telegram, seeded):
     assert (row_of(seeded, SUPERGROUP).id, row_of(seeded, GROUP)) == (group.id, None)
 
 
+def test_scheduled_digests_reach_the_group_once_a_day(group_bot, telegram, seeded, settings):
+    """The day's /digest is the day's digest: the sweep sends no second; the next day's comes
+    with the counting buttons and repeats no paper."""
+    subscribed_group(telegram, seeded)
+    now = [datetime.now(UTC)]
+    with transaction(seeded) as session:  # due since midnight, whatever the real clock's time of day
+        session.execute(update(Subscriber).where(Subscriber.telegram_id == GROUP).values(send_time="00:00"))
+    first = group_digest(telegram)
+    bot_settings = replace(settings, telegram_token=telegram.token, telegram_api_url=telegram.base_url)
+    worker = Worker(bot_settings, seeded, group_bot.application.bot, lambda: now[0], broadcast_rate=0, part_pause=0)
+    group_bot.call(worker.sweep_digests())
+    assert sum("📚 feedbot" in m.text for m in telegram.messages_to(GROUP)) == 1
+    now[0] = datetime.combine(now[0].date() + timedelta(days=1), time(0, 5), UTC)  # the next day's slot
+    group_bot.call(worker.sweep_digests())
+    [_, second] = [m for m in telegram.messages_to(GROUP) if "📚 feedbot" in m.text]
+    assert labels(second)[0] == ["1. 👍 0", "👎 0"]
+    assert not set(_papers(first)) & set(_papers(second))
+
+
+def test_blocked_in_a_private_chat_stops_digests(group_bot, telegram, seeded):
+    telegram.send(MEMBER, "/start")
+    telegram.wait_messages(MEMBER, 1)
+    telegram.bot_status(MEMBER, "kicked", old="member", by=MEMBER)
+    telegram.wait(lambda: row_of(seeded, MEMBER).state == "blocked", what="the subscriber blocked")
+
+
 def test_bot_removed_stops_the_group(group_bot, telegram, seeded):
     subscribed_group(telegram, seeded)
     telegram.bot_status(GROUP, "kicked", old="member", by=ADMIN)
@@ -214,7 +252,7 @@ def test_channel_digest_voted_on_by_readers(group_bot, telegram, seeded):
     assert answer["text"] == ADMINS_ONLY and row_of(seeded, CHANNEL).digest_size == 5
 
 
-def test_any_member_taps_end_in_the_counts_they_add_up_to(group_bot, telegram, seeded):
+def test_any_member_taps_end_in_the_counts_they_add_up_to(group_bot, telegram, seeded, caplog):
     """Members × picks × 👍/👎, in any order: the buttons' last edit shows the toggled-out state."""
     group = subscribed_group(telegram, seeded)
     digest = group_digest(telegram)
@@ -236,6 +274,7 @@ def test_any_member_taps_end_in_the_counts_they_add_up_to(group_bot, telegram, s
         telegram.wait(lambda: labels(digest)[:2] == want, what=f"counts {want}")
 
     run()
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
 
 
 def test_group_ranking_follows_what_most_members_liked(seeded, settings):
@@ -275,6 +314,43 @@ def test_migration_onto_a_chat_already_answered_merges_it(engine):
         [row] = session.scalars(select(Subscriber)).all()
         assert (row.id, row.telegram_id, row.chat_id) == (old_id, SUPERGROUP, SUPERGROUP)
         assert sorted(session.scalars(select(Interest.text))) == ["robots", "speech", "vision"]
+
+
+def test_members_tapping_at_once_are_each_counted(seeded, settings):
+    """Real threads against the real database: no tap lost, a member's double tap toggles once each."""
+    chat = Chat(seeded, settings)
+    with transaction(seeded) as session:
+        group, _ = subscribers.subscribe(session, GROUP, GROUP, "group", kind="group")
+        papers = list(session.scalars(select(Paper.id).order_by(Paper.id).limit(2)))
+        subscribers.record_shown(session, group, [(p, 0.0, "") for p in papers], "digest")
+    keyboard = [count_row(n, p, 0, 0) for n, p in enumerate(papers, 1)]
+    taps = [(member, paper) for member in range(1, 7) for paper in papers] + [(1, papers[0])]
+    start = threading.Barrier(len(taps))
+
+    def tap_now(member, paper):
+        start.wait()
+        return chat.button(User(GROUP, GROUP, "group", "group", member), f"v:{paper}:+", keyboard).notice
+
+    with ThreadPoolExecutor(len(taps)) as pool:
+        notices = Counter(pool.map(lambda t: tap_now(*t), taps))
+    assert notices == {"Your 👍 is counted": 12, "Your vote is taken back": 1}
+    with Session(seeded) as session:
+        assert groups.counts(session, group, papers) == {papers[0]: (5, 0), papers[1]: (6, 0)}
+
+
+def test_both_migration_messages_at_once_move_the_group_once(engine):
+    with transaction(engine) as session:
+        subscribers.subscribe(session, GROUP, GROUP, "group", kind="group")
+    start = threading.Barrier(2)
+
+    def migrate_now(_):
+        start.wait()
+        return chat_migrated(engine, GROUP, SUPERGROUP)
+
+    with ThreadPoolExecutor(2) as pool:
+        assert sorted(pool.map(migrate_now, range(2))) == [False, True]
+    with Session(engine) as session:
+        assert session.execute(select(Subscriber.telegram_id, Subscriber.chat_id)).all() == [(SUPERGROUP, SUPERGROUP)]
 
 
 def _papers(message):

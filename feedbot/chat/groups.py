@@ -8,11 +8,14 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from sqlalchemy.orm import Session
+
 from feedbot.chat.settings import next_line
 from feedbot.chat.votes import pressed
 from feedbot.delivery.messages import Answer, Button, Reply, count_row, numbered_papers
 from feedbot.store import groups, subscribers
 from feedbot.store.db import read_only
+from feedbot.store.models import Subscriber
 from feedbot.store.subscribers import UserError
 
 if TYPE_CHECKING:
@@ -70,7 +73,7 @@ def vote_press(turn: Turn, data: str, keyboard: list[list[Button]]) -> Answer:
     return Answer(notice, keyboard=counted(turn.session, turn.subscriber, numbered or [(1, paper_id)]))
 
 
-def counted(session, subscriber, numbered: list[tuple[int, int]]) -> list[list[Button]]:
+def counted(session: Session, subscriber: Subscriber, numbered: list[tuple[int, int]]) -> list[list[Button]]:
     """Rows of 👍/👎 with the members' counts, for (number, paper id) pairs."""
     tally = groups.counts(session, subscriber, [pid for _, pid in numbered])
     return [count_row(number, pid, *tally.get(pid, (0, 0))) for number, pid in numbered]

@@ -18,7 +18,7 @@ from feedbot.delivery.messages import (
     telegram_length,
     vote_row,
 )
-from feedbot.store import subscribers
+from feedbot.store import groups, subscribers
 from feedbot.store.models import Delivery, Paper, Shown, Vote
 from feedbot.store.papers import search_papers
 from feedbot.store.subscribers import UserError
@@ -127,6 +127,12 @@ def _liked_list(turn: Turn, papers: list[Paper], header: str, limit: int, more: 
 
 
 def liked(turn: Turn, args: str) -> list[Reply]:
+    kind = turn.subscriber.kind
+    if kind != "private":  # a group's or channel's: what its members liked on balance, never who
+        papers = groups.liked_papers(turn.session, turn.subscriber)
+        if not papers:
+            return [Reply(f"No paper has more 👍 than 👎 from this {kind}'s members yet.")]
+        return _liked_list(turn, papers, f"<b>Papers this {kind} liked</b> ({len(papers)})", 30, "…and {n} more.")
     papers = subscribers.liked_papers(turn.session, turn.subscriber, origin="tap")
     imported = subscribers.imported_count(turn.session, turn.subscriber)
     if not papers and not imported:

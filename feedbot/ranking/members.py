@@ -19,5 +19,5 @@ def group_votes(session: Session, subscriber_ids: list[int]) -> dict[int, list[t
         for pid, _, when in votes:
             latest[pid] = max(latest.get(pid, when), when)
         weights = member_weights((pid, value) for pid, value, _ in votes)
-        out[sid] = [(pid, weight, latest[pid]) for pid, weight in sorted(weights.items())]
+        out[sid] = [(pid, weight, latest[pid]) for pid, weight in sorted(weights.items()) if weight]
     return out

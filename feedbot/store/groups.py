@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, aliased
 
 from feedbot.clock import utcnow
 from feedbot.store.db import insert_for
-from feedbot.store.models import Delivery, Import, Interest, MemberVote, Mute, Shown, Subscriber, Vote
+from feedbot.store.models import Delivery, Import, Interest, MemberVote, Mute, Paper, Shown, Subscriber, Vote
 
 KINDS = ("group", "channel")
 
@@ -98,6 +98,15 @@ def counts(session: Session, subscriber: Subscriber, paper_ids: list[int]) -> di
         ):
             out[pid][0 if value > 0 else 1] = n
     return {pid: (up, down) for pid, (up, down) in out.items()}
+
+
+def liked_papers(session: Session, subscriber: Subscriber) -> list[Paper]:
+    """Papers the members liked on balance (more 👍 than 👎), the latest voted first."""
+    liked = (select(MemberVote.paper_id, func.max(MemberVote.voted_at).label("last"))
+             .where(MemberVote.subscriber_id == subscriber.id).group_by(MemberVote.paper_id)
+             .having(func.sum(MemberVote.value) > 0).subquery())
+    return list(session.scalars(select(Paper).join(liked, liked.c.paper_id == Paper.id)
+                                .order_by(liked.c.last.desc(), Paper.id.desc())))
 
 
 def member_votes(session: Session, subscriber_ids: list[int]) -> dict[int, list[tuple[int, int, datetime]]]:
