@@ -141,30 +141,31 @@ def readers_likes(session: Session, since: datetime, until: datetime) -> dict[in
     return {pid: len(who) for pid, who in readers.items()}
 
 
-def _own_likes(session: Session, subscriber: Subscriber, since: datetime | None) -> tuple[list[drift.Like], int]:
-    """The subscriber's standing likes voted from `since` (None: all), as the profile weighs them, and
-    how many of them a library import added. A group's are its members' net likes."""
+def likes(session: Session, subscriber: Subscriber, since: datetime | None = None,
+          until: datetime | None = None) -> tuple[list[drift.Like], set[int]]:
+    """The subscriber's standing 👍 voted in [since, until) (None: unbounded), oldest first, as the
+    profile weighs them, and the papers among them a library import added. A group's are also its
+    members' votes in that span, netted (ranking.groups)."""
     query = select(Vote.paper_id, Vote.voted_at, Vote.origin).where(Vote.subscriber_id == subscriber.id,
                                                                     Vote.value == 1)
+    members = select(MemberVote.paper_id, MemberVote.value, MemberVote.voted_at).where(
+        MemberVote.subscriber_id == subscriber.id)
     if since is not None:
-        query = query.where(Vote.voted_at >= since)
-    rows = session.execute(query.order_by(Vote.voted_at, Vote.paper_id)).all()
-    likes = [drift.Like(pid, at) for pid, at, _ in rows]
-    imported = sum(origin == "import" for _, _, origin in rows)
+        query, members = query.where(Vote.voted_at >= since), members.where(MemberVote.voted_at >= since)
+    if until is not None:
+        query, members = query.where(Vote.voted_at < until), members.where(MemberVote.voted_at < until)
+    rows = session.execute(query).all()
+    out = [drift.Like(pid, at) for pid, at, _ in rows]
+    imported = {pid for pid, _, origin in rows if origin == "import"}
     if subscriber.kind != "private":
-        query = select(MemberVote.paper_id, MemberVote.value, MemberVote.voted_at).where(
-            MemberVote.subscriber_id == subscriber.id)
-        if since is not None:
-            query = query.where(MemberVote.voted_at >= since)
-        votes = session.execute(query).all()
+        votes = session.execute(members).all()
         latest: dict[int, datetime] = {}
         for pid, _, at in votes:
             latest[pid] = max(latest.get(pid, at), at)
-        own = {like.paper_id for like in likes}
-        likes += sorted((drift.Like(pid, latest[pid], weight) for pid, weight in
-                         member_weights((pid, value) for pid, value, _ in votes).items()
-                         if weight > 0 and pid not in own), key=lambda like: (like.at, like.paper_id))
-    return likes, imported
+        own = {like.paper_id for like in out}
+        out += [drift.Like(pid, latest[pid], weight) for pid, weight in
+                member_weights((pid, value) for pid, value, _ in votes).items() if weight > 0 and pid not in own]
+    return sorted(out, key=lambda like: (drift.utc(like.at), like.paper_id)), imported
 
 
 def build(session: Session, model: TextModel | None, subscriber: Subscriber, now: datetime, settings: Settings,
@@ -173,10 +174,9 @@ def build(session: Session, model: TextModel | None, subscriber: Subscriber, now
     since = now - WEEK
     sunday = due_sunday(subscriber, now) or schedule.local_date(subscriber, now)
     content = Content(sunday, paper_link=settings.paper_link, group=subscriber.kind != "private")
-    week_likes, content.imported = _own_likes(session, subscriber, since)
-    imported_ids = set(session.scalars(select(Vote.paper_id).where(
-        Vote.subscriber_id == subscriber.id, Vote.origin == "import", Vote.voted_at >= since)))
-    liked_ids = [like.paper_id for like in week_likes if like.paper_id not in imported_ids]
+    week_likes, imported = likes(session, subscriber, since, now)
+    content.imported = len(imported)
+    liked_ids = [like.paper_id for like in week_likes if like.paper_id not in imported]
     papers = {p.id: p for chunk in chunks(liked_ids, 900)
               for p in session.scalars(select(Paper).where(Paper.id.in_(chunk)))}
     content.liked = [papers[pid] for pid in liked_ids if pid in papers]
@@ -193,24 +193,10 @@ def build(session: Session, model: TextModel | None, subscriber: Subscriber, now
                 break
         content.popular = content.popular[:POPULAR]
     if model is not None:
-        all_likes, _ = _own_likes(session, subscriber, None)
-        before = [like for like in all_likes if drift.utc(like.at) < since]
-        if subscriber.kind != "private":
-            before = _group_likes_before(session, subscriber, since, all_likes)
-        content.moved = drift.drift(model, session, before, all_likes, since, now, settings.vote_half_life_days)
+        before, _ = likes(session, subscriber, until=since)
+        current, _ = likes(session, subscriber, until=now)
+        content.moved = drift.drift(model, session, before, current, since, now, settings.vote_half_life_days)
     return content
-
-
-def _group_likes_before(session: Session, subscriber: Subscriber, since: datetime,
-                        all_likes: list[drift.Like]) -> list[drift.Like]:
-    """A group's likes as they stood a week ago: its own 👍 then, and its members' votes then, netted."""
-    own = [like for like in all_likes if like.weight == 1.0 and drift.utc(like.at) < since]
-    votes = session.execute(select(MemberVote.paper_id, MemberVote.value, MemberVote.voted_at).where(
-        MemberVote.subscriber_id == subscriber.id, MemberVote.voted_at < since)).all()
-    latest = {pid: at for pid, _, at in sorted(votes, key=lambda v: v[2])}
-    taken = {like.paper_id for like in own}
-    return own + [drift.Like(pid, latest[pid], weight) for pid, weight in
-                  member_weights((pid, value) for pid, value, _ in votes).items() if weight > 0 and pid not in taken]
 
 
 def render(content: Content) -> list[Reply]:
