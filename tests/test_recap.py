@@ -289,6 +289,21 @@ def test_terms_gained_and_faded(seeded, settings, clock):
             drift.Drift([], []), "a first week says nothing of gains"
 
 
+def test_a_blocked_chat_gets_no_recap_and_is_deactivated(worker, telegram, seeded, clock):
+    runner, first = worker
+    blocked, fine = add_subscriber(seeded, 503), add_subscriber(seeded, 504)
+    like(seeded, blocked, paper_ids(seeded, "graph", 1), THIS_WEEK)
+    like(seeded, fine, paper_ids(seeded, "video", 1), THIS_WEEK)
+    telegram.inject(503, "403")
+    assert runner.call(first.sweep_recaps()) == {"blocked": 1, "sent": 1}
+    assert recaps_to(telegram, 503) == [] and len(recaps_to(telegram, 504)) == 1
+    with Session(seeded) as session:
+        assert session.get(Subscriber, blocked).state == "blocked"
+        assert session.scalar(select(Recap.status).where(Recap.subscriber_id == blocked)) == "blocked"
+        assert not [p for p in status.health(session, clock.now) if p.startswith("recaps")], \
+            "a blocked chat is no failure of the job"
+
+
 def test_a_failing_recap_job_is_shown_until_it_works_and_loses_no_recap(worker, telegram, seeded, clock, monkeypatch):
     runner, first = worker
     sid = add_subscriber(seeded, 502)

@@ -101,9 +101,14 @@ def claim(session: Session, subscriber_id: int, week: date, now: datetime) -> in
 
 def finish(session: Session, recap_id: int, status: str, now: datetime, message_ids: list[int] | None = None,
            error: str | None = None) -> None:
+    """Write a recap's end state; a blocked one deactivates its subscriber, as a blocked digest does."""
     session.execute(update(Recap).where(Recap.id == recap_id).values(
         status=status, finished_at=now, message_ids=",".join(map(str, message_ids or [])) or None,
         error=error[:2000] if error else None))
+    if status == "blocked":
+        session.execute(update(Subscriber).where(
+            Subscriber.id == select(Recap.subscriber_id).where(Recap.id == recap_id).scalar_subquery()
+        ).values(state="blocked"))
 
 
 # --- what a recap says ------------------------------------------------------------------------
