@@ -289,6 +289,33 @@ def test_terms_gained_and_faded(seeded, settings, clock):
             drift.Drift([], []), "a first week says nothing of gains"
 
 
+def test_claimers_at_once_build_one_recap(seeded, settings, clock):
+    """Eight threads claiming the same recap against the real database: one wins, the rest find it taken."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sid = add_subscriber(seeded, 505)
+    like(seeded, sid, paper_ids(seeded, "graph", 1), THIS_WEEK)
+    with Session(seeded) as session:
+        ((subscriber, week),) = recaps.due(session, clock.now)
+        session.expunge(subscriber)
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: recaps.claim_and_build(seeded, None, settings, subscriber, week, clock.now,
+                                                                 {}, recaps.runs.Trouble()), range(8)))
+    assert sorted(r if isinstance(r, str) else "claimed" for r in results) == ["claimed"] + ["taken"] * 7
+    with Session(seeded) as session:
+        assert recaps.due(session, clock.now) == []
+
+
+def test_a_stopping_worker_claims_no_more_recaps(worker, telegram, seeded, clock):
+    runner, first = worker
+    for n in range(3):
+        like(seeded, add_subscriber(seeded, 510 + n), paper_ids(seeded, "graph", 1), THIS_WEEK)
+    first.stopping.set()
+    assert runner.call(first.sweep_recaps()) == {}
+    with Session(seeded) as session:
+        assert session.scalars(select(Recap)).all() == [] and len(recaps.due(session, clock.now)) == 3
+
+
 def test_a_blocked_chat_gets_no_recap_and_is_deactivated(worker, telegram, seeded, clock):
     runner, first = worker
     blocked, fine = add_subscriber(seeded, 503), add_subscriber(seeded, 504)

@@ -245,54 +245,62 @@ class Claimed:
     replies: list[Reply]
 
 
-def prepare(engine: Engine, models: ModelCache, settings: Settings, now: datetime,
-            trouble: runs.Trouble) -> tuple[list[Claimed], Counter]:
-    """Claim every recap due now and build each: the ones to send, and the empty or failed counts."""
-    counts: Counter = Counter()
+def plan(engine: Engine, models: ModelCache, now: datetime,
+         trouble: runs.Trouble) -> tuple[list[tuple[Subscriber, date]], TextModel | None, dict[int, int]]:
+    """Who is due now, the text model (None: no drift said) and the week's readers' likes."""
     with Session(engine) as session:
         wanted = due(session, now)
     if not wanted:
-        return [], counts
+        return [], None, {}
     model = None
     with trouble.step("loading the text model"), Session(engine) as session:
         model = models.get(session)
     with Session(engine) as session:
-        popular = readers_likes(session, now - WEEK, now)
-    out: list[Claimed] = []
-    for subscriber, week in wanted:
+        return wanted, model, readers_likes(session, now - WEEK, now)
+
+
+def claim_and_build(engine: Engine, model: TextModel | None, settings: Settings, subscriber: Subscriber,
+                    week: date, now: datetime, popular: dict[int, int], trouble: runs.Trouble) -> Claimed | str:
+    """Claim one recap and build it: what to send, or why nothing ("taken", "empty", "failed")."""
+    with transaction(engine) as session:
+        recap_id = claim(session, subscriber.id, week, now)
+    if recap_id is None:
+        return "taken"
+    try:
+        with Session(engine) as session:
+            content = build(session, model, session.merge(subscriber, load=False), now, settings, popular)
+            replies = [] if content.empty else render(content)
+    except Exception as exc:  # noqa: BLE001 - one recap's failure never stops the others
+        trouble.add(f"building recap {recap_id}", exc)
         with transaction(engine) as session:
-            recap_id = claim(session, subscriber.id, week, now)
-        if recap_id is None:
-            continue
-        try:
-            with Session(engine) as session:
-                content = build(session, model, session.merge(subscriber, load=False), now, settings, popular)
-                replies = [] if content.empty else render(content)
-        except Exception as exc:  # noqa: BLE001 - one recap's failure never stops the others
-            trouble.add(f"building recap {recap_id}", exc)
-            with transaction(engine) as session:
-                finish(session, recap_id, "failed", now, error=f"{type(exc).__name__}: {exc}")
-            counts["failed"] += 1
-            continue
-        if not replies:
-            with transaction(engine) as session:
-                finish(session, recap_id, "empty", now)
-            counts["empty"] += 1
-            continue
-        out.append(Claimed(recap_id, subscriber.id, subscriber.chat_id, replies))
-    return out, counts
+            finish(session, recap_id, "failed", now, error=f"{type(exc).__name__}: {exc}")
+        return "failed"
+    if not replies:
+        with transaction(engine) as session:
+            finish(session, recap_id, "empty", now)
+        return "empty"
+    return Claimed(recap_id, subscriber.id, subscriber.chat_id, replies)
 
 
 async def sweep(engine: Engine, settings: Settings, bot, models: ModelCache, clock: Callable[[], datetime],
                 pacer: Pacer, stopping: asyncio.Event) -> Counter:
-    """The scheduled job: send every recap due now, once; the run is recorded for `feedbot status`."""
-    trouble = runs.Trouble()
-    claimed, counts = [], Counter()
-    with trouble.step("claiming recaps"):
-        claimed, counts = await asyncio.to_thread(prepare, engine, models, settings, clock(), trouble)
-    for item in claimed:
-        if stopping.is_set():  # left `claimed`: this week's recap is not sent twice
+    """The scheduled job: claim, build and send each recap due now in turn (so a stop leaves none
+    claimed unsent); the run is recorded for `feedbot status`."""
+    trouble, counts = runs.Trouble(), Counter()
+    wanted, model, popular = [], None, {}
+    with trouble.step("planning recaps"):
+        wanted, model, popular = await asyncio.to_thread(plan, engine, models, clock(), trouble)
+    for subscriber, week in wanted:
+        if stopping.is_set():
             break
+        item = "failed"
+        with trouble.step(f"claiming the recap of subscriber {subscriber.id}"):
+            item = await asyncio.to_thread(claim_and_build, engine, model, settings, subscriber, week, clock(),
+                                           popular, trouble)
+        if not isinstance(item, Claimed):
+            if item != "taken":  # another process has it
+                counts[item] += 1
+            continue
         status, ids, error = "sent", [], None
         try:
             await pacer.wait()
