@@ -176,7 +176,7 @@ CASES: dict[str, Case] = {
     "fetch arxiv --category cs.LG": Case(("arxiv:cs.LG 2024-03-04: 1 entries, 1 new papers",), setup=("sources",)),
     "status --check": Case(("problem: no worker has ever reported",), status=1),
     "status": Case(("schema:   {head}", "papers:   354", f"  {DAY}: 159 listed, 143 new", "ingested: 5",
-                    "subscribers: 1 (1 active)", "model:    354 papers")),
+                    "subscribers: 1 (1 active)", "recaps this week: none", "model:    354 papers")),
     "papers --date D --search WORDS --limit N": Case(("(3 papers)", f"  {DAY}  ")),
     "papers": Case((f"  {DAY}  Yi: Open Foundation Models by 01.AI", "(20 papers)")),
     "model refit": Case(("text model fitted: 354 papers",)),

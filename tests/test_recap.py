@@ -289,6 +289,48 @@ def test_terms_gained_and_faded(seeded, settings, clock):
             drift.Drift([], []), "a first week says nothing of gains"
 
 
+def test_claimers_at_once_build_one_recap(seeded, settings, clock):
+    """Eight threads claiming the same recap against the real database: one wins, the rest find it taken."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sid = add_subscriber(seeded, 505)
+    like(seeded, sid, paper_ids(seeded, "graph", 1), THIS_WEEK)
+    with Session(seeded) as session:
+        ((subscriber, week),) = recaps.due(session, clock.now)
+        session.expunge(subscriber)
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: recaps.claim_and_build(seeded, None, settings, subscriber, week, clock.now,
+                                                                 {}, recaps.runs.Trouble()), range(8)))
+    assert sorted(r if isinstance(r, str) else "claimed" for r in results) == ["claimed"] + ["taken"] * 7
+    with Session(seeded) as session:
+        assert recaps.due(session, clock.now) == []
+
+
+def test_a_stopping_worker_claims_no_more_recaps(worker, telegram, seeded, clock):
+    runner, first = worker
+    for n in range(3):
+        like(seeded, add_subscriber(seeded, 510 + n), paper_ids(seeded, "graph", 1), THIS_WEEK)
+    first.stopping.set()
+    assert runner.call(first.sweep_recaps()) == {}
+    with Session(seeded) as session:
+        assert session.scalars(select(Recap)).all() == [] and len(recaps.due(session, clock.now)) == 3
+
+
+def test_a_blocked_chat_gets_no_recap_and_is_deactivated(worker, telegram, seeded, clock):
+    runner, first = worker
+    blocked, fine = add_subscriber(seeded, 503), add_subscriber(seeded, 504)
+    like(seeded, blocked, paper_ids(seeded, "graph", 1), THIS_WEEK)
+    like(seeded, fine, paper_ids(seeded, "video", 1), THIS_WEEK)
+    telegram.inject(503, "403")
+    assert runner.call(first.sweep_recaps()) == {"blocked": 1, "sent": 1}
+    assert recaps_to(telegram, 503) == [] and len(recaps_to(telegram, 504)) == 1
+    with Session(seeded) as session:
+        assert session.get(Subscriber, blocked).state == "blocked"
+        assert session.scalar(select(Recap.status).where(Recap.subscriber_id == blocked)) == "blocked"
+        assert not [p for p in status.health(session, clock.now) if p.startswith("recaps")], \
+            "a blocked chat is no failure of the job"
+
+
 def test_a_failing_recap_job_is_shown_until_it_works_and_loses_no_recap(worker, telegram, seeded, clock, monkeypatch):
     runner, first = worker
     sid = add_subscriber(seeded, 502)

@@ -101,9 +101,14 @@ def claim(session: Session, subscriber_id: int, week: date, now: datetime) -> in
 
 def finish(session: Session, recap_id: int, status: str, now: datetime, message_ids: list[int] | None = None,
            error: str | None = None) -> None:
+    """Write a recap's end state; a blocked one deactivates its subscriber, as a blocked digest does."""
     session.execute(update(Recap).where(Recap.id == recap_id).values(
         status=status, finished_at=now, message_ids=",".join(map(str, message_ids or [])) or None,
         error=error[:2000] if error else None))
+    if status == "blocked":
+        session.execute(update(Subscriber).where(
+            Subscriber.id == select(Recap.subscriber_id).where(Recap.id == recap_id).scalar_subquery()
+        ).values(state="blocked"))
 
 
 # --- what a recap says ------------------------------------------------------------------------
@@ -141,30 +146,31 @@ def readers_likes(session: Session, since: datetime, until: datetime) -> dict[in
     return {pid: len(who) for pid, who in readers.items()}
 
 
-def _own_likes(session: Session, subscriber: Subscriber, since: datetime | None) -> tuple[list[drift.Like], int]:
-    """The subscriber's standing likes voted from `since` (None: all), as the profile weighs them, and
-    how many of them a library import added. A group's are its members' net likes."""
+def likes(session: Session, subscriber: Subscriber, since: datetime | None = None,
+          until: datetime | None = None) -> tuple[list[drift.Like], set[int]]:
+    """The subscriber's standing 👍 voted in [since, until) (None: unbounded), oldest first, as the
+    profile weighs them, and the papers among them a library import added. A group's are also its
+    members' votes in that span, netted (ranking.groups)."""
     query = select(Vote.paper_id, Vote.voted_at, Vote.origin).where(Vote.subscriber_id == subscriber.id,
                                                                     Vote.value == 1)
+    members = select(MemberVote.paper_id, MemberVote.value, MemberVote.voted_at).where(
+        MemberVote.subscriber_id == subscriber.id)
     if since is not None:
-        query = query.where(Vote.voted_at >= since)
-    rows = session.execute(query.order_by(Vote.voted_at, Vote.paper_id)).all()
-    likes = [drift.Like(pid, at) for pid, at, _ in rows]
-    imported = sum(origin == "import" for _, _, origin in rows)
+        query, members = query.where(Vote.voted_at >= since), members.where(MemberVote.voted_at >= since)
+    if until is not None:
+        query, members = query.where(Vote.voted_at < until), members.where(MemberVote.voted_at < until)
+    rows = session.execute(query).all()
+    out = [drift.Like(pid, at) for pid, at, _ in rows]
+    imported = {pid for pid, _, origin in rows if origin == "import"}
     if subscriber.kind != "private":
-        query = select(MemberVote.paper_id, MemberVote.value, MemberVote.voted_at).where(
-            MemberVote.subscriber_id == subscriber.id)
-        if since is not None:
-            query = query.where(MemberVote.voted_at >= since)
-        votes = session.execute(query).all()
+        votes = session.execute(members).all()
         latest: dict[int, datetime] = {}
         for pid, _, at in votes:
             latest[pid] = max(latest.get(pid, at), at)
-        own = {like.paper_id for like in likes}
-        likes += sorted((drift.Like(pid, latest[pid], weight) for pid, weight in
-                         member_weights((pid, value) for pid, value, _ in votes).items()
-                         if weight > 0 and pid not in own), key=lambda like: (like.at, like.paper_id))
-    return likes, imported
+        own = {like.paper_id for like in out}
+        out += [drift.Like(pid, latest[pid], weight) for pid, weight in
+                member_weights((pid, value) for pid, value, _ in votes).items() if weight > 0 and pid not in own]
+    return sorted(out, key=lambda like: (drift.utc(like.at), like.paper_id)), imported
 
 
 def build(session: Session, model: TextModel | None, subscriber: Subscriber, now: datetime, settings: Settings,
@@ -173,10 +179,9 @@ def build(session: Session, model: TextModel | None, subscriber: Subscriber, now
     since = now - WEEK
     sunday = due_sunday(subscriber, now) or schedule.local_date(subscriber, now)
     content = Content(sunday, paper_link=settings.paper_link, group=subscriber.kind != "private")
-    week_likes, content.imported = _own_likes(session, subscriber, since)
-    imported_ids = set(session.scalars(select(Vote.paper_id).where(
-        Vote.subscriber_id == subscriber.id, Vote.origin == "import", Vote.voted_at >= since)))
-    liked_ids = [like.paper_id for like in week_likes if like.paper_id not in imported_ids]
+    week_likes, imported = likes(session, subscriber, since, now)
+    content.imported = len(imported)
+    liked_ids = [like.paper_id for like in week_likes if like.paper_id not in imported]
     papers = {p.id: p for chunk in chunks(liked_ids, 900)
               for p in session.scalars(select(Paper).where(Paper.id.in_(chunk)))}
     content.liked = [papers[pid] for pid in liked_ids if pid in papers]
@@ -193,24 +198,10 @@ def build(session: Session, model: TextModel | None, subscriber: Subscriber, now
                 break
         content.popular = content.popular[:POPULAR]
     if model is not None:
-        all_likes, _ = _own_likes(session, subscriber, None)
-        before = [like for like in all_likes if drift.utc(like.at) < since]
-        if subscriber.kind != "private":
-            before = _group_likes_before(session, subscriber, since, all_likes)
-        content.moved = drift.drift(model, session, before, all_likes, since, now, settings.vote_half_life_days)
+        before, _ = likes(session, subscriber, until=since)
+        current, _ = likes(session, subscriber, until=now)
+        content.moved = drift.drift(model, session, before, current, since, now, settings.vote_half_life_days)
     return content
-
-
-def _group_likes_before(session: Session, subscriber: Subscriber, since: datetime,
-                        all_likes: list[drift.Like]) -> list[drift.Like]:
-    """A group's likes as they stood a week ago: its own 👍 then, and its members' votes then, netted."""
-    own = [like for like in all_likes if like.weight == 1.0 and drift.utc(like.at) < since]
-    votes = session.execute(select(MemberVote.paper_id, MemberVote.value, MemberVote.voted_at).where(
-        MemberVote.subscriber_id == subscriber.id, MemberVote.voted_at < since)).all()
-    latest = {pid: at for pid, _, at in sorted(votes, key=lambda v: v[2])}
-    taken = {like.paper_id for like in own}
-    return own + [drift.Like(pid, latest[pid], weight) for pid, weight in
-                  member_weights((pid, value) for pid, value, _ in votes).items() if weight > 0 and pid not in taken]
 
 
 def render(content: Content) -> list[Reply]:
@@ -254,54 +245,62 @@ class Claimed:
     replies: list[Reply]
 
 
-def prepare(engine: Engine, models: ModelCache, settings: Settings, now: datetime,
-            trouble: runs.Trouble) -> tuple[list[Claimed], Counter]:
-    """Claim every recap due now and build each: the ones to send, and the empty or failed counts."""
-    counts: Counter = Counter()
+def plan(engine: Engine, models: ModelCache, now: datetime,
+         trouble: runs.Trouble) -> tuple[list[tuple[Subscriber, date]], TextModel | None, dict[int, int]]:
+    """Who is due now, the text model (None: no drift said) and the week's readers' likes."""
     with Session(engine) as session:
         wanted = due(session, now)
     if not wanted:
-        return [], counts
+        return [], None, {}
     model = None
     with trouble.step("loading the text model"), Session(engine) as session:
         model = models.get(session)
     with Session(engine) as session:
-        popular = readers_likes(session, now - WEEK, now)
-    out: list[Claimed] = []
-    for subscriber, week in wanted:
+        return wanted, model, readers_likes(session, now - WEEK, now)
+
+
+def claim_and_build(engine: Engine, model: TextModel | None, settings: Settings, subscriber: Subscriber,
+                    week: date, now: datetime, popular: dict[int, int], trouble: runs.Trouble) -> Claimed | str:
+    """Claim one recap and build it: what to send, or why nothing ("taken", "empty", "failed")."""
+    with transaction(engine) as session:
+        recap_id = claim(session, subscriber.id, week, now)
+    if recap_id is None:
+        return "taken"
+    try:
+        with Session(engine) as session:
+            content = build(session, model, session.merge(subscriber, load=False), now, settings, popular)
+            replies = [] if content.empty else render(content)
+    except Exception as exc:  # noqa: BLE001 - one recap's failure never stops the others
+        trouble.add(f"building recap {recap_id}", exc)
         with transaction(engine) as session:
-            recap_id = claim(session, subscriber.id, week, now)
-        if recap_id is None:
-            continue
-        try:
-            with Session(engine) as session:
-                content = build(session, model, session.merge(subscriber, load=False), now, settings, popular)
-                replies = [] if content.empty else render(content)
-        except Exception as exc:  # noqa: BLE001 - one recap's failure never stops the others
-            trouble.add(f"building recap {recap_id}", exc)
-            with transaction(engine) as session:
-                finish(session, recap_id, "failed", now, error=f"{type(exc).__name__}: {exc}")
-            counts["failed"] += 1
-            continue
-        if not replies:
-            with transaction(engine) as session:
-                finish(session, recap_id, "empty", now)
-            counts["empty"] += 1
-            continue
-        out.append(Claimed(recap_id, subscriber.id, subscriber.chat_id, replies))
-    return out, counts
+            finish(session, recap_id, "failed", now, error=f"{type(exc).__name__}: {exc}")
+        return "failed"
+    if not replies:
+        with transaction(engine) as session:
+            finish(session, recap_id, "empty", now)
+        return "empty"
+    return Claimed(recap_id, subscriber.id, subscriber.chat_id, replies)
 
 
 async def sweep(engine: Engine, settings: Settings, bot, models: ModelCache, clock: Callable[[], datetime],
                 pacer: Pacer, stopping: asyncio.Event) -> Counter:
-    """The scheduled job: send every recap due now, once; the run is recorded for `feedbot status`."""
-    trouble = runs.Trouble()
-    claimed, counts = [], Counter()
-    with trouble.step("claiming recaps"):
-        claimed, counts = await asyncio.to_thread(prepare, engine, models, settings, clock(), trouble)
-    for item in claimed:
-        if stopping.is_set():  # left `claimed`: this week's recap is not sent twice
+    """The scheduled job: claim, build and send each recap due now in turn (so a stop leaves none
+    claimed unsent); the run is recorded for `feedbot status`."""
+    trouble, counts = runs.Trouble(), Counter()
+    wanted, model, popular = [], None, {}
+    with trouble.step("planning recaps"):
+        wanted, model, popular = await asyncio.to_thread(plan, engine, models, clock(), trouble)
+    for subscriber, week in wanted:
+        if stopping.is_set():
             break
+        item = "failed"
+        with trouble.step(f"claiming the recap of subscriber {subscriber.id}"):
+            item = await asyncio.to_thread(claim_and_build, engine, model, settings, subscriber, week, clock(),
+                                           popular, trouble)
+        if not isinstance(item, Claimed):
+            if item != "taken":  # another process has it
+                counts[item] += 1
+            continue
         status, ids, error = "sent", [], None
         try:
             await pacer.wait()
