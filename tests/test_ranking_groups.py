@@ -2,6 +2,8 @@
 ranked from it."""
 
 import math
+import subprocess
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -11,6 +13,7 @@ from hypothesis import strategies as st
 from benchmarks.group_sim import taste
 from feedbot.ranking import rank
 from feedbot.ranking.groups import member_weights
+from tests.conftest import ROOT
 from tests.test_ranking_cases import fields_corpus
 
 LIKE, DISLIKE = 1, -1
@@ -21,12 +24,16 @@ powers = st.floats(0.1, 3)
 
 def test_a_paper_most_members_liked_outweighs_one_liked_by_one():
     weights = member_weights([(1, LIKE), (1, LIKE), (1, LIKE), (2, LIKE), (3, LIKE), (3, DISLIKE)])
-    assert weights[1] > weights[2] > 0
-    assert 3 not in weights  # one like and one dislike: the members cancel out
+    assert weights[1] > weights[2] > weights[3] > 0  # another member's 👎 takes a little off a 👍
 
 
 def test_a_paper_only_disliked_gets_a_negative_weight():
-    assert member_weights([(5, DISLIKE), (5, DISLIKE), (6, DISLIKE)]) == {5: -2.0, 6: -1.0}
+    weights = member_weights([(5, DISLIKE), (5, DISLIKE), (6, DISLIKE)])
+    assert weights.keys() == {5, 6} and weights[5] < weights[6] < 0
+
+
+def test_with_dislikes_weighing_as_much_as_likes_a_split_paper_is_left_out():
+    assert member_weights([(3, LIKE), (3, DISLIKE), (4, LIKE)], dislike_weight=1.0) == {4: 1.0}
 
 
 def test_no_votes_no_weights():
@@ -75,3 +82,47 @@ def test_a_group_gets_the_field_most_members_like_first():
     assert fields["group"][:6] == [0] * 6
     assert 2 not in fields["group"]  # nobody's field
     assert fields["group"].count(0) > fields["once each"].count(0)
+
+
+def write_tiny_citeulike(folder, fields=("alpha", "beta", "gamma"), per_field=30, users_per_field=10):
+    """A CiteULike-t shaped dataset: each field's papers use its own words and carry its tag, and
+    each user saved papers of one field."""
+    rng = np.random.default_rng(0)
+    words = [f"{f}{n}" if n else f for f in fields for n in range(10)]
+    mult, tag_items, users = [], [[] for _ in fields], []
+    for f in range(len(fields)):
+        for _ in range(per_field):
+            counts = np.bincount(rng.integers(f * 10, f * 10 + 10, 15), minlength=len(words))
+            mult.append(" ".join([str(np.count_nonzero(counts))] + [f"{w}:{c}" for w, c in enumerate(counts) if c]))
+            tag_items[f].append(len(mult) - 1)
+        for _ in range(users_per_field):
+            library = rng.choice(tag_items[f], size=20, replace=False)
+            users.append(" ".join(map(str, [len(library), *library])))
+    (folder / "mult.dat").write_text("\n".join(mult) + "\n")
+    (folder / "vocabulary.dat").write_text("\n".join(words) + "\n")
+    (folder / "users.dat").write_text("\n".join(users) + "\n")
+    (folder / "tags.dat").write_text("\n".join(fields) + "\n")
+    (folder / "tag-item.dat").write_text("\n".join(" ".join(map(str, [len(t), *t])) for t in tag_items) + "\n")
+
+
+def run_group_sim(*args):
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "group_sim.py"), *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_group_sim_runs_end_to_end_on_a_tiny_dataset(tmp_path):
+    write_tiny_citeulike(tmp_path)
+    result = run_group_sim("--dataset", str(tmp_path), "--split-seed", "1", "--groups", "3", "--days", "7",
+                           "--min-library", "5")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "seed 1: 3 groups" in result.stdout
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("RESULT group ")]
+    values = dict(part.split("=") for part in line.split()[2:])
+    assert values["splits"] == "1"
+    assert 0 < float(values["hit_any"]) <= 1 and 0 < float(values["members_served"]) <= 1
+
+
+def test_group_sim_says_so_and_exits_0_without_the_dataset(tmp_path):
+    result = run_group_sim("--dataset", str(tmp_path / "nowhere"))
+    assert result.returncode == 0, result.stderr
+    assert "CiteULike-t not found" in result.stdout and "nothing to measure" in result.stdout

@@ -499,7 +499,7 @@ def test_benchmark_command_lines_parse_with_their_own_parser(script, args):
 def test_benchmarks_the_readme_shows_are_found():
     scripts = {script for script, _ in benchmark_commands()}
     assert {"ingest.py", "quality_citeulike.py", "feedback_sim.py", "rank_scale.py", "delivery.py",
-            "vote_latency.py", "onboarding.py"} <= scripts
+            "vote_latency.py", "onboarding.py", "group_sim.py"} <= scripts
 
 
 def test_placeholders_cover_every_upper_case_word_in_the_table():
