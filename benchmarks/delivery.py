@@ -13,7 +13,12 @@ at `--rate` messages/s (FEEDBOT_SEND_RATE's default, 25, unless given): it repor
 while sending and the most requests the server held at once. The one-message-per-pick baseline is
 left out then (it measures cost, not pace).
 
-    .venv/bin/python benchmarks/delivery.py [--subscribers 10000] [--latency-ms 500] [--rate 25]
+    .venv/bin/python benchmarks/delivery.py [--subscribers 10000] [--latency-ms 500] [--rate 25] [--processes N]
+
+With --processes N it runs N `feedbot worker` processes on one PostgreSQL database instead (they
+share the rows to send, with FEEDBOT_PAID_BROADCAST=1 and FEEDBOT_SEND_RATE=1000), and adds
+`processes=N` and feedbot's own CPU per digest (the workers' user + system time, read from /proc;
+the Bot API server's is not counted) to the RESULT line.
 """
 
 from __future__ import annotations
@@ -100,7 +105,7 @@ def stats(base_url: str, reset: bool = False) -> dict:
         return json.load(response)["result"]
 
 
-def populate(url: str, data_dir: Path, count: int) -> None:
+def populate(url: str, data_dir: Path, count: int, send_time: str = "08:00") -> None:
     db.upgrade(url)
     engine = db.make_engine(url)
     ingest_paths(engine, [ROOT / "examples" / "dumps"], stamp=date(2026, 3, 20))
@@ -109,7 +114,7 @@ def populate(url: str, data_dir: Path, count: int) -> None:
         insert = insert_for(session)
         session.execute(insert(Subscriber), [
             {"telegram_id": 10_000_000 + i, "chat_id": 10_000_000 + i, "name": "", "state": "active",
-             "timezone": "UTC", "send_time": "08:00", "digest_size": 5, "frequency": "daily", "created_at": NOW}
+             "timezone": "UTC", "send_time": send_time, "digest_size": 5, "frequency": "daily", "created_at": NOW}
             for i in range(count)])
         ids = [sid for (sid,) in session.execute(Subscriber.__table__.select().with_only_columns(Subscriber.id))]
         session.execute(insert(Interest), [
@@ -180,6 +185,63 @@ def run_once(kind: str, work: Path, base_url: str, count: int, one_per_pick: boo
         return Run(elapsed, elapsed - seconds["prepare"], after["sent"] - before, cpu, after["peak"], shares)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process, from /proc."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_processes(work: Path, base_url: str, count: int, processes: int) -> tuple[float, float]:
+    """N worker processes on one PostgreSQL database send `count` digests: (digests a second
+    from the first claim to the last outcome, the workers' CPU milliseconds per digest)."""
+    import os
+
+    from sqlalchemy import func, select, update
+    from sqlalchemy.orm import Session
+
+    from feedbot.store.models import Delivery, Heartbeat
+
+    with scratch_database("postgresql", work) as url:
+        data_dir = work / f"data-processes-{processes}"
+        populate(url, data_dir, count, send_time=f"{(datetime.now(UTC).hour + 23) % 24:02d}:00")
+        engine = db.make_engine(url)
+        with transaction(engine) as session:  # not due until every worker runs
+            session.execute(update(Subscriber).values(state="stopped"))
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith(("FEEDBOT_", "TELEGRAM_"))},
+               "DATABASE_URL": url, "FEEDBOT_DATA_DIR": str(data_dir), "TELEGRAM_BOT_TOKEN": TOKEN,
+               "FEEDBOT_TELEGRAM_API_URL": base_url, "FEEDBOT_PAID_BROADCAST": "1", "FEEDBOT_SEND_RATE": "1000",
+               "FEEDBOT_LEADER_CHECK_SECONDS": "2", "FEEDBOT_LOG_LEVEL": "WARNING"}
+        workers = [subprocess.Popen([sys.executable, "-m", "feedbot.cli", "worker"], env=env, cwd=ROOT)
+                   for _ in range(processes)]
+        try:
+            while True:  # every worker reported its role
+                with Session(engine) as session:
+                    if session.scalar(select(func.count()).where(Heartbeat.role.is_not(None))) >= processes:
+                        break
+                time.sleep(0.5)
+            cpu_before = sum(cpu_seconds(w.pid) for w in workers)
+            with transaction(engine) as session:  # everyone due now: the leader's next sweep claims them
+                session.execute(update(Subscriber).values(state="active"))
+            while True:
+                with Session(engine) as session:
+                    done = session.scalar(select(func.count()).where(Delivery.status == "sent"))
+                    if done >= count:
+                        first, last = session.execute(select(func.min(Delivery.claimed_at),
+                                                              func.max(Delivery.finished_at))).one()
+                        break
+                time.sleep(0.5)
+            cpu = sum(cpu_seconds(w.pid) for w in workers) - cpu_before
+        finally:
+            for worker in workers:
+                worker.terminate()
+            for worker in workers:
+                worker.wait(30)
+            engine.dispose()
+        return count / (last - first).total_seconds(), cpu * 1000 / count
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", type=int, default=10_000)
@@ -188,10 +250,23 @@ def main() -> None:
                         help="the Bot API server holds every answer this long (then paced at --rate)")
     parser.add_argument("--rate", type=float, default=None,
                         help="messages/s the sweep sends at most (default: unpaced, or 25 with --latency-ms)")
+    parser.add_argument("--processes", type=int, default=0, help="N worker processes on one PostgreSQL database")
     args = parser.parse_args()
     rate = args.rate if args.rate is not None else (25.0 if args.latency_ms else 0.0)
     work = Path(tempfile.mkdtemp(prefix="feedbot-delivery-"))
     server, base_url = start_server(args.latency_ms)
+    if args.processes:
+        try:
+            per_second, cpu_ms = run_processes(work, base_url, args.subscribers, args.processes)
+        finally:
+            server.terminate()
+            server.wait(10)
+        print(f"{args.processes} worker processes on PostgreSQL: {per_second:.0f} digests/s, "
+              f"{cpu_ms:.1f} ms of feedbot CPU a digest")
+        print(result_line("delivery", subscribers=args.subscribers, per_second=round(per_second),
+                          postgresql_per_second=round(per_second), processes=args.processes,
+                          cpu_ms_per_digest=round(cpu_ms, 2)))
+        return
     figures: dict[str, Run] = {}
     try:
         for kind in args.databases.split(","):

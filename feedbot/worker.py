@@ -9,6 +9,10 @@ when papers arrived — `feedbot.refits`), the sources sweep and the digest swee
 `feedbot.delivery.sweep`). A job never stops the worker: its failures are logged and recorded
 for `feedbot status`. CPU and database work runs in threads so chat replies stay prompt.
 Everything is driven from database state, so a restart resumes where it stopped.
+
+On PostgreSQL several workers run: the jobs of `Worker.LEADING` run on the leader only
+(feedbot.roles), long polling on the worker holding the poller's turn (`TurnUpdater`), and every
+worker sends what the leader claimed (the `sending` job). On SQLite a second worker is refused.
 """
 
 from __future__ import annotations
@@ -150,6 +154,8 @@ class Worker:
                                    self._write, self.stopping, Pacer(rate), part_pause, concurrency, self.metrics,
                                    rate)
         self.leader = roles.Turn(engine, "leader", clock)
+        self._failed: set[str] = set()  # jobs whose last run failed (recorded as such)
+        self._beating: asyncio.Task | None = None  # a heartbeat write started by a callback
 
     @property
     def pacer(self) -> Pacer:
@@ -202,19 +208,21 @@ class Worker:
     # --- scheduling: the Application's lifecycle hooks -----------------------------------------
 
     LEADING = ("inbox", "digests", "recaps", "sources")  # the jobs that run once: on the leader only
+    RECORDS_ITS_RUNS = ("inbox", "digests", "recaps", "sources", "sending")  # the others are recorded when they fail
 
     def jobs(self) -> list[tuple[Callable[[], Awaitable], float, str]]:
         """The scheduled jobs: (coroutine function, minutes between runs, id). Add one here; list
         it in LEADING when it must run on one worker only."""
         check = self.settings.leader_check_seconds / 60
+        several = self.engine.dialect.name == "postgresql"  # on SQLite the one worker sends in its sweep
         return [
             (self.check_roles, check, "roles"),
             (self.sweep_inbox, self.settings.ingest_every_minutes, "inbox"),
             (self.sweep_digests, 1, "digests"),
             (self.sweep_recaps, 1, "recaps"),
-            (self.send_claimed, check, "sending"),
             (self.beat, heartbeat.EVERY.total_seconds() / 60, "heartbeat"),
-        ] + ([(self.sweep_sources, SOURCES_EVERY_MINUTES, "sources")] if self.settings.sources else [])
+        ] + ([(self.send_claimed, check, "sending")] if several else []) \
+            + ([(self.sweep_sources, SOURCES_EVERY_MINUTES, "sources")] if self.settings.sources else [])
 
     async def beat(self) -> None:
         await self._write(self.heartbeat.alive)
@@ -245,7 +253,10 @@ class Worker:
                     self.scheduler.modify_job(name, next_run_time=now)
 
     def polling_changed(self, polling: bool) -> None:
-        self.heartbeat.polling = polling
+        """Said at once in the heartbeat, for `feedbot status`."""
+        if polling != self.heartbeat.polling:
+            self.heartbeat.polling = polling
+            self._beating = asyncio.get_running_loop().create_task(self._write(self.heartbeat.alive))
 
     def _leading_only(self, job):
         """A job that runs only while this worker leads."""
@@ -265,11 +276,15 @@ class Worker:
             try:
                 await job()
                 ok = True
+                if name in self._failed and name not in self.RECORDS_ITS_RUNS:  # shown failing until it works
+                    await asyncio.to_thread(runs.record, self.engine, name, self.clock(), "ok")
+                    self._failed.discard(name)
             except Exception as exc:  # noqa: BLE001 - it runs again at its next time
                 trouble = runs.Trouble()
                 trouble.add(f"scheduled job {name}", exc)
                 try:
                     await asyncio.to_thread(runs.record, self.engine, name, self.clock(), "failed", trouble.error)
+                    self._failed.add(name)
                 except Exception:  # noqa: BLE001 - the database may be what fails
                     log.exception("could not record the failure of job %s", name)
             self.metrics.sweep(name, time.perf_counter() - started, ok)

@@ -186,7 +186,8 @@ def test_the_dashboard_and_prometheus_config_match_what_is_served(engine):
                                                                      for q in queried}  # every family is shown
     compose = (deploy / "docker-compose.yml").read_text()
     port = re.search(r'FEEDBOT_METRICS_PORT: "(\d+)"', compose).group(1)
-    assert f'targets: ["worker:{port}"]' in (deploy / "prometheus.yml").read_text()
+    scrape = (deploy / "prometheus.yml").read_text()  # every replica of `--scale worker=N`
+    assert 'names: ["worker"]' in scrape and f"port: {port}" in scrape
     assert "profiles: [metrics]" in compose and "./grafana/dashboards:/etc/grafana/dashboards:ro" in compose
     datasource = (deploy / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text()
     assert {p["datasource"]["uid"] for p in dashboard["panels"]} == {"feedbot-prometheus"}

@@ -1,6 +1,6 @@
 """The worker end to end against the fake Bot API server: sweeps, local times across DST,
 exactly-once delivery through crashes, faults during a broadcast, and the real process
-(second instance refused, SIGTERM, kill -9 mid-broadcast)."""
+(second instance refused on SQLite, SIGTERM, kill -9 mid-broadcast)."""
 
 import asyncio
 import dataclasses
@@ -24,7 +24,7 @@ from feedbot.delivery import rows, schedule
 from feedbot.sources.dumps import parse_dump
 from feedbot.store import subscribers
 from feedbot.store.db import transaction
-from feedbot.store.models import Delivery, Paper, Shown, Subscriber
+from feedbot.store.models import Delivery, Heartbeat, Paper, Shown, Subscriber
 from feedbot.worker import Worker
 from tests.conftest import EXAMPLE_DUMPS, BotRunner
 
@@ -262,8 +262,17 @@ def test_second_worker_refused_and_sigterm_exits_promptly(seeded, env, telegram)
     try:
         wait_polling(telegram)
         second = worker_process(env, telegram)
-        out, _ = second.communicate(timeout=60)
-        assert second.returncode == 3 and "already running" in out
+        if env["DATABASE_URL"].startswith("sqlite"):
+            out, _ = second.communicate(timeout=60)
+            assert second.returncode == 3 and "already running" in out and "PostgreSQL" in out
+        else:  # on PostgreSQL several workers run: the second stands by (tests/test_workers.py)
+            with Session(seeded) as session:
+                telegram.wait(lambda: session.scalar(select(func.count()).where(Heartbeat.role == "standby")) == 1,
+                              60, "the second worker to stand by")
+            assert second.poll() is None
+            second.send_signal(signal.SIGTERM)
+            second.communicate(timeout=15)
+            assert second.returncode == 0
         started = time.monotonic()
         first.send_signal(signal.SIGTERM)
         first.wait(timeout=15)

@@ -51,6 +51,7 @@ class DigestSweep:
         self.window = Window(concurrency)  # digests in flight: `concurrency` at first, then sized to the pace
         self.lock = asyncio.Lock()
         self._results: list[deliveries.Result] = []
+        self._sending_failed = False
 
     def prepare(self, trouble: runs.Trouble | None = None) -> tuple[list[deliveries.Outgoing], Counter]:
         """Resume what is in flight, record missed days, then rank and claim who is due. Each
@@ -163,7 +164,8 @@ class DigestSweep:
             trouble, results = runs.Trouble(), Counter()
             await self.flush_outcomes(trouble)
             await self.send_claimed([], results, trouble)
-            if results or trouble.errors:
+            if results or trouble.errors or self._sending_failed:  # a failure stays shown until a run works
+                self._sending_failed = bool(trouble.errors)
                 log.info("sending: %s", dict(results))
                 summary = ", ".join(f"{k} {v}" for k, v in sorted(results.items())) or "nothing to send"
                 try:
