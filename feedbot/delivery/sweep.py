@@ -111,7 +111,7 @@ class DigestSweep:
         cache, skip = {item.delivery_id: item for item in prepared}, set()
 
         senders: set[asyncio.Task] = set()
-        drained = False  # a sender found nothing left to take
+        drained = False  # a sender found nothing left to take, or could not take: no new sender
 
         async def sender() -> None:
             nonlocal drained
@@ -124,6 +124,7 @@ class DigestSweep:
                                              self.settings.paper_link, trouble)
                 except Exception as exc:  # noqa: BLE001 - the other senders go on; the next run retries
                     trouble.add("taking a delivery to send", exc)
+                    drained = True
                     return
                 if taken is None or self.stopping.is_set():
                     drained = drained or taken is None
