@@ -111,10 +111,11 @@ class DigestSweep:
         cache, skip = {item.delivery_id: item for item in prepared}, set()
 
         senders: set[asyncio.Task] = set()
-        drained = False  # a sender found nothing left to take, or could not take: no new sender
+        drained = False  # a sender found nothing left to take
+        broken = False  # a sender could not take a row: no new sender in its place (the others go on)
 
         async def sender() -> None:
-            nonlocal drained
+            nonlocal drained, broken
             while not self.stopping.is_set() and not drained:
                 if len(senders) > self.window.size(self.pacer.interval):
                     return  # the window shrank
@@ -124,7 +125,7 @@ class DigestSweep:
                                              self.settings.paper_link, trouble)
                 except Exception as exc:  # noqa: BLE001 - the other senders go on; the next run retries
                     trouble.add("taking a delivery to send", exc)
-                    drained = True
+                    broken = True
                     return
                 if taken is None or self.stopping.is_set():
                     drained = drained or taken is None
@@ -142,7 +143,7 @@ class DigestSweep:
         self.window.peak = 0
         try:  # as many senders as the window says: it grows with Telegram's answer time
             while True:
-                while not drained and not self.stopping.is_set() \
+                while not drained and not broken and not self.stopping.is_set() \
                         and len(senders) < self.window.size(self.pacer.interval):
                     task = asyncio.create_task(sender())
                     senders.add(task)
