@@ -149,6 +149,7 @@ def test_recap_command_in_the_console_chat(seeded, settings, clock):
     assert "The Sunday recap is off:" in answer("/recap off")
     assert "Send /recap on or /recap off" in answer("/recap sometimes")
     assert "/recap" in answer("/help")
+    assert "Sunday recap: off" in answer("/settings")
     with transaction(seeded) as session:
         session.get(Subscriber, subscribers.get(session, 7).id).recap = None
     console.handle("/frequency weekly")

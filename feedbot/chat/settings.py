@@ -134,6 +134,7 @@ def view(turn: Turn) -> tuple[str, list[list[Button]]]:
     text = (f"<b>Settings</b>\nDelivery: <b>{subscriber.send_time}</b> ({escape(subscriber.timezone)}), "
             f"<b>{subscriber.frequency}</b>\nPicks per digest: <b>{subscriber.digest_size}</b>\n"
             f"{'Paused' if paused else 'Active'}. {next_line(turn)}\n"
+            f"Sunday recap: <b>{'on' if subscribers.recap_on(subscriber) else 'off'}</b> (/recap on|off)\n"
             "Time zone: /timezone NAME · exact time: /time HH:MM")
     marks = {f: ("• " if f == subscriber.frequency else "") + f for f in subscribers.FREQUENCIES}
     tag = subscribers.tag(subscriber)  # a button of an earlier subscription changes nothing

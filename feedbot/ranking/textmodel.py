@@ -12,6 +12,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 
 import joblib
@@ -73,8 +74,9 @@ class TextModel:
     def vocabulary_size(self) -> int:
         return len(self.vectorizer.vocabulary_)
 
-    @property
+    @cached_property
     def terms(self) -> np.ndarray:
+        """Each column's term, built once per model (the vectorizer builds the array anew each call)."""
         return self.vectorizer.get_feature_names_out()
 
     def transform(self, texts: list[str]) -> sp.csr_matrix:
