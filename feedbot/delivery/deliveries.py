@@ -44,7 +44,16 @@ from feedbot.delivery.outcomes import (
     describe,
 )
 from feedbot.delivery.ownership import as_utc, owner_alive, this_process
-from feedbot.delivery.rows import claim_many, finish, move_chat, reached, record_part, start_sending
+from feedbot.delivery.rows import (
+    claim_many,
+    finish,
+    finish_many,
+    move_chat,
+    reached,
+    record_part,
+    start_many,
+    start_sending,
+)
 from feedbot.delivery.runs import Trouble
 from feedbot.ranking import recommend
 from feedbot.ranking.textmodel import TextModel
@@ -307,15 +316,55 @@ class Result:
     error: str | None
 
 
+class Starts:
+    """Rows turned `sending` as their digests are about to go out, grouped: the digests that ask
+    while a write is under way share the next transaction (a group commit). Each row is still
+    committed `sending` before its first part is sent, and none before its own send is at hand,
+    so a crash leaves in doubt only what may have gone out."""
+
+    def __init__(self, write: Writer, engine: Engine, clock: Callable[[], datetime] = utcnow) -> None:
+        self.write, self.engine, self.clock = write, engine, clock
+        self._waiting: list[tuple[Outgoing, asyncio.Future]] = []
+        self._writer: asyncio.Task | None = None
+
+    async def __call__(self, item: Outgoing) -> int | None:
+        """`start_sending` for this digest: the parts already confirmed, or None when not ours."""
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_waiting())
+        return await future
+
+    async def _write_waiting(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                started = await self.write(_in_session, start_many, self.engine,
+                                           [(item.delivery_id, item.part_picks()) for item, _ in batch], self.clock())
+            except Exception as exc:  # noqa: BLE001 - each digest of the batch handles it as its own
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), confirmed in zip(batch, started, strict=True):
+                if not future.done():
+                    future.set_result(confirmed)
+
+
 async def send(item: Outgoing, transport: Transport, write: Writer, engine: Engine,
                clock: Callable[[], datetime] = utcnow, pause: Callable[[int], Awaitable] | None = None,
-               ) -> Result | None:
+               start: Callable[[Outgoing], Awaitable[int | None]] | None = None) -> Result | None:
     """Send a claimed digest from its first unconfirmed part, recording each part as it goes.
     None when the row was not ours to send. The final state is returned, not written: the caller
     writes it (`write_results`), possibly batched — until then the row reads `sending`, which a
     restart turns into `uncertain`, never into a second copy. A group that became a supergroup
-    gets the part again at its new chat id, which is stored for the digests to come."""
-    confirmed = await write(_in_session, start_sending, engine, item.delivery_id, None, clock(), item.part_picks())
+    gets the part again at its new chat id, which is stored for the digests to come. `start`
+    turns the row `sending` (`Starts`: grouped with other digests'); by default a write of its own."""
+    if start is not None:
+        confirmed = await start(item)
+    else:
+        confirmed = await write(_in_session, start_sending, engine, item.delivery_id, None, clock(),
+                                item.part_picks())
     if confirmed is None:
         return None
     total, ids, moved = len(item.replies), [], False
@@ -364,9 +413,8 @@ def hand_back(engine: Engine, delivery_id: int, now: datetime) -> None:
 def write_results(engine: Engine, results: list[Result], now: datetime) -> None:
     """Store attempts' end states in one short transaction."""
     with transaction(engine) as session:
-        for result in results:
-            finish(session, result.item.delivery_id, result.status, result.message_ids, result.error, now,
-                   result.confirmed)
+        finish_many(session, [(r.item.delivery_id, r.status, r.message_ids, r.error, r.confirmed) for r in results],
+                    now)
 
 
 def shown_in_console(engine: Engine, delivery_id: int, parts: int, now: datetime | None = None) -> None:

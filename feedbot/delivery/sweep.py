@@ -48,6 +48,7 @@ class DigestSweep:
         self.models, self.refits, self.beat, self.write, self.stopping = models, refits, beat, write, stopping
         self.pacer, self.part_pause, self.concurrency = pacer, part_pause, concurrency
         self.window = Window(concurrency)  # digests in flight: `concurrency` at first, then sized to the pace
+        self.starts = deliveries.Starts(write, engine, clock)  # rows turned `sending`, several a transaction
         self.metrics = metrics
         self.lock = asyncio.Lock()
         self._results: list[deliveries.Result] = []
@@ -146,7 +147,7 @@ class DigestSweep:
 
         started = time.perf_counter()
         transport = telegram_send.telegram_transport(self.bot, self.settings.paid_broadcast)
-        result = await deliveries.send(item, transport, self.write, self.engine, self.clock, pause)
+        result = await deliveries.send(item, transport, self.write, self.engine, self.clock, pause, self.starts)
         if result is None:
             return "taken"
         if result.message_ids:
