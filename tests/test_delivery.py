@@ -522,7 +522,8 @@ def test_digests_started_together_are_each_committed_sending_before_their_first_
     writes = []
 
     async def write(function, *args):
-        writes.append(args[0].__name__ if function is deliveries._in_session else function.__name__)
+        writes.append(args[0].__name__ if function in (deliveries._in_session, deliveries._in_connection)
+                      else function.__name__)
         return await asyncio.to_thread(function, *args)
 
     seen, sent = {}, []

@@ -57,7 +57,7 @@ from feedbot.delivery.rows import (
 from feedbot.delivery.runs import Trouble
 from feedbot.ranking import recommend
 from feedbot.ranking.textmodel import TextModel
-from feedbot.store.db import transaction
+from feedbot.store.db import core_transaction, transaction
 from feedbot.store.links import DEFAULT_PAPER_LINK
 from feedbot.store.models import Delivery, Paper, Shown, Subscriber
 
@@ -339,7 +339,7 @@ class Starts:
         while self._waiting:
             batch, self._waiting = self._waiting, []
             try:
-                started = await self.write(_in_session, start_many, self.engine,
+                started = await self.write(_in_connection, start_many, self.engine,
                                            [(item.delivery_id, item.part_picks()) for item, _ in batch], self.clock())
             except Exception as exc:  # noqa: BLE001 - each digest of the batch handles it as its own
                 for _, future in batch:
@@ -399,6 +399,11 @@ async def send(item: Outgoing, transport: Transport, write: Writer, engine: Engi
 def _in_session(function, engine: Engine, *args):
     with transaction(engine) as session:
         return function(session, *args)
+
+
+def _in_connection(function, engine: Engine, *args):
+    with core_transaction(engine) as connection:
+        return function(connection, *args)
 
 
 def hand_back(engine: Engine, delivery_id: int, now: datetime) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import bindparam, case, delete, select, update
+from sqlalchemy import Connection, bindparam, case, delete, select, update
 from sqlalchemy.orm import Session
 
 from feedbot.clock import utcnow
@@ -64,10 +64,11 @@ def start_sending(session: Session, delivery_id: int, owner: str | None = None,
     return None if row is None else int(row[0])
 
 
-def start_many(session: Session, starts: list[tuple[int, str | None]], now: datetime | None = None,
+def start_many(session: Session | Connection, starts: list[tuple[int, str | None]], now: datetime | None = None,
                owner: str | None = None) -> list[int | None]:
     """`start_sending` for several rows (id, picks per part) in one statement: for each, the parts
-    already confirmed, or None when it is no longer ours to send."""
+    already confirmed, or None when it is no longer ours to send. Core only: it runs in a plain
+    connection's transaction too (`store.db.core_transaction`)."""
     if not starts:
         return []
     picks = {delivery_id: part_picks for delivery_id, part_picks in starts if part_picks is not None}

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect, make_url
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -77,6 +77,16 @@ def transaction(engine: Engine) -> Iterator[Session]:
         engine = engine.execution_options(**{WRITE: True})  # BEGIN IMMEDIATE (see _sqlite_on_begin)
     with Session(engine, expire_on_commit=False) as session, session.begin():
         yield session
+
+
+@contextmanager
+def core_transaction(engine: Engine) -> Iterator[Connection]:
+    """`transaction` without the ORM session, for the writes a broadcast makes per digest: the
+    session would cost more than the one statement it carries."""
+    if engine.dialect.name == "sqlite":
+        engine = engine.execution_options(**{WRITE: True})  # BEGIN IMMEDIATE (see _sqlite_on_begin)
+    with engine.begin() as connection:
+        yield connection
 
 
 @contextmanager
