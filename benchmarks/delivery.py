@@ -46,7 +46,7 @@ from feedbot.sources.ingest import ingest_paths  # noqa: E402
 from feedbot.store import db  # noqa: E402
 from feedbot.store.db import insert_for, transaction  # noqa: E402
 from feedbot.store.models import Interest, Subscriber  # noqa: E402
-from feedbot.worker import Worker  # noqa: E402
+from feedbot.worker import CONNECTIONS, Worker  # noqa: E402
 
 TOKEN = "123456:BENCH"
 NOW = datetime(2026, 3, 12, 9, 0, tzinfo=UTC)
@@ -144,7 +144,8 @@ def run_once(kind: str, work: Path, base_url: str, count: int, one_per_pick: boo
         settings = dataclasses.replace(load_settings({"DATABASE_URL": url, "FEEDBOT_DATA_DIR": str(data_dir)}),
                                        telegram_token=TOKEN, telegram_api_url=base_url)
         engine = db.make_engine(url)
-        bot = telegram.build_application(settings, Chat(engine, settings), rate_limit=False, connections=8).bot
+        bot = telegram.build_application(settings, Chat(engine, settings), rate_limit=False,
+                                         connections=CONNECTIONS).bot  # the worker's pool
         worker = Worker(settings, engine, bot, clock=lambda: NOW, broadcast_rate=rate, part_pause=0, concurrency=4)
         timer = Timer()
         timer.wrap(recommend, "recommend", "ranking")
