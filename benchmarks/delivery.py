@@ -133,6 +133,7 @@ class Run:
     sending: float  # its send phase (after ranking and claiming), s
     messages: int  # messages the server took
     cpu: float  # this process's CPU time over the sweep, s
+    send_cpu: float  # of which in the send phase
     peak: int  # the most requests the server held at once
     shares: dict[str, float]
 
@@ -151,6 +152,14 @@ def run_once(kind: str, work: Path, base_url: str, count: int, one_per_pick: boo
         timer.wrap(recommend, "recommend", "ranking")
         timer.wrap(digests, "render", "rendering")
         timer.wrap(worker.digests, "prepare", "prepare")
+        prepared = worker.digests.prepare
+
+        def prepare_then_note_cpu(*args):  # the send phase's CPU is counted from here
+            try:
+                return prepared(*args)
+            finally:
+                timer.seconds["cpu at sending"] = time.process_time()
+        worker.digests.prepare = prepare_then_note_cpu
         if one_per_pick:
             one_message = digests.render
             timer.originals.append((digests, "render", one_message))
@@ -167,7 +176,8 @@ def run_once(kind: str, work: Path, base_url: str, count: int, one_per_pick: boo
             results = asyncio.run(sweep(worker))
         finally:
             timer.restore()
-        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+        elapsed, end_cpu = time.perf_counter() - start, time.process_time()
+        cpu, send_cpu = end_cpu - cpu, end_cpu - timer.seconds["cpu at sending"]
         after = stats(base_url)
         engine.dispose()
         assert results.get("sent") == count, results
@@ -178,7 +188,7 @@ def run_once(kind: str, work: Path, base_url: str, count: int, one_per_pick: boo
                   "database (claims, loads, records)": (seconds["prepare"] - seconds["ranking"] - seconds["rendering"])
                   / elapsed,
                   "sending (HTTP + status writes)": (elapsed - seconds["prepare"]) / elapsed}
-        return Run(elapsed, elapsed - seconds["prepare"], after["sent"] - before, cpu, after["peak"], shares)
+        return Run(elapsed, elapsed - seconds["prepare"], after["sent"] - before, cpu, send_cpu, after["peak"], shares)
 
 
 def main() -> None:
@@ -199,7 +209,8 @@ def main() -> None:
             run = figures[kind] = run_once(kind, work, base_url, args.subscribers, rate=rate)
             per_second, sending = args.subscribers / run.elapsed, run.messages / run.sending
             line = (f"{kind}: {args.subscribers:,} digests in {run.elapsed:.1f} s = {per_second:.0f} digests/s, "
-                    f"{1000 * run.cpu / args.subscribers:.2f} ms CPU a digest; sending {sending:.1f} messages/s, "
+                    f"{1000 * run.cpu / args.subscribers:.2f} ms CPU a digest "
+                    f"({1000 * run.send_cpu / args.subscribers:.2f} sending); sending {sending:.1f} messages/s, "
                     f"at most {run.peak} requests at once")
             if not rate:
                 baseline_count = max(100, args.subscribers // 10)
@@ -223,6 +234,8 @@ def main() -> None:
                       **{f"{k}_per_second": round(args.subscribers / r.elapsed) for k, r in figures.items()},
                       cpu_ms_per_digest=round(1000 * first.cpu / args.subscribers, 2),
                       **{f"{k}_cpu_ms_per_digest": round(1000 * r.cpu / args.subscribers, 2)
+                         for k, r in figures.items()},
+                      **{f"{k}_send_cpu_ms_per_digest": round(1000 * r.send_cpu / args.subscribers, 2)
                          for k, r in figures.items()}, **paced))
 
 
