@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 SHUTDOWN_SECONDS = 10
 SOURCES_EVERY_MINUTES = 60  # the sources change a few times a day; a repeat answer is a no-op
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+CONNECTIONS = MOST_IN_FLIGHT + 16  # HTTP pool: every digest the sweep may have in flight, and chat answers
 
 
 class AlreadyRunning(RuntimeError):
@@ -347,10 +348,9 @@ def application(settings: Settings, engine: Engine, metrics: metering.Metrics | 
     """The worker process: the bot's Application, whose lifecycle hooks run the sweeps."""
     models = ModelCache(settings.model_dir)  # one cache: a refit by the sweeps is what the chat loads
     metrics = metrics or metering.Metrics()
-    # Connections for every digest the sweep may have in flight, and the chat's answers beside them.
     app = telegram.build_application(settings, metering.MeteredChat(engine, settings, models=models, metrics=metrics),
                                      rate_limiter=metering.MeteredRateLimiter(metrics, max_retries=5),
-                                     connections=MOST_IN_FLIGHT + 16)
+                                     connections=CONNECTIONS)
     worker = Worker(settings, engine, app.bot, models=models, metrics=metrics)
     app.post_init, app.post_stop, app.post_shutdown = worker.post_init, worker.post_stop, worker.post_shutdown
     if not settings.webhook_url:  # with a webhook every worker answers the updates posted to it

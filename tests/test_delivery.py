@@ -461,3 +461,39 @@ def test_ranking_that_fails_for_one_subscriber_still_ranks_the_others(seeded, se
     trouble = runs.Trouble()
     assert deliveries.rank(seeded, model, subs, {s.id: DAY for s in subs}, NOW, settings, trouble) == {}
     assert len(calls) <= 4 + 1 and trouble.errors  # bounded, not one pass per subscriber
+
+
+# --- rows written together ------------------------------------------------------------------------
+
+def row_state(engine, delivery_id: int) -> tuple:
+    with Session(engine) as session:
+        row = session.get(Delivery, delivery_id)
+        subscriber = row_subscriber(session, row)
+        shown = session.scalar(select(func.count()).select_from(Shown).where(Shown.delivery_id == delivery_id))
+        return (row.status, row.error, row.parts_sent, row.message_ids, row.part_picks, row.finished_at is not None,
+                subscriber.state, shown)
+
+
+ENDS = [("sent", [701, 702], None, 3), ("empty", [703], "no papers today", 1), ("blocked", [], "403", 1),
+        ("failed", [704], "400", 2), ("uncertain", [], "timed out", 1), ("claimed", [705], "429", 2)]
+
+
+def test_end_states_written_together_are_those_written_one_by_one(engine):
+    """`finish_many` (the sweep's batched end states) leaves every row, its subscriber and its
+    picks as `finish` does, for each end state, after a resume whose first part went out earlier."""
+    first, second = [], []
+    for n, _ in enumerate(ENDS):
+        for ids, telegram_id in ((first, 600 + n), (second, 700 + n)):
+            delivery_id, _ = claim_digest(engine, telegram_id, 6, title_words=3)
+            with transaction(engine) as session:
+                rows.start_sending(session, delivery_id, now=NOW, part_picks="2,2,2")
+                rows.record_part(session, delivery_id, 1, [700], NOW)
+            ids.append(delivery_id)
+    with transaction(engine) as session:
+        for delivery_id, (status, message_ids, error, confirmed) in zip(first, ENDS, strict=True):
+            rows.finish(session, delivery_id, status, message_ids, error, NOW, confirmed)
+    with transaction(engine) as session:
+        rows.finish_many(session, [(delivery_id, *end) for delivery_id, end in zip(second, ENDS, strict=True)], NOW)
+    for one, together in zip(first, second, strict=True):
+        assert row_state(engine, one) == row_state(engine, together)
+    assert row_state(engine, second[0])[3] == "700,701,702"  # the resumed row keeps its earlier part's id

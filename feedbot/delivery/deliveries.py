@@ -44,7 +44,16 @@ from feedbot.delivery.outcomes import (
     describe,
 )
 from feedbot.delivery.ownership import as_utc, owner_alive, this_process
-from feedbot.delivery.rows import claim_many, finish, move_chat, next_claimed, reached, record_part, start_sending
+from feedbot.delivery.rows import (
+    claim_many,
+    finish,
+    finish_many,
+    move_chat,
+    next_claimed,
+    reached,
+    record_part,
+    start_sending,
+)
 from feedbot.delivery.runs import Trouble
 from feedbot.ranking import recommend
 from feedbot.ranking.textmodel import TextModel
@@ -403,9 +412,8 @@ def hand_back(engine: Engine, delivery_id: int, now: datetime) -> None:
 def write_results(engine: Engine, results: list[Result], now: datetime) -> None:
     """Store attempts' end states in one short transaction."""
     with transaction(engine) as session:
-        for result in results:
-            finish(session, result.item.delivery_id, result.status, result.message_ids, result.error, now,
-                   result.confirmed)
+        finish_many(session, [(r.item.delivery_id, r.status, r.message_ids, r.error, r.confirmed) for r in results],
+                    now)
 
 
 def shown_in_console(engine: Engine, delivery_id: int, parts: int, now: datetime | None = None) -> None:

@@ -44,7 +44,6 @@ class Window:
         return in_flight(1 / interval, statistics.median(self.times))
 
 
-
 class Pacer:
     """At most `rate` messages a second for broadcasts (0: unpaced)."""
 

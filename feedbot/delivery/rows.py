@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from feedbot.clock import utcnow
 from feedbot.delivery.ownership import as_utc, this_process
 from feedbot.store import groups
-from feedbot.store.db import insert_for
+from feedbot.store.db import chunks, insert_for
 from feedbot.store.models import Delivery, Shown, Subscriber
 
 UNDELIVERED = ("failed", "skipped", "blocked")  # final states whose unsent picks are given back
@@ -79,11 +79,15 @@ def next_claimed(session: Session, skip: Collection[int] = ()) -> Delivery | Non
     return session.scalars(query.order_by(Delivery.id).limit(1).with_for_update(skip_locked=True)).first()
 
 
-def _merged_ids(session: Session, delivery_id: int, new: list[int]) -> str | None:
-    """The row's message ids with `new` added (an attempt resumed after earlier parts went out)."""
-    earlier = session.scalar(select(Delivery.message_ids).where(Delivery.id == delivery_id))
+def merge_ids(earlier: str | None, new: list[int]) -> str | None:
+    """Stored message ids ("7,8") with `new` added (an attempt resumed after earlier parts went out)."""
     known = [int(i) for i in (earlier or "").split(",") if i]
     return ",".join(map(str, known + [i for i in new if i not in known])) or None
+
+
+def _merged_ids(session: Session, delivery_id: int, new: list[int]) -> str | None:
+    """The row's message ids with `new` added."""
+    return merge_ids(session.scalar(select(Delivery.message_ids).where(Delivery.id == delivery_id)), new)
 
 
 def record_part(session: Session, delivery_id: int, confirmed: int, message_ids: list[int],
@@ -112,6 +116,32 @@ def finish(session: Session, delivery_id: int, status: str, message_ids: list[in
         ).values(state="blocked"))
     if status in UNDELIVERED or status == "uncertain":
         release_unsent(session, delivery_id, maybe_sent=int(status == "uncertain"))
+
+
+DELIVERED_STATES = ("sent", "empty")  # end states that touch nothing but their row
+
+
+def finish_many(session: Session, ends: list[tuple[int, str, list[int], str | None, int]],
+                now: datetime | None = None) -> None:
+    """`finish` for several attempts (id, status, message ids, error, parts confirmed): the
+    delivered ones in one read of their stored ids and one batched update; the others, which
+    may touch the subscriber or give picks back, one by one."""
+    when = now or utcnow()
+    delivered = [end for end in ends if end[1] in DELIVERED_STATES]
+    for delivery_id, status, message_ids, error, confirmed in ends:
+        if status not in DELIVERED_STATES:
+            finish(session, delivery_id, status, message_ids, error, when, confirmed)
+    table = Delivery.__table__
+    statement = update(table).where(table.c.id == bindparam("row_id")).values(
+        status=bindparam("new_status"), error=bindparam("new_error"), parts_sent=bindparam("new_parts"),
+        message_ids=bindparam("new_ids"), attempted_at=when, finished_at=when)
+    for batch in chunks(delivered, 500):
+        stored = dict(session.execute(select(Delivery.id, Delivery.message_ids)
+                                      .where(Delivery.id.in_([end[0] for end in batch]))).all())
+        session.connection().execute(statement, [
+            {"row_id": delivery_id, "new_status": status, "new_error": (error or None) and error[:2000],
+             "new_parts": confirmed, "new_ids": merge_ids(stored.get(delivery_id), message_ids)}
+            for delivery_id, status, message_ids, error, confirmed in batch])
 
 
 def release_unsent(session: Session, delivery_id: int, maybe_sent: int = 0) -> int:
