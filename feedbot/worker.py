@@ -326,8 +326,9 @@ class Worker:
             log.info("worker stopping: no new work, finishing the send in flight")
         self.stopping.set()
         self.scheduler.pause()  # shutdown would cancel the running jobs at once
-        if isinstance(application.updater, TurnUpdater):
-            await application.updater.stop_turns()
+        updater = getattr(application, "updater", None)
+        if isinstance(updater, TurnUpdater):
+            await updater.stop_turns()
         try:
             await asyncio.wait_for(self.digests.lock.acquire(), timeout=SHUTDOWN_SECONDS - 4)
         except TimeoutError:

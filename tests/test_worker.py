@@ -453,7 +453,7 @@ def test_a_long_broadcast_that_progresses_is_not_stuck_and_one_that_stops_is(run
     def stall():
         clock.now += timedelta(minutes=15)  # no message goes out for 15 minutes
         worker.heartbeat.alive()  # while the heartbeat job keeps beating
-        health("stalled")()  # seen before the next message, whichever digest in flight ends first
+        health("stalled")()  # checked before the senders in flight record any progress
 
     worker.digests.pacer = SlowBroadcast(clock, {30: health("moving"), 35: stall})
     results = runner.call(worker.sweep_digests())

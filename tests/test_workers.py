@@ -132,17 +132,24 @@ def test_workers_send_each_digest_once_and_together_within_the_rate(seeded, env,
 
 @POSTGRESQL
 def test_kill_9_the_leader_mid_broadcast_and_a_standby_leads_and_finishes_it(seeded, env, telegram):
-    chats = list(range(3101, 3131))
+    chats = list(range(3101, 3151))
     for chat_id in chats:
         add_subscriber(seeded, chat_id, "UTC", an_hour_ago(), "language models")
         telegram.inject(chat_id, "slow", "sendMessage", delay=0.5)  # sends in flight have landed
-    leader = start_worker(env, telegram)
+    leader = start_worker(env, telegram, FEEDBOT_SEND_RATE="4")  # 50 digests: over ten seconds
     standby = None
     try:
         wait_for(lambda: roles(seeded).get(leader.pid, (None,))[0] == "leader", 60, "the first worker to lead")
-        standby = start_worker(env, telegram)
+        standby = start_worker(env, telegram, FEEDBOT_SEND_RATE="4")
         assert wait_roles(seeded, [leader, standby]) == leader.pid
-        telegram.wait(lambda: sum(len(digests_to(telegram, c)) for c in chats) >= 8, 60, "a broadcast under way")
+
+        def both_sending_and_more_to_come() -> bool:
+            with Session(seeded) as session:
+                owners = {Owner.parse(o).pid for o in session.scalars(select(Delivery.owner)) if o}
+                waiting = session.scalar(select(func.count()).where(Delivery.status == "claimed"))
+            return owners == {leader.pid, standby.pid} and waiting >= 5
+
+        wait_for(both_sending_and_more_to_come, 120, "both workers sending, with more to send")
         leader.kill()
         leader.wait(10)
         killed = time.monotonic()

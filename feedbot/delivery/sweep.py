@@ -159,7 +159,10 @@ class DigestSweep:
         await self.flush_outcomes(trouble)
 
     async def run_sending(self) -> Counter:
-        """A standby's share of the work: send what the leader claimed (every worker sends)."""
+        """A standby's share of the work: send what the leader claimed (every worker sends).
+        Nothing to do while this worker's own sweep runs: it sends them."""
+        if self.lock.locked():
+            return Counter()
         async with self.lock:
             if self.stopping.is_set():
                 return Counter()
