@@ -208,3 +208,25 @@ def test_two_senders_released_together_never_take_the_same_row(engine):
     assert not set(taken[0]) & set(taken[1])
     assert sorted(taken[0] + taken[1]) == sorted(won.values())
     assert statuses(engine) == {"sending": len(won)}
+
+
+def test_taking_rows_skips_only_those_it_leaves_claimed(engine):
+    """A run's skip list holds just the rows `take` leaves `claimed` (a subscriber who stopped),
+    not every row it took: it is sent with each query, so it must not grow with the broadcast."""
+    day = date(2026, 3, 12)
+    with transaction(engine) as session:
+        for telegram_id in range(1, 6):
+            session.add(Subscriber(telegram_id=telegram_id, chat_id=telegram_id))
+        session.flush()
+        ids = session.scalars(select(Subscriber.id).order_by(Subscriber.id)).all()
+        won = rows.claim_many(session, [(sid, day) for sid in ids])
+        session.get(Subscriber, ids[0]).state = "stopped"
+    prepared = {delivery_id: deliveries.Outgoing(delivery_id, sid, sid, sid, day, [Reply("digest")])
+                for sid, delivery_id in won.items() if sid != ids[0]}
+    skip: set[int] = set()
+    taken = []
+    while (got := deliveries.take(engine, prepared, skip, deliveries.utcnow())) is not None:
+        taken.append(got[0].delivery_id)
+    assert sorted(taken) == sorted(prepared)
+    assert skip == {won[ids[0]]}
+    assert statuses(engine) == {"sending": len(prepared), "claimed": 1}

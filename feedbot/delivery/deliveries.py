@@ -369,17 +369,18 @@ def take(engine: Engine, prepared: dict[int, Outgoing], skip: set[int], now: dat
     (`next_claimed`), marked `sending` by this process in the same transaction — so every worker
     sends, and no two send the same row. It is rendered as this process prepared it, or again
     from its recorded picks. A row whose subscriber left or whose window closed is left for the
-    leader's sweep to close (`recover`). (item, parts confirmed), or None when none is left."""
+    leader's sweep to close (`recover`), and skipped for the rest of the run (`skip`: only the rows
+    left `claimed`, so the query stays short). (item, parts confirmed), or None when none is left."""
     with transaction(engine) as session:
         while True:
             row = next_claimed(session, skip)
             if row is None:
                 return None
-            skip.add(row.id)  # tried once per run: a row whose attempt failed waits for the next sweep
             item = prepared.get(row.id)
             if item is None:
                 subscriber = session.get(Subscriber, row.subscriber_id)
                 if subscriber.state != "active" or now >= window_end(subscriber, row):
+                    skip.add(row.id)  # stays `claimed`: not taken again this run
                     continue
                 try:
                     item = resumed(session, subscriber, row, paper_link)

@@ -134,9 +134,13 @@ class DigestSweep:
                     return
                 item, confirmed = taken
                 try:
-                    results[await self.deliver(item, trouble, confirmed)] += 1
+                    status = await self.deliver(item, trouble, confirmed)
+                    results[status] += 1
+                    if status == "claimed":  # handed back (Telegram asked to wait): the next sweep resumes it
+                        skip.add(item.delivery_id)
                 except Exception as exc:  # noqa: BLE001 - handed back: the next sweep resumes it
                     trouble.add(f"sending delivery {item.delivery_id}", exc)
+                    skip.add(item.delivery_id)  # tried once per run: it waits for the next sweep
                     with trouble.step(f"handing delivery {item.delivery_id} back"):
                         await self.write(deliveries.hand_back, self.engine, item.delivery_id, self.clock())
 
