@@ -316,6 +316,25 @@ def test_migration_onto_a_chat_already_answered_merges_it(engine):
         assert sorted(session.scalars(select(Interest.text))) == ["robots", "speech", "vision"]
 
 
+def test_migration_merges_every_table_of_the_chat_already_answered(engine):
+    """Every row of the supergroup's early subscriber is kept, in every table that has one: its
+    recap of this week stays claimed, so the week's recap is not sent a second time."""
+    from feedbot.delivery import recaps
+
+    owned = {table.__table__.name for table, _ in groups.OWNED}
+    assert owned == {t.name for t in Subscriber.metadata.sorted_tables if "subscriber_id" in t.c}
+    week = datetime(2026, 3, 9).date()
+    with transaction(engine) as session:
+        old, _ = subscribers.subscribe(session, GROUP, GROUP, "group", kind="group")
+        new, _ = subscribers.subscribe(session, SUPERGROUP, SUPERGROUP, "group", kind="group")
+        assert recaps.claim(session, new.id, week, NOW) is not None
+        old_id = old.id
+    with transaction(engine) as session:
+        assert groups.migrate(session, GROUP, SUPERGROUP)
+    with transaction(engine) as session:
+        assert recaps.claim(session, old_id, week, NOW) is None
+
+
 def test_members_tapping_at_once_are_each_counted(seeded, settings):
     """Real threads against the real database: no tap lost, a member's double tap toggles once each."""
     chat = Chat(seeded, settings)
