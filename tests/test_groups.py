@@ -335,6 +335,30 @@ def test_migration_merges_every_table_of_the_chat_already_answered(engine):
         assert recaps.claim(session, old_id, week, NOW) is None
 
 
+def test_no_command_a_member_may_run_shows_a_library_imported_into_the_chat(seeded, settings):
+    """An administrator's library imported into the group teaches its profile, but every command
+    open to members shows only what the members liked on balance (/export's file included)."""
+    from feedbot.chat import bibtex, commands
+    from feedbot.chat.groups import admin_only
+
+    chat = Chat(seeded, settings)
+    with transaction(seeded) as session:
+        group, _ = subscribers.subscribe(session, GROUP, GROUP, "group", kind="group")
+        library, liked, split = session.scalars(select(Paper).order_by(Paper.id).limit(3)).all()
+        session.add(Vote(subscriber_id=group.id, paper_id=library.id, value=1, voted_at=NOW, origin="import"))
+        session.add_all(MemberVote(subscriber_id=group.id, paper_id=pid, member_id=m, value=v, voted_at=NOW)
+                        for pid, m, v in ((liked.id, 1, 1), (liked.id, 2, 1), (split.id, 1, 1), (split.id, 2, -1)))
+        hidden, expected = library.title, bibtex.export([liked]).encode()
+    member = User(GROUP, GROUP, "group", "group", MEMBER)
+    read = [c.name for c in commands.COMMANDS if c.handler is not None and not admin_only(c, "")]
+    assert "export" in read and "liked" in read
+    for name in read:
+        for reply in chat.command(member, name, ""):
+            assert hidden not in reply.text, name
+            if reply.document is not None:
+                assert reply.document[1] == expected, name
+
+
 def test_members_tapping_at_once_are_each_counted(seeded, settings):
     """Real threads against the real database: no tap lost, a member's double tap toggles once each."""
     chat = Chat(seeded, settings)

@@ -158,6 +158,15 @@ def search(turn: Turn, args: str) -> list[Reply]:
 
 
 def export(turn: Turn, args: str) -> list[Reply]:
+    kind = turn.subscriber.kind
+    if kind != "private":  # what /liked lists: never a library an administrator imported into the chat
+        papers = groups.liked_papers(turn.session, turn.subscriber)
+        if not papers:
+            return [Reply(f"No paper has more 👍 than 👎 from this {kind}'s members yet: nothing to export.")]
+        replies = _liked_list(turn, papers, f"<b>Papers this {kind} liked</b> ({len(papers)}, BibTeX attached)", 50,
+                              "…and {n} more in the file.")
+        replies[-1].document = ("feedbot-liked.bib", bibtex.export(papers).encode())
+        return replies
     papers = subscribers.liked_papers(turn.session, turn.subscriber)
     if not papers:
         return [Reply("You haven't liked any papers yet, so there is nothing to export.")]
