@@ -353,6 +353,24 @@ def test_a_blocked_chat_gets_no_recap_and_is_deactivated(worker, telegram, seede
             "a blocked chat is no failure of the job"
 
 
+def test_a_group_upgraded_to_a_supergroup_gets_its_recap_there_once(worker, telegram, seeded, clock):
+    """The migration's service messages were missed: the old chat id refuses the recap, which goes
+    to the new one, and the chat moves there for good."""
+    runner, first = worker
+    group = add_subscriber(seeded, -1005, kind="group")
+    with transaction(seeded) as session:
+        session.add_all(MemberVote(subscriber_id=group, paper_id=pid, member_id=m, value=1, voted_at=THIS_WEEK)
+                        for pid in paper_ids(seeded, "graph", 2) for m in (1, 2))
+    telegram.migrated[-1005] = -100500
+    assert runner.call(first.sweep_recaps()) == {"sent": 1}
+    assert [m for m in telegram.messages_to(-100500) if "this chat's week to" in m.text]
+    assert runner.call(first.sweep_recaps()) == {}
+    with Session(seeded) as session:
+        assert (session.get(Subscriber, group).telegram_id, session.get(Subscriber, group).chat_id) == \
+            (-100500, -100500)
+        assert session.scalar(select(Recap.status).where(Recap.subscriber_id == group)) == "sent"
+
+
 def test_a_failing_recap_job_is_shown_until_it_works_and_loses_no_recap(worker, telegram, seeded, clock, monkeypatch):
     runner, first = worker
     sid = add_subscriber(seeded, 502)

@@ -26,6 +26,7 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import Engine, and_, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session
+from telegram.error import ChatMigrated
 
 from feedbot.config import Settings
 from feedbot.delivery import runs, schedule
@@ -35,7 +36,7 @@ from feedbot.delivery.telegram_send import Blocked, send_replies
 from feedbot.ranking import drift
 from feedbot.ranking.groups import member_weights
 from feedbot.ranking.textmodel import ModelCache, TextModel
-from feedbot.store import subscribers
+from feedbot.store import groups, subscribers
 from feedbot.store.db import chunks, insert_for, transaction
 from feedbot.store.models import MemberVote, Paper, Recap, Shown, Subscriber, Vote
 
@@ -312,7 +313,7 @@ async def sweep(engine: Engine, settings: Settings, bot, models: ModelCache, clo
         status, ids, error = "sent", [], None
         try:
             await pacer.wait()
-            ids = await send_replies(bot, item.chat_id, item.replies)
+            ids = await _send(engine, bot, item)
         except Blocked as exc:
             status, error = "blocked", str(exc)
         except Exception as exc:  # noqa: BLE001 - recorded; the row stays taken, never re-sent
@@ -325,6 +326,27 @@ async def sweep(engine: Engine, settings: Settings, bot, models: ModelCache, clo
     summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing due"
     await asyncio.to_thread(runs.record, engine, "recaps", clock(), summary, trouble.error)
     return counts
+
+
+async def _send(engine: Engine, bot, item: Claimed) -> list[int]:
+    """Send the recap's messages. A group that became a supergroup refuses a message without
+    showing it: that message goes again to the new chat id, which the subscriber moves to."""
+    ids, chat_id = [], item.chat_id
+    for reply in item.replies:
+        try:
+            ids += await send_replies(bot, chat_id, [reply])
+        except ChatMigrated as exc:
+            await asyncio.to_thread(_moved, engine, item.subscriber_id, exc.new_chat_id)
+            chat_id = exc.new_chat_id
+            ids += await send_replies(bot, chat_id, [reply])
+    return ids
+
+
+def _moved(engine: Engine, subscriber_id: int, chat_id: int) -> None:
+    with transaction(engine) as session:
+        subscriber = session.get(Subscriber, subscriber_id)
+        if subscriber is not None and subscriber.kind != "private":
+            groups.migrate(session, subscriber.telegram_id, chat_id)
 
 
 def _finish(engine: Engine, recap_id: int, status: str, now: datetime, ids: list[int], error: str | None) -> None:
