@@ -357,6 +357,9 @@ def test_no_command_a_member_may_run_shows_a_library_imported_into_the_chat(seed
             assert hidden not in reply.text, name
             if reply.document is not None:
                 assert reply.document[1] == expected, name
+    [found] = chat.command(member, "search", hidden)  # the paper itself: found, but not marked liked
+    assert hidden in found.text
+    assert [b.label for row in found.keyboard for b in row if "✅" in b.label] == []
 
 
 def test_members_tapping_at_once_are_each_counted(seeded, settings):

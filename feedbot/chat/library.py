@@ -12,6 +12,7 @@ from feedbot.delivery.messages import (
     Answer,
     Button,
     Reply,
+    count_row,
     escape,
     paper_item,
     split_items,
@@ -151,9 +152,15 @@ def search(turn: Turn, args: str) -> list[Reply]:
         return [Reply(f"No papers mention all of: {escape(words)}")]
     # Nothing is recorded as shown: a match may be among today's best picks, still to come in a
     # digest. Voting on one records it (feedbot.chat.votes).
-    votes = subscribers.votes_on(turn.session, turn.subscriber, [p.id for p in found])
-    items = [(_listed(turn, n, p, listed=True, abstract_chars=200),
-              vote_row(n, p.id, votes.get(p.id, 0))) for n, p in enumerate(found, 1)]
+    ids = [p.id for p in found]
+    if turn.subscriber.kind != "private":  # the members' counts, as on its digests
+        tally = groups.counts(turn.session, turn.subscriber, ids)
+        rows = [count_row(n, pid, *tally.get(pid, (0, 0))) for n, pid in enumerate(ids, 1)]
+    else:
+        votes = subscribers.votes_on(turn.session, turn.subscriber, ids)
+        rows = [vote_row(n, pid, votes.get(pid, 0)) for n, pid in enumerate(ids, 1)]
+    items = [(_listed(turn, n, p, listed=True, abstract_chars=200), row)
+             for n, (p, row) in enumerate(zip(found, rows, strict=True), 1)]
     return split_items(f"<b>Papers matching “{escape(words)}”</b>", items)
 
 
