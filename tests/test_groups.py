@@ -340,6 +340,8 @@ def test_no_command_a_member_may_run_shows_a_library_imported_into_the_chat(seed
     open to members shows only what the members liked on balance (/export's file included)."""
     from feedbot.chat import bibtex, commands
     from feedbot.chat.groups import admin_only
+    from feedbot.delivery import rows
+    from feedbot.delivery.messages import escape
 
     chat = Chat(seeded, settings)
     with transaction(seeded) as session:
@@ -349,14 +351,24 @@ def test_no_command_a_member_may_run_shows_a_library_imported_into_the_chat(seed
         session.add_all(MemberVote(subscriber_id=group.id, paper_id=pid, member_id=m, value=v, voted_at=NOW)
                         for pid, m, v in ((liked.id, 1, 1), (liked.id, 2, 1), (split.id, 1, 1), (split.id, 2, -1)))
         hidden, expected = library.title, bibtex.export([liked]).encode()
+        day = NOW.date()  # a digest showed the library's paper before it was imported
+        [delivery_id] = rows.claim_many(session, [(group.id, day)]).values()
+        rows.finish(session, delivery_id, "sent", now=NOW)
+        session.add(Shown(subscriber_id=group.id, paper_id=library.id, delivery_id=delivery_id, source="digest",
+                          position=0, score=0.0, reason="", shown_at=NOW))
     member = User(GROUP, GROUP, "group", "group", MEMBER)
     read = [c.name for c in commands.COMMANDS if c.handler is not None and not admin_only(c, "")]
     assert "export" in read and "liked" in read
     for name in read:
         for reply in chat.command(member, name, ""):
+            if name == "history":  # it lists the digest that showed the paper: unmarked
+                [line] = [line for line in reply.text.splitlines() if escape(hidden[:100]) in line]
+                assert line.startswith("· "), line
+                continue
             assert hidden not in reply.text, name
             if reply.document is not None:
                 assert reply.document[1] == expected, name
+    assert "history" in read
     [found] = chat.command(member, "search", hidden)  # the paper itself: found, but not marked liked
     assert hidden in found.text
     assert [b.label for row in found.keyboard for b in row if "✅" in b.label] == []

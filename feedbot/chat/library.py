@@ -80,6 +80,10 @@ def history_page(turn: Turn, page: int) -> tuple[str, list[list[Button]]]:
         .outerjoin(Vote, (Vote.paper_id == Shown.paper_id) & (Vote.subscriber_id == subscriber.id))
         .where(Shown.delivery_id == delivery.id).order_by(Shown.position)
     ).all()) for delivery in delivered[:HISTORY_PAGE]]
+    if subscriber.kind != "private":  # a chat's papers are marked by its members' balance, as /liked
+        tally = groups.counts(session, subscriber, [paper.id for _, rows in shown for paper, _ in rows])
+        shown = [(delivery, [(paper, _balance(*tally.get(paper.id, (0, 0)))) for paper, _ in rows])
+                 for delivery, rows in shown]
     headings = [f"\n\n<b>{delivery.local_date:%a %d %b %Y}</b>"
                 + (f" · <i>{state}</i>" if (state := delivery_state(delivery, len(rows))) else "")
                 for delivery, rows in shown]
@@ -104,6 +108,10 @@ def history_page(turn: Turn, page: int) -> tuple[str, list[list[Button]]]:
     if has_more:
         buttons.append(Button("Older ▶", f"h:{page + 1}"))
     return text, ([buttons] if buttons else [])
+
+
+def _balance(up: int, down: int) -> int:
+    return (up > down) - (up < down)
 
 
 def _more(count: int) -> str:
