@@ -298,6 +298,23 @@ def test_group_ranking_follows_what_most_members_liked(seeded, settings):
         assert tops[-1] != tops[-2]
 
 
+def test_a_group_digest_never_names_a_paper_imported_into_it(seeded, settings):
+    """An administrator's imported library steers the group's picks, but a pick's reason names
+    only what the members liked; the same import in a private chat is named."""
+    with Session(seeded) as session, session.begin():
+        vision = session.scalar(select(Paper).where(Paper.title.contains("Learning to Prompt for Vision-Language")))
+        model = textmodel.load(session, settings.model_dir)
+        whys = {}
+        for chat, kind in ((-1, "group"), (44, "private")):
+            subscriber, _ = subscribers.subscribe(session, chat, chat, kind, kind=kind)
+            session.add(Vote(subscriber_id=subscriber.id, paper_id=vision.id, value=1, voted_at=NOW, origin="import"))
+            session.flush()
+            picks = recommend.recommend(session, model, [subscriber], NOW.date(), NOW, cache=None)[subscriber.id]
+            whys[kind] = [p.why for p in picks]
+        assert whys["group"] and not [w for w in whys["group"] if vision.title in w]
+        assert [w for w in whys["private"] if vision.title in w]
+
+
 def test_migration_onto_a_chat_already_answered_merges_it(engine):
     """A command in the new supergroup answered before the migration message: one subscriber after."""
     with transaction(engine) as session:
