@@ -343,6 +343,7 @@ def test_migration_merges_every_table_of_the_chat_already_answered(engine):
     week = datetime(2026, 3, 9).date()
     with transaction(engine) as session:
         old, _ = subscribers.subscribe(session, GROUP, GROUP, "group", kind="group")
+        old.state = "stopped"  # stopped in the old group, started again in the supergroup
         new, _ = subscribers.subscribe(session, SUPERGROUP, SUPERGROUP, "group", kind="group")
         assert recaps.claim(session, new.id, week, NOW) is not None
         old_id = old.id
@@ -350,6 +351,7 @@ def test_migration_merges_every_table_of_the_chat_already_answered(engine):
         assert groups.migrate(session, GROUP, SUPERGROUP)
     with transaction(engine) as session:
         assert recaps.claim(session, old_id, week, NOW) is None
+        assert session.get(Subscriber, old_id).state == "active"
 
 
 def test_no_command_a_member_may_run_shows_a_library_imported_into_the_chat(seeded, settings):

@@ -55,12 +55,14 @@ def migrate(session: Session, old_chat_id: int, new_chat_id: int) -> bool:
     source, target = rows.get(old_chat_id), rows.get(new_chat_id)
     if source is None:
         return False
+    moved = {"telegram_id": new_chat_id, "chat_id": new_chat_id}
     if target is not None:
+        if target.state == "active":  # started in the supergroup: that is the chat's latest word
+            moved["state"] = "active"
         _merge(session, source.id, target.id)
         session.execute(delete(Subscriber).where(Subscriber.id == target.id))
         session.flush()
-    session.execute(update(Subscriber).where(Subscriber.id == source.id)
-                    .values(telegram_id=new_chat_id, chat_id=new_chat_id))
+    session.execute(update(Subscriber).where(Subscriber.id == source.id).values(**moved))
     session.expire(source)
     return True
 
