@@ -298,6 +298,23 @@ def test_group_ranking_follows_what_most_members_liked(seeded, settings):
         assert tops[-1] != tops[-2]
 
 
+def test_a_group_digest_never_names_a_paper_imported_into_it(seeded, settings):
+    """An administrator's imported library steers the group's picks, but a pick's reason names
+    only what the members liked; the same import in a private chat is named."""
+    with Session(seeded) as session, session.begin():
+        vision = session.scalar(select(Paper).where(Paper.title.contains("Learning to Prompt for Vision-Language")))
+        model = textmodel.load(session, settings.model_dir)
+        whys = {}
+        for chat, kind in ((-1, "group"), (44, "private")):
+            subscriber, _ = subscribers.subscribe(session, chat, chat, kind, kind=kind)
+            session.add(Vote(subscriber_id=subscriber.id, paper_id=vision.id, value=1, voted_at=NOW, origin="import"))
+            session.flush()
+            picks = recommend.recommend(session, model, [subscriber], NOW.date(), NOW, cache=None)[subscriber.id]
+            whys[kind] = [p.why for p in picks]
+        assert whys["group"] and not [w for w in whys["group"] if vision.title in w]
+        assert [w for w in whys["private"] if vision.title in w]
+
+
 def test_migration_onto_a_chat_already_answered_merges_it(engine):
     """A command in the new supergroup answered before the migration message: one subscriber after."""
     with transaction(engine) as session:
@@ -314,6 +331,66 @@ def test_migration_onto_a_chat_already_answered_merges_it(engine):
         [row] = session.scalars(select(Subscriber)).all()
         assert (row.id, row.telegram_id, row.chat_id) == (old_id, SUPERGROUP, SUPERGROUP)
         assert sorted(session.scalars(select(Interest.text))) == ["robots", "speech", "vision"]
+
+
+def test_migration_merges_every_table_of_the_chat_already_answered(engine):
+    """Every row of the supergroup's early subscriber is kept, in every table that has one: its
+    recap of this week stays claimed, so the week's recap is not sent a second time."""
+    from feedbot.delivery import recaps
+
+    owned = {table.__table__.name for table, _ in groups.OWNED}
+    assert owned == {t.name for t in Subscriber.metadata.sorted_tables if "subscriber_id" in t.c}
+    week = datetime(2026, 3, 9).date()
+    with transaction(engine) as session:
+        old, _ = subscribers.subscribe(session, GROUP, GROUP, "group", kind="group")
+        old.state = "stopped"  # stopped in the old group, started again in the supergroup
+        new, _ = subscribers.subscribe(session, SUPERGROUP, SUPERGROUP, "group", kind="group")
+        assert recaps.claim(session, new.id, week, NOW) is not None
+        old_id = old.id
+    with transaction(engine) as session:
+        assert groups.migrate(session, GROUP, SUPERGROUP)
+    with transaction(engine) as session:
+        assert recaps.claim(session, old_id, week, NOW) is None
+        assert session.get(Subscriber, old_id).state == "active"
+
+
+def test_no_command_a_member_may_run_shows_a_library_imported_into_the_chat(seeded, settings):
+    """An administrator's library imported into the group teaches its profile, but every command
+    open to members shows only what the members liked on balance (/export's file included)."""
+    from feedbot.chat import bibtex, commands
+    from feedbot.chat.groups import admin_only
+    from feedbot.delivery import rows
+    from feedbot.delivery.messages import escape
+
+    chat = Chat(seeded, settings)
+    with transaction(seeded) as session:
+        group, _ = subscribers.subscribe(session, GROUP, GROUP, "group", kind="group")
+        library, liked, split = session.scalars(select(Paper).order_by(Paper.id).limit(3)).all()
+        session.add(Vote(subscriber_id=group.id, paper_id=library.id, value=1, voted_at=NOW, origin="import"))
+        session.add_all(MemberVote(subscriber_id=group.id, paper_id=pid, member_id=m, value=v, voted_at=NOW)
+                        for pid, m, v in ((liked.id, 1, 1), (liked.id, 2, 1), (split.id, 1, 1), (split.id, 2, -1)))
+        hidden, expected = library.title, bibtex.export([liked]).encode()
+        day = NOW.date()  # a digest showed the library's paper before it was imported
+        [delivery_id] = rows.claim_many(session, [(group.id, day)]).values()
+        rows.finish(session, delivery_id, "sent", now=NOW)
+        session.add(Shown(subscriber_id=group.id, paper_id=library.id, delivery_id=delivery_id, source="digest",
+                          position=0, score=0.0, reason="", shown_at=NOW))
+    member = User(GROUP, GROUP, "group", "group", MEMBER)
+    read = [c.name for c in commands.COMMANDS if c.handler is not None and not admin_only(c, "")]
+    assert "export" in read and "liked" in read
+    for name in read:
+        for reply in chat.command(member, name, ""):
+            if name == "history":  # it lists the digest that showed the paper: unmarked
+                [line] = [line for line in reply.text.splitlines() if escape(hidden[:100]) in line]
+                assert line.startswith("· "), line
+                continue
+            assert hidden not in reply.text, name
+            if reply.document is not None:
+                assert reply.document[1] == expected, name
+    assert "history" in read
+    [found] = chat.command(member, "search", hidden)  # the paper itself: found, but not marked liked
+    assert hidden in found.text
+    assert [b.label for row in found.keyboard for b in row if "✅" in b.label] == []
 
 
 def test_members_tapping_at_once_are_each_counted(seeded, settings):

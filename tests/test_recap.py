@@ -173,11 +173,11 @@ def test_readers_favourites_need_three_distinct_readers_and_exclude_imports(seed
     like(seeded, others[1], [old], EARLIER)
     like(seeded, others[2], [old], EARLIER)
     like(seeded, others[3], [old], THIS_WEEK)
-    with transaction(seeded) as session:  # two members for, one against: the group is a third reader
+    with transaction(seeded) as session:  # a member is a person: 701 liked both privately and here
         session.add_all(MemberVote(subscriber_id=group, paper_id=by_group, member_id=m, value=v, voted_at=THIS_WEEK)
-                        for m, v in ((1, 1), (2, 1), (3, -1)))
+                        for m, v in ((701, 1), (703, 1), (9, -1)))
         session.add_all(MemberVote(subscriber_id=group, paper_id=two, member_id=m, value=v, voted_at=THIS_WEEK)
-                        for m, v in ((1, 1), (2, -1)))
+                        for m, v in ((701, 1), (9, -1)))
     with Session(seeded) as session:
         popular = recaps.readers_likes(session, clock.now - recaps.WEEK, clock.now)
         assert {p: popular[p] for p in (three, two, imported, old, by_group)} == {
@@ -214,45 +214,47 @@ def test_a_group_gets_the_recap_of_its_members_votes(seeded, settings, clock):
 
 votes = st.lists(st.tuples(st.integers(0, 6), st.integers(0, 7), st.sampled_from([1, 1, 1, -1]),
                            st.booleans(), st.sampled_from(["tap", "tap", "import"])), max_size=60)
-member_votes = st.lists(st.tuples(st.integers(0, 7), st.integers(1, 4), st.sampled_from([1, -1]), st.booleans()),
-                        max_size=20)
+# (group, paper, member, value, this week): members are people, some of them subscribers too (800-806)
+member_votes = st.lists(st.tuples(st.integers(0, 2), st.integers(0, 7), st.sampled_from([800, 801, 802, 1, 2]),
+                                  st.sampled_from([1, -1]), st.booleans()), max_size=30)
 
 
 @hypothesis_settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(votes=votes, member_votes=member_votes)
 def test_no_paper_behind_fewer_than_three_readers_is_ever_in_a_recap(seeded, settings, votes, member_votes):
-    """Random 👍/👎 of seven people and a group's members, in the week or before it, tapped or
-    imported: every paper in any recap is the recipient's own like or has 3+ distinct likers."""
+    """Random 👍/👎 of seven people and of members of three groups (some of them the same people),
+    in the week or before it, tapped or imported: every paper in any recap is the recipient's own
+    like or has 3+ distinct people who liked it."""
     now = SUNDAY
     with transaction(seeded) as session:
         for table in (Vote, MemberVote, Shown, Recap, Subscriber):
             session.execute(delete(table))
     people = [add_subscriber(seeded, 800 + n) for n in range(7)]
-    group = add_subscriber(seeded, -1002, kind="group")
+    chats = [add_subscriber(seeded, -1002 - n, kind="group") for n in range(3)]
     papers = paper_ids(seeded)[:8]
     with transaction(seeded) as session:
         for who, paper, value, recent, origin in votes:
             session.merge(Vote(subscriber_id=people[who], paper_id=papers[paper], value=value, origin=origin,
                                voted_at=THIS_WEEK if recent else EARLIER))
-        for paper, member, value, recent in member_votes:
-            session.merge(MemberVote(subscriber_id=group, paper_id=papers[paper], member_id=member, value=value,
-                                     voted_at=THIS_WEEK if recent else EARLIER))
-    likers = {p: set() for p in papers}
+        for chat, paper, member, value, recent in member_votes:
+            session.merge(MemberVote(subscriber_id=chats[chat], paper_id=papers[paper], member_id=member,
+                                     value=value, voted_at=THIS_WEEK if recent else EARLIER))
+    likers = {p: set() for p in papers}  # the people who liked each paper this week
+    for who, paper, value, recent, origin in votes:
+        likers[papers[paper]].discard(800 + who)  # a later vote on the same paper replaced it
+        if value == 1 and recent and origin == "tap":
+            likers[papers[paper]].add(800 + who)
+    last = {(chat, paper, member): (value, recent) for chat, paper, member, value, recent in member_votes}
+    for (_, paper, member), (value, recent) in last.items():
+        if value == 1 and recent:
+            likers[papers[paper]].add(member)
     with Session(seeded) as session:
-        for sid, pid in session.execute(select(Vote.subscriber_id, Vote.paper_id).where(
-                Vote.value == 1, Vote.origin == "tap", Vote.voted_at >= now - recaps.WEEK)):
-            likers[pid].add(sid)
-        net = {p: 0 for p in papers}
-        for pid, value in session.execute(select(MemberVote.paper_id, MemberVote.value).where(
-                MemberVote.voted_at >= now - recaps.WEEK)):
-            net[pid] += value
-        for pid, total in net.items():
-            if total > 0:
-                likers[pid].add(group)
         popular = recaps.readers_likes(session, now - recaps.WEEK, now)
+        assert {pid: n for pid, n in popular.items() if pid in likers} == \
+            {pid: len(who) for pid, who in likers.items() if who}
         titles = {pid: escape(session.get(Paper, pid).title) for pid in papers}
         model = ModelCache(settings.model_dir).get(session)
-        for sid in [*people, group]:
+        for sid in [*people, *chats]:
             subscriber = session.get(Subscriber, sid)
             content = recaps.build(session, model, subscriber, now, settings, popular)
             own = {p.id for p in content.liked}
@@ -260,7 +262,26 @@ def test_no_paper_behind_fewer_than_three_readers_is_ever_in_a_recap(seeded, set
             for pid in papers:
                 if titles[pid] in text:
                     assert pid in own or len(likers[pid]) >= 3, (sid, pid, likers[pid])
-            assert all(len(likers[p.id]) >= 3 and sid not in likers[p.id] for p, _ in content.popular)
+            assert all(len(likers[p.id]) >= 3 and subscriber.telegram_id not in likers[p.id]
+                       for p, _ in content.popular)
+
+
+def test_one_person_in_several_chats_is_one_reader(seeded, settings, clock):
+    """A person who likes a paper privately and in groups of their own is still one reader: the
+    paper is in no one else's recap."""
+    paper = paper_ids(seeded)[0]
+    person = add_subscriber(seeded, 710)
+    reader = add_subscriber(seeded, 711)
+    like(seeded, person, [paper], THIS_WEEK)
+    with transaction(seeded) as session:
+        for n in range(3):
+            chat = add_subscriber(seeded, -1010 - n, kind=["group", "channel", "group"][n])
+            session.add(MemberVote(subscriber_id=chat, paper_id=paper, member_id=710, value=1, voted_at=THIS_WEEK))
+    with Session(seeded) as session:
+        popular = recaps.readers_likes(session, clock.now - recaps.WEEK, clock.now)
+        assert popular[paper] == 1
+        content = recaps.build(session, None, session.get(Subscriber, reader), clock.now, settings, popular)
+        assert content.popular == []
 
 
 def test_terms_gained_and_faded(seeded, settings, clock):
@@ -330,6 +351,24 @@ def test_a_blocked_chat_gets_no_recap_and_is_deactivated(worker, telegram, seede
         assert session.scalar(select(Recap.status).where(Recap.subscriber_id == blocked)) == "blocked"
         assert not [p for p in status.health(session, clock.now) if p.startswith("recaps")], \
             "a blocked chat is no failure of the job"
+
+
+def test_a_group_upgraded_to_a_supergroup_gets_its_recap_there_once(worker, telegram, seeded, clock):
+    """The migration's service messages were missed: the old chat id refuses the recap, which goes
+    to the new one, and the chat moves there for good."""
+    runner, first = worker
+    group = add_subscriber(seeded, -1005, kind="group")
+    with transaction(seeded) as session:
+        session.add_all(MemberVote(subscriber_id=group, paper_id=pid, member_id=m, value=1, voted_at=THIS_WEEK)
+                        for pid in paper_ids(seeded, "graph", 2) for m in (1, 2))
+    telegram.migrated[-1005] = -100500
+    assert runner.call(first.sweep_recaps()) == {"sent": 1}
+    assert [m for m in telegram.messages_to(-100500) if "this chat's week to" in m.text]
+    assert runner.call(first.sweep_recaps()) == {}
+    with Session(seeded) as session:
+        assert (session.get(Subscriber, group).telegram_id, session.get(Subscriber, group).chat_id) == \
+            (-100500, -100500)
+        assert session.scalar(select(Recap.status).where(Recap.subscriber_id == group)) == "sent"
 
 
 def test_a_failing_recap_job_is_shown_until_it_works_and_loses_no_recap(worker, telegram, seeded, clock, monkeypatch):

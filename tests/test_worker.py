@@ -362,7 +362,7 @@ def test_sigterm_stops_new_digests_at_once_and_a_second_one_is_ignored(engine, s
 
     worker = Worker(settings, engine)
     worker.jobs = lambda: []  # the lifecycle only: no sweep runs here
-    application = dataclasses.make_dataclass("App", [("bot", MenuBot)])(MenuBot())
+    application = dataclasses.make_dataclass("App", [("bot", MenuBot), ("updater", object)])(MenuBot(), None)
     loop = asyncio.new_event_loop()
     fallback = []
     try:

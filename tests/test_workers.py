@@ -230,3 +230,46 @@ def test_taking_rows_skips_only_those_it_leaves_claimed(engine):
     assert sorted(taken) == sorted(prepared)
     assert skip == {won[ids[0]]}
     assert statuses(engine) == {"sending": len(prepared), "claimed": 1}
+
+
+def test_a_row_a_sender_is_taking_is_never_closed_under_it(engine):
+    """The leader's recovery closes a claimed row whose window passed; a sender on another worker
+    that took it a moment before keeps it: the row ends as the sender made it, never closed and sent."""
+    day = date(2026, 3, 12)
+    with transaction(engine) as session:
+        session.add(Subscriber(telegram_id=1, chat_id=1))
+        session.flush()
+        sid = session.scalar(select(Subscriber.id))
+        [delivery_id] = rows.claim_many(session, [(sid, day)]).values()
+    locked, go, errors = threading.Event(), threading.Event(), []
+    later = deliveries.utcnow().replace(year=2030)  # past the row's late window
+
+    def sender() -> None:
+        try:
+            with transaction(engine) as session:
+                assert rows.next_claimed(session).id == delivery_id
+                locked.set()
+                go.wait(30)
+                assert rows.start_sending(session, delivery_id, "sender", later) == 0
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+            locked.set()
+
+    def recovery() -> None:
+        try:
+            with transaction(engine) as session:
+                deliveries.recover(session, later)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    taking = threading.Thread(target=sender)
+    taking.start()
+    locked.wait(30)
+    recovering = threading.Thread(target=recovery)
+    recovering.start()
+    recovering.join(3)  # on PostgreSQL it skips the locked row at once
+    go.set()
+    taking.join(30)
+    recovering.join(30)
+    assert not errors
+    assert statuses(engine) == {"sending": 1}

@@ -12,6 +12,7 @@ from feedbot.delivery.messages import (
     Answer,
     Button,
     Reply,
+    count_row,
     escape,
     paper_item,
     split_items,
@@ -79,6 +80,10 @@ def history_page(turn: Turn, page: int) -> tuple[str, list[list[Button]]]:
         .outerjoin(Vote, (Vote.paper_id == Shown.paper_id) & (Vote.subscriber_id == subscriber.id))
         .where(Shown.delivery_id == delivery.id).order_by(Shown.position)
     ).all()) for delivery in delivered[:HISTORY_PAGE]]
+    if subscriber.kind != "private":  # a chat's papers are marked by its members' balance, as /liked
+        tally = groups.counts(session, subscriber, [paper.id for _, rows in shown for paper, _ in rows])
+        shown = [(delivery, [(paper, _balance(*tally.get(paper.id, (0, 0)))) for paper, _ in rows])
+                 for delivery, rows in shown]
     headings = [f"\n\n<b>{delivery.local_date:%a %d %b %Y}</b>"
                 + (f" · <i>{state}</i>" if (state := delivery_state(delivery, len(rows))) else "")
                 for delivery, rows in shown]
@@ -103,6 +108,10 @@ def history_page(turn: Turn, page: int) -> tuple[str, list[list[Button]]]:
     if has_more:
         buttons.append(Button("Older ▶", f"h:{page + 1}"))
     return text, ([buttons] if buttons else [])
+
+
+def _balance(up: int, down: int) -> int:
+    return (up > down) - (up < down)
 
 
 def _more(count: int) -> str:
@@ -151,13 +160,28 @@ def search(turn: Turn, args: str) -> list[Reply]:
         return [Reply(f"No papers mention all of: {escape(words)}")]
     # Nothing is recorded as shown: a match may be among today's best picks, still to come in a
     # digest. Voting on one records it (feedbot.chat.votes).
-    votes = subscribers.votes_on(turn.session, turn.subscriber, [p.id for p in found])
-    items = [(_listed(turn, n, p, listed=True, abstract_chars=200),
-              vote_row(n, p.id, votes.get(p.id, 0))) for n, p in enumerate(found, 1)]
+    ids = [p.id for p in found]
+    if turn.subscriber.kind != "private":  # the members' counts, as on its digests
+        tally = groups.counts(turn.session, turn.subscriber, ids)
+        rows = [count_row(n, pid, *tally.get(pid, (0, 0))) for n, pid in enumerate(ids, 1)]
+    else:
+        votes = subscribers.votes_on(turn.session, turn.subscriber, ids)
+        rows = [vote_row(n, pid, votes.get(pid, 0)) for n, pid in enumerate(ids, 1)]
+    items = [(_listed(turn, n, p, listed=True, abstract_chars=200), row)
+             for n, (p, row) in enumerate(zip(found, rows, strict=True), 1)]
     return split_items(f"<b>Papers matching “{escape(words)}”</b>", items)
 
 
 def export(turn: Turn, args: str) -> list[Reply]:
+    kind = turn.subscriber.kind
+    if kind != "private":  # what /liked lists: never a library an administrator imported into the chat
+        papers = groups.liked_papers(turn.session, turn.subscriber)
+        if not papers:
+            return [Reply(f"No paper has more 👍 than 👎 from this {kind}'s members yet: nothing to export.")]
+        replies = _liked_list(turn, papers, f"<b>Papers this {kind} liked</b> ({len(papers)}, BibTeX attached)", 50,
+                              "…and {n} more in the file.")
+        replies[-1].document = ("feedbot-liked.bib", bibtex.export(papers).encode())
+        return replies
     papers = subscribers.liked_papers(turn.session, turn.subscriber)
     if not papers:
         return [Reply("You haven't liked any papers yet, so there is nothing to export.")]

@@ -209,8 +209,10 @@ def prepare(engine: Engine, model: TextModel | None, due: list[tuple[Subscriber,
                             paper_ids=[p.paper_id for p in digest.picks]))
     if broken:
         with transaction(engine) as session:
-            for delivery_id, error in broken:
-                finish(session, delivery_id, "failed", now=now, error=error)
+            for delivery_id, error in broken:  # unless a sender took it meanwhile, and rendered it itself
+                if session.scalar(select(Delivery.id).where(Delivery.id == delivery_id, Delivery.status == "claimed")
+                                  .with_for_update(skip_locked=True)) is not None:
+                    finish(session, delivery_id, "failed", now=now, error=error)
     return out
 
 
@@ -230,9 +232,12 @@ def recover(session: Session, now: datetime, paper_link: str = DEFAULT_PAPER_LIN
             UNKNOWN, f"the sending process ({row.owner or 'unknown'}) stopped mid-send", row.parts_sent, total))
         uncertain += 1
     out = []
+    # A row a sender is taking right now (another worker's `take`) is its: skipped, never closed
+    # under it; the rows read here stay locked until the caller's transaction ends.
     for row, subscriber in session.execute(
         select(Delivery, Subscriber).join(Subscriber, Subscriber.id == Delivery.subscriber_id)
         .where(Delivery.status == "claimed").order_by(Delivery.id)
+        .with_for_update(skip_locked=True, of=Delivery)
     ):
         outcome = None
         if subscriber.state != "active":

@@ -9,10 +9,10 @@ the row `claimed`: that week's recap may be lost, never doubled. Like a digest, 
 delivery time until LATE_WINDOW after it, and not while the subscriber is paused.
 
 Readers' likes are shown only for papers at least MIN_READERS distinct readers liked this week, so
-no one's like is ever revealed alone. A reader is a private subscriber whose 👍 was tapped this week
-(a library import is not a like of this week), or a group or channel whose members' votes this week
-on the paper net positive (ranking.groups): the group is one reader, as it is one profile, and its
-members are not counted one by one (a member may be a private subscriber too).
+no one's like is ever revealed alone. A reader is a person — a Telegram account — who tapped 👍 this
+week: in their private chat (a library import is not a like of this week) or as a member of a group
+or channel. Each person counts once however many chats they liked it in, so no one can make up the
+number alone with a few groups of their own.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Engine, and_, case, exists, or_, select, update
+from sqlalchemy import Engine, and_, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session
+from telegram.error import ChatMigrated
 
 from feedbot.config import Settings
 from feedbot.delivery import runs, schedule
@@ -35,7 +36,7 @@ from feedbot.delivery.telegram_send import Blocked, send_replies
 from feedbot.ranking import drift
 from feedbot.ranking.groups import member_weights
 from feedbot.ranking.textmodel import ModelCache, TextModel
-from feedbot.store import subscribers
+from feedbot.store import groups, subscribers
 from feedbot.store.db import chunks, insert_for, transaction
 from feedbot.store.models import MemberVote, Paper, Recap, Shown, Subscriber, Vote
 
@@ -130,19 +131,18 @@ class Content:
 
 
 def readers_likes(session: Session, since: datetime, until: datetime) -> dict[int, int]:
-    """Paper -> distinct readers who liked it between `since` and `until` (see the module's rule)."""
+    """Paper -> distinct people who liked it between `since` and `until` (see the module's rule):
+    a private subscriber is known by their Telegram id, a group's member by theirs."""
     readers: dict[int, set[int]] = defaultdict(set)
-    for sid, pid in session.execute(select(Vote.subscriber_id, Vote.paper_id).where(
-            Vote.value == 1, Vote.origin == "tap", Vote.voted_at >= since, Vote.voted_at < until)):
-        readers[pid].add(sid)
-    by_group: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    for sid, pid, value in session.execute(select(MemberVote.subscriber_id, MemberVote.paper_id, MemberVote.value)
-                                           .where(MemberVote.voted_at >= since, MemberVote.voted_at < until)):
-        by_group[sid].append((pid, value))
-    for sid, votes in by_group.items():
-        for pid, weight in member_weights(votes).items():
-            if weight > 0:
-                readers[pid].add(sid)
+    for person, pid in session.execute(select(Subscriber.telegram_id, Vote.paper_id)
+                                       .join(Subscriber, Subscriber.id == Vote.subscriber_id).where(
+            Subscriber.kind == "private", Vote.value == 1, Vote.origin == "tap",
+            Vote.voted_at >= since, Vote.voted_at < until)):
+        readers[pid].add(person)
+    for person, pid in session.execute(select(MemberVote.member_id, MemberVote.paper_id).where(
+            MemberVote.value == 1, MemberVote.member_id != 0,
+            MemberVote.voted_at >= since, MemberVote.voted_at < until)):
+        readers[pid].add(person)
     return {pid: len(who) for pid, who in readers.items()}
 
 
@@ -182,6 +182,12 @@ def build(session: Session, model: TextModel | None, subscriber: Subscriber, now
     week_likes, imported = likes(session, subscriber, since, now)
     content.imported = len(imported)
     liked_ids = [like.paper_id for like in week_likes if like.paper_id not in imported]
+    if content.group:  # listed as /liked lists them: more 👍 than 👎 (the profile weighs 👎 less)
+        on_balance = set(session.scalars(
+            select(MemberVote.paper_id).where(MemberVote.subscriber_id == subscriber.id,
+                                              MemberVote.voted_at >= since, MemberVote.voted_at < now)
+            .group_by(MemberVote.paper_id).having(func.sum(MemberVote.value) > 0)))
+        liked_ids = [pid for pid in liked_ids if pid in on_balance]
     papers = {p.id: p for chunk in chunks(liked_ids, 900)
               for p in session.scalars(select(Paper).where(Paper.id.in_(chunk)))}
     content.liked = [papers[pid] for pid in liked_ids if pid in papers]
@@ -189,7 +195,10 @@ def build(session: Session, model: TextModel | None, subscriber: Subscriber, now
     if wanted:
         seen = exists().where(Shown.subscriber_id == subscriber.id, Shown.paper_id == Paper.id)
         voted = exists().where(Vote.subscriber_id == subscriber.id, Vote.paper_id == Paper.id)
-        member_voted = exists().where(MemberVote.subscriber_id == subscriber.id, MemberVote.paper_id == Paper.id)
+        # A group's members' votes; or a person's own, cast as a member of some group (they saw it there).
+        voter = MemberVote.subscriber_id == subscriber.id if content.group else \
+            MemberVote.member_id == subscriber.telegram_id
+        member_voted = exists().where(voter, MemberVote.paper_id == Paper.id)
         for chunk in chunks(wanted, 900):
             found = {p.id: p for p in session.scalars(select(Paper).where(
                 Paper.id.in_(chunk), ~seen, ~voted, ~member_voted))}
@@ -304,7 +313,7 @@ async def sweep(engine: Engine, settings: Settings, bot, models: ModelCache, clo
         status, ids, error = "sent", [], None
         try:
             await pacer.wait()
-            ids = await send_replies(bot, item.chat_id, item.replies)
+            ids = await _send(engine, bot, item)
         except Blocked as exc:
             status, error = "blocked", str(exc)
         except Exception as exc:  # noqa: BLE001 - recorded; the row stays taken, never re-sent
@@ -317,6 +326,27 @@ async def sweep(engine: Engine, settings: Settings, bot, models: ModelCache, clo
     summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing due"
     await asyncio.to_thread(runs.record, engine, "recaps", clock(), summary, trouble.error)
     return counts
+
+
+async def _send(engine: Engine, bot, item: Claimed) -> list[int]:
+    """Send the recap's messages. A group that became a supergroup refuses a message without
+    showing it: that message goes again to the new chat id, which the subscriber moves to."""
+    ids, chat_id = [], item.chat_id
+    for reply in item.replies:
+        try:
+            ids += await send_replies(bot, chat_id, [reply])
+        except ChatMigrated as exc:
+            await asyncio.to_thread(_moved, engine, item.subscriber_id, exc.new_chat_id)
+            chat_id = exc.new_chat_id
+            ids += await send_replies(bot, chat_id, [reply])
+    return ids
+
+
+def _moved(engine: Engine, subscriber_id: int, chat_id: int) -> None:
+    with transaction(engine) as session:
+        subscriber = session.get(Subscriber, subscriber_id)
+        if subscriber is not None and subscriber.kind != "private":
+            groups.migrate(session, subscriber.telegram_id, chat_id)
 
 
 def _finish(engine: Engine, recap_id: int, status: str, now: datetime, ids: list[int], error: str | None) -> None:

@@ -196,15 +196,31 @@ def recommend(
     for chunk in chunks(explained, 900):
         for pid, title in session.execute(select(Paper.id, Paper.title).where(Paper.id.in_(chunk))):
             title_by_row[community.row_of[pid]] = title
+    unnamed = _imported_into_chats(session, subscribers, community.row_of)
     for subscriber, taste_picks in zip(subscribers, picks, strict=True):
+        hidden = unnamed.get(subscriber.id)
+        titles = {r: t for r, t in title_by_row.items() if r not in hidden} if hidden else title_by_row
         results[subscriber.id] = [
             Pick(
                 paper=pool[p.column], score=p.score, kind=p.reason.kind,
-                why=why_line(p.reason, title_by_row, own.interests[subscriber.id], min(n_topics, len(pool))),
+                why=why_line(p.reason, titles, own.interests[subscriber.id], min(n_topics, len(pool))),
             )
             for p in taste_picks
         ]
     return results
+
+
+def _imported_into_chats(session: Session, subscribers: list[Subscriber], row_of: dict[int, int]) -> dict[int, set]:
+    """Rows of the papers a library import added to a group's or channel's profile, by subscriber:
+    they teach the chat's ranking, but a reason never names them to its members."""
+    chats = [s.id for s in subscribers if s.kind != "private"]
+    out: dict[int, set] = {}
+    for chunk in chunks(chats, 900):
+        for sid, pid in session.execute(select(Vote.subscriber_id, Vote.paper_id).where(
+                Vote.subscriber_id.in_(chunk), Vote.origin == "import")):
+            if pid in row_of:
+                out.setdefault(sid, set()).add(row_of[pid])
+    return out
 
 
 @dataclass

@@ -12,13 +12,27 @@ from sqlalchemy.orm import Session, aliased
 
 from feedbot.clock import utcnow
 from feedbot.store.db import insert_for
-from feedbot.store.models import Delivery, Import, Interest, MemberVote, Mute, Paper, Shown, Subscriber, Vote
+from feedbot.store.models import (
+    Delivery,
+    Import,
+    Interest,
+    MemberVote,
+    Mute,
+    Paper,
+    Recap,
+    Shown,
+    Subscriber,
+    Vote,
+)
 
 KINDS = ("group", "channel")
 
 # A subscriber's rows, with the columns that make each unique for one subscriber (Import has none).
-_OWNED = ((Interest, ("text",)), (Mute, ("word",)), (Vote, ("paper_id",)), (Import, ()),
-          (MemberVote, ("paper_id", "member_id")), (Delivery, ("local_date",)), (Shown, ("paper_id",)))
+# Every table with a subscriber_id is here: a row left behind would go with the merged subscriber
+# (a recap claimed there, gone, would let that week's recap be sent again).
+OWNED = ((Interest, ("text",)), (Mute, ("word",)), (Vote, ("paper_id",)), (Import, ()),
+         (MemberVote, ("paper_id", "member_id")), (Delivery, ("local_date",)), (Shown, ("paper_id",)),
+         (Recap, ("week",)))
 
 
 def stop_chat(session: Session, chat_id: int) -> bool:
@@ -41,12 +55,14 @@ def migrate(session: Session, old_chat_id: int, new_chat_id: int) -> bool:
     source, target = rows.get(old_chat_id), rows.get(new_chat_id)
     if source is None:
         return False
+    moved = {"telegram_id": new_chat_id, "chat_id": new_chat_id}
     if target is not None:
+        if target.state == "active":  # started in the supergroup: that is the chat's latest word
+            moved["state"] = "active"
         _merge(session, source.id, target.id)
         session.execute(delete(Subscriber).where(Subscriber.id == target.id))
         session.flush()
-    session.execute(update(Subscriber).where(Subscriber.id == source.id)
-                    .values(telegram_id=new_chat_id, chat_id=new_chat_id))
+    session.execute(update(Subscriber).where(Subscriber.id == source.id).values(**moved))
     session.expire(source)
     return True
 
@@ -58,7 +74,7 @@ def _merge(session: Session, source_id: int, target_id: int) -> None:
         Delivery.subscriber_id == target_id,
         Delivery.local_date.in_(select(Delivery.local_date).where(Delivery.subscriber_id == source_id)))
     session.execute(update(Shown).where(Shown.delivery_id.in_(clashing)).values(delivery_id=None))
-    for table, keys in _OWNED:
+    for table, keys in OWNED:
         other = aliased(table)
         clash = exists().where(other.subscriber_id == source_id,
                                *[getattr(other, key) == getattr(table, key) for key in keys])
