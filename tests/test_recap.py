@@ -25,18 +25,11 @@ from feedbot.store.db import transaction
 from feedbot.store.models import MemberVote, Paper, Recap, Shown, Subscriber, Vote
 from feedbot.worker import Worker
 from tests.conftest import BotRunner
+from tests.test_worker import FakeClock as Clock
 
 SUNDAY = datetime(2026, 3, 15, 7, 30, tzinfo=UTC)  # 08:30 in Berlin, 03:30 in New York
 EARLIER = datetime(2026, 3, 1, 12, tzinfo=UTC)  # before the recap's week
 THIS_WEEK = datetime(2026, 3, 12, 12, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
