@@ -323,7 +323,7 @@ async def sweep(engine: Engine, settings: Settings, bot, models: ModelCache, clo
         with trouble.step(f"recording recap {item.recap_id}"):
             await asyncio.to_thread(_finish, engine, item.recap_id, status, clock(), ids, error)
         log.info("recap id=%s subscriber=%s status=%s messages=%s", item.recap_id, item.subscriber_id, status, ids)
-    summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing due"
+    summary = runs.counts(counts, "nothing due")
     await asyncio.to_thread(runs.record, engine, "recaps", clock(), summary, trouble.error)
     return counts
 
@@ -357,4 +357,4 @@ def _finish(engine: Engine, recap_id: int, status: str, now: datetime, ids: list
 def status_lines(session: Session, now: datetime) -> Iterator[str]:
     """For `feedbot status`: the recaps of the last 7 days by outcome."""
     states = Counter(session.scalars(select(Recap.status).where(Recap.claimed_at > now - WEEK)))
-    yield "recaps this week: " + (", ".join(f"{k} {v}" for k, v in sorted(states.items())) or "none")
+    yield "recaps this week: " + runs.counts(states, "none")

@@ -9,7 +9,7 @@ when, and `status --check` fails until a run of that job succeeds again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -48,6 +48,12 @@ class Trouble:
     @property
     def error(self) -> str | None:
         return "; ".join(self.errors)[:2000] or None
+
+
+def counts(states: Mapping[str, int], nothing: str) -> str:
+    """Counts by state as a run's summary or a status line says them ("sent 3, blocked 1"), or
+    `nothing` when there are none."""
+    return ", ".join(f"{k} {v}" for k, v in sorted(states.items())) or nothing
 
 
 def record(engine: Engine, name: str, now: datetime, summary: str, error: str | None = None) -> None:

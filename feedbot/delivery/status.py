@@ -124,7 +124,7 @@ def delivery_report(session: Session, now: datetime) -> Iterator[str]:
         return
     today = rows.for_days(session, {s.id: schedule.local_date(s, now) for s in subs})
     states = Counter(status for status, _ in today.values())
-    yield "deliveries today: " + (", ".join(f"{k} {v}" for k, v in sorted(states.items())) or "none")
+    yield "deliveries today: " + runs.counts(states, "none")
     listed = [s for s in subs if today.get(s.id, ("", ""))[0] not in ("sent", "claimed", "sending")]
     slots = due.plan(session, now, [s for s in listed[:20] if s.id not in today]).slots  # only the lines shown
     for subscriber in listed[:20]:

@@ -93,7 +93,7 @@ class DigestSweep:
             await self.send_claimed(outgoing, results, trouble)
             if outgoing or results["uncertain"] or results["skipped"] or trouble.errors:
                 log.info("digest sweep: %s, at most %s in flight", dict(results), self.window.peak)
-            summary = ", ".join(f"{k} {v}" for k, v in sorted(results.items())) or "nothing due"
+            summary = runs.counts(results, "nothing due")
             try:
                 await asyncio.to_thread(runs.record, self.engine, "digests", self.clock(), summary, trouble.error)
             except Exception:  # noqa: BLE001 - the database may be what fails; the log has it
@@ -176,7 +176,7 @@ class DigestSweep:
             if results or trouble.errors or self._sending_failed:  # a failure stays shown until a run works
                 self._sending_failed = bool(trouble.errors)
                 log.info("sending: %s", dict(results))
-                summary = ", ".join(f"{k} {v}" for k, v in sorted(results.items())) or "nothing to send"
+                summary = runs.counts(results, "nothing to send")
                 try:
                     await asyncio.to_thread(runs.record, self.engine, "sending", self.clock(), summary, trouble.error)
                 except Exception:  # noqa: BLE001 - the database may be what fails; the log has it
