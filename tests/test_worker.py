@@ -452,7 +452,9 @@ def test_a_long_broadcast_that_progresses_is_not_stuck_and_one_that_stops_is(run
 
     def stall():
         clock.now += timedelta(minutes=15)  # no message goes out for 15 minutes
-        worker.heartbeat.alive()  # while the heartbeat job keeps beating
+        # while the heartbeat job keeps beating: through the worker's database thread, after any
+        # beat it is writing (one that read the clock before the jump would overwrite this one)
+        worker._writer.submit(worker.heartbeat.alive).result(30)
         health("stalled")()  # checked before the senders in flight record any progress
 
     worker.digests.pacer = SlowBroadcast(clock, {30: health("moving"), 35: stall})
@@ -496,7 +498,7 @@ def break_step(monkeypatch, worker, step):
         "skip_missed": (due, "skip_missed", None),
         "model": (worker.models, "get", None), "rank": (digests, "build", None),
         "claim": (deliveries, "claim_and_record", None), "render": (digests, "render", 1),
-        "start_sending": (deliveries, "start_sending", 1), "write_results": (deliveries, "write_results", None),
+        "take": (deliveries, "mark_sending", 1), "write_results": (deliveries, "write_results", None),
         "heartbeat": (worker.heartbeat, "sweep_started", None), "pacing": (worker.digests.pacer, "wait", 1),
     }
     owner, name, times = places[step]
@@ -519,7 +521,7 @@ def break_step(monkeypatch, worker, step):
 # row is taken, so a failing pacer holds nothing back; a take that fails once rolls back and leaves
 # its row `claimed` for the other senders, so it too holds nothing back
 STEPS = {"recover": 4, "plan": 1, "skip_missed": 4, "model": 1, "rank": 1, "claim": 1, "render": 3,
-         "start_sending": 4, "write_results": 4, "heartbeat": 4, "pacing": 4}
+         "take": 4, "write_results": 4, "heartbeat": 4, "pacing": 4}
 
 
 @pytest.mark.parametrize("step", sorted(STEPS))

@@ -194,8 +194,8 @@ def test_two_senders_released_together_never_take_the_same_row(engine):
         try:
             skip: set[int] = set()
             barrier.wait()
-            while (got := deliveries.take(engine, prepared, skip, deliveries.utcnow())) is not None:
-                mine.append(got[0].delivery_id)
+            while got := deliveries.take(engine, prepared, skip, deliveries.utcnow(), limit=3):
+                mine.extend(item.delivery_id for item, _ in got)
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -225,8 +225,8 @@ def test_taking_rows_skips_only_those_it_leaves_claimed(engine):
                 for sid, delivery_id in won.items() if sid != ids[0]}
     skip: set[int] = set()
     taken = []
-    while (got := deliveries.take(engine, prepared, skip, deliveries.utcnow())) is not None:
-        taken.append(got[0].delivery_id)
+    while got := deliveries.take(engine, prepared, skip, deliveries.utcnow(), limit=2):
+        taken.extend(item.delivery_id for item, _ in got)
     assert sorted(taken) == sorted(prepared)
     assert skip == {won[ids[0]]}
     assert statuses(engine) == {"sending": len(prepared), "claimed": 1}
@@ -247,7 +247,7 @@ def test_a_row_a_sender_is_taking_is_never_closed_under_it(engine):
     def sender() -> None:
         try:
             with transaction(engine) as session:
-                assert rows.next_claimed(session).id == delivery_id
+                assert [row.id for row in rows.next_claimed(session)] == [delivery_id]
                 locked.set()
                 go.wait(30)
                 assert rows.start_sending(session, delivery_id, "sender", later) == 0

@@ -48,6 +48,7 @@ from feedbot.delivery.rows import (
     claim_many,
     finish,
     finish_many,
+    mark_sending,
     move_chat,
     next_claimed,
     reached,
@@ -369,36 +370,46 @@ async def send(item: Outgoing, transport: Transport, write: Writer, engine: Engi
 
 
 def take(engine: Engine, prepared: dict[int, Outgoing], skip: set[int], now: datetime,
-         paper_link: str = DEFAULT_PAPER_LINK, trouble: Trouble | None = None) -> tuple[Outgoing, int] | None:
-    """The next digest this process sends: the oldest `claimed` row no other process is taking
-    (`next_claimed`), marked `sending` by this process in the same transaction — so every worker
-    sends, and no two send the same row. It is rendered as this process prepared it, or again
-    from its recorded picks. A row whose subscriber left or whose window closed is left for the
-    leader's sweep to close (`recover`), and skipped for the rest of the run (`skip`: only the rows
-    left `claimed`, so the query stays short). (item, parts confirmed), or None when none is left."""
+         paper_link: str = DEFAULT_PAPER_LINK, trouble: Trouble | None = None,
+         limit: int = 1) -> list[tuple[Outgoing, int]]:
+    """The next digests this process sends, `limit` at most: the oldest `claimed` rows no other
+    process is taking (`next_claimed`), marked `sending` by this process in the same transaction
+    — so every worker sends, and no two send the same row. Each is rendered as this process
+    prepared it, or again from its recorded picks. A row whose subscriber left or whose window
+    closed is left for the leader's sweep to close (`recover`), and skipped for the rest of the
+    run (`skip`: only the rows left `claimed`, so the query stays short). [(item, parts
+    confirmed)], empty when none is left."""
+    taken: list[tuple[Outgoing, int]] = []
     with transaction(engine) as session:
-        while True:
-            row = next_claimed(session, skip)
-            if row is None:
-                return None
-            item = prepared.get(row.id)
-            if item is None:
-                subscriber = session.get(Subscriber, row.subscriber_id)
-                if subscriber.state != "active" or now >= window_end(subscriber, row):
-                    skip.add(row.id)  # stays `claimed`: not taken again this run
-                    continue
-                try:
-                    item = resumed(session, subscriber, row, paper_link)
-                except Exception as exc:
-                    if trouble is None:
-                        raise
-                    trouble.add(f"rendering delivery {row.id} again", exc)
-                    finish(session, row.id, "failed", now=now,
-                           error=f"could not be rendered again: {type(exc).__name__}: {exc}")
-                    continue
-            confirmed = start_sending(session, row.id, None, now, item.part_picks())
-            if confirmed is not None:
-                return item, confirmed
+        while len(taken) < limit:
+            found = next_claimed(session, skip | {item.delivery_id for item, _ in taken}, limit - len(taken))
+            if not found:
+                break
+            for row in found:
+                item = prepared.get(row.id) or _again(session, row.id, now, skip, paper_link, trouble)
+                if item is not None:
+                    taken.append((item, row.parts_sent))
+        mark_sending(session, [(item.delivery_id, item.part_picks()) for item, _ in taken], now)
+    return taken
+
+
+def _again(session: Session, delivery_id: int, now: datetime, skip: set[int], paper_link: str,
+           trouble: Trouble | None) -> Outgoing | None:
+    """A claimed row this process did not prepare, rendered again to send (`resumed`); None when it
+    is not to be sent now: skipped (its subscriber left, its window closed) or failed to render."""
+    row = session.get(Delivery, delivery_id)
+    subscriber = session.get(Subscriber, row.subscriber_id)
+    if subscriber.state != "active" or now >= window_end(subscriber, row):
+        skip.add(row.id)  # stays `claimed`: not taken again this run
+        return None
+    try:
+        return resumed(session, subscriber, row, paper_link)
+    except Exception as exc:
+        if trouble is None:
+            raise
+        trouble.add(f"rendering delivery {row.id} again", exc)
+        finish(session, row.id, "failed", now=now, error=f"could not be rendered again: {type(exc).__name__}: {exc}")
+        return None
 
 
 def _in_session(function, engine: Engine, *args):

@@ -96,15 +96,11 @@ def record(session: Session, recorded: list[tuple[Digest, int | None]], now: dat
             for n, pick in enumerate(digest.picks)]
     rows.sort(key=lambda r: (r["subscriber_id"], r["paper_id"]))
     kept: dict[int, set[int]] = defaultdict(set)
-    insert = insert_for(session)
-    for start in range(0, len(rows), 1000):
-        result = session.execute(
-            insert(Shown).values(rows[start : start + 1000])
-            .on_conflict_do_nothing(index_elements=["subscriber_id", "paper_id"])
-            .returning(Shown.subscriber_id, Shown.paper_id)
-        )
-        for sid, pid in result:
-            kept[sid].add(pid)
+    table = Shown.__table__
+    statement = insert_for(session)(table).on_conflict_do_nothing(index_elements=["subscriber_id", "paper_id"]) \
+        .returning(table.c.subscriber_id, table.c.paper_id)
+    for sid, pid in session.execute(statement, rows) if rows else ():  # one statement, batched by SQLAlchemy
+        kept[sid].add(pid)
     for digest, delivery_id in recorded:  # positions follow the picks that were kept
         won = kept[digest.subscriber_id]
         if delivery_id is not None and not won.issuperset(p.paper_id for p in digest.picks):

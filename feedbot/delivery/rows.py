@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import Row, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from feedbot.clock import utcnow
@@ -34,20 +34,15 @@ def claim_many(session: Session, wanted: list[tuple[int, date]], now: datetime |
                source: str = "schedule", status: str = "claimed") -> dict[int, int]:
     """Claim (subscriber, day) pairs in bulk, in subscriber order (a fixed lock order between
     concurrent claimers); {subscriber id: delivery id} for the ones won."""
-    insert = insert_for(session)
     when = now or utcnow()
-    won: dict[int, int] = {}
-    wanted = sorted(wanted)
-    for start in range(0, len(wanted), 500):
-        rows = [{"subscriber_id": sid, "local_date": day, "status": status, "source": source, "claimed_at": when}
-                for sid, day in wanted[start : start + 500]]
-        result = session.execute(
-            insert(Delivery).values(rows)
-            .on_conflict_do_nothing(index_elements=["subscriber_id", "local_date"])
-            .returning(Delivery.subscriber_id, Delivery.id)
-        )
-        won.update(dict(result.all()))
-    return won
+    table = Delivery.__table__
+    rows = [{"subscriber_id": sid, "local_date": day, "status": status, "source": source, "claimed_at": when}
+            for sid, day in sorted(wanted)]
+    if not rows:
+        return {}
+    statement = insert_for(session)(table).on_conflict_do_nothing(index_elements=["subscriber_id", "local_date"]) \
+        .returning(table.c.subscriber_id, table.c.id)
+    return dict(session.execute(statement, rows).all())  # one statement, batched by SQLAlchemy
 
 
 def start_sending(session: Session, delivery_id: int, owner: str | None = None,
@@ -69,14 +64,31 @@ def start_sending(session: Session, delivery_id: int, owner: str | None = None,
     return None if row is None else int(row[0])
 
 
-def next_claimed(session: Session, skip: Collection[int] = ()) -> Delivery | None:
-    """The oldest `claimed` row (not in `skip`) that no other process is taking: FOR UPDATE SKIP
-    LOCKED, so concurrent senders each get a different row and none waits. The row stays locked
-    until the caller's transaction ends (it marks it `sending` in that same transaction)."""
-    query = select(Delivery).where(Delivery.status == "claimed")
-    if skip:
-        query = query.where(Delivery.id.not_in(list(skip)))
-    return session.scalars(query.order_by(Delivery.id).limit(1).with_for_update(skip_locked=True)).first()
+_table = Delivery.__table__
+# Built once: these run once per few digests sent, where building a statement costs as much as running it.
+_NEXT_CLAIMED = select(_table.c.id, _table.c.subscriber_id, _table.c.parts_sent).where(
+    _table.c.status == "claimed", _table.c.id.not_in(bindparam("skip", expanding=True))
+).order_by(_table.c.id).limit(bindparam("count")).with_for_update(skip_locked=True)
+_MARK_SENDING = update(_table).where(_table.c.id == bindparam("row_id"), _table.c.status == "claimed").values(
+    status="sending", owner=bindparam("new_owner"), attempted_at=bindparam("now"), part_picks=bindparam("picks"))
+
+
+def next_claimed(session: Session, skip: Collection[int] = (), limit: int = 1) -> list[Row]:
+    """The oldest `limit` `claimed` rows (not in `skip`) that no other process is taking: FOR
+    UPDATE SKIP LOCKED, so concurrent senders each get different rows and none waits. The rows
+    stay locked until the caller's transaction ends (it marks them `sending` in that same
+    transaction: `mark_sending`). Each is (id, subscriber_id, parts_sent)."""
+    return list(session.execute(_NEXT_CLAIMED, {"skip": list(skip), "count": limit}))
+
+
+def mark_sending(session: Session, starts: list[tuple[int, str]], now: datetime, owner: str | None = None) -> None:
+    """claimed → sending, owned by this process, for rows this transaction holds (`next_claimed`),
+    each with the picks of the parts about to go out ((delivery id, part picks)): one batched
+    update, so taking several rows costs one round trip."""
+    if starts:
+        owner = owner or this_process()
+        session.execute(_MARK_SENDING, [{"row_id": row_id, "picks": picks, "new_owner": owner, "now": now}
+                                        for row_id, picks in starts])
 
 
 def merge_ids(earlier: str | None, new: list[int]) -> str | None:

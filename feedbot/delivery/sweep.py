@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from feedbot.config import Settings
 from feedbot.delivery import deliveries, due, heartbeat, runs, telegram_send
+from feedbot.delivery.batching import Batches
 from feedbot.delivery.heartbeat import Beat
 from feedbot.delivery.pacing import Pacer, Window
 from feedbot.ranking.textmodel import ModelCache
@@ -110,6 +111,14 @@ class DigestSweep:
         await asyncio.to_thread(self.share_rate, trouble)
         cache, skip = {item.delivery_id: item for item in prepared}, set()
 
+        async def fetch(count: int) -> list[tuple[deliveries.Outgoing, int]]:
+            return await self.write(deliveries.take, self.engine, cache, skip, self.clock(),
+                                    self.settings.paper_link, trouble, count)
+
+        async def unused(taken: tuple[deliveries.Outgoing, int]) -> None:
+            await self.write(deliveries.hand_back, self.engine, taken[0].delivery_id, self.clock())
+
+        rows = Batches(fetch, unused)  # senders asking together take their rows in one transaction
         senders: set[asyncio.Task] = set()
         drained = False  # a sender found nothing left to take
         broken = False  # a sender could not take a row: no new sender in its place (the others go on)
@@ -121,8 +130,7 @@ class DigestSweep:
                     return  # the window shrank
                 try:
                     await self.pacer.wait()  # before the row reads `sending`: a crash here leaves it claimed
-                    taken = await self.write(deliveries.take, self.engine, cache, skip, self.clock(),
-                                             self.settings.paper_link, trouble)
+                    taken = await rows.get()
                 except Exception as exc:  # noqa: BLE001 - the other senders go on; the next run retries
                     trouble.add("taking a delivery to send", exc)
                     broken = True
@@ -130,7 +138,7 @@ class DigestSweep:
                 if taken is None or self.stopping.is_set():
                     drained = drained or taken is None
                     if taken is not None:  # stopping: handed back untouched, for whoever runs next
-                        await self.write(deliveries.hand_back, self.engine, taken[0].delivery_id, self.clock())
+                        await unused(taken)
                     return
                 item, confirmed = taken
                 try:

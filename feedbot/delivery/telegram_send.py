@@ -7,11 +7,13 @@ plain text when Telegram refuses our entities, and a 403 or a chat that no longe
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import BadRequest, Forbidden
+from telegram.warnings import PTBUserWarning
 
 from feedbot.delivery.messages import Button, Reply, plain
 
@@ -36,19 +38,32 @@ def keyboard_markup(rows: list[list[Button]] | None) -> InlineKeyboardMarkup | N
     return InlineKeyboardMarkup([[InlineKeyboardButton(b.label, callback_data=b.data) for b in row] for row in rows])
 
 
+# Messages go out through `do_api_request` with plain values: a broadcast builds no keyboard
+# objects and parses no `Message` per send (most of its CPU otherwise). python-telegram-bot warns
+# that `send_message` exists; that is known here.
+warnings.filterwarnings("ignore", message=r"Please use 'Bot\.sendMessage'", category=PTBUserWarning)
+
+
 async def send_text(bot, chat_id: int, text: str, keyboard: list[list[Button]] | None = None,
-                    paid_broadcast: bool = False) -> Message:
-    """Send HTML; if Telegram can't parse our entities, send the same words as plain text.
-    `paid_broadcast`: past the free 30 messages/s, paid in Telegram Stars (FEEDBOT_PAID_BROADCAST)."""
-    markup = keyboard_markup(keyboard)
-    paid = {"allow_paid_broadcast": True} if paid_broadcast else {}
+                    paid_broadcast: bool = False) -> int:
+    """Send HTML without link previews; if Telegram can't parse our entities, send the same
+    words as plain text. `paid_broadcast`: past the free 30 messages/s, paid in Telegram Stars
+    (FEEDBOT_PAID_BROADCAST). The message id."""
+    message = {"chat_id": chat_id, "text": text, "parse_mode": "HTML", "link_preview_options": {"is_disabled": True}}
+    if keyboard:
+        message["reply_markup"] = {"inline_keyboard": [[{"text": b.label, "callback_data": b.data} for b in row]
+                                                       for row in keyboard]}
+    if paid_broadcast:
+        message["allow_paid_broadcast"] = True
     try:
-        return await bot.send_message(chat_id, text, reply_markup=markup, **paid)
+        return (await bot.do_api_request("sendMessage", api_kwargs=message))["message_id"]
     except BadRequest as exc:
         if "can't parse entities" not in str(exc).lower():
             raise
         log.warning("HTML rejected by Telegram (%s); sending plain text to chat %s", exc, chat_id)
-        return await bot.send_message(chat_id, plain(text), reply_markup=markup, parse_mode=None, **paid)
+        del message["parse_mode"]
+        message["text"] = plain(text)
+        return (await bot.do_api_request("sendMessage", api_kwargs=message))["message_id"]
 
 
 async def send_replies(bot, chat_id: int, replies: Sequence[Reply]) -> list[int]:
@@ -56,8 +71,7 @@ async def send_replies(bot, chat_id: int, replies: Sequence[Reply]) -> list[int]
     sent: list[int] = []
     try:
         for reply in replies:
-            message = await send_text(bot, chat_id, reply.text, reply.keyboard)
-            sent.append(message.message_id)
+            sent.append(await send_text(bot, chat_id, reply.text, reply.keyboard))
             if reply.document is not None:
                 name, content = reply.document
                 document = await bot.send_document(chat_id, document=content, filename=name, caption=name,
@@ -75,6 +89,6 @@ async def send_replies(bot, chat_id: int, replies: Sequence[Reply]) -> list[int]
 def telegram_transport(bot, paid_broadcast: bool = False) -> Transport:
     """Send a part with python-telegram-bot (HTML, falling back to plain text on entity errors)."""
     async def transport(item: Outgoing, reply: Reply) -> int:
-        return (await send_text(bot, item.chat_id, reply.text, reply.keyboard, paid_broadcast)).message_id
+        return await send_text(bot, item.chat_id, reply.text, reply.keyboard, paid_broadcast)
 
     return transport

@@ -12,6 +12,7 @@ import re
 import string
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import quote, quote_plus, urlsplit
 
 DEFAULT_PAPER_LINK = "https://arxiv.org/search/?query={query}&searchtype=title"
@@ -147,6 +148,7 @@ def check_template(template: str) -> str:
     return template
 
 
+@lru_cache(maxsize=8192)  # a broadcast shows the same papers to many: each link is made once
 def search_url(title: str, template: str = DEFAULT_PAPER_LINK) -> str:
     """The link for a paper without an arXiv id: `{title}` is path-encoded, `{query}` query-encoded.
 
