@@ -2,13 +2,15 @@
 advisory lock (feedbot.locks) runs the jobs that must run once — the inbox and sources sweeps, the
 refits, the ranking and claiming of digests. The others stand by and try the lock every
 FEEDBOT_LEADER_CHECK_SECONDS; when the leader dies (killed, or its connection lost) PostgreSQL
-drops its lock and the next standby to try takes it. Every worker sends. On SQLite the one worker
-leads (a second one is refused: feedbot.worker.SingletonLock).
+drops its lock and the next standby to try takes it. A worker that finds its own lock's connection
+lost steps down and lets the others try first: it skips its next LOST_REST checks. Every worker
+sends. On SQLite the one worker leads (a second one is refused: feedbot.worker.SingletonLock).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from datetime import datetime
 
@@ -20,6 +22,7 @@ from feedbot.locks import AdvisoryLock
 log = logging.getLogger(__name__)
 
 LEADER, STANDBY = "leader", "standby"
+LOST_REST = 1  # checks a worker that lost a role lets pass before it tries to take it again
 
 
 class Turn:
@@ -30,6 +33,8 @@ class Turn:
         self.name, self.clock = name, clock
         self.lock = AdvisoryLock(engine, name) if engine.dialect.name == "postgresql" else None
         self.since: datetime | None = None  # when this process took the role
+        self.resting = 0  # checks left before trying again after losing the role
+        self._checking = threading.Lock()  # one check at a time on the lock's connection
 
     @property
     def held(self) -> bool:
@@ -37,11 +42,20 @@ class Turn:
 
     def check(self) -> bool:
         """Keep the role, or try to take it; whether this process holds it now."""
+        with self._checking:
+            return self._check()
+
+    def _check(self) -> bool:
         had = self.held and self.since is not None
         if self.lock is None:
             now = True
         elif self.lock.holding:
             now = self.lock.held()
+            if not now:  # its connection was lost: the standbys, which still reach the database, go first
+                self.resting = LOST_REST
+        elif self.resting:
+            self.resting -= 1
+            now = False
         else:
             try:
                 now = self.lock.try_acquire()
@@ -57,6 +71,7 @@ class Turn:
         return now
 
     def release(self) -> None:
-        if self.lock is not None:
-            self.lock.release()
-        self.since = None
+        with self._checking:
+            if self.lock is not None:
+                self.lock.release()
+            self.since = None

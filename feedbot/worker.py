@@ -260,8 +260,11 @@ class Worker:
             self._beating = asyncio.get_running_loop().create_task(self._write(self.heartbeat.alive))
 
     def _leading_only(self, job):
-        """A job that runs only while this worker leads."""
+        """A job that runs only while this worker leads: the lock is checked first, so a worker
+        whose lock went with its connection since the last check steps down instead of running it."""
         async def run() -> None:
+            if self.leading:
+                await self.check_roles()
             if self.leading:
                 await job()
         run.__name__ = job.__name__
