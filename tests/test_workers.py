@@ -299,6 +299,30 @@ def test_a_leader_checks_its_lock_before_each_leader_job(seeded, settings):
         worker.leader.release()
 
 
+@POSTGRESQL
+def test_a_lock_connection_gives_up_on_a_silent_server_before_the_server_drops_the_lock(engine):
+    """A holder cut off by the network finds its lock's connection dead (and stops leading) before
+    PostgreSQL ends the session and a standby can take the lock: never minutes on a query."""
+    lock = locks.AdvisoryLock(engine, "leader")
+    assert lock.try_acquire()
+    try:
+        connection = lock._connection
+        server = {name: int(connection.execute(text(f"SHOW {name}")).scalar()) for name in locks.KEEPALIVE}
+        client = {name: int(value) for name, value in
+                  connection.connection.dbapi_connection.info.get_parameters().items()
+                  if name.startswith(("keepalives", "tcp_user_timeout"))}
+        server_gives_up = server["tcp_keepalives_idle"] + \
+            server["tcp_keepalives_interval"] * server["tcp_keepalives_count"]
+        assert client["keepalives"] == 1
+        assert client["keepalives_idle"] + client["keepalives_interval"] * client["keepalives_count"] \
+            < server_gives_up
+        assert 0 < client["tcp_user_timeout"] / 1000 < server_gives_up
+        assert lock_backend(engine, "leader") == connection.execute(text("SELECT pg_backend_pid()")).scalar()
+    finally:
+        lock.release()
+    assert lock_backend(engine, "leader") is None
+
+
 def test_two_senders_released_together_never_take_the_same_row(engine):
     """SKIP LOCKED: two threads taking claimed rows at the same moment each get different ones."""
     day = date(2026, 3, 12)
