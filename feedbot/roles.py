@@ -3,14 +3,15 @@ advisory lock (feedbot.locks) runs the jobs that must run once — the inbox and
 refits, the ranking and claiming of digests. The others stand by and try the lock every
 FEEDBOT_LEADER_CHECK_SECONDS; when the leader dies (killed, or its connection lost) PostgreSQL
 drops its lock and the next standby to try takes it. A worker that finds its own lock's connection
-lost steps down and lets the others try first: it skips its next LOST_REST checks. Every worker
-sends. On SQLite the one worker leads (a second one is refused: feedbot.worker.SingletonLock).
+lost steps down and lets the others try first: it tries again only a check interval later. Every
+worker sends. On SQLite the one worker leads (a second one is refused: feedbot.worker.SingletonLock).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -22,18 +23,17 @@ from feedbot.locks import AdvisoryLock
 log = logging.getLogger(__name__)
 
 LEADER, STANDBY = "leader", "standby"
-LOST_REST = 1  # checks a worker that lost a role lets pass before it tries to take it again
 
 
 class Turn:
     """One role taken in turn through an advisory lock (the leader's, the poller's); always held
-    on SQLite. `check` tries to take it, or keeps it alive: call it every check interval."""
+    on SQLite. `check` tries to take it, or keeps it alive: call it every `every` seconds."""
 
-    def __init__(self, engine: Engine, name: str, clock: Callable[[], datetime] = utcnow) -> None:
-        self.name, self.clock = name, clock
+    def __init__(self, engine: Engine, name: str, every: float, clock: Callable[[], datetime] = utcnow) -> None:
+        self.name, self.every, self.clock = name, every, clock
         self.lock = AdvisoryLock(engine, name) if engine.dialect.name == "postgresql" else None
         self.since: datetime | None = None  # when this process took the role
-        self.resting = 0  # checks left before trying again after losing the role
+        self.resting_until = 0.0  # time.monotonic() before which it does not try again, having lost the role
         self._checking = threading.Lock()  # one check at a time on the lock's connection
 
     @property
@@ -52,9 +52,8 @@ class Turn:
         elif self.lock.holding:
             now = self.lock.held()
             if not now:  # its connection was lost: the standbys, which still reach the database, go first
-                self.resting = LOST_REST
-        elif self.resting:
-            self.resting -= 1
+                self.resting_until = time.monotonic() + self.every
+        elif time.monotonic() < self.resting_until:
             now = False
         else:
             try:
