@@ -3,9 +3,11 @@
 A lock lives on a connection of its own: PostgreSQL drops it the moment that session ends — the
 process was killed, or its connection was lost. The session asks the server for TCP keepalives, so
 a leader cut off by the network loses its lock within about half a minute, and `held` (a query on
-that connection) tells the holder it lost it. Advisory locks are database-wide, so a key is made
-from the database, the schema and the lock's name: two feedbot databases (or schemas) on one
-server never share a lock.
+that connection) tells the holder it lost it. The client gives up on the connection sooner than
+the server (its own keepalives, and a TCP user timeout on an unanswered query), so `held` answers
+within seconds when the network is gone, never after minutes of waiting on a query. Advisory locks
+are database-wide, so a key is made from the database, the schema and the lock's name: two feedbot
+databases (or schemas) on one server never share a lock.
 """
 
 from __future__ import annotations
@@ -13,12 +15,17 @@ from __future__ import annotations
 import hashlib
 import logging
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy.pool import NullPool
 
 log = logging.getLogger(__name__)
 
 # The server ends a session whose peer stopped answering after idle + interval × count seconds.
 KEEPALIVE = {"tcp_keepalives_idle": 10, "tcp_keepalives_interval": 5, "tcp_keepalives_count": 3}
+# The client gives up on a silent server (libpq's parameters): keepalive probes after 5 s idle,
+# every 2 s, 3 unanswered; or data it sent unacknowledged for 10 s. Both end before the server's.
+CLIENT_KEEPALIVE = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
+                    "tcp_user_timeout": 10_000, "connect_timeout": 10}
 
 
 def key(connection: Connection, name: str) -> int:
@@ -33,7 +40,9 @@ class AdvisoryLock:
     connection until `release` (or until the process or its connection dies)."""
 
     def __init__(self, engine: Engine, name: str) -> None:
-        self.engine, self.name = engine, name
+        self.name = name
+        # Its own connections, with the client's keepalives, never pooled: a closed one ends its session.
+        self.engine = create_engine(engine.url, poolclass=NullPool, connect_args=CLIENT_KEEPALIVE)
         self._connection: Connection | None = None
 
     @property

@@ -98,10 +98,10 @@ class TurnUpdater(Updater):
     turn (Telegram serves one poller per bot): it tries every FEEDBOT_LEADER_CHECK_SECONDS, so
     when the poller dies another worker polls within that time. Always polls on SQLite."""
 
-    def __init__(self, application: Application, turn: roles.Turn, every: float,
+    def __init__(self, application: Application, turn: roles.Turn,
                  on_change: Callable[[bool], None] = lambda polling: None) -> None:
         super().__init__(bot=application.bot, update_queue=application.update_queue)
-        self.turn, self.every, self.on_change = turn, every, on_change
+        self.turn, self.every, self.on_change = turn, turn.every, on_change
         self._turns: asyncio.Task | None = None
 
     async def start_polling(self, **kwargs) -> asyncio.Queue:  # what run_polling awaits: start taking turns
@@ -154,7 +154,7 @@ class Worker:
         self.digests = DigestSweep(settings, engine, bot, clock, self.models, self.refits, self.heartbeat,
                                    self._write, self.stopping, Pacer(rate), part_pause, concurrency, self.metrics,
                                    rate)
-        self.leader = roles.Turn(engine, "leader", clock)
+        self.leader = roles.Turn(engine, "leader", settings.leader_check_seconds, clock)
         self._failed: set[str] = set()  # jobs whose last run failed (recorded as such)
         self._beating: asyncio.Task | None = None  # a heartbeat write started by a callback
 
@@ -260,8 +260,11 @@ class Worker:
             self._beating = asyncio.get_running_loop().create_task(self._write(self.heartbeat.alive))
 
     def _leading_only(self, job):
-        """A job that runs only while this worker leads."""
+        """A job that runs only while this worker leads: the lock is checked first, so a worker
+        whose lock went with its connection since the last check steps down instead of running it."""
         async def run() -> None:
+            if self.leading:
+                await self.check_roles()
             if self.leading:
                 await job()
         run.__name__ = job.__name__
@@ -355,7 +358,7 @@ def application(settings: Settings, engine: Engine, metrics: metering.Metrics | 
     worker = Worker(settings, engine, app.bot, models=models, metrics=metrics)
     app.post_init, app.post_stop, app.post_shutdown = worker.post_init, worker.post_stop, worker.post_shutdown
     if not settings.webhook_url:  # with a webhook every worker answers the updates posted to it
-        app.updater = TurnUpdater(app, roles.Turn(engine, "poller"), settings.leader_check_seconds,
+        app.updater = TurnUpdater(app, roles.Turn(engine, "poller", settings.leader_check_seconds),
                                   worker.polling_changed)
     return app
 

@@ -10,6 +10,9 @@ every answer for a while (`latency`, Telegram far away) and count the most reque
 write and tap there, administrators are answered by getChatMember, channels post without a sender,
 the bot is added or removed (`my_chat_member`), and a group becomes a supergroup (both service
 messages, and 400 with `migrate_to_chat_id` for anything sent to the old id after).
+As Telegram, it refuses getUpdates while a webhook is set, and a getUpdates ends one still waiting
+with a 409 Conflict (`conflicts` counts them: two bots polling at once). For webhook mode, the
+`*_update` methods build what Telegram would post instead of queueing it.
 """
 
 from __future__ import annotations
@@ -173,6 +176,8 @@ class FakeTelegram:
         self.statuses: dict[tuple[int, int], str] = {}  # (chat, user) -> status getChatMember answers
         self.migrated: dict[int, int] = {}  # old group id -> its supergroup's id
         self.server: ThreadingHTTPServer | None = None
+        self.polls = 0  # getUpdates requests so far: a newer one ends the one still waiting
+        self.conflicts = 0  # long polls ended by another getUpdates (409)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -212,12 +217,21 @@ class FakeTelegram:
 
     # --- simulated users ---------------------------------------------------------------------
 
-    def _queue(self, update: dict) -> int:
+    def numbered(self, update: dict) -> dict:
+        """`update` with its update_id: what Telegram posts to a webhook."""
         with self.lock:
             update["update_id"] = next(self.update_ids)
+        return update
+
+    def _queue(self, update: dict) -> int:
+        return self._append(self.numbered(update))
+
+    def _append(self, update: dict) -> int:
+        """Queue a numbered update for getUpdates."""
+        with self.lock:
             self.updates.append(update)
             self.lock.notify_all()
-            return update["update_id"]
+        return update["update_id"]
 
     @staticmethod
     def user(user_id: int) -> dict:
@@ -233,11 +247,15 @@ class FakeTelegram:
             message["entities"] = [{"type": "bot_command", "offset": 0, "length": utf16_length(command.group())}]
         return message
 
+    def text_update(self, user_id: int, text: str) -> dict:
+        """The update for `text` typed by the user in their private chat with the bot (numbered)."""
+        return self.numbered({"message": self._message(next(self.message_ids), user_id, text)})
+
     def send(self, user_id: int, text: str) -> int:
         """The user types `text` in their private chat with the bot; returns the message's id."""
-        message = self._message(next(self.message_ids), user_id, text)
-        self._queue({"message": message})
-        return message["message_id"]
+        update = self.text_update(user_id, text)
+        self._append(update)
+        return update["message"]["message_id"]
 
     def edit(self, user_id: int, message_id: int, text: str) -> int:
         """The user edits a message they sent: Telegram sends an `edited_message` update."""
@@ -257,15 +275,20 @@ class FakeTelegram:
                                 "file_size": len(content) if size is None else size}}
         return self._queue({"message": message})
 
-    def press(self, user_id: int, message: SentMessage, data: str) -> str:
-        """The user taps a button (any callback data: forged data is a test case too)."""
+    def tap_update(self, user_id: int, message: SentMessage, data: str) -> dict:
+        """The update for the user's tap on a button of `message` (numbered)."""
         query_id = f"q{next(self.update_ids)}"
         with self.lock:
             current = self.messages[(message.chat_id, message.message_id)]
             snapshot = current.as_message(self.bot_user, self.chats.get(message.chat_id))
-        self._queue({"callback_query": {"id": query_id, "from": self.user(user_id), "chat_instance": "ci",
-                                        "message": snapshot, "data": data}})
-        return query_id
+        return self.numbered({"callback_query": {"id": query_id, "from": self.user(user_id), "chat_instance": "ci",
+                                                 "message": snapshot, "data": data}})
+
+    def press(self, user_id: int, message: SentMessage, data: str) -> str:
+        """The user taps a button (any callback data: forged data is a test case too)."""
+        update = self.tap_update(user_id, message, data)
+        self._append(update)
+        return update["callback_query"]["id"]
 
     # --- groups and channels -----------------------------------------------------------------
 
@@ -529,11 +552,20 @@ class FakeTelegram:
         limit = _int(params.get("limit")) or 100
         deadline = time.monotonic() + timeout
         with self.lock:
+            if self.webhook is not None:
+                raise ApiError(409, "Conflict: can't use getUpdates method while webhook is active; "
+                                    "use deleteWebhook to delete the webhook first")
+            self.polls += 1
+            poll = self.polls
             if offset:
                 self.confirmed = max(self.confirmed, offset)
                 self.updates = [u for u in self.updates if u["update_id"] >= offset]
-                self.lock.notify_all()
+            self.lock.notify_all()
             while not self.updates and time.monotonic() < deadline:
+                if self.polls != poll:
+                    self.conflicts += 1
+                    raise ApiError(409, "Conflict: terminated by other getUpdates request; "
+                                        "make sure that only one bot instance is running")
                 self.lock.wait(min(deadline - time.monotonic(), 0.5))
             return self.updates[:limit]
 

@@ -1,5 +1,6 @@
 """Webhook mode over real HTTP: the real `feedbot worker` process registers its webhook with the
-fake Bot API server (secret included), refuses updates without the secret, answers the rest."""
+fake Bot API server (secret included), refuses updates without the secret, answers the rest; two
+workers on one PostgreSQL database each answer what is posted to them, on the one database."""
 
 import json
 import signal
@@ -10,9 +11,21 @@ import time
 import urllib.error
 import urllib.request
 
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from feedbot.store.models import Subscriber, Vote
 from tests.test_metrics import scrape
+from tests.test_workers import POSTGRESQL, roles, start_worker, stop, wait_roles
 
 SECRET = "s3cret-token_1"
+HOOK = "https://bot.example.org/feedbot/hook"  # the public URL; the worker serves its path
+
+
+def webhook_env(port: int) -> dict[str, str]:
+    """A worker's webhook settings, listening on 127.0.0.1:`port`."""
+    return {"FEEDBOT_WEBHOOK_URL": HOOK, "FEEDBOT_WEBHOOK_SECRET": SECRET, "FEEDBOT_WEBHOOK_LISTEN": "127.0.0.1",
+            "FEEDBOT_WEBHOOK_PORT": str(port)}
 
 
 def free_port() -> int:
@@ -53,14 +66,12 @@ def test_webhook_checks_the_secret_and_answers(seeded, env, telegram):
     worker = subprocess.Popen(
         [sys.executable, "-m", "feedbot.cli", "worker"],
         env={**env, "TELEGRAM_BOT_TOKEN": telegram.token, "FEEDBOT_TELEGRAM_API_URL": telegram.base_url,
-             "FEEDBOT_LOG_LEVEL": "INFO", "FEEDBOT_WEBHOOK_URL": "https://bot.example.org/feedbot/hook",
-             "FEEDBOT_WEBHOOK_SECRET": SECRET, "FEEDBOT_WEBHOOK_LISTEN": "127.0.0.1",
-             "FEEDBOT_WEBHOOK_PORT": str(port), "FEEDBOT_METRICS_PORT": str(metrics_port),
+             "FEEDBOT_LOG_LEVEL": "INFO", **webhook_env(port), "FEEDBOT_METRICS_PORT": str(metrics_port),
              "FEEDBOT_METRICS_LISTEN": "127.0.0.1"},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         hook = telegram.wait(lambda: telegram.webhook, 60, "setWebhook")
-        assert hook["url"] == "https://bot.example.org/feedbot/hook" and hook["secret_token"] == SECRET
+        assert hook["url"] == HOOK and hook["secret_token"] == SECRET
         url = f"http://127.0.0.1:{port}/feedbot/hook"
         telegram.wait(lambda: telegram.commands, 30, "the command menu")  # post_init done: handlers ready
         telegram.wait(lambda: listening(port), 30, "the webhook server")
@@ -102,6 +113,46 @@ def test_webhook_checks_the_secret_and_answers(seeded, env, telegram):
     finally:
         if polling.poll() is None:
             polling.kill()
+
+
+@POSTGRESQL
+def test_two_webhook_workers_on_one_database_check_the_secret_and_answer_on_it(seeded, env, telegram):
+    user = 601
+    ports = [free_port(), free_port()]
+    workers = [start_worker(env, telegram, **webhook_env(port)) for port in ports]
+    try:
+        wait_roles(seeded, workers)  # one leads the schedules, in webhook mode too
+        for port in ports:
+            telegram.wait(lambda port=port: listening(port), 60, "both webhook servers")  # after post_init
+        first, second = (f"http://127.0.0.1:{port}/feedbot/hook" for port in ports)
+        for url in (first, second):
+            for wrong in (None, "s3cret-token_2"):
+                assert post(url, telegram.text_update(user, "/start"), wrong) == 403
+        assert telegram.messages_to(user) == []
+
+        # One subscriber's conversation, its steps posted to one worker, then the other.
+        assert post(first, telegram.text_update(user, "/start"), SECRET) == 200
+        [welcome] = telegram.wait_messages(user, 1, 30)
+        assert "Welcome to feedbot" in welcome.text
+        assert post(second, telegram.text_update(user, "speech recognition, graph neural networks"), SECRET) == 200
+        noted, starter, question = telegram.wait_messages(user, 4, 30)[1:]  # the second worker read the first's state
+        assert "speech recognition" in noted.text and len(starter.buttons) == 5 and "time zone" in question.text
+        taps = [telegram.tap_update(user, starter, starter.buttons[i][0]["callback_data"]) for i in range(2)]
+        for url, tap in zip((first, second), taps, strict=True):
+            assert post(url, tap, SECRET) == 200
+            assert telegram.wait_answer(tap["callback_query"]["id"], 30)["text"] == "Saved 👍"
+        with Session(seeded) as session:
+            subscriber = session.scalar(select(Subscriber).where(Subscriber.telegram_id == user))
+            votes = session.scalar(select(func.count()).select_from(Vote).where(Vote.subscriber_id == subscriber.id))
+        assert votes == 2
+        assert len(telegram.messages_to(user)) == 4  # each update answered once
+
+        assert telegram.webhook["url"] == HOOK
+        assert not any(method == "getUpdates" for method, _ in telegram.calls)  # neither long-polls
+        assert not any(polling for _, polling in roles(seeded).values())
+    finally:
+        stop(workers)
+    assert all(worker.returncode == 0 for worker in workers)
 
 
 def test_a_webhook_port_in_use_stops_the_worker_with_a_clear_error(seeded, env, telegram):

@@ -1,7 +1,9 @@
 """Several `feedbot worker` processes on one PostgreSQL database, against the fake Bot API server:
-one leads, the others stand by and take over when it dies; every worker sends, each part once,
-and together within FEEDBOT_SEND_RATE. On SQLite a second worker is refused."""
+one leads, the others stand by and take over when it dies or loses its lock's connection; every
+worker sends, each part once, and together within FEEDBOT_SEND_RATE. On SQLite a second worker is
+refused."""
 
+import asyncio
 import subprocess
 import sys
 import threading
@@ -9,14 +11,17 @@ import time
 from datetime import date
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from feedbot import locks
 from feedbot.delivery import deliveries, rows
 from feedbot.delivery.messages import Reply
 from feedbot.delivery.ownership import Owner
 from feedbot.store.db import transaction
 from feedbot.store.models import Delivery, Heartbeat, Subscriber
+from feedbot.worker import Worker
+from tests.test_bot import talk
 from tests.test_worker import add_subscriber, an_hour_ago, digests_to
 
 POSTGRESQL = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -60,6 +65,39 @@ def wait_roles(engine, workers: list[subprocess.Popen]) -> int:
             return leaders[0] if len(leaders) == 1 else None
         return None
     return wait_for(settled, 60, "every worker to report its role, one leading")
+
+
+def pollers(engine) -> list[int]:
+    """The pids of the workers that say they poll Telegram."""
+    return [pid for pid, (_, polling) in roles(engine).items() if polling]
+
+
+def lock_backend(engine, name: str) -> int | None:
+    """The PostgreSQL backend (pid) holding feedbot's advisory lock `name` for this database and
+    schema, if any: a bigint key is held as (classid, objid) = its high and low 32 bits."""
+    with engine.connect() as connection:
+        key = locks.key(connection, name)
+        return connection.execute(text(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 "
+            "AND classid::bigint = :high AND objid::bigint = :low"),
+            {"high": (key >> 32) & 0xFFFFFFFF, "low": key & 0xFFFFFFFF}).scalar()
+
+
+def cut_lock_connection(engine, name: str) -> int:
+    """End the database session holding the advisory lock `name` (as a lost connection would; the
+    process holding it lives on); that session's backend pid."""
+    backend = wait_for(lambda: lock_backend(engine, name), 30, f"the {name} lock to be held")
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend}).scalar()
+    return backend
+
+
+def sending_with_more_to_come(engine, pids: set[int]) -> bool:
+    """Every worker of `pids`, and no other, is sending digests, and at least five wait."""
+    with Session(engine) as session:
+        owners = {Owner.parse(o).pid for o in session.scalars(select(Delivery.owner)) if o}
+        waiting = session.scalar(select(func.count()).where(Delivery.status == "claimed"))
+    return owners == pids and waiting >= 5
 
 
 def stop(workers: list[subprocess.Popen]) -> None:
@@ -142,14 +180,8 @@ def test_kill_9_the_leader_mid_broadcast_and_a_standby_leads_and_finishes_it(see
         wait_for(lambda: roles(seeded).get(leader.pid, (None,))[0] == "leader", 60, "the first worker to lead")
         standby = start_worker(env, telegram, FEEDBOT_SEND_RATE="4")
         assert wait_roles(seeded, [leader, standby]) == leader.pid
-
-        def both_sending_and_more_to_come() -> bool:
-            with Session(seeded) as session:
-                owners = {Owner.parse(o).pid for o in session.scalars(select(Delivery.owner)) if o}
-                waiting = session.scalar(select(func.count()).where(Delivery.status == "claimed"))
-            return owners == {leader.pid, standby.pid} and waiting >= 5
-
-        wait_for(both_sending_and_more_to_come, 120, "both workers sending, with more to send")
+        wait_for(lambda: sending_with_more_to_come(seeded, {leader.pid, standby.pid}), 120,
+                 "both workers sending, with more to send")
         leader.kill()
         leader.wait(10)
         killed = time.monotonic()
@@ -173,6 +205,122 @@ def test_kill_9_the_leader_mid_broadcast_and_a_standby_leads_and_finishes_it(see
         assert f"pid {standby.pid}: leader" in out and "polling Telegram" in out
     finally:
         stop([w for w in (leader, standby) if w is not None])
+
+
+def sweeps_started(engine) -> dict[int, object]:
+    """pid → when that worker's last digest sweep started (a leader's job)."""
+    with Session(engine) as session:
+        return dict(session.execute(select(Heartbeat.pid, Heartbeat.sweep_started_at)).all())
+
+
+@POSTGRESQL
+def test_a_leader_whose_lock_connection_is_cut_steps_down_and_a_standby_leads_mid_broadcast(seeded, env, telegram):
+    chats = list(range(3201, 3251))
+    for chat_id in chats:
+        add_subscriber(seeded, chat_id, "UTC", an_hour_ago(), "language models")
+        telegram.inject(chat_id, "slow", "sendMessage", delay=0.5)
+    leader = start_worker(env, telegram, FEEDBOT_SEND_RATE="4")  # 50 digests: over ten seconds
+    standby = None
+    try:
+        wait_for(lambda: roles(seeded).get(leader.pid, (None,))[0] == "leader", 60, "the first worker to lead")
+        standby = start_worker(env, telegram, FEEDBOT_SEND_RATE="4")
+        assert wait_roles(seeded, [leader, standby]) == leader.pid
+        wait_for(lambda: sending_with_more_to_come(seeded, {leader.pid, standby.pid}), 120,
+                 "both workers sending, with more to send")
+        assert sweeps_started(seeded)[standby.pid] is None  # a standby runs no digest sweep
+        cut = cut_lock_connection(seeded, "leader")
+
+        def swapped() -> bool:
+            seen = roles(seeded)
+            return seen[standby.pid][0] == "leader" and seen[leader.pid][0] == "standby"
+
+        wait_for(swapped, 60, "the standby to lead and the old leader to stand by")
+        assert lock_backend(seeded, "leader") not in (None, cut)
+        assert leader.poll() is None  # it lives on, as a standby
+        stepped_down = sweeps_started(seeded)[leader.pid]
+        wait_for(lambda: sweeps_started(seeded)[standby.pid] is not None, 60, "the new leader's digest sweep")
+        wait_for(lambda: not {"claimed", "sending"} & set(statuses(seeded)), 120, "the broadcast to finish")
+        time.sleep(3)  # nothing more may arrive, and the old leader has had checks to take the lead back
+        assert [len(digests_to(telegram, c)) for c in chats] == [1] * len(chats)  # none missed, none twice
+        assert statuses(seeded) == {"sent": len(chats)}  # both lived: nothing in doubt
+        assert swapped() and leader.poll() is None
+        assert sweeps_started(seeded)[leader.pid] == stepped_down  # no leader's job since it stepped down
+        out = status_output(env)
+        assert f"pid {standby.pid}: leader" in out and f"pid {leader.pid}: standby" in out
+    finally:
+        stop([w for w in (leader, standby) if w is not None])
+
+
+@POSTGRESQL
+def test_a_poller_whose_lock_connection_is_cut_stops_and_one_worker_polls(seeded, env, telegram):
+    workers = [start_worker(env, telegram) for _ in range(2)]
+    try:
+        wait_roles(seeded, workers)
+        [first] = wait_for(lambda: len(pollers(seeded)) == 1 and pollers(seeded), 30, "one worker to poll")
+        [other] = [w.pid for w in workers if w.pid != first]
+        cut = cut_lock_connection(seeded, "poller")
+        wait_for(lambda: pollers(seeded) == [other], 60, "the other worker to poll instead")
+        assert lock_backend(seeded, "poller") not in (None, cut)
+        [reply] = talk(telegram, "/help", 3301)  # the new poller polls
+        assert "/digest" in reply.text
+        conflicts = telegram.conflicts  # so far: the stopped poller's last long poll, ended by the new one
+        time.sleep(3)  # two pollers would end each other's long polls (409) all along
+        assert telegram.conflicts == conflicts and pollers(seeded) == [other]
+        assert len(telegram.messages_to(3301)) == 1  # answered once
+        assert all(w.poll() is None for w in workers)
+    finally:
+        stop(workers)
+
+
+@POSTGRESQL
+def test_a_leader_checks_its_lock_before_each_leader_job(seeded, settings):
+    """A leader whose lock went with its connection since its last check runs no leader's job: it
+    finds the lock lost first, and steps down."""
+    worker = Worker(settings, seeded)
+    ran = []
+
+    async def job() -> None:
+        ran.append(True)
+
+    async def scenario() -> None:
+        await worker.check_roles()
+        assert worker.leading
+        await worker._leading_only(job)()
+        assert ran == [True]
+        cut_lock_connection(seeded, "leader")
+        assert worker.leading  # not checked since
+        await worker._leading_only(job)()
+        assert ran == [True] and not worker.leading and worker.heartbeat.role == "standby"
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        worker.leader.release()
+
+
+@POSTGRESQL
+def test_a_lock_connection_gives_up_on_a_silent_server_before_the_server_drops_the_lock(engine):
+    """A holder cut off by the network: its own end of the lock's connection gives up before
+    PostgreSQL ends the session (and a standby can take the lock), so `held` says the lock is lost
+    within seconds, not after minutes waiting on a query."""
+    lock = locks.AdvisoryLock(engine, "leader")
+    assert lock.try_acquire()
+    try:
+        connection = lock._connection
+        server = {name: int(connection.execute(text(f"SHOW {name}")).scalar()) for name in locks.KEEPALIVE}
+        client = {name: int(value) for name, value in
+                  connection.connection.dbapi_connection.info.get_parameters().items()
+                  if name.startswith(("keepalives", "tcp_user_timeout"))}
+        server_gives_up = server["tcp_keepalives_idle"] + \
+            server["tcp_keepalives_interval"] * server["tcp_keepalives_count"]
+        assert client["keepalives"] == 1
+        assert client["keepalives_idle"] + client["keepalives_interval"] * client["keepalives_count"] \
+            < server_gives_up
+        assert 0 < client["tcp_user_timeout"] / 1000 < server_gives_up
+        assert lock_backend(engine, "leader") == connection.execute(text("SELECT pg_backend_pid()")).scalar()
+    finally:
+        lock.release()
+    assert lock_backend(engine, "leader") is None
 
 
 def test_two_senders_released_together_never_take_the_same_row(engine):
