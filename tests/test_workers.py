@@ -168,20 +168,30 @@ def test_workers_send_each_digest_once_and_together_within_the_rate(seeded, env,
         stop(workers)
 
 
-@POSTGRESQL
-def test_kill_9_the_leader_mid_broadcast_and_a_standby_leads_and_finishes_it(seeded, env, telegram):
-    chats = list(range(3101, 3151))
+def mid_broadcast(seeded, env, telegram, chats: list[int], started: list[subprocess.Popen],
+                  ) -> tuple[subprocess.Popen, subprocess.Popen]:
+    """Two workers sending one slow digest to each of `chats` (at 4 a second: over ten seconds for
+    50), the first leading, both with more to send: (leader, standby). Each worker goes into
+    `started` as it starts, for the caller to stop."""
     for chat_id in chats:
         add_subscriber(seeded, chat_id, "UTC", an_hour_ago(), "language models")
         telegram.inject(chat_id, "slow", "sendMessage", delay=0.5)  # sends in flight have landed
-    leader = start_worker(env, telegram, FEEDBOT_SEND_RATE="4")  # 50 digests: over ten seconds
-    standby = None
+    leader = start_worker(env, telegram, FEEDBOT_SEND_RATE="4")
+    started.append(leader)
+    wait_for(lambda: roles(seeded).get(leader.pid, (None,))[0] == "leader", 60, "the first worker to lead")
+    standby = start_worker(env, telegram, FEEDBOT_SEND_RATE="4")
+    started.append(standby)
+    assert wait_roles(seeded, [leader, standby]) == leader.pid
+    wait_for(lambda: sending_with_more_to_come(seeded, {leader.pid, standby.pid}), 120,
+             "both workers sending, with more to send")
+    return leader, standby
+
+
+@POSTGRESQL
+def test_kill_9_the_leader_mid_broadcast_and_a_standby_leads_and_finishes_it(seeded, env, telegram):
+    chats, started = list(range(3101, 3151)), []
     try:
-        wait_for(lambda: roles(seeded).get(leader.pid, (None,))[0] == "leader", 60, "the first worker to lead")
-        standby = start_worker(env, telegram, FEEDBOT_SEND_RATE="4")
-        assert wait_roles(seeded, [leader, standby]) == leader.pid
-        wait_for(lambda: sending_with_more_to_come(seeded, {leader.pid, standby.pid}), 120,
-                 "both workers sending, with more to send")
+        leader, standby = mid_broadcast(seeded, env, telegram, chats, started)
         leader.kill()
         leader.wait(10)
         killed = time.monotonic()
@@ -204,7 +214,7 @@ def test_kill_9_the_leader_mid_broadcast_and_a_standby_leads_and_finishes_it(see
         out = status_output(env)
         assert f"pid {standby.pid}: leader" in out and "polling Telegram" in out
     finally:
-        stop([w for w in (leader, standby) if w is not None])
+        stop(started)
 
 
 def sweeps_started(engine) -> dict[int, object]:
@@ -215,18 +225,9 @@ def sweeps_started(engine) -> dict[int, object]:
 
 @POSTGRESQL
 def test_a_leader_whose_lock_connection_is_cut_steps_down_and_a_standby_leads_mid_broadcast(seeded, env, telegram):
-    chats = list(range(3201, 3251))
-    for chat_id in chats:
-        add_subscriber(seeded, chat_id, "UTC", an_hour_ago(), "language models")
-        telegram.inject(chat_id, "slow", "sendMessage", delay=0.5)
-    leader = start_worker(env, telegram, FEEDBOT_SEND_RATE="4")  # 50 digests: over ten seconds
-    standby = None
+    chats, started = list(range(3201, 3251)), []
     try:
-        wait_for(lambda: roles(seeded).get(leader.pid, (None,))[0] == "leader", 60, "the first worker to lead")
-        standby = start_worker(env, telegram, FEEDBOT_SEND_RATE="4")
-        assert wait_roles(seeded, [leader, standby]) == leader.pid
-        wait_for(lambda: sending_with_more_to_come(seeded, {leader.pid, standby.pid}), 120,
-                 "both workers sending, with more to send")
+        leader, standby = mid_broadcast(seeded, env, telegram, chats, started)
         assert sweeps_started(seeded)[standby.pid] is None  # a standby runs no digest sweep
         cut = cut_lock_connection(seeded, "leader")
 
@@ -248,7 +249,7 @@ def test_a_leader_whose_lock_connection_is_cut_steps_down_and_a_standby_leads_mi
         out = status_output(env)
         assert f"pid {standby.pid}: leader" in out and f"pid {leader.pid}: standby" in out
     finally:
-        stop([w for w in (leader, standby) if w is not None])
+        stop(started)
 
 
 @POSTGRESQL
