@@ -168,6 +168,7 @@ class DigestSweep:
             for task in senders:
                 task.cancel()
             raise
+        await rows.settled()  # rows fetched for no sender are back to `claimed` before the run ends
         await self.flush_outcomes(trouble)
 
     async def run_sending(self) -> Counter:
