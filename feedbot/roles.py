@@ -35,6 +35,7 @@ class Turn:
         self.since: datetime | None = None  # when this process took the role
         self.resting_until = 0.0  # time.monotonic() before which it does not try again, having lost the role
         self._checking = threading.Lock()  # one check at a time on the lock's connection
+        self.released = False  # let go for good (the worker stops): a check still under way takes nothing
 
     @property
     def held(self) -> bool:
@@ -53,7 +54,7 @@ class Turn:
             now = self.lock.held()
             if not now:  # its connection was lost: the standbys, which still reach the database, go first
                 self.resting_until = time.monotonic() + self.every
-        elif time.monotonic() < self.resting_until:
+        elif self.released or time.monotonic() < self.resting_until:
             now = False
         else:
             try:
@@ -70,7 +71,10 @@ class Turn:
         return now
 
     def release(self) -> None:
+        """Let the role go for good: a check that was already on its way (a thread waiting for
+        this one) does not take the lock back after it."""
         with self._checking:
+            self.released = True
             if self.lock is not None:
                 self.lock.release()
             self.since = None

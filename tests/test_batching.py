@@ -2,6 +2,7 @@
 is lost (`feedbot.delivery.batching`)."""
 
 import asyncio
+import contextlib
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -92,3 +93,54 @@ def test_every_item_fetched_goes_to_exactly_one_sender(size, waves, failing):
     assert sorted(items + source.unused) == list(range(size - len(source.left)))
     assert len(errors) == sum(1 for n in range(len(source.fetches)) if n in failing)
     assert all(r is None or isinstance(r, int | RuntimeError) for r in results)
+
+
+def test_an_item_handed_to_a_sender_cancelled_before_it_woke_is_given_back():
+    """The fetch hands a sender its item, and the sender is cancelled before it runs again: the
+    item is nobody's, so it goes back like one fetched for a sender cancelled earlier."""
+    source = Source(10)
+
+    async def scenario():
+        batches = Batches(source.fetch, source.give_back)
+        sender = asyncio.ensure_future(batches.get())
+        fetch = source.fetch
+
+        async def fetch_then_cancel(count: int) -> list[int]:
+            items = await fetch(count)
+            asyncio.get_running_loop().call_soon(sender.cancel)  # after the result is set, before it wakes
+            return items
+
+        batches.fetch = fetch_then_cancel
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
+        await batches.settled()
+        return sender.cancelled()
+
+    assert asyncio.run(scenario())
+    assert source.unused == [0]
+
+
+def test_senders_are_not_left_waiting_when_the_fetch_itself_is_cancelled():
+    """The serving task cancelled mid-fetch (the loop closing): its senders end, none waits for ever."""
+
+    async def scenario():
+        fetching = asyncio.Event()
+
+        async def fetch(count: int) -> list[int]:
+            fetching.set()
+            await asyncio.sleep(60)
+            return list(range(count))
+
+        async def give_back(item: int) -> None:
+            pass
+
+        batches = Batches(fetch, give_back)
+        senders = [asyncio.ensure_future(batches.get()) for _ in range(3)]
+        await fetching.wait()
+        late = asyncio.ensure_future(batches.get())  # queued for the next fetch
+        await asyncio.sleep(0)
+        batches.serving.cancel()
+        done, pending = await asyncio.wait([*senders, late], timeout=5)
+        return len(done), all(task.cancelled() for task in done)
+
+    assert asyncio.run(scenario()) == (4, True)

@@ -28,10 +28,16 @@ def webhook_env(port: int) -> dict[str, str]:
             "FEEDBOT_WEBHOOK_PORT": str(port)}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """`count` different free ports: bound all at once, so the system cannot hand out one twice."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def listening(port: int) -> bool:
@@ -62,7 +68,7 @@ def help_update(update_id: int, user_id: int) -> dict:
 
 
 def test_webhook_checks_the_secret_and_answers(seeded, env, telegram):
-    port, metrics_port = free_port(), free_port()
+    port, metrics_port = free_ports(2)
     worker = subprocess.Popen(
         [sys.executable, "-m", "feedbot.cli", "worker"],
         env={**env, "TELEGRAM_BOT_TOKEN": telegram.token, "FEEDBOT_TELEGRAM_API_URL": telegram.base_url,
@@ -118,7 +124,7 @@ def test_webhook_checks_the_secret_and_answers(seeded, env, telegram):
 @POSTGRESQL
 def test_two_webhook_workers_on_one_database_check_the_secret_and_answer_on_it(seeded, env, telegram):
     user = 601
-    ports = [free_port(), free_port()]
+    ports = free_ports(2)
     workers = [start_worker(env, telegram, **webhook_env(port)) for port in ports]
     try:
         wait_roles(seeded, workers)  # one leads the schedules, in webhook mode too

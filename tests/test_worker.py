@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from feedbot.chat.conversation import Chat
 from feedbot.chat.telegram import build_application
-from feedbot.delivery import rows, schedule
+from feedbot.delivery import deliveries, rows, schedule
 from feedbot.sources.dumps import parse_dump
 from feedbot.store import subscribers
 from feedbot.store.db import transaction
@@ -631,3 +631,41 @@ def test_a_failing_inbox_or_sources_sweep_is_shown_until_it_works_again(running,
     runner.call(sweep())
     with Session(seeded) as session:
         assert status.health(session, clock.now) == []
+
+
+class StopAt:
+    """Stands in for the pacer: the worker is told to stop while the `at`-th sender waits its pace."""
+
+    interval = 0.0
+
+    def __init__(self, worker, at: int) -> None:
+        self.worker, self.at, self.waits = worker, at, 0
+
+    async def wait(self) -> None:
+        self.waits += 1
+        if self.waits == self.at:
+            self.worker.stopping.set()
+        await asyncio.sleep(0)
+
+
+def test_senders_paced_when_the_worker_stops_take_no_row(running, telegram, seeded, clock, monkeypatch):
+    """Stopping mid-broadcast: a sender that finishes its pace afterwards takes nothing, so no row
+    turns `sending` only to be handed back (a row left so by a failed hand-back would turn uncertain)."""
+    runner, worker = running
+    clock.now = datetime(2026, 3, 12, 8, 0, tzinfo=UTC)
+    for chat_id in range(1101, 1121):
+        add_subscriber(seeded, chat_id, interests="language models")
+    handed_back = []
+    hand_back = deliveries.hand_back
+
+    def counted(*args):
+        handed_back.append(args[1])
+        return hand_back(*args)
+
+    monkeypatch.setattr(deliveries, "hand_back", counted)
+    worker.digests.pacer = StopAt(worker, 6)
+    results = runner.call(worker.sweep_digests())
+    with Session(seeded) as session:
+        states = dict(session.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all())
+    assert handed_back == []
+    assert states == {"sent": results["sent"], "claimed": 20 - results["sent"]} and results["sent"] < 20

@@ -18,6 +18,7 @@ from feedbot import locks
 from feedbot.delivery import deliveries, rows
 from feedbot.delivery.messages import Reply
 from feedbot.delivery.ownership import Owner
+from feedbot.roles import Turn
 from feedbot.store.db import transaction
 from feedbot.store.models import Delivery, Heartbeat, Subscriber
 from feedbot.worker import Worker
@@ -297,6 +298,30 @@ def test_a_leader_checks_its_lock_before_each_leader_job(seeded, settings):
         asyncio.run(scenario())
     finally:
         worker.leader.release()
+
+
+@POSTGRESQL
+def test_a_turn_let_go_is_not_taken_back_by_a_check_already_on_its_way(engine):
+    """A stopping worker lets its turn go while a check of it is waiting on another thread (the
+    poller's turns, the leader's jobs): that check, running after, must not take the lock again,
+    or no worker could take the role until this one exits."""
+    turn, other = Turn(engine, "poller", 10), Turn(engine, "poller", 10)
+    try:
+        assert turn.check()
+        with turn._checking:  # a check on its way, behind the release
+            waiting = threading.Thread(target=turn.check)
+            waiting.start()
+            releasing = threading.Thread(target=turn.release)
+            releasing.start()
+            time.sleep(0.2)
+        waiting.join(30)
+        releasing.join(30)
+        assert not turn.check() and not turn.held
+        assert lock_backend(engine, "poller") is None
+        assert other.check()  # the next worker takes it at once
+    finally:
+        turn.release()
+        other.release()
 
 
 @POSTGRESQL

@@ -112,6 +112,8 @@ class DigestSweep:
         cache, skip = {item.delivery_id: item for item in prepared}, set()
 
         async def fetch(count: int) -> list[tuple[deliveries.Outgoing, int]]:
+            if self.stopping.is_set():  # no row turns `sending` once the worker stops: they stay `claimed`
+                return []
             return await self.write(deliveries.take, self.engine, cache, skip, self.clock(),
                                     self.settings.paper_link, trouble, count)
 
@@ -168,6 +170,7 @@ class DigestSweep:
             for task in senders:
                 task.cancel()
             raise
+        await rows.settled()  # rows fetched for no sender are back to `claimed` before the run ends
         await self.flush_outcomes(trouble)
 
     async def run_sending(self) -> Counter:
