@@ -320,3 +320,13 @@ class VoteCounter(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     changes: Mapped[int] = mapped_column(BigInteger)
+
+
+class VoteChange(Base):
+    """The subscribers whose votes a change of `VoteCounter` touched (`seq`: the counter after it).
+    No foreign key: a deleted subscriber's change says their votes are gone."""
+
+    __tablename__ = "vote_changes"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(Integer, primary_key=True)
