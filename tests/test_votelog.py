@@ -24,7 +24,7 @@ from feedbot.ranking.votelog import VoteMirror, read_votes
 from feedbot.sources.http import Client
 from feedbot.sources.ingest import store_records
 from feedbot.sources.records import from_dump
-from feedbot.store import subscribers
+from feedbot.store import groups, subscribers
 from feedbot.store.db import transaction
 from feedbot.store.models import Paper, Subscriber
 
@@ -151,3 +151,21 @@ def test_imported_likes_are_community_likes_also_on_papers_known_only_from_a_lib
         assert {community.voted_ids[c] for c in np.flatnonzero(likers[community.liker_row[importer]])} == {papers[0]}
     assert mirror.reads == [None, 1]
 
+
+
+def test_a_group_merged_into_its_supergroup_moves_its_votes_in_the_kept_copy(engine):
+    papers = listed(engine)
+    with transaction(engine) as session:
+        group = subscribers.subscribe(session, -5, -5, kind="group")[0].id
+        supergroup = subscribers.subscribe(session, -1005, -1005, kind="group")[0].id
+    tap(engine, group, papers[0], 1)
+    tap(engine, supergroup, papers[1], 1)
+    mirror = VoteMirror()
+    with Session(engine) as session:
+        mirror.current(session)
+    with transaction(engine) as session:
+        assert groups.migrate(session, -5, -1005)
+    with Session(engine) as session:
+        _, kept = mirror.current(session)
+        assert kept.as_set() == read_votes(session).as_set() == {(group, papers[0], 1), (group, papers[1], 1)}
+    assert mirror.reads == [None, 2]

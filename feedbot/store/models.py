@@ -324,9 +324,10 @@ class VoteCounter(Base):
 
 class VoteChange(Base):
     """The subscribers whose votes a change of `VoteCounter` touched (`seq`: the counter after it).
-    No foreign key: a deleted subscriber's change says their votes are gone."""
+    A log about subscribers, not a subscriber's own row (never merged or erased with them): no
+    foreign key, as a deleted subscriber's change says their votes are gone."""
 
     __tablename__ = "vote_changes"
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    subscriber_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    voter_id: Mapped[int] = mapped_column(Integer, primary_key=True)  # a subscribers.id

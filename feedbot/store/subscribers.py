@@ -354,7 +354,7 @@ def votes_changed(session: Session, *subscriber_ids: int) -> None:
     counter at N has seen every change numbered up to N."""
     seq = session.execute(update(VoteCounter).where(VoteCounter.id == 1)
                           .values(changes=VoteCounter.changes + 1).returning(VoteCounter.changes)).scalar_one()
-    rows = [{"seq": seq, "subscriber_id": sid} for sid in sorted(set(subscriber_ids))]
+    rows = [{"seq": seq, "voter_id": sid} for sid in sorted(set(subscriber_ids))]
     if rows:
         session.execute(insert_for(session)(VoteChange).on_conflict_do_nothing(), rows)
 
@@ -366,8 +366,8 @@ def votes_version(session: Session) -> int:
 
 def changed_since(session: Session, version: int) -> list[int]:
     """The subscribers whose votes changed after the counter read `version` (sorted)."""
-    return list(session.scalars(select(VoteChange.subscriber_id).where(VoteChange.seq > version).distinct()
-                                .order_by(VoteChange.subscriber_id)))
+    return list(session.scalars(select(VoteChange.voter_id).where(VoteChange.seq > version).distinct()
+                                .order_by(VoteChange.voter_id)))
 
 
 def votes_on(session: Session, subscriber: Subscriber, paper_ids: list[int]) -> dict[int, int]:

@@ -19,8 +19,8 @@ def upgrade() -> None:
     op.create_table(
         "vote_changes",
         sa.Column("seq", sa.BigInteger(), nullable=False),
-        sa.Column("subscriber_id", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint("seq", "subscriber_id", name=op.f("pk_vote_changes")),
+        sa.Column("voter_id", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("seq", "voter_id", name=op.f("pk_vote_changes")),
     )
 
 
