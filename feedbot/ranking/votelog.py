@@ -63,6 +63,11 @@ class VoteMirror:
         self._lock = threading.Lock()
         self.reads: list[int | None] = []
 
+    def forget(self) -> None:
+        """Hold nothing: the next read of each database reads every vote."""
+        with self._lock:
+            self._held.clear()
+
     def current(self, session: Session) -> tuple[int, Votes]:
         """The counter value read and the votes as of at least that value. The counter is read
         first: every change numbered up to it has committed, so reading the subscribers it names
