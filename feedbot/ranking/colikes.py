@@ -121,8 +121,10 @@ def colike_table(likers: sp.csr_matrix, table: np.ndarray, params: Params) -> Co
         columns = np.repeat(np.arange(sims.shape[0]), k)
         picked = sp.csr_matrix((values.ravel(), (top.ravel(), columns)), shape=sims.shape[::-1])
         picked.eliminate_zeros()
-        shared[:, start : start + 128] = (likers_t @ (likers @ picked)).toarray() - picked.multiply(
-            counts[:, None]).toarray()
+        part = shared[:, start : start + 128]
+        part[:] = (likers_t @ (likers @ picked)).toarray()
+        own = picked.tocoo()  # minus diag(n) N, only where N is not 0 (no dense copy of it)
+        part[own.row, own.col] -= own.data * counts[own.row]
         return picked
 
     parts = parallel_map(block, list(range(0, n_cand, 128)))
