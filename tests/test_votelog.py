@@ -1,6 +1,7 @@
 """The votes ranking keeps in memory (ranking.votelog) against a real database: after any sequence
-of taps, imports, undos and /delete, the copy refreshed from the change log equals a fresh read of
-every vote, and a refresh reads only the subscribers whose votes changed. Imported 👍 are
+of taps, imports, undos and /delete, the copy refreshed from the change log, and the co-likers
+matrix built from it, equal a fresh read of every vote, and a refresh reads only the subscribers
+whose votes changed. Imported 👍 are
 community 👍 like any other, papers known only from a library included."""
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from feedbot.library.parse import parse_bytes
 from feedbot.library.resolve import Apis
 from feedbot.ranking import textmodel
 from feedbot.ranking.rank import DEFAULT_PARAMS
-from feedbot.ranking.recommend import build_community, candidates
+from feedbot.ranking.recommend import build_community, candidates, community_likes
 from feedbot.ranking.votelog import VoteMirror, read_votes
 from feedbot.sources.http import Client
 from feedbot.sources.ingest import store_records
@@ -104,7 +105,12 @@ def test_the_votes_kept_from_the_change_log_equal_a_fresh_read(engine, server, s
         else:
             with Session(engine) as session:
                 _, kept = mirror.current(session)
-                assert kept.as_set() == read_votes(session).as_set()
+                fresh = read_votes(session)
+                assert kept.as_set() == fresh.as_set()
+                voted, people, likers = community_likes(kept)
+                fresh_voted, fresh_people, fresh_likers = community_likes(fresh)
+                assert voted.tolist() == fresh_voted.tolist() and people.tolist() == fresh_people.tolist()
+                assert (likers != fresh_likers).nnz == 0
     assert mirror.reads[0] is None and all(r is not None and r <= len(everyone) for r in mirror.reads[1:])
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, defer
 
 from feedbot.ranking import members, rank, reasons
 from feedbot.ranking.textmodel import TextModel
-from feedbot.ranking.votelog import MIRROR, VoteMirror
+from feedbot.ranking.votelog import MIRROR, VoteMirror, Votes
 from feedbot.store.db import chunks
 from feedbot.store.models import Interest, Listing, Mute, Paper, Shown, Subscriber, Vote
 from feedbot.store.subscribers import votes_version
@@ -105,18 +105,14 @@ def build_community(session: Session, model: TextModel, pool: list[Paper], param
                     mirror: VoteMirror = MIRROR) -> Community:
     """Build the shared tables from everyone's votes, which `mirror` keeps current by reading only
     the subscribers whose votes changed since its last read (seconds with 100,000 subscribers)."""
-    _, votes = mirror.current(session)
-    voted = np.unique(votes.paper)
+    voted, people, likers = community_likes(mirror.current(session)[1])
     voted_ids = voted.tolist()
     row_of = dict(zip(voted_ids, range(len(voted_ids)), strict=True))
-    likers = None
     liker_row: dict[int, int] = {}
-    liked = votes.value > 0
-    if params.colike_weight and liked.any():
-        people = np.unique(votes.subscriber[liked])
+    if not params.colike_weight or likers.nnz == 0:
+        likers = None
+    else:
         liker_row = dict(zip(people.tolist(), range(len(people)), strict=True))
-        likers = likers_matrix(np.searchsorted(people, votes.subscriber[liked]),
-                               np.searchsorted(voted, votes.paper[liked]), len(people), len(voted))
     known = model.vectors_for(session, voted_ids)
     corpus = rank.Corpus(known, model.topics_for(known), model.background, model.terms, likers=likers)
     pool_vectors = model.vectors_for(session, [c.id for c in pool])
@@ -337,6 +333,16 @@ def decay(now: datetime, when: list[datetime], half_life_days: float) -> list[fl
             / 86400.0 for w in when]  # SQLite hands back naive UTC
     newest = min(ages, default=0.0)
     return [float(0.5 ** ((age - newest) / half_life_days)) for age in ages]
+
+
+def community_likes(votes: Votes) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix]:
+    """The voted papers (sorted ids: the rows of `known`), the people with a 👍 (sorted ids) and
+    the people x papers matrix of their 👍, imported ones included."""
+    voted = np.unique(votes.paper)
+    liked = votes.value > 0
+    people = np.unique(votes.subscriber[liked])
+    return voted, people, likers_matrix(np.searchsorted(people, votes.subscriber[liked]),
+                                        np.searchsorted(voted, votes.paper[liked]), len(people), len(voted))
 
 
 def likers_matrix(rows: np.ndarray, cols: np.ndarray, n_people: int, n_papers: int) -> sp.csr_matrix:
