@@ -26,8 +26,10 @@ class Votes:
     value: np.ndarray  # int8: +1 or -1
 
     @classmethod
-    def of(cls, rows: list[tuple[int, int, int]]) -> Votes:
-        array = np.array(rows, np.int64).reshape(-1, 3)
+    def of(cls, rows: list) -> Votes:
+        """From (subscriber, paper, value) rows; flattened first, as numpy reads database rows (not
+        tuples) one attribute at a time, 100 times slower."""
+        array = np.fromiter((x for row in rows for x in row), np.int64, count=3 * len(rows)).reshape(-1, 3)
         return cls(array[:, 0].copy(), array[:, 1].copy(), array[:, 2].astype(np.int8))
 
     def without(self, subscribers: np.ndarray) -> Votes:
