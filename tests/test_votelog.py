@@ -27,7 +27,7 @@ from feedbot.sources.ingest import store_records
 from feedbot.sources.records import from_dump
 from feedbot.store import groups, subscribers
 from feedbot.store.db import transaction
-from feedbot.store.models import Paper, Subscriber
+from feedbot.store.models import Paper, Subscriber, VoteChange
 
 NOW = datetime(2026, 3, 20, 12, tzinfo=UTC)
 DAY = date(2026, 3, 19)
@@ -128,6 +128,9 @@ def test_a_refresh_reads_only_the_subscribers_whose_votes_changed(engine):
         assert version == subscribers.votes_version(session)
         assert mirror.current(session)[1] is votes  # nothing changed since: nothing read
     assert mirror.reads == [None, 1]
+    with Session(engine) as session:  # the log holds each subscriber's latest change only
+        assert dict(session.execute(select(VoteChange.voter_id, VoteChange.seq)).all()) == {
+            ids[0]: 1, ids[2]: 3, ids[1]: 4}
     assert votes.as_set() == {(ids[0], papers[0], 1), (ids[1], papers[0], 1), (ids[1], papers[1], -1),
                               (ids[2], papers[0], 1)}
 

@@ -323,11 +323,12 @@ class VoteCounter(Base):
 
 
 class VoteChange(Base):
-    """The subscribers whose votes a change of `VoteCounter` touched (`seq`: the counter after it).
-    A log about subscribers, not a subscriber's own row (never merged or erased with them): no
-    foreign key, as a deleted subscriber's change says their votes are gone."""
+    """Each subscriber whose votes ever changed, with the `VoteCounter` value of their latest change:
+    one row each, so the log never grows past the subscribers. A log about subscribers, not a
+    subscriber's own row (never merged or erased with them; /delete leaves only its row id and
+    number, which tell readers its votes are gone): no foreign key."""
 
     __tablename__ = "vote_changes"
 
-    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     voter_id: Mapped[int] = mapped_column(Integer, primary_key=True)  # a subscribers.id
+    seq: Mapped[int] = mapped_column(BigInteger, index=True)

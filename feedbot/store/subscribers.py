@@ -354,9 +354,11 @@ def votes_changed(session: Session, *subscriber_ids: int) -> None:
     counter at N has seen every change numbered up to N."""
     seq = session.execute(update(VoteCounter).where(VoteCounter.id == 1)
                           .values(changes=VoteCounter.changes + 1).returning(VoteCounter.changes)).scalar_one()
-    rows = [{"seq": seq, "voter_id": sid} for sid in sorted(set(subscriber_ids))]
-    if rows:
-        session.execute(insert_for(session)(VoteChange).on_conflict_do_nothing(), rows)
+    rows = [{"voter_id": sid, "seq": seq} for sid in sorted(set(subscriber_ids))]
+    if rows:  # only the latest change of each subscriber matters: a reader re-reads all their votes
+        insert = insert_for(session)(VoteChange)
+        session.execute(insert.on_conflict_do_update(index_elements=["voter_id"], set_={"seq": insert.excluded.seq}),
+                        rows)
 
 
 def votes_version(session: Session) -> int:
@@ -366,7 +368,7 @@ def votes_version(session: Session) -> int:
 
 def changed_since(session: Session, version: int) -> list[int]:
     """The subscribers whose votes changed after the counter read `version` (sorted)."""
-    return list(session.scalars(select(VoteChange.voter_id).where(VoteChange.seq > version).distinct()
+    return list(session.scalars(select(VoteChange.voter_id).where(VoteChange.seq > version)
                                 .order_by(VoteChange.voter_id)))
 
 
