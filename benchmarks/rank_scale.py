@@ -9,7 +9,11 @@ baseline, an arxiv-sanity-lite-style loop (one LinearSVC per subscriber over the
 is timed on a sample in the same run and extrapolated to all subscribers, as is a loop calling
 feedbot's own ranker one subscriber at a time.
 
-    .venv/bin/python benchmarks/rank_scale.py [--subscribers 100000] [--papers 1000]
+With `--imported N`, N of the subscribers have also imported a library of `--library` papers (300)
+drawn from `--imported-papers` (1,000,000) papers known only from libraries, of the topics they
+follow: each imported paper is a 👍 of theirs, in their profile and in the co-likes.
+
+    .venv/bin/python benchmarks/rank_scale.py [--subscribers 100000] [--papers 1000] [--imported 20000]
 """
 
 from __future__ import annotations
@@ -56,6 +60,28 @@ def documents(rng: np.random.Generator, count: int, topic_terms: np.ndarray) -> 
     return normalize(sp.csr_matrix((values, (rows, cols)), shape=(count, VOCABULARY))), topic
 
 
+def library_documents(rng: np.random.Generator, count: int,
+                      topic_terms: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
+    """`documents` drawn alike, vectorised (terms drawn with replacement, repeats merged), for a
+    million library papers in seconds rather than minutes."""
+    topic = rng.integers(0, TOPICS, count)
+    second = np.where(rng.random(count) < 0.3, rng.integers(0, TOPICS, count), topic)
+    parts = []
+    for start in range(0, count, 50_000):
+        t, t2 = topic[start : start + 50_000], second[start : start + 50_000]
+        n = len(t)
+        cols = np.concatenate([topic_terms[t[:, None], rng.integers(0, 600, (n, 80))],
+                               topic_terms[t2[:, None], rng.integers(0, 600, (n, 20))],
+                               rng.zipf(1.3, (n, 20)) % VOCABULARY], axis=1).astype(np.int32)
+        cols.sort(axis=1)
+        fresh = np.ones(cols.shape, bool)
+        fresh[:, 1:] = cols[:, 1:] != cols[:, :-1]
+        indptr = np.concatenate([[0], np.cumsum(fresh.sum(axis=1))])
+        values = rng.random(int(indptr[-1])).astype(np.float32) + 0.2
+        parts.append(normalize(sp.csr_matrix((values, cols[fresh], indptr), shape=(n, VOCABULARY))))
+    return sp.vstack(parts, format="csr"), topic
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", type=int, default=100_000)
@@ -63,6 +89,10 @@ def main() -> None:
     parser.add_argument("--known", type=int, default=30_000)
     parser.add_argument("--community-likes", type=int, default=50, help="mean 👍 per subscriber in the co-likes")
     parser.add_argument("--sample", type=int, default=200, help="subscribers timed in the loop baselines")
+    parser.add_argument("--imported", type=int, default=0, help="subscribers who imported a library")
+    parser.add_argument("--library", type=int, default=300, help="papers in each imported library")
+    parser.add_argument("--imported-papers", type=int, default=1_000_000,
+                        help="distinct papers the libraries draw from")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
 
@@ -86,20 +116,37 @@ def main() -> None:
                                                       format="csr", random_state=rng, dtype=np.float32)),
             excluded=rng.choice(args.papers, size=5, replace=False), k=5,
         ))
+    imported: dict[int, np.ndarray] = {}  # subscriber -> the known rows of their library
+    if args.imported:
+        library, library_topic = library_documents(rng, args.imported_papers, topic_terms)
+        library_by_topic = [np.flatnonzero(library_topic == t) + args.known for t in range(TOPICS)]
+        for n in rng.choice(args.subscribers, size=args.imported, replace=False):
+            taste = tastes[n]
+            follows = np.unique(known_topic[taste.liked]) if len(taste.liked) else rng.choice(TOPICS, size=1)
+            pool = np.concatenate([library_by_topic[t] for t in follows])
+            imported_rows = rng.choice(pool, size=min(len(pool), args.library), replace=False)
+            taste.liked = np.concatenate([taste.liked, imported_rows])
+            taste.liked_weight = np.ones(len(taste.liked), np.float32)
+            imported[int(n)] = imported_rows
+        known = sp.vstack([known, library], format="csr")
+        known_topic = np.concatenate([known_topic, library_topic])
+        del library
     terms = np.array([f"term{i}" for i in range(VOCABULARY)])
     # The community: every subscriber's 👍, about `--community-likes` each, on papers of their topics.
     rows, cols = [], []
     for n, taste in enumerate(tastes):
         take = taste.liked[: int(rng.integers(args.community_likes // 2, args.community_likes * 3 // 2 + 1))]
+        if n in imported:  # every imported 👍 is a community 👍
+            take = np.union1d(take, imported[n])
         taste.liker_row = n
         rows.append(np.full(len(take), n))
         cols.append(take)
     likers = sp.csr_matrix((np.ones(sum(map(len, rows)), np.float32), (np.concatenate(rows), np.concatenate(cols))),
-                           shape=(len(tastes), args.known))
+                           shape=(len(tastes), known.shape[0]))
     corpus = rank.Corpus.build(known, known_topic % 64, terms, likers=likers)
     votes = sum(len(t.liked) + len(t.disliked) for t in tastes)
     print(f"synthetic inputs: {args.subscribers:,} subscribers ({votes:,} votes; co-likes from {likers.nnz:,} 👍), "
-          f"{args.known:,} known and "
+          f"{args.imported:,} of them with a library of {args.library} papers, {known.shape[0]:,} known and "
           f"{args.papers:,} new papers, {VOCABULARY:,} terms; built in {time.perf_counter() - start:.0f} s, "
           f"RSS so far {peak_mb():.0f} MB")
 
@@ -136,7 +183,8 @@ def main() -> None:
     print(f"* timed on {len(sample)} (LinearSVC: {len(asl_sample)}) subscribers and extrapolated to "
           f"{args.subscribers:,}")
     print(f"peak RSS {peak:.0f} MB (inputs alone {before:.0f} MB)")
-    print(result_line("rank_scale", subscribers=args.subscribers, papers=args.papers,
+    print(result_line("rank_scale", subscribers=args.subscribers, papers=args.papers, imported=args.imported,
+                      known=known.shape[0],
                       seconds=round(batched_seconds, 1), peak_mb=round(peak),
                       speedup_vs_loop=round(asl_loop / batched_seconds, 1),
                       speedup_vs_own_loop=round(own_loop / batched_seconds, 1)))

@@ -241,7 +241,7 @@ def store(engine: Engine, import_id: int, resolved: Resolved, report: ImportRepo
         report.added, report.already = added, len(votes) - added
         row.status, row.entries, row.added, row.finished_at = "done", report.read, added, utcnow()
         if added:
-            subscribers.votes_changed(session)  # cached community tables see the new 👍
+            subscribers.votes_changed(session, row.subscriber_id)  # cached community tables see the new 👍
 
 
 def _when(entry: Entry, now: datetime) -> datetime:
@@ -260,7 +260,7 @@ def undo_last(session: Session, subscriber_id: int) -> tuple[Import | None, int]
                                                  Vote.origin == "import")).rowcount
     last.status = "undone"
     if removed:
-        subscribers.votes_changed(session)
+        subscribers.votes_changed(session, subscriber_id)
     return last, removed
 
 

@@ -31,7 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from feedbot.ranking.inputs import Params, Taste
-from feedbot.ranking.tables import parallel_map
+from feedbot.ranking.tables import Columns, parallel_map
 
 NOISE = 1e-9  # what is left of an exact cancellation in float64 is not a community
 
@@ -100,9 +100,9 @@ class Colikes:
         return np.where(part < NOISE, 0.0, part) / np.sqrt(np.maximum(mass, 1e-12))
 
 
-def colike_table(likers: sp.csr_matrix, table: np.ndarray, params: Params) -> Colikes | None:
+def colike_table(likers: sp.csr_matrix, table: Columns, params: Params) -> Colikes | None:
     """The shared co-like counts behind every candidate (None when nobody liked anything)."""
-    n_known, n_cand = table.shape[0] - 1, table.shape[1]
+    n_known, n_cand = table.n_rows, table.n_columns
     likers = likers.tocsr().astype(np.float64)
     likers.data[:] = 1
     counts = np.asarray(likers.sum(axis=0)).ravel()
@@ -112,8 +112,8 @@ def colike_table(likers: sp.csr_matrix, table: np.ndarray, params: Params) -> Co
     likers_t = likers.T.tocsr()
     shared = np.zeros((n_known, n_cand), np.float64)
 
-    def block(start: int) -> sp.csr_matrix:
-        sims = table[:-1, start : start + 128].T.copy()  # candidates x known: each row contiguous
+    def block(j: int) -> sp.csr_matrix:
+        sims = table.block_columns(j).T.copy()  # candidates x known: each row contiguous
         sims[sims > 0.999] = 0  # the paper itself, when it is known: its own votes are no neighbours' votes
         sims[sims < params.colike_min_similarity] = 0
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
@@ -121,10 +121,12 @@ def colike_table(likers: sp.csr_matrix, table: np.ndarray, params: Params) -> Co
         columns = np.repeat(np.arange(sims.shape[0]), k)
         picked = sp.csr_matrix((values.ravel(), (top.ravel(), columns)), shape=sims.shape[::-1])
         picked.eliminate_zeros()
-        shared[:, start : start + 128] = (likers_t @ (likers @ picked)).toarray() - picked.multiply(
-            counts[:, None]).toarray()
+        part = shared[:, j * table.width : j * table.width + sims.shape[0]]
+        part[:] = (likers_t @ (likers @ picked)).toarray()
+        own = picked.tocoo()  # minus diag(n) N, only where N is not 0 (no dense copy of it)
+        part[own.row, own.col] -= own.data * counts[own.row]
         return picked
 
-    parts = parallel_map(block, list(range(0, n_cand, 128)))
+    parts = parallel_map(block, list(range(table.blocks.shape[0])))
     neighbours = sp.hstack(parts, format="csr")
     return Colikes(shared, neighbours, np.asarray(neighbours.T @ counts).ravel(), likers, counts, params)

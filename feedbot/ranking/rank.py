@@ -36,7 +36,7 @@ from feedbot.ranking.inputs import (
     Taste,
 )
 from feedbot.ranking.starters import interest_starters, starter_order, starter_picks
-from feedbot.ranking.tables import Shared, expand, similarities
+from feedbot.ranking.tables import Columns, Shared, expand
 
 __all__ = ["DEFAULT_PARAMS", "KIND_AVOID", "KIND_COLIKE", "KIND_INTEREST", "KIND_PROFILE", "KIND_STARTER",
            "KIND_TOPIC", "Corpus", "Params", "Prepared", "Reason", "Scored", "Taste", "expand", "extend",
@@ -62,7 +62,7 @@ def prepare(corpus: Corpus, candidates: sp.csr_matrix, params: Params = DEFAULT_
     candidates = candidates.tocsr().astype(np.float32)
     if candidates.shape[0] == 0:
         return Prepared(corpus, candidates, params, None, None)
-    table = similarities(corpus.known, candidates)
+    table = Columns.build(corpus.known, candidates)
     colikes = None
     if params.colike_weight and corpus.likers is not None:
         colikes = colike_table(corpus.likers, table, params)

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, defer
 
 from feedbot.ranking import members, rank, reasons
 from feedbot.ranking.textmodel import TextModel
+from feedbot.ranking.votelog import MIRROR, VoteMirror, Votes
 from feedbot.store.db import chunks
 from feedbot.store.models import Interest, Listing, Mute, Paper, Shown, Subscriber, Vote
 from feedbot.store.subscribers import votes_version
@@ -100,16 +101,20 @@ class Community:
         return self.starters[n_topics]
 
 
-def build_community(session: Session, model: TextModel, pool: list[Paper], params: rank.Params) -> Community:
-    """Read every vote once and build the shared tables (seconds with 100,000 subscribers)."""
-    votes = session.execute(select(Vote.subscriber_id, Vote.paper_id, Vote.value)).all()
-    voted_ids = sorted({pid for _, pid, _ in votes})
-    row_of = {pid: n for n, pid in enumerate(voted_ids)}
-    likes = [(sid, pid) for sid, pid, value in votes if value > 0] if params.colike_weight else []
-    liker_row = {sid: n for n, sid in enumerate(sorted({sid for sid, _ in likes}))}
+def build_community(session: Session, model: TextModel, pool: list[Paper], params: rank.Params,
+                    mirror: VoteMirror = MIRROR) -> Community:
+    """Build the shared tables from everyone's votes, which `mirror` keeps current by reading only
+    the subscribers whose votes changed since its last read (seconds with 100,000 subscribers)."""
+    voted, people, likers = community_likes(mirror.current(session)[1])
+    voted_ids = voted.tolist()
+    row_of = dict(zip(voted_ids, range(len(voted_ids)), strict=True))
+    liker_row: dict[int, int] = {}
+    if not params.colike_weight or likers.nnz == 0:
+        likers = None
+    else:
+        liker_row = dict(zip(people.tolist(), range(len(people)), strict=True))
     known = model.vectors_for(session, voted_ids)
-    corpus = rank.Corpus(known, model.topics_for(known), model.background, model.terms,
-                         likers=likers_matrix(likes, liker_row, row_of) if likes else None)
+    corpus = rank.Corpus(known, model.topics_for(known), model.background, model.terms, likers=likers)
     pool_vectors = model.vectors_for(session, [c.id for c in pool])
     prepared = rank.prepare(corpus, rank.expand(pool_vectors, model.vectors), params)
     return Community(voted_ids, row_of, liker_row, pool_vectors, prepared)
@@ -330,11 +335,19 @@ def decay(now: datetime, when: list[datetime], half_life_days: float) -> list[fl
     return [float(0.5 ** ((age - newest) / half_life_days)) for age in ages]
 
 
-def likers_matrix(likes: list[tuple[int, int]], liker_row: dict[int, int], row_of: dict[int, int]) -> sp.csr_matrix:
-    """Subscribers (rows by `liker_row`) x known papers, 1 per 👍."""
-    rows = np.array([liker_row[sid] for sid, _ in likes], np.int64)
-    cols = np.array([row_of[pid] for _, pid in likes], np.int64)
-    matrix = sp.csr_matrix((np.ones(len(likes), np.float32), (rows, cols)), shape=(len(liker_row), len(row_of)))
+def community_likes(votes: Votes) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix]:
+    """The voted papers (sorted ids: the rows of `known`), the people with a 👍 (sorted ids) and
+    the people x papers matrix of their 👍, imported ones included."""
+    voted = np.unique(votes.paper)
+    liked = votes.value > 0
+    people = np.unique(votes.subscriber[liked])
+    return voted, people, likers_matrix(np.searchsorted(people, votes.subscriber[liked]),
+                                        np.searchsorted(voted, votes.paper[liked]), len(people), len(voted))
+
+
+def likers_matrix(rows: np.ndarray, cols: np.ndarray, n_people: int, n_papers: int) -> sp.csr_matrix:
+    """People x known papers, 1 per 👍 (given as row and column pairs)."""
+    matrix = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_people, n_papers))
     matrix.data[:] = 1  # duplicates (none by the votes' unique key) would count once
     return matrix
 

@@ -47,8 +47,8 @@ def expand(candidates: sp.csr_matrix, known: sp.csr_matrix, neighbours: int = 10
 
 
 def similarities(known: sp.csr_matrix, candidates: sp.csr_matrix) -> np.ndarray:
-    """Dense known x candidates cosine table, shared by scoring and explanations; one padding row.
-    Built in blocks of candidates, so the sparse product never holds the whole table twice."""
+    """Dense known x candidates cosine table with one padding row, whole (the pass keeps the same
+    values in column blocks, `Columns.build`, never holding it twice)."""
     table = np.empty((known.shape[0] + 1, candidates.shape[0]), dtype=np.float32)
 
     def fill(start: int) -> None:
@@ -60,29 +60,38 @@ def similarities(known: sp.csr_matrix, candidates: sp.csr_matrix) -> np.ndarray:
 
 
 class Columns:
-    """The known x candidates table (padding row dropped) as contiguous blocks of columns. The
-    per-block product reads the table row by row for every profile; a block of 64 columns
-    (7.7 MB at 30,000 papers) stays in cache where the whole table does not."""
+    """The known x candidates cosine table as contiguous blocks of columns. The per-block product
+    reads the table row by row for every profile; a block of 64 columns (7.7 MB at 30,000 papers)
+    stays in cache where the whole table does not."""
 
     width = 64
 
-    def __init__(self, table: np.ndarray):
-        self.n_rows, self.n_columns = table.shape[0] - 1, table.shape[1]
-        n_blocks = -(-self.n_columns // self.width)
-        self.blocks = np.zeros((n_blocks, self.n_rows, self.width), np.float32)
-        for j in range(n_blocks):
-            part = table[:-1, j * self.width : (j + 1) * self.width]
-            self.blocks[j, :, : part.shape[1]] = part
+    def __init__(self, blocks: np.ndarray, n_rows: int, n_columns: int):
+        self.blocks, self.n_rows, self.n_columns = blocks, n_rows, n_columns
+
+    @classmethod
+    def build(cls, known: sp.csr_matrix, candidates: sp.csr_matrix) -> Columns:
+        """The table made block by block, straight into place (one product per block of columns)."""
+        n_blocks = -(-candidates.shape[0] // cls.width)
+        out = cls(np.zeros((n_blocks, known.shape[0], cls.width), np.float32), known.shape[0], candidates.shape[0])
+
+        def fill(j: int) -> None:
+            part = candidates[j * cls.width : (j + 1) * cls.width]
+            out.blocks[j, :, : part.shape[0]] = (known @ part.T).toarray()
+
+        parallel_map(fill, list(range(n_blocks)))
+        return out
+
+    def block_columns(self, j: int) -> np.ndarray:
+        """Block j without its padding columns (known x up to `width` candidates), a view."""
+        return self.blocks[j, :, : min(self.width, self.n_columns - j * self.width)]
 
     def with_rows(self, rows: np.ndarray) -> Columns:
         """The table with `rows` (more known papers x candidates) appended; this one unchanged."""
-        out = Columns.__new__(Columns)
-        out.n_rows, out.n_columns = self.n_rows + rows.shape[0], self.n_columns
         padded = np.zeros((rows.shape[0], self.blocks.shape[0] * self.width), np.float32)
         padded[:, : self.n_columns] = rows
         extra = padded.reshape(rows.shape[0], -1, self.width).transpose(1, 0, 2)
-        out.blocks = np.concatenate([self.blocks, extra], axis=1)
-        return out
+        return Columns(np.concatenate([self.blocks, extra], axis=1), self.n_rows + rows.shape[0], self.n_columns)
 
     def product(self, coefficients: sp.csr_matrix) -> np.ndarray:
         """coefficients @ table, one block of columns at a time."""
@@ -117,13 +126,13 @@ class Shared:
                        known_b=np.concatenate([self.known_b, np.asarray(known @ background).ravel()]))
 
     @classmethod
-    def build(cls, corpus: Corpus, candidates: sp.csr_matrix, table: np.ndarray) -> Shared:
+    def build(cls, corpus: Corpus, candidates: sp.csr_matrix, table: Columns) -> Shared:
         b = corpus.background
         ordered = candidates
         if not candidates.has_sorted_indices:
             ordered = candidates.copy()
             ordered.sort_indices()
         rows = np.repeat(np.arange(ordered.shape[0], dtype=np.int64), np.diff(ordered.indptr))
-        return cls(Columns(table), candidates.T.tocsr(), np.asarray(candidates @ b).ravel(),
+        return cls(table, candidates.T.tocsr(), np.asarray(candidates @ b).ravel(),
                    np.asarray(corpus.known @ b).ravel(), float(b @ b), candidates.shape[1],
                    rows * candidates.shape[1] + ordered.indices, ordered.data.astype(np.float32))

@@ -24,6 +24,7 @@ from feedbot.store.models import (
     Subscriber,
     Vote,
 )
+from feedbot.store.subscribers import votes_changed
 
 KINDS = ("group", "channel")
 
@@ -62,6 +63,7 @@ def migrate(session: Session, old_chat_id: int, new_chat_id: int) -> bool:
         _merge(session, source.id, target.id)
         session.execute(delete(Subscriber).where(Subscriber.id == target.id))
         session.flush()
+        votes_changed(session, source.id, target.id)  # the target's votes moved to the source
     session.execute(update(Subscriber).where(Subscriber.id == source.id).values(**moved))
     session.expire(source)
     return True

@@ -320,3 +320,15 @@ class VoteCounter(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     changes: Mapped[int] = mapped_column(BigInteger)
+
+
+class VoteChange(Base):
+    """Each subscriber whose votes ever changed, with the `VoteCounter` value of their latest change:
+    one row each, so the log never grows past the subscribers. A log about subscribers, not a
+    subscriber's own row (never merged or erased with them; /delete leaves only its row id and
+    number, which tell readers its votes are gone): no foreign key."""
+
+    __tablename__ = "vote_changes"
+
+    voter_id: Mapped[int] = mapped_column(Integer, primary_key=True)  # a subscribers.id
+    seq: Mapped[int] = mapped_column(BigInteger, index=True)

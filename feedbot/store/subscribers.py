@@ -31,6 +31,7 @@ from feedbot.store.models import (
     Shown,
     Subscriber,
     Vote,
+    VoteChange,
     VoteCounter,
 )
 from feedbot.store.textmatch import could_match
@@ -296,7 +297,7 @@ def delete_everything(session: Session, subscriber: Subscriber) -> None:
     for table in (Shown, Vote, MemberVote, Import, Delivery, Recap, Interest, Mute):
         session.execute(delete(table).where(table.subscriber_id == subscriber.id))
     session.execute(delete(Subscriber).where(Subscriber.id == subscriber.id))
-    votes_changed(session)
+    votes_changed(session, subscriber.id)
 
 
 # --- votes ---------------------------------------------------------------------------------
@@ -330,7 +331,7 @@ def vote(session: Session, subscriber: Subscriber, paper_id: int, value: int,
     if current is not None and (value == 0 or current.value == value):
         session.delete(current)
         session.flush()
-        votes_changed(session)
+        votes_changed(session, subscriber.id)
         return VoteResult(paper_id, title, 0)
     if value == 0:
         return VoteResult(paper_id, title, 0)
@@ -342,19 +343,33 @@ def vote(session: Session, subscriber: Subscriber, paper_id: int, value: int,
         .on_conflict_do_update(index_elements=["subscriber_id", "paper_id"],
                                set_={"value": value, "voted_at": when, "origin": "tap", "import_id": None})
     )
-    votes_changed(session)
+    votes_changed(session, subscriber.id)
     return VoteResult(paper_id, title, value)
 
 
-def votes_changed(session: Session) -> None:
-    """Count a change of any vote; call it in the transaction that makes the change. It comes last
-    in a vote's transaction, so the counter's row lock is held only until the commit that follows."""
-    session.execute(update(VoteCounter).where(VoteCounter.id == 1).values(changes=VoteCounter.changes + 1))
+def votes_changed(session: Session, *subscriber_ids: int) -> None:
+    """Count a change of the votes of `subscriber_ids`; call it in the transaction that makes the
+    change. It comes last in a vote's transaction, so the counter's row lock is held only until the
+    commit that follows; changes therefore commit in counter order, and a reader that saw the
+    counter at N has seen every change numbered up to N."""
+    seq = session.execute(update(VoteCounter).where(VoteCounter.id == 1)
+                          .values(changes=VoteCounter.changes + 1).returning(VoteCounter.changes)).scalar_one()
+    rows = [{"voter_id": sid, "seq": seq} for sid in sorted(set(subscriber_ids))]
+    if rows:  # only the latest change of each subscriber matters: a reader re-reads all their votes
+        insert = insert_for(session)(VoteChange)
+        session.execute(insert.on_conflict_do_update(index_elements=["voter_id"], set_={"seq": insert.excluded.seq}),
+                        rows)
 
 
 def votes_version(session: Session) -> int:
     """How many times any vote changed: the same number means the same votes."""
     return session.scalar(select(VoteCounter.changes).where(VoteCounter.id == 1)) or 0
+
+
+def changed_since(session: Session, version: int) -> list[int]:
+    """The subscribers whose votes changed after the counter read `version` (sorted)."""
+    return list(session.scalars(select(VoteChange.voter_id).where(VoteChange.seq > version)
+                                .order_by(VoteChange.voter_id)))
 
 
 def votes_on(session: Session, subscriber: Subscriber, paper_ids: list[int]) -> dict[int, int]:
