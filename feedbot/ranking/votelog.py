@@ -5,11 +5,13 @@ again. Imports, undo and /delete are changes like any tap."""
 
 from __future__ import annotations
 
+import os
 import threading
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from feedbot.store.db import chunks
@@ -56,14 +58,29 @@ def read_votes(session: Session, subscriber_ids: list[int] | None = None) -> Vot
     return Votes.of(rows)
 
 
+def identity(session: Session) -> object:
+    """What tells apart two databases made one after the other at the same address: on PostgreSQL
+    the change log's table oid (new with every database or schema made anew, the oid counter being
+    the server's), on SQLite the file's device and inode (None: a database in memory)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return session.scalar(text("SELECT 'vote_changes'::regclass::oid"))
+    path = next((row[2] for row in session.execute(text("PRAGMA database_list")) if row[1] == "main"), "")
+    if not path:
+        return None
+    stat = os.stat(path)
+    return stat.st_dev, stat.st_ino
+
+
 class VoteMirror:
     """The votes of each database as of a counter value, refreshed incrementally. `reads` counts
-    the subscribers whose votes were read again (None for a full read), for tests and figures."""
+    the subscribers whose votes were read again (None for a full read), the latest 1,000 refreshes,
+    for tests and figures. It holds the votes of the last `size` databases (addresses) it read."""
 
-    def __init__(self) -> None:
-        self._held: dict[str, tuple[int, Votes]] = {}
+    def __init__(self, size: int = 2) -> None:
+        self.size = size
+        self._held: dict[str, tuple[object, int, Votes]] = {}
         self._lock = threading.Lock()
-        self.reads: list[int | None] = []
+        self.reads: deque[int | None] = deque(maxlen=1000)
 
     def forget(self) -> None:
         """Hold nothing: the next read of each database reads every vote."""
@@ -76,18 +93,22 @@ class VoteMirror:
         afterwards misses none (a later change read as well is read again next time: harmless)."""
         url = str(session.get_bind().url)
         with self._lock:
-            version = votes_version(session)
-            held = self._held.get(url)
-            if held is not None and held[0] == version:
-                return held
-            if held is None or version < held[0]:  # a database made anew under the same address
+            made, version = identity(session), votes_version(session)
+            held = self._held.pop(url, None)
+            if held is not None and held[0] != made:  # a database made anew under the same address
+                held = None
+            if held is not None and held[1] == version:
+                votes = held[2]
+            elif held is None or version < held[1]:  # the counter went back: not the database read before
                 votes = read_votes(session)
                 self.reads.append(None)
             else:
-                changed = changed_since(session, held[0])
-                votes = held[1].without(np.array(changed, np.int64)).plus(read_votes(session, changed))
+                changed = changed_since(session, held[1])
+                votes = held[2].without(np.array(changed, np.int64)).plus(read_votes(session, changed))
                 self.reads.append(len(changed))
-            self._held[url] = (version, votes)
+            self._held[url] = (made, version, votes)  # the latest read last: the oldest goes first
+            while len(self._held) > self.size:
+                del self._held[next(iter(self._held))]
             return version, votes
 
 
