@@ -14,7 +14,7 @@ from urllib.parse import unquote
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import create_engine, make_url, select
+from sqlalchemy import create_engine, make_url, select, update
 from sqlalchemy.orm import Session
 
 from feedbot.library import jobs
@@ -29,7 +29,7 @@ from feedbot.sources.ingest import store_records
 from feedbot.sources.records import from_dump
 from feedbot.store import db, groups, subscribers
 from feedbot.store.db import transaction
-from feedbot.store.models import Paper, Subscriber, VoteChange
+from feedbot.store.models import Paper, Subscriber, Vote, VoteChange, VoteCounter
 
 NOW = datetime(2026, 3, 20, 12, tzinfo=UTC)
 DAY = date(2026, 3, 19)
@@ -232,3 +232,23 @@ def test_the_mirror_holds_the_latest_databases_only(tmp_path):
             mirror.current(session)
         engine.dispose()
     assert list(mirror._held) == [f"sqlite:///{tmp_path / f'{n}.db'}" for n in (1, 2)]
+
+
+def test_a_change_no_counter_step_names_is_seen_within_the_full_read_interval(engine):
+    papers = listed(engine)
+    who = subscribe(engine, 1)
+    tap(engine, who, papers[0], 1)
+    clock = [0.0]
+    mirror = VoteMirror(full_every=600, clock=lambda: clock[0])
+    with Session(engine) as session:
+        mirror.current(session)
+    with transaction(engine) as session:  # as code from before the change log votes: the counter only
+        session.execute(update(Vote).where(Vote.subscriber_id == who).values(value=-1))
+        session.execute(update(VoteCounter).values(changes=VoteCounter.changes + 1))
+    clock[0] = 599
+    with Session(engine) as session:
+        assert mirror.current(session)[1].as_set() == {(who, papers[0], 1)}  # not yet
+    clock[0] = 600
+    with Session(engine) as session:
+        assert mirror.current(session)[1].as_set() == read_votes(session).as_set() == {(who, papers[0], -1)}
+    assert list(mirror.reads) == [None, 0, None]

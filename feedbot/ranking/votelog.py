@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,11 +76,15 @@ def identity(session: Session) -> object:
 class VoteMirror:
     """The votes of each database as of a counter value, refreshed incrementally. `reads` counts
     the subscribers whose votes were read again (None for a full read), the latest 1,000 refreshes,
-    for tests and figures. It holds the votes of the last `size` databases (addresses) it read."""
+    for tests and figures. It holds the votes of the last `size` databases (addresses) it read.
+    Every vote is read again at least every `full_every` seconds, which bounds how long a change
+    that no counter step names stays unseen (one made by a process still running the code from
+    before the change log, during an upgrade, or by hand in the database)."""
 
-    def __init__(self, size: int = 2) -> None:
-        self.size = size
-        self._held: dict[str, tuple[object, int, Votes]] = {}
+    def __init__(self, size: int = 2, full_every: float = 3600.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.size, self.full_every, self.clock = size, full_every, clock
+        self._held: dict[str, tuple[object, int, Votes, float]] = {}
         self._lock = threading.Lock()
         self.reads: deque[int | None] = deque(maxlen=1000)
 
@@ -93,20 +99,21 @@ class VoteMirror:
         afterwards misses none (a later change read as well is read again next time: harmless)."""
         url = str(session.get_bind().url)
         with self._lock:
-            made, version = identity(session), votes_version(session)
+            made, version, now = identity(session), votes_version(session), self.clock()
             held = self._held.pop(url, None)
-            if held is not None and held[0] != made:  # a database made anew under the same address
-                held = None
+            if held is not None and (held[0] != made or now - held[3] >= self.full_every):
+                held = None  # a database made anew under the same address, or time for a full read
+            read_at = now if held is None else held[3]
             if held is not None and held[1] == version:
                 votes = held[2]
             elif held is None or version < held[1]:  # the counter went back: not the database read before
-                votes = read_votes(session)
+                votes, read_at = read_votes(session), now
                 self.reads.append(None)
             else:
                 changed = changed_since(session, held[1])
                 votes = held[2].without(np.array(changed, np.int64)).plus(read_votes(session, changed))
                 self.reads.append(len(changed))
-            self._held[url] = (made, version, votes)  # the latest read last: the oldest goes first
+            self._held[url] = (made, version, votes, read_at)  # the latest read last: the oldest goes first
             while len(self._held) > self.size:
                 del self._held[next(iter(self._held))]
             return version, votes
