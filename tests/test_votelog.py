@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 from datetime import UTC, date, datetime
 from urllib.parse import unquote
 
@@ -252,3 +253,46 @@ def test_a_change_no_counter_step_names_is_seen_within_the_full_read_interval(en
     with Session(engine) as session:
         assert mirror.current(session)[1].as_set() == read_votes(session).as_set() == {(who, papers[0], -1)}
     assert list(mirror.reads) == [None, 0, None]
+
+
+def test_refreshes_racing_with_taps_miss_no_change(engine):
+    papers = listed(engine)
+    people = [subscribe(engine, t) for t in range(10, 34)]  # one tap each: a change missed stays missed
+    mirror = VoteMirror()
+    with Session(engine) as session:
+        start = subscribers.votes_version(session)
+        mirror.current(session)
+    release, done = threading.Barrier(len(people) + 1), threading.Event()
+    failures: list[BaseException] = []
+
+    def tapper(n: int, who: int) -> None:
+        try:
+            release.wait()
+            tap(engine, who, papers[n % len(papers)], 1 if n % 3 else -1)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            failures.append(exc)
+
+    def refresher() -> None:
+        try:
+            release.wait()
+            while not done.is_set():
+                with Session(engine) as session:
+                    mirror.current(session)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            failures.append(exc)
+
+    threads = [threading.Thread(target=tapper, args=(n, who)) for n, who in enumerate(people)]
+    reading = threading.Thread(target=refresher)
+    for thread in [*threads, reading]:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    done.set()
+    reading.join()
+    assert not failures
+    with Session(engine) as session:
+        assert subscribers.votes_version(session) == start + len(people)  # one step per tap, none lost
+        seqs = list(session.scalars(select(VoteChange.seq)))
+        assert len(seqs) == len(set(seqs)) == len(people)
+        _, kept = mirror.current(session)
+        assert kept.as_set() == read_votes(session).as_set()
