@@ -136,6 +136,7 @@ def test_a_refresh_reads_only_the_subscribers_whose_votes_changed(engine):
             ids[0]: 1, ids[2]: 3, ids[1]: 4}
     assert votes.as_set() == {(ids[0], papers[0], 1), (ids[1], papers[0], 1), (ids[1], papers[1], -1),
                               (ids[2], papers[0], 1)}
+    assert votes.subscriber.nbytes + votes.paper.nbytes + votes.value.nbytes == 9 * 4  # per vote: two int32, an int8
 
 
 def test_imported_likes_are_community_likes_also_on_papers_known_only_from_a_library(engine, server):
