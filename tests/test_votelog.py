@@ -15,7 +15,7 @@ from urllib.parse import unquote
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import create_engine, make_url, select, update
+from sqlalchemy import create_engine, func, inspect, make_url, select, text, update
 from sqlalchemy.orm import Session
 
 from feedbot.library import jobs
@@ -297,3 +297,28 @@ def test_refreshes_racing_with_taps_miss_no_change(engine):
         assert len(seqs) == len(set(seqs)) == len(people)
         _, kept = mirror.current(session)
         assert kept.as_set() == read_votes(session).as_set()
+
+
+def test_the_change_log_revision_goes_down_and_up_again_on_a_database_with_votes(database_url):
+    db.upgrade(database_url)
+    engine = db.make_engine(database_url)
+    try:
+        papers = listed(engine)
+        first, second = subscribe(engine, 1), subscribe(engine, 2)
+        tap(engine, first, papers[0], 1)
+        tap(engine, second, papers[1], -1)
+        db.downgrade(database_url, "0011")
+        assert "vote_changes" not in inspect(engine).get_table_names()
+        with engine.begin() as connection:  # a vote as the code before the change log makes it
+            connection.execute(text("UPDATE votes SET value = 1 WHERE subscriber_id = :s"), {"s": second})
+            connection.execute(text("UPDATE vote_counter SET changes = changes + 1"))
+        db.upgrade(database_url)
+        with Session(engine) as session:
+            assert subscribers.votes_version(session) == 3
+            assert session.scalar(select(func.count()).select_from(VoteChange)) == 0
+            assert VoteMirror().current(session)[1].as_set() == {(first, papers[0], 1), (second, papers[1], 1)}
+        tap(engine, first, papers[2], -1)
+        with Session(engine) as session:
+            assert dict(session.execute(select(VoteChange.voter_id, VoteChange.seq)).all()) == {first: 4}
+    finally:
+        engine.dispose()
