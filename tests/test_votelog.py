@@ -7,12 +7,15 @@ community 👍 like any other, papers known only from a library included."""
 from __future__ import annotations
 
 import itertools
+import os
+import threading
 from datetime import UTC, date, datetime
+from urllib.parse import unquote
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import create_engine, func, inspect, make_url, select, text, update
 from sqlalchemy.orm import Session
 
 from feedbot.library import jobs
@@ -25,9 +28,9 @@ from feedbot.ranking.votelog import VoteMirror, read_votes
 from feedbot.sources.http import Client
 from feedbot.sources.ingest import store_records
 from feedbot.sources.records import from_dump
-from feedbot.store import groups, subscribers
+from feedbot.store import db, groups, subscribers
 from feedbot.store.db import transaction
-from feedbot.store.models import Paper, Subscriber, VoteChange
+from feedbot.store.models import Paper, Subscriber, Vote, VoteChange, VoteCounter
 
 NOW = datetime(2026, 3, 20, 12, tzinfo=UTC)
 DAY = date(2026, 3, 19)
@@ -111,7 +114,7 @@ def test_the_votes_kept_from_the_change_log_equal_a_fresh_read(engine, server, s
                 fresh_voted, fresh_people, fresh_likers = community_likes(fresh)
                 assert voted.tolist() == fresh_voted.tolist() and people.tolist() == fresh_people.tolist()
                 assert (likers != fresh_likers).nnz == 0
-    assert mirror.reads[0] is None and all(r is not None and r <= len(everyone) for r in mirror.reads[1:])
+    assert mirror.reads[0] is None and all(r is not None and r <= len(everyone) for r in list(mirror.reads)[1:])
 
 
 def test_a_refresh_reads_only_the_subscribers_whose_votes_changed(engine):
@@ -127,12 +130,13 @@ def test_a_refresh_reads_only_the_subscribers_whose_votes_changed(engine):
         version, votes = mirror.current(session)
         assert version == subscribers.votes_version(session)
         assert mirror.current(session)[1] is votes  # nothing changed since: nothing read
-    assert mirror.reads == [None, 1]
+    assert list(mirror.reads) == [None, 1]
     with Session(engine) as session:  # the log holds each subscriber's latest change only
         assert dict(session.execute(select(VoteChange.voter_id, VoteChange.seq)).all()) == {
             ids[0]: 1, ids[2]: 3, ids[1]: 4}
     assert votes.as_set() == {(ids[0], papers[0], 1), (ids[1], papers[0], 1), (ids[1], papers[1], -1),
                               (ids[2], papers[0], 1)}
+    assert votes.subscriber.nbytes + votes.paper.nbytes + votes.value.nbytes == 9 * 4  # per vote: two int32, an int8
 
 
 def test_imported_likes_are_community_likes_also_on_papers_known_only_from_a_library(engine, server):
@@ -158,7 +162,7 @@ def test_imported_likes_are_community_likes_also_on_papers_known_only_from_a_lib
         community = build_community(session, model, pool, DEFAULT_PARAMS, mirror)
         likers = community.prepared.corpus.likers.toarray()
         assert {community.voted_ids[c] for c in np.flatnonzero(likers[community.liker_row[importer]])} == {papers[0]}
-    assert mirror.reads == [None, 1]
+    assert list(mirror.reads) == [None, 1]
 
 
 
@@ -177,4 +181,144 @@ def test_a_group_merged_into_its_supergroup_moves_its_votes_in_the_kept_copy(eng
     with Session(engine) as session:
         _, kept = mirror.current(session)
         assert kept.as_set() == read_votes(session).as_set() == {(group, papers[0], 1), (group, papers[1], 1)}
-    assert mirror.reads == [None, 2]
+    assert list(mirror.reads) == [None, 2]
+
+
+def made_anew(url: str, engine) -> None:
+    """The database at `url` replaced by an empty, migrated one at the same address (the old SQLite
+    file kept aside, as a backup would be)."""
+    engine.dispose()
+    if url.startswith("sqlite"):
+        path = make_url(url).database
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(path + suffix):
+                os.replace(path + suffix, f"{path}.old{suffix}")
+    else:
+        schema = unquote(url.rsplit("search_path%3D", 1)[1])
+        admin = create_engine(url.split("?", 1)[0])
+        with admin.begin() as connection:
+            connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+            connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
+        admin.dispose()
+    db.upgrade(url)
+
+
+def test_a_database_made_anew_at_the_same_address_is_read_afresh(database_url):
+    mirror = VoteMirror()
+    engine = db.make_engine(database_url)
+    try:
+        db.upgrade(database_url)
+        papers, who = listed(engine), subscribe(engine, 1)
+        tap(engine, who, papers[0], 1)
+        with Session(engine) as session:
+            assert mirror.current(session)[1].as_set() == {(who, papers[0], 1)}
+        made_anew(database_url, engine)
+        papers, who = listed(engine), subscribe(engine, 2)
+        tap(engine, who, papers[1], -1)  # the counter is where it was in the old database
+        with Session(engine) as session:
+            assert subscribers.votes_version(session) == 1
+            version, kept = mirror.current(session)
+            assert kept.as_set() == read_votes(session).as_set() == {(who, papers[1], -1)}
+    finally:
+        engine.dispose()
+    assert list(mirror.reads) == [None, None]
+
+
+def test_the_mirror_holds_the_latest_databases_only(tmp_path):
+    mirror = VoteMirror(size=2)
+    for n in range(3):
+        url = f"sqlite:///{tmp_path / f'{n}.db'}"
+        db.upgrade(url)
+        engine = db.make_engine(url)
+        with Session(engine) as session:
+            mirror.current(session)
+        engine.dispose()
+    assert list(mirror._held) == [f"sqlite:///{tmp_path / f'{n}.db'}" for n in (1, 2)]
+
+
+def test_a_change_no_counter_step_names_is_seen_within_the_full_read_interval(engine):
+    papers = listed(engine)
+    who = subscribe(engine, 1)
+    tap(engine, who, papers[0], 1)
+    clock = [0.0]
+    mirror = VoteMirror(full_every=600, clock=lambda: clock[0])
+    with Session(engine) as session:
+        mirror.current(session)
+    with transaction(engine) as session:  # as code from before the change log votes: the counter only
+        session.execute(update(Vote).where(Vote.subscriber_id == who).values(value=-1))
+        session.execute(update(VoteCounter).values(changes=VoteCounter.changes + 1))
+    clock[0] = 599
+    with Session(engine) as session:
+        assert mirror.current(session)[1].as_set() == {(who, papers[0], 1)}  # not yet
+    clock[0] = 600
+    with Session(engine) as session:
+        assert mirror.current(session)[1].as_set() == read_votes(session).as_set() == {(who, papers[0], -1)}
+    assert list(mirror.reads) == [None, 0, None]
+
+
+def test_refreshes_racing_with_taps_miss_no_change(engine):
+    papers = listed(engine)
+    people = [subscribe(engine, t) for t in range(10, 34)]  # one tap each: a change missed stays missed
+    mirror = VoteMirror()
+    with Session(engine) as session:
+        start = subscribers.votes_version(session)
+        mirror.current(session)
+    release, done = threading.Barrier(len(people) + 1), threading.Event()
+    failures: list[BaseException] = []
+
+    def tapper(n: int, who: int) -> None:
+        try:
+            release.wait()
+            tap(engine, who, papers[n % len(papers)], 1 if n % 3 else -1)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            failures.append(exc)
+
+    def refresher() -> None:
+        try:
+            release.wait()
+            while not done.is_set():
+                with Session(engine) as session:
+                    mirror.current(session)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            failures.append(exc)
+
+    threads = [threading.Thread(target=tapper, args=(n, who)) for n, who in enumerate(people)]
+    reading = threading.Thread(target=refresher)
+    for thread in [*threads, reading]:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    done.set()
+    reading.join()
+    assert not failures
+    with Session(engine) as session:
+        assert subscribers.votes_version(session) == start + len(people)  # one step per tap, none lost
+        seqs = list(session.scalars(select(VoteChange.seq)))
+        assert len(seqs) == len(set(seqs)) == len(people)
+        _, kept = mirror.current(session)
+        assert kept.as_set() == read_votes(session).as_set()
+
+
+def test_the_change_log_revision_goes_down_and_up_again_on_a_database_with_votes(database_url):
+    db.upgrade(database_url)
+    engine = db.make_engine(database_url)
+    try:
+        papers = listed(engine)
+        first, second = subscribe(engine, 1), subscribe(engine, 2)
+        tap(engine, first, papers[0], 1)
+        tap(engine, second, papers[1], -1)
+        db.downgrade(database_url, "0011")
+        assert "vote_changes" not in inspect(engine).get_table_names()
+        with engine.begin() as connection:  # a vote as the code before the change log makes it
+            connection.execute(text("UPDATE votes SET value = 1 WHERE subscriber_id = :s"), {"s": second})
+            connection.execute(text("UPDATE vote_counter SET changes = changes + 1"))
+        db.upgrade(database_url)
+        with Session(engine) as session:
+            assert subscribers.votes_version(session) == 3
+            assert session.scalar(select(func.count()).select_from(VoteChange)) == 0
+            assert VoteMirror().current(session)[1].as_set() == {(first, papers[0], 1), (second, papers[1], 1)}
+        tap(engine, first, papers[2], -1)
+        with Session(engine) as session:
+            assert dict(session.execute(select(VoteChange.voter_id, VoteChange.seq)).all()) == {first: 4}
+    finally:
+        engine.dispose()

@@ -5,11 +5,15 @@ again. Imports, undo and /delete are changes like any tap."""
 
 from __future__ import annotations
 
+import os
 import threading
+import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from feedbot.store.db import chunks
@@ -21,8 +25,8 @@ from feedbot.store.subscribers import changed_since, votes_version
 class Votes:
     """One vote per entry, in no particular order (the votes' key makes each pair unique)."""
 
-    subscriber: np.ndarray  # int64
-    paper: np.ndarray  # int64
+    subscriber: np.ndarray  # int32, as the ids' columns: 9 bytes a vote, kept by every process that ranks
+    paper: np.ndarray  # int32
     value: np.ndarray  # int8: +1 or -1
 
     @classmethod
@@ -30,7 +34,7 @@ class Votes:
         """From (subscriber, paper, value) rows; flattened first, as numpy reads database rows (not
         tuples) one attribute at a time, 100 times slower."""
         array = np.fromiter((x for row in rows for x in row), np.int64, count=3 * len(rows)).reshape(-1, 3)
-        return cls(array[:, 0].copy(), array[:, 1].copy(), array[:, 2].astype(np.int8))
+        return cls(array[:, 0].astype(np.int32), array[:, 1].astype(np.int32), array[:, 2].astype(np.int8))
 
     def without(self, subscribers: np.ndarray) -> Votes:
         keep = ~np.isin(self.subscriber, subscribers)
@@ -56,14 +60,33 @@ def read_votes(session: Session, subscriber_ids: list[int] | None = None) -> Vot
     return Votes.of(rows)
 
 
+def identity(session: Session) -> object:
+    """What tells apart two databases made one after the other at the same address: on PostgreSQL
+    the change log's table oid (new with every database or schema made anew, the oid counter being
+    the server's), on SQLite the file's device and inode (None: a database in memory)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return session.scalar(text("SELECT 'vote_changes'::regclass::oid"))
+    path = next((row[2] for row in session.execute(text("PRAGMA database_list")) if row[1] == "main"), "")
+    if not path:
+        return None
+    stat = os.stat(path)
+    return stat.st_dev, stat.st_ino
+
+
 class VoteMirror:
     """The votes of each database as of a counter value, refreshed incrementally. `reads` counts
-    the subscribers whose votes were read again (None for a full read), for tests and figures."""
+    the subscribers whose votes were read again (None for a full read), the latest 1,000 refreshes,
+    for tests and figures. It holds the votes of the last `size` databases (addresses) it read.
+    Every vote is read again at least every `full_every` seconds, which bounds how long a change
+    that no counter step names stays unseen (one made by a process still running the code from
+    before the change log, during an upgrade, or by hand in the database)."""
 
-    def __init__(self) -> None:
-        self._held: dict[str, tuple[int, Votes]] = {}
+    def __init__(self, size: int = 2, full_every: float = 3600.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.size, self.full_every, self.clock = size, full_every, clock
+        self._held: dict[str, tuple[object, int, Votes, float]] = {}
         self._lock = threading.Lock()
-        self.reads: list[int | None] = []
+        self.reads: deque[int | None] = deque(maxlen=1000)
 
     def forget(self) -> None:
         """Hold nothing: the next read of each database reads every vote."""
@@ -76,18 +99,23 @@ class VoteMirror:
         afterwards misses none (a later change read as well is read again next time: harmless)."""
         url = str(session.get_bind().url)
         with self._lock:
-            version = votes_version(session)
-            held = self._held.get(url)
-            if held is not None and held[0] == version:
-                return held
-            if held is None or version < held[0]:  # a database made anew under the same address
-                votes = read_votes(session)
+            made, version, now = identity(session), votes_version(session), self.clock()
+            held = self._held.pop(url, None)
+            if held is not None and (held[0] != made or now - held[3] >= self.full_every):
+                held = None  # a database made anew under the same address, or time for a full read
+            read_at = now if held is None else held[3]
+            if held is not None and held[1] == version:
+                votes = held[2]
+            elif held is None or version < held[1]:  # the counter went back: not the database read before
+                votes, read_at = read_votes(session), now
                 self.reads.append(None)
             else:
-                changed = changed_since(session, held[0])
-                votes = held[1].without(np.array(changed, np.int64)).plus(read_votes(session, changed))
+                changed = changed_since(session, held[1])
+                votes = held[2].without(np.array(changed, np.int64)).plus(read_votes(session, changed))
                 self.reads.append(len(changed))
-            self._held[url] = (version, votes)
+            self._held[url] = (made, version, votes, read_at)  # the latest read last: the oldest goes first
+            while len(self._held) > self.size:
+                del self._held[next(iter(self._held))]
             return version, votes
 
 

@@ -1,0 +1,54 @@
+"""The similarity table kept in column blocks and the co-like table read from them hold exactly
+the values of the whole table and of the co-like table made from it (the definitions)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.preprocessing import normalize
+
+from feedbot.ranking import rank
+from feedbot.ranking.colikes import colike_table
+from feedbot.ranking.tables import Columns, similarities
+
+
+def whole_colikes(likers: sp.csr_matrix, table: np.ndarray, params: rank.Params):
+    """The co-like counts from the whole table (padding row last), one candidate at a time."""
+    n_known = table.shape[0] - 1
+    likers = likers.tocsr().astype(np.float64)
+    likers.data[:] = 1
+    counts = np.asarray(likers.sum(axis=0)).ravel()
+    k = min(params.colike_neighbours, n_known)
+    sims = table[:-1].T.copy()
+    sims[sims > 0.999] = 0
+    sims[sims < params.colike_min_similarity] = 0
+    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    values = np.take_along_axis(sims, top, axis=1).astype(np.float64)
+    picked = sp.csr_matrix((values.ravel(), (top.ravel(), np.repeat(np.arange(sims.shape[0]), k))),
+                           shape=sims.shape[::-1])
+    picked.eliminate_zeros()
+    shared = (likers.T.tocsr() @ (likers @ picked)).toarray() - picked.multiply(counts[:, None]).toarray()
+    return shared, picked, np.asarray(picked.T @ counts).ravel()
+
+
+@pytest.mark.parametrize(("seed", "n_candidates"), [(0, 1), (1, 63), (2, 64), (3, 200), (4, 300)])
+def test_column_blocks_and_co_likes_hold_the_whole_tables_values(seed, n_candidates):
+    rng = np.random.default_rng(seed)
+    vocabulary = 120
+    known = normalize(sp.random(90, vocabulary, density=0.08, format="csr", random_state=rng, dtype=np.float32))
+    candidates = normalize(sp.random(n_candidates, vocabulary, density=0.08, format="csr", random_state=rng,
+                                     dtype=np.float32))
+    candidates = sp.vstack([candidates, known[:3]], format="csr")  # known papers among the candidates
+    likers = sp.random(40, 90, density=0.1, format="csr", random_state=rng, dtype=np.float32)
+    whole = similarities(known, candidates)
+    columns = Columns.build(known, candidates)
+    assert (columns.n_rows, columns.n_columns) == (90, candidates.shape[0])
+    joined = np.concatenate([columns.block_columns(j) for j in range(columns.blocks.shape[0])], axis=1)
+    assert np.array_equal(joined, whole[:-1])
+    params = rank.DEFAULT_PARAMS
+    made = colike_table(likers, columns, params)
+    shared, picked, mass = whole_colikes(likers, whole, params)
+    assert np.array_equal(made.shared, shared)
+    assert (made.neighbours != picked).nnz == 0
+    assert np.array_equal(made.mass, mass)
