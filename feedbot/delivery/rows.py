@@ -22,6 +22,7 @@ from feedbot.store.models import Delivery, Shown, Subscriber
 
 UNDELIVERED = ("failed", "skipped", "blocked")  # final states whose unsent picks are given back
 REACHED = ("claimed", "sending", "sent", "empty", "uncertain")  # a digest the subscriber had, or may have
+_table = Delivery.__table__  # the Core table: batched statements skip the ORM's per-row work
 
 
 def claim(session: Session, subscriber_id: int, day: date, now: datetime | None = None,
@@ -35,13 +36,12 @@ def claim_many(session: Session, wanted: list[tuple[int, date]], now: datetime |
     """Claim (subscriber, day) pairs in bulk, in subscriber order (a fixed lock order between
     concurrent claimers); {subscriber id: delivery id} for the ones won."""
     when = now or utcnow()
-    table = Delivery.__table__
     rows = [{"subscriber_id": sid, "local_date": day, "status": status, "source": source, "claimed_at": when}
             for sid, day in sorted(wanted)]
     if not rows:
         return {}
-    statement = insert_for(session)(table).on_conflict_do_nothing(index_elements=["subscriber_id", "local_date"]) \
-        .returning(table.c.subscriber_id, table.c.id)
+    statement = insert_for(session)(_table).on_conflict_do_nothing(index_elements=["subscriber_id", "local_date"]) \
+        .returning(_table.c.subscriber_id, _table.c.id)
     return dict(session.execute(statement, rows).all())  # one statement, batched by SQLAlchemy
 
 
@@ -64,7 +64,6 @@ def start_sending(session: Session, delivery_id: int, owner: str | None = None,
     return None if row is None else int(row[0])
 
 
-_table = Delivery.__table__
 # Built once: these run once per few digests sent, where building a statement costs as much as running it.
 _NEXT_CLAIMED = select(_table.c.id, _table.c.subscriber_id, _table.c.parts_sent).where(
     _table.c.status == "claimed", _table.c.id.not_in(bindparam("skip", expanding=True))
@@ -143,8 +142,7 @@ def finish_many(session: Session, ends: list[tuple[int, str, list[int], str | No
     for delivery_id, status, message_ids, error, confirmed in ends:
         if status not in DELIVERED_STATES:
             finish(session, delivery_id, status, message_ids, error, when, confirmed)
-    table = Delivery.__table__
-    statement = update(table).where(table.c.id == bindparam("row_id")).values(
+    statement = update(_table).where(_table.c.id == bindparam("row_id")).values(
         status=bindparam("new_status"), error=bindparam("new_error"), parts_sent=bindparam("new_parts"),
         message_ids=bindparam("new_ids"), attempted_at=when, finished_at=when)
     for batch in chunks(delivered, 500):
