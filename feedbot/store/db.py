@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import select
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect, make_url
+from sqlalchemy import Engine, create_engine, event, exc, inspect, make_url
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -31,7 +32,20 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url)
+    event.listen(engine, "checkout", _drop_if_closed)
+    return engine
+
+
+def _drop_if_closed(dbapi_connection, connection_record, connection_proxy) -> None:
+    """A pooled PostgreSQL connection the server has closed (a restart, `pg_terminate_backend`,
+    an idle timeout) is replaced before use. The server's goodbye is already waiting on the socket,
+    so one poll tells it, where `pool_pre_ping` costs a round trip per checkout: per digest taken."""
+    if dbapi_connection.closed or dbapi_connection.broken:
+        raise exc.DisconnectionError("connection closed")
+    fd = dbapi_connection.pgconn.socket
+    if select.select([fd], [], [], 0)[0]:  # idle, nothing was asked: anything to read is the end
+        raise exc.DisconnectionError("connection closed by the server")
 
 
 SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
