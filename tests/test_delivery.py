@@ -147,11 +147,11 @@ def test_send_message_over_aiohttp_raises_python_telegram_bots_errors(telegram):
     """sendMessage through the worker's request goes over aiohttp, and Telegram's answers come out
     as the same exceptions as over httpx: 429 RetryAfter, 403 Forbidden, 400 BadRequest, an answer
     later than the read timeout TimedOut (in doubt); a message with buttons arrives whole."""
-    request = telegram_send.SendMessageRequest(4, read_timeout=0.5)
+    request = telegram_send.SendMessageRequest(4, read_timeout=3)
     bot = Bot(telegram.token, base_url=telegram.base_url, request=request)
     for kind in ("429", "403", "chat_not_found"):
         telegram.inject(7, kind, "sendMessage")
-    telegram.inject(7, "slow", "sendMessage", delay=2)
+    telegram.inject(7, "slow", "sendMessage", delay=10)
 
     async def send():
         async with bot:
