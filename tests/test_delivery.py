@@ -21,8 +21,7 @@ from telegram import Bot
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 from telegram.request import HTTPXRequest
 
-from feedbot.delivery import deliveries, digests, outcomes, ownership, rows, telegram_send
-from feedbot.delivery.messages import Button
+from feedbot.delivery import deliveries, digests, outcomes, ownership, rows
 from feedbot.ranking import recommend
 from feedbot.store import subscribers
 from feedbot.store.db import transaction
@@ -117,62 +116,6 @@ def test_a_real_refused_connection_is_refused_not_unknown():
             return exc
 
     assert outcomes.classify(asyncio.run(send())) == outcomes.REFUSED
-
-
-def test_a_refused_connection_over_aiohttp_is_refused_not_unknown():
-    """The worker's request (sendMessage over aiohttp) against a port nobody listens on: refused,
-    so the digest is handed back `claimed` rather than left in doubt."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    request = telegram_send.SendMessageRequest(connect_timeout=2)
-    bot = Bot("123:ABC", base_url=f"http://127.0.0.1:{port}/bot", request=request)
-
-    async def send():
-        try:
-            await telegram_send.send_text(bot, 1, "hello")
-        except Exception as exc:  # noqa: BLE001 - the exception is what is checked
-            return exc
-        finally:
-            await request.shutdown()
-
-    error = asyncio.run(send())
-    assert isinstance(error, NetworkError) and "aiohttp" in str(error)
-    assert outcomes.classify(error) == outcomes.REFUSED
-
-
-def test_send_message_over_aiohttp_raises_python_telegram_bots_errors(telegram):
-    """sendMessage through the worker's request goes over aiohttp, and Telegram's answers come out
-    as the same exceptions as over httpx: 429 RetryAfter, 403 Forbidden, 400 BadRequest, an answer
-    later than the read timeout TimedOut (in doubt); a message with buttons arrives whole."""
-    request = telegram_send.SendMessageRequest(4, read_timeout=3)
-    bot = Bot(telegram.token, base_url=telegram.base_url, request=request)
-    for kind in ("429", "403", "chat_not_found"):
-        telegram.inject(7, kind, "sendMessage")
-    telegram.inject(7, "slow", "sendMessage", delay=10)
-
-    async def send():
-        async with bot:
-            errors = []
-            for _ in range(4):
-                try:
-                    await telegram_send.send_text(bot, 7, "hi")
-                except Exception as exc:  # noqa: BLE001 - the exceptions are what is checked
-                    errors.append(exc)
-            sent = await telegram_send.send_text(bot, 7, "<b>hello</b> &amp; more", [[Button("Like", "v:1")]])
-            return errors, sent, request._session is not None
-
-    (throttled, blocked, gone, late), message_id, over_aiohttp = asyncio.run(send())
-    assert over_aiohttp
-    assert isinstance(throttled, RetryAfter)
-    assert isinstance(blocked, Forbidden)
-    assert isinstance(gone, BadRequest) and telegram_send.is_chat_gone(gone)
-    assert isinstance(late, TimedOut) and outcomes.classify(late) == outcomes.UNKNOWN
-    [*_, last] = telegram.messages_to(7)
-    assert (last.message_id, last.text, last.parse_mode) == (message_id, "<b>hello</b> &amp; more", "HTML")
-    assert last.buttons == [[{"text": "Like", "callback_data": "v:1"}]]
 
 
 # --- every fault at every part, on the real database -------------------------------------------
@@ -460,6 +403,33 @@ def test_a_part_is_recorded_in_one_statement_after_earlier_attempts_ids(engine):
     with Session(engine) as session:
         row = session.get(Delivery, delivery_id)
         assert (row.parts_sent, row.message_ids) == (2, "11,12")
+
+
+def test_a_progress_write_that_committed_but_raised_stores_no_id_twice(engine):
+    """A commit whose answer was lost raises though the row changed: the next part's write merges
+    its ids with the stored ones rather than appending them again."""
+    delivery_id = make_digest(engine, 6, 3)
+    failed = []
+
+    async def write(function, *args):
+        result = function(*args)
+        if args and args[0] is rows.record_part and not failed:
+            failed.append(args)
+            raise ConnectionError("the connection closed after the commit")
+        return result
+
+    async def transport(item, reply):
+        return 100 + item.replies.index(reply)
+
+    with transaction(engine) as session:
+        [item], _, _ = deliveries.recover(session, NOW)
+    result = asyncio.run(deliveries.send(item, transport, write, engine, lambda: NOW))
+    assert failed
+    with Session(engine) as session:
+        assert session.get(Delivery, delivery_id).message_ids == "100,101"
+    deliveries.write_results(engine, [result], NOW)
+    with Session(engine) as session:
+        assert session.get(Delivery, delivery_id).message_ids == "100,101,102"
 
 
 # --- picks are recorded only with a send --------------------------------------------------------

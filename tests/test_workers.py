@@ -127,32 +127,6 @@ def status_output(env) -> str:
     return feedbot("status").stdout
 
 
-@POSTGRESQL
-def test_a_pooled_connection_the_server_ended_is_replaced_at_checkout_without_a_ping(engine):
-    """Checkouts send no ping (a round trip per digest taken); a pooled connection whose server
-    session was ended meanwhile is still replaced before use, so the next transaction works."""
-    from sqlalchemy import create_engine
-    from sqlalchemy.pool import NullPool
-
-    assert not engine.pool._pre_ping
-    with engine.connect() as connection:
-        backend = connection.execute(text("SELECT pg_backend_pid()")).scalar()
-    admin = create_engine(engine.url, poolclass=NullPool)  # not the pool under test
-    try:
-        with admin.connect() as connection:
-            assert connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend}).scalar()
-
-        def gone():
-            with admin.connect() as connection:
-                return not connection.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
-                                              {"pid": backend}).scalar()
-        wait_for(gone, 30, "the ended session to go")
-    finally:
-        admin.dispose()
-    with transaction(engine) as session:
-        assert session.execute(text("SELECT pg_backend_pid()")).scalar() != backend
-
-
 @SQLITE
 def test_a_second_worker_on_sqlite_is_refused_and_told_to_use_postgresql(seeded, env, telegram):
     first = start_worker(env, telegram)

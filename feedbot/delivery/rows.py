@@ -110,14 +110,19 @@ _RECORD_PART = update(_table).where(_table.c.id == bindparam("row_id")).values(
 
 
 def record_part(session: Session, delivery_id: int, confirmed: int, message_ids: list[int],
-                now: datetime | None = None) -> None:
+                now: datetime | None = None, merge: bool = False) -> None:
     """Part `confirmed` went out: remember it before the next one is tried. `message_ids` are the
-    ids not stored yet (the row is this process's while `sending`, so none is stored twice)."""
-    if not message_ids:
-        session.execute(update(_table).where(_table.c.id == delivery_id).values(
-            parts_sent=confirmed, attempted_at=now or utcnow()))
+    ids not stored yet (the row is this process's while `sending`), appended in one statement;
+    with `merge`, they may be stored already (the write before failed, perhaps after its commit)
+    and are merged with the row's, so none is stored twice."""
+    now = now or utcnow()
+    if merge or not message_ids:
+        values = {"parts_sent": confirmed, "attempted_at": now}
+        if message_ids:
+            values["message_ids"] = _merged_ids(session, delivery_id, message_ids)
+        session.execute(update(_table).where(_table.c.id == delivery_id).values(**values))
         return
-    session.execute(_RECORD_PART, {"row_id": delivery_id, "confirmed": confirmed, "now": now or utcnow(),
+    session.execute(_RECORD_PART, {"row_id": delivery_id, "confirmed": confirmed, "now": now,
                                    "new_ids": ",".join(map(str, message_ids))})
 
 

@@ -7,6 +7,7 @@ plain text when Telegram refuses our entities, and a 403 or a chat that no longe
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -46,7 +47,10 @@ class SendMessageRequest(HTTPXRequest):
     (files, getMe, webhooks) goes through httpx as before. Answers are handed to python-telegram-bot
     as they came, so it raises the same errors (RetryAfter, Forbidden, BadRequest…); a timeout is
     `TimedOut` and a broken connection `NetworkError`, each with aiohttp's exception as its cause
-    (`outcomes.classify` tells a connection never made from one dropped mid-request)."""
+    (`outcomes.classify` tells a connection never made from one dropped mid-request). Proxies come
+    from the environment (`HTTPS_PROXY`, `NO_PROXY`) as httpx takes them; redirects are not
+    followed, as httpx does not (a re-posted message could be sent twice); aiohttp has no write
+    timeout, so a `sendMessage` (a few kilobytes) is bounded by its connect and read timeouts."""
 
     def __init__(self, connection_pool_size: int = 256, read_timeout: float | None = 5.0,
                  write_timeout: float | None = 5.0, connect_timeout: float | None = 5.0,
@@ -57,8 +61,16 @@ class SendMessageRequest(HTTPXRequest):
         self._defaults = (read_timeout, connect_timeout, pool_timeout)
         self._timeouts: dict[tuple, aiohttp.ClientTimeout] = {}
         self._session: aiohttp.ClientSession | None = None
+        self._shut = False
+
+    async def initialize(self) -> None:
+        self._shut = False
+        await super().initialize()
 
     async def shutdown(self) -> None:
+        """Close both clients; a send after this fails, as httpx's would, rather than opening a
+        session nobody closes."""
+        self._shut = True
         session, self._session = self._session, None
         if session is not None:
             await session.close()
@@ -84,18 +96,23 @@ class SendMessageRequest(HTTPXRequest):
         if not url.endswith("/sendMessage") or request_data is None or request_data.contains_files:
             return await super().do_request(url, method, request_data, read_timeout, write_timeout,
                                             connect_timeout, pool_timeout)
+        if self._shut:
+            raise RuntimeError("this request was shut down")
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=self._pool_size),
-                                                  headers={"User-Agent": self.USER_AGENT})
+                                                  headers={"User-Agent": self.USER_AGENT}, trust_env=True)
         try:
             async with self._session.request(method, url, data=request_data.json_parameters,
                                              timeout=self._timeout(read_timeout, connect_timeout, pool_timeout),
-                                             ) as response:
+                                             allow_redirects=False) as response:
                 return response.status, await response.read()
         except TimeoutError as err:  # aiohttp raises the builtin TimeoutError (subclasses) on timeouts
             raise TimedOut from err
-        except aiohttp.ClientError as err:
-            raise NetworkError(f"aiohttp.{type(err).__name__}: {err}") from err
+        except aiohttp.ClientError as err:  # its text may hold the URL, and so the bot's token: not kept
+            raise NetworkError(f"aiohttp.{type(err).__name__}: {_TOKEN.sub('/bot<token>', str(err))}") from err
+
+
+_TOKEN = re.compile(r"/bot[^/\s]+")
 
 
 # Messages go out through `do_api_request` with plain values: a broadcast builds no keyboard
