@@ -582,10 +582,11 @@ class FakeTelegram:
             raise ApiError(400, "Bad Request: message is too long")
 
     @staticmethod
-    def _check_markup(markup_json: str | None) -> dict | None:
+    def _check_markup(markup_json: str | dict | None) -> dict | None:
+        """A form body holds the markup as a JSON string, a JSON body as an object: Telegram takes both."""
         if not markup_json:
             return None
-        markup = json.loads(markup_json)
+        markup = json.loads(markup_json) if isinstance(markup_json, str) else markup_json
         for row in markup.get("inline_keyboard", []):
             for button in row:
                 data = button.get("callback_data")

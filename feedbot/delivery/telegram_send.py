@@ -6,6 +6,8 @@ plain text when Telegram refuses our entities, and a 403 or a chat that no longe
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import re
 import warnings
@@ -13,10 +15,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import aiohttp
+from aiohttp.helpers import get_env_proxy_for_url
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import BadRequest, Forbidden, NetworkError, TimedOut
 from telegram.request import HTTPXRequest, RequestData
 from telegram.warnings import PTBUserWarning
+from yarl import URL
 
 from feedbot.delivery.messages import Button, Reply, plain
 
@@ -47,10 +51,12 @@ class SendMessageRequest(HTTPXRequest):
     (files, getMe, webhooks) goes through httpx as before. Answers are handed to python-telegram-bot
     as they came, so it raises the same errors (RetryAfter, Forbidden, BadRequest…); a timeout is
     `TimedOut` and a broken connection `NetworkError`, each with aiohttp's exception as its cause
-    (`outcomes.classify` tells a connection never made from one dropped mid-request). Proxies come
-    from the environment (`HTTPS_PROXY`, `NO_PROXY`) as httpx takes them; redirects are not
-    followed, as httpx does not (a re-posted message could be sent twice); aiohttp has no write
-    timeout, so a `sendMessage` (a few kilobytes) is bounded by its connect and read timeouts."""
+    (`outcomes.classify` tells a connection never made from one dropped mid-request). The body is
+    JSON (one C-encoded string, where a form body is percent-encoded byte by byte). Proxies come
+    from the environment (`HTTPS_PROXY`, `NO_PROXY`), read once per host as httpx reads them once
+    per client (aiohttp would read them, and ~/.netrc, in a thread for every request); redirects
+    are not followed, as httpx does not (a re-posted message could be sent twice); aiohttp has no
+    write timeout, so a `sendMessage` (a few kilobytes) is bounded by its connect and read timeouts."""
 
     def __init__(self, connection_pool_size: int = 256, read_timeout: float | None = 5.0,
                  write_timeout: float | None = 5.0, connect_timeout: float | None = 5.0,
@@ -61,6 +67,7 @@ class SendMessageRequest(HTTPXRequest):
         self._defaults = (read_timeout, connect_timeout, pool_timeout)
         self._timeouts: dict[tuple, aiohttp.ClientTimeout] = {}
         self._session: aiohttp.ClientSession | None = None
+        self._proxies: dict[str, tuple[object, aiohttp.BasicAuth | None]] = {}  # scheme://host/ → (proxy, auth)
         self._shut = False
 
     async def initialize(self) -> None:
@@ -89,6 +96,18 @@ class SendMessageRequest(HTTPXRequest):
                                                                     sock_connect=connect, sock_read=read)
         return timeout
 
+    async def _proxy(self, url: str) -> tuple[object, aiohttp.BasicAuth | None]:
+        """The proxy the environment names for this URL's host, (None, None) for none."""
+        origin = url[: url.find("/", url.find("//") + 2) + 1]
+        found = self._proxies.get(origin)
+        if found is None:
+            try:
+                found = await asyncio.to_thread(get_env_proxy_for_url, URL(url))
+            except LookupError:
+                found = (None, None)
+            self._proxies[origin] = found
+        return found
+
     async def do_request(self, url: str, method: str, request_data: RequestData | None = None,
                          read_timeout=HTTPXRequest.DEFAULT_NONE, write_timeout=HTTPXRequest.DEFAULT_NONE,
                          connect_timeout=HTTPXRequest.DEFAULT_NONE,
@@ -100,11 +119,14 @@ class SendMessageRequest(HTTPXRequest):
             raise RuntimeError("this request was shut down")
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=self._pool_size),
-                                                  headers={"User-Agent": self.USER_AGENT}, trust_env=True)
+                                                  headers={"User-Agent": self.USER_AGENT})
+        proxy, proxy_auth = await self._proxy(url)
+        body = json.dumps(request_data.parameters, ensure_ascii=False).encode()
         try:
-            async with self._session.request(method, url, data=request_data.json_parameters,
+            async with self._session.request(method, url, data=body, headers=_JSON, proxy=proxy,
+                                             proxy_auth=proxy_auth, allow_redirects=False,
                                              timeout=self._timeout(read_timeout, connect_timeout, pool_timeout),
-                                             allow_redirects=False) as response:
+                                             ) as response:
                 return response.status, await response.read()
         except TimeoutError as err:  # aiohttp raises the builtin TimeoutError (subclasses) on timeouts
             raise TimedOut from err
@@ -113,6 +135,7 @@ class SendMessageRequest(HTTPXRequest):
 
 
 _TOKEN = re.compile(r"/bot[^/\s]+")
+_JSON = {"Content-Type": "application/json"}
 
 
 # Messages go out through `do_api_request` with plain values: a broadcast builds no keyboard
