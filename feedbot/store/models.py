@@ -231,6 +231,9 @@ class Delivery(Base):
             "status IN ('claimed', 'sending', 'sent', 'failed', 'blocked', 'uncertain', 'skipped', 'empty')",
             name="status",
         ),
+        # Senders take the oldest `claimed` row, recovery reads the `sending` ones: a few rows
+        # among every delivery ever made.
+        Index("ix_deliveries_status_id", "status", "id"),
     )
 
 
