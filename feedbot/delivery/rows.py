@@ -64,12 +64,10 @@ def start_sending(session: Session, delivery_id: int, owner: str | None = None,
     return None if row is None else int(row[0])
 
 
-# Built once: these run once per few digests sent, where building a statement costs as much as running it.
+# Built once: it runs once per few digests sent, where building a statement costs as much as running it.
 _NEXT_CLAIMED = select(_table.c.id, _table.c.subscriber_id, _table.c.parts_sent).where(
     _table.c.status == "claimed", _table.c.id.not_in(bindparam("skip", expanding=True))
 ).order_by(_table.c.id).limit(bindparam("count")).with_for_update(skip_locked=True)
-_MARK_SENDING = update(_table).where(_table.c.id == bindparam("row_id"), _table.c.status == "claimed").values(
-    status="sending", owner=bindparam("new_owner"), attempted_at=bindparam("now"), part_picks=bindparam("picks"))
 
 
 def next_claimed(session: Session, skip: Collection[int] = (), limit: int = 1) -> list[Row]:
@@ -82,12 +80,13 @@ def next_claimed(session: Session, skip: Collection[int] = (), limit: int = 1) -
 
 def mark_sending(session: Session, starts: list[tuple[int, str]], now: datetime, owner: str | None = None) -> None:
     """claimed → sending, owned by this process, for rows this transaction holds (`next_claimed`),
-    each with the picks of the parts about to go out ((delivery id, part picks)): one batched
-    update, so taking several rows costs one round trip."""
+    each with the picks of the parts about to go out ((delivery id, part picks)): one statement,
+    so taking several rows costs one round trip."""
     if starts:
-        owner = owner or this_process()
-        session.execute(_MARK_SENDING, [{"row_id": row_id, "picks": picks, "new_owner": owner, "now": now}
-                                        for row_id, picks in starts])
+        picks = dict(starts)
+        session.execute(update(_table).where(_table.c.id.in_(list(picks)), _table.c.status == "claimed").values(
+            status="sending", owner=owner or this_process(), attempted_at=now,
+            part_picks=case(picks, value=_table.c.id)))
 
 
 def merge_ids(earlier: str | None, new: list[int]) -> str | None:
