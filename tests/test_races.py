@@ -20,8 +20,8 @@ from feedbot import cli
 from feedbot.chat.conversation import Chat, User
 from feedbot.delivery import deliveries, heartbeat, rows
 from feedbot.ranking import textmodel
-from feedbot.store import subscribers
-from feedbot.store.db import transaction
+from feedbot.store import db, subscribers
+from feedbot.store.db import core_transaction, transaction
 from feedbot.store.models import Delivery, Heartbeat, Shown
 from feedbot.worker import Worker
 
@@ -121,6 +121,23 @@ def write_lock_free(url: str) -> bool:
         return False
     finally:
         probe.close()
+
+
+@pytest.mark.parametrize("begin", [transaction, core_transaction])
+def test_sqlite_write_transactions_take_the_write_lock_before_they_read(tmp_path, begin):
+    """A write transaction begins IMMEDIATE, taking SQLite's one write lock before its first
+    read: one that took it only at its first write could find it taken after reading, and fail."""
+    url = f"sqlite:///{tmp_path / 'lock.db'}"
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    try:
+        assert write_lock_free(url)
+        with begin(engine) as session_or_connection:
+            assert session_or_connection.execute(select(func.count()).select_from(Delivery)).scalar() == 0
+            assert not write_lock_free(url)
+        assert write_lock_free(url)
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture

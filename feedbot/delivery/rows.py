@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Row, Text, bindparam, case, delete, or_, select, update
+from sqlalchemy import Connection, Row, Text, bindparam, case, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from feedbot.clock import utcnow
@@ -95,7 +95,7 @@ def merge_ids(earlier: str | None, new: list[int]) -> str | None:
     return ",".join(map(str, known + [i for i in new if i not in known])) or None
 
 
-def _merged_ids(session: Session, delivery_id: int, new: list[int]) -> str | None:
+def _merged_ids(session: Session | Connection, delivery_id: int, new: list[int]) -> str | None:
     """The row's message ids with `new` added."""
     return merge_ids(session.scalar(select(Delivery.message_ids).where(Delivery.id == delivery_id)), new)
 
@@ -108,7 +108,7 @@ _RECORD_PART = update(_table).where(_table.c.id == bindparam("row_id")).values(
                      else_=_table.c.message_ids + "," + _NEW_IDS))
 
 
-def record_part(session: Session, delivery_id: int, confirmed: int, message_ids: list[int],
+def record_part(session: Session | Connection, delivery_id: int, confirmed: int, message_ids: list[int],
                 now: datetime | None = None, merge: bool = False) -> None:
     """Part `confirmed` went out: remember it before the next one is tried. `message_ids` are the
     ids not stored yet (the row is this process's while `sending`), appended in one statement;

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, exc, inspect, make_url
+from sqlalchemy import Connection, Engine, create_engine, event, exc, inspect, make_url
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -116,6 +116,16 @@ def transaction(engine: Engine) -> Iterator[Session]:
         engine = engine.execution_options(**{WRITE: True})  # BEGIN IMMEDIATE (see _sqlite_on_begin)
     with Session(engine, expire_on_commit=False) as session, session.begin():
         yield session
+
+
+@contextmanager
+def core_transaction(engine: Engine) -> Iterator[Connection]:
+    """`transaction` without the ORM, for a statement a broadcast runs per message (a recorded
+    part), where setting up a session costs as much again as the statement."""
+    if engine.dialect.name == "sqlite":
+        engine = engine.execution_options(**{WRITE: True})
+    with engine.begin() as connection:
+        yield connection
 
 
 @contextmanager
