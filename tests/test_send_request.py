@@ -10,6 +10,7 @@ import json
 import socket
 import threading
 
+import pytest
 from telegram import Bot
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 
@@ -24,6 +25,7 @@ class RawServer:
 
     def __init__(self, mode: str, location: str = "") -> None:
         self.mode, self.location, self.lines, self.held = mode, location, [], []
+        self.requests: list[tuple[list[str], bytes]] = []  # each request's head lines and body
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
@@ -48,6 +50,7 @@ class RawServer:
             while len(body) < length:
                 body += connection.recv(65536)
             self.lines.append(lines[0])
+            self.requests.append((lines, body))
             if self.mode == "hold":
                 self.held.append(connection)
                 continue
@@ -74,15 +77,15 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def send_all(base_url: str, count: int = 1, **timeouts) -> list:
+def send_all(base_url: str, count: int = 1, text: str = "hi", **timeouts) -> list:
     """`count` sendMessage at once through the worker's request; what each returned or raised."""
     request = telegram_send.SendMessageRequest(timeouts.pop("pool", 4), **timeouts)
     bot = Bot("123:SECRET-TOKEN", base_url=base_url, request=request)
 
     async def run():
         try:
-            return await asyncio.gather(*(telegram_send.send_text(bot, 7, "hi") for _ in range(count)),
-                                        return_exceptions=True)
+            return await asyncio.gather(*(telegram_send.send_text(bot, 7, text, [[Button("👍", "v:1:+")]], True)
+                                          for _ in range(count)), return_exceptions=True)
         finally:
             await request.shutdown()
     return asyncio.run(run())
@@ -185,6 +188,79 @@ def test_a_redirect_is_not_followed_and_the_token_is_not_kept(monkeypatch):
     for error in (redirected, refused):
         assert "SECRET" not in str(error) and "SECRET" not in outcomes.describe(
             outcomes.classify(error), f"{type(error).__name__}: {error}", 0, 1)
+
+
+PROXY_VARIABLES = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy",
+                   "NO_PROXY", "no_proxy")
+
+
+def test_send_message_goes_as_json_with_its_objects_as_objects(monkeypatch):
+    """The body is JSON, which the Bot API takes for every method but file uploads: the keyboard
+    and the preview options as objects, the chat id a number, the flag a boolean."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    server = RawServer("bot")
+    try:
+        [message_id] = send_all(f"http://127.0.0.1:{server.port}/bot", text="Naïve «Bayes» & <b>co</b>")
+    finally:
+        server.close()
+    assert message_id == 5
+    [(head, body)] = server.requests
+    assert "content-type: application/json" in [line.lower() for line in head]
+    assert json.loads(body) == {
+        "chat_id": 7, "text": "Naïve «Bayes» & <b>co</b>", "parse_mode": "HTML",
+        "link_preview_options": {"is_disabled": True}, "allow_paid_broadcast": True,
+        "reply_markup": {"inline_keyboard": [[{"text": "👍", "callback_data": "v:1:+"}]]}}
+
+
+def test_a_message_that_cannot_be_encoded_is_rejected_without_a_request(monkeypatch):
+    """A text no encoding can carry (a lone surrogate) never reaches Telegram: refused as a bad
+    request (the digest fails, its picks given back), not taken for one that may have arrived."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    server = RawServer("bot")
+    try:
+        [error] = send_all(f"http://127.0.0.1:{server.port}/bot", text="broken \ud800 text")
+    finally:
+        server.close()
+    assert isinstance(error, BadRequest) and outcomes.classify(error) == outcomes.REJECTED
+    assert "broken" not in str(error)  # the message's words are not stored as its error
+    assert server.lines == []
+
+
+@pytest.mark.parametrize("variable, value", [
+    ("HTTP_PROXY", "http://127.0.0.1:{port}"), ("http_proxy", "127.0.0.1:{port}"),  # no scheme: http
+    ("ALL_PROXY", "http://127.0.0.1:{port}")])
+def test_every_proxy_setting_httpx_takes_carries_send_message(monkeypatch, variable, value):
+    """sendMessage takes the proxy by the same rules as every other call (httpx's): with or
+    without a scheme, by protocol or for all."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    proxy = RawServer("bot")
+    monkeypatch.setenv(variable, value.format(port=proxy.port))
+    try:
+        [message_id] = send_all("http://api.telegram.invalid/bot", connect_timeout=5, read_timeout=5)
+    finally:
+        proxy.close()
+    assert message_id == 5
+    assert [line.split()[1] for line in proxy.lines] == ["http://api.telegram.invalid/bot123:SECRET-TOKEN/sendMessage"]
+
+
+def test_no_proxy_sends_directly_to_the_hosts_it_names(monkeypatch):
+    """A Bot API server named in NO_PROXY (a local one) is reached directly, whatever proxy the
+    environment names for the rest."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    proxy, bot_api = RawServer("bot"), RawServer("bot")
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    try:
+        [message_id] = send_all(f"http://127.0.0.1:{bot_api.port}/bot", connect_timeout=5, read_timeout=5)
+    finally:
+        proxy.close()
+        bot_api.close()
+    assert message_id == 5
+    assert proxy.lines == [] and [line.split()[1] for line in bot_api.lines] == ["/bot123:SECRET-TOKEN/sendMessage"]
 
 
 def test_send_message_goes_through_the_proxy_the_environment_names(monkeypatch):

@@ -384,6 +384,27 @@ def test_two_senders_released_together_never_take_the_same_row(engine):
     assert statuses(engine) == {"sending": len(won)}
 
 
+def test_rows_taken_together_each_keep_their_own_part_sizes(engine):
+    """Rows taken in one statement record each its own picks per part (what a resume skips and
+    what an unsent part gives back), never another row's."""
+    day = date(2026, 3, 12)
+    with transaction(engine) as session:
+        for telegram_id in range(1, 5):
+            session.add(Subscriber(telegram_id=telegram_id, chat_id=telegram_id))
+        session.flush()
+        ids = session.scalars(select(Subscriber.id).order_by(Subscriber.id)).all()
+        won = rows.claim_many(session, [(sid, day) for sid in ids])
+    sizes = {delivery_id: ",".join(["3"] * n + ["1"]) for n, delivery_id in enumerate(sorted(won.values()))}
+    prepared = {delivery_id: deliveries.Outgoing(delivery_id, sid, sid, sid, day, [Reply("digest")],
+                                                 sizes=[int(k) for k in sizes[delivery_id].split(",")])
+                for sid, delivery_id in won.items()}
+    got = deliveries.take(engine, prepared, set(), deliveries.utcnow(), limit=4)
+    assert len(got) == 4
+    with Session(engine) as session:
+        stored = dict(session.execute(select(Delivery.id, Delivery.part_picks)).all())
+    assert stored == sizes
+
+
 def test_taking_rows_skips_only_those_it_leaves_claimed(engine):
     """A run's skip list holds just the rows `take` leaves `claimed` (a subscriber who stopped),
     not every row it took: it is sent with each query, so it must not grow with the broadcast."""

@@ -6,21 +6,19 @@ plain text when Telegram refuses our entities, and a 403 or a chat that no longe
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
+import urllib.request
 import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import aiohttp
-from aiohttp.helpers import get_env_proxy_for_url
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import BadRequest, Forbidden, NetworkError, TimedOut
 from telegram.request import HTTPXRequest, RequestData
 from telegram.warnings import PTBUserWarning
-from yarl import URL
 
 from feedbot.delivery.messages import Button, Reply, plain
 
@@ -52,11 +50,12 @@ class SendMessageRequest(HTTPXRequest):
     as they came, so it raises the same errors (RetryAfter, Forbidden, BadRequest…); a timeout is
     `TimedOut` and a broken connection `NetworkError`, each with aiohttp's exception as its cause
     (`outcomes.classify` tells a connection never made from one dropped mid-request). The body is
-    JSON (one C-encoded string, where a form body is percent-encoded byte by byte). Proxies come
-    from the environment (`HTTPS_PROXY`, `NO_PROXY`), read once per host as httpx reads them once
-    per client (aiohttp would read them, and ~/.netrc, in a thread for every request); redirects
-    are not followed, as httpx does not (a re-posted message could be sent twice); aiohttp has no
-    write timeout, so a `sendMessage` (a few kilobytes) is bounded by its connect and read timeouts."""
+    JSON (one C-encoded string, where a form body is percent-encoded byte by byte). Where the
+    environment names a proxy (`HTTPS_PROXY`, `ALL_PROXY`…), `sendMessage` stays on httpx too, so
+    every call takes the proxy by httpx's rules (schemes, `NO_PROXY` patterns) and none goes
+    another way. Redirects are not followed, as httpx does not (a re-posted message could be sent
+    twice); aiohttp has no write timeout, so a `sendMessage` (a few kilobytes) is bounded by its
+    connect and read timeouts."""
 
     def __init__(self, connection_pool_size: int = 256, read_timeout: float | None = 5.0,
                  write_timeout: float | None = 5.0, connect_timeout: float | None = 5.0,
@@ -67,11 +66,12 @@ class SendMessageRequest(HTTPXRequest):
         self._defaults = (read_timeout, connect_timeout, pool_timeout)
         self._timeouts: dict[tuple, aiohttp.ClientTimeout] = {}
         self._session: aiohttp.ClientSession | None = None
-        self._proxies: dict[str, tuple[object, aiohttp.BasicAuth | None]] = {}  # scheme://host/ → (proxy, auth)
+        self._direct = not _proxies_named()  # read once, as httpx reads them once per client
         self._shut = False
 
     async def initialize(self) -> None:
         self._shut = False
+        self._direct = not _proxies_named()
         await super().initialize()
 
     async def shutdown(self) -> None:
@@ -96,23 +96,12 @@ class SendMessageRequest(HTTPXRequest):
                                                                     sock_connect=connect, sock_read=read)
         return timeout
 
-    async def _proxy(self, url: str) -> tuple[object, aiohttp.BasicAuth | None]:
-        """The proxy the environment names for this URL's host, (None, None) for none."""
-        origin = url[: url.find("/", url.find("//") + 2) + 1]
-        found = self._proxies.get(origin)
-        if found is None:
-            try:
-                found = await asyncio.to_thread(get_env_proxy_for_url, URL(url))
-            except LookupError:
-                found = (None, None)
-            self._proxies[origin] = found
-        return found
-
     async def do_request(self, url: str, method: str, request_data: RequestData | None = None,
                          read_timeout=HTTPXRequest.DEFAULT_NONE, write_timeout=HTTPXRequest.DEFAULT_NONE,
                          connect_timeout=HTTPXRequest.DEFAULT_NONE,
                          pool_timeout=HTTPXRequest.DEFAULT_NONE) -> tuple[int, bytes]:
-        if not url.endswith("/sendMessage") or request_data is None or request_data.contains_files:
+        if not self._direct or not url.endswith("/sendMessage") or request_data is None \
+                or request_data.contains_files:
             return await super().do_request(url, method, request_data, read_timeout, write_timeout,
                                             connect_timeout, pool_timeout)
         if self._shut:
@@ -120,11 +109,12 @@ class SendMessageRequest(HTTPXRequest):
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=self._pool_size),
                                                   headers={"User-Agent": self.USER_AGENT})
-        proxy, proxy_auth = await self._proxy(url)
-        body = json.dumps(request_data.parameters, ensure_ascii=False).encode()
         try:
-            async with self._session.request(method, url, data=body, headers=_JSON, proxy=proxy,
-                                             proxy_auth=proxy_auth, allow_redirects=False,
+            body = json.dumps(request_data.parameters, ensure_ascii=False).encode()
+        except (TypeError, ValueError) as err:  # e.g. a lone surrogate: never sent, and never sendable
+            raise BadRequest(f"the message could not be encoded ({type(err).__name__})") from err
+        try:
+            async with self._session.request(method, url, data=body, headers=_JSON, allow_redirects=False,
                                              timeout=self._timeout(read_timeout, connect_timeout, pool_timeout),
                                              ) as response:
                 return response.status, await response.read()
@@ -136,6 +126,11 @@ class SendMessageRequest(HTTPXRequest):
 
 _TOKEN = re.compile(r"/bot[^/\s]+")
 _JSON = {"Content-Type": "application/json"}
+
+
+def _proxies_named() -> bool:
+    """Whether the environment names any proxy (`NO_PROXY` alone names none)."""
+    return any(scheme != "no" for scheme in urllib.request.getproxies())
 
 
 # Messages go out through `do_api_request` with plain values: a broadcast builds no keyboard

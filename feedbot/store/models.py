@@ -231,9 +231,6 @@ class Delivery(Base):
             "status IN ('claimed', 'sending', 'sent', 'failed', 'blocked', 'uncertain', 'skipped', 'empty')",
             name="status",
         ),
-        # Senders take the oldest `claimed` row, recovery reads the `sending` ones: a few rows
-        # among every delivery ever made.
-        Index("ix_deliveries_status_id", "status", "id"),
     )
 
 
@@ -311,7 +308,7 @@ class Heartbeat(Base):
 
 
 Index("ix_deliveries_local_date", Delivery.local_date)
-Index("ix_deliveries_status", Delivery.status)
+Index("ix_deliveries_status_id", Delivery.status, Delivery.id)  # senders take the oldest `claimed` rows
 Index("ix_shown_paper_id", Shown.paper_id)
 
 
