@@ -21,7 +21,7 @@ from feedbot.chat.conversation import Chat, User
 from feedbot.delivery import deliveries, heartbeat, rows
 from feedbot.ranking import textmodel
 from feedbot.store import db, subscribers
-from feedbot.store.db import core_transaction, transaction
+from feedbot.store.db import one_write, transaction
 from feedbot.store.models import Delivery, Heartbeat, Shown
 from feedbot.worker import Worker
 
@@ -123,7 +123,7 @@ def write_lock_free(url: str) -> bool:
         probe.close()
 
 
-@pytest.mark.parametrize("begin", [transaction, core_transaction])
+@pytest.mark.parametrize("begin", [transaction, one_write])
 def test_sqlite_write_transactions_take_the_write_lock_before_they_read(tmp_path, begin):
     """A write transaction begins IMMEDIATE, taking SQLite's one write lock before its first
     read: one that took it only at its first write could find it taken after reading, and fail."""
@@ -138,6 +138,28 @@ def test_sqlite_write_transactions_take_the_write_lock_before_they_read(tmp_path
         assert write_lock_free(url)
     finally:
         engine.dispose()
+
+
+def test_one_write_commits_by_itself_and_leaves_later_transactions_whole(engine):
+    """A part is recorded by one statement that commits as it runs (no transaction around it on
+    PostgreSQL); the pooled connection it used must come back making real transactions, or a
+    later claim that fails half-way would keep its first half."""
+    from sqlalchemy import update
+
+    from feedbot.store.models import Subscriber
+
+    with transaction(engine) as session:
+        session.add(Subscriber(telegram_id=1, chat_id=1))
+    engine.dispose()  # one pooled connection from here: the one the write used serves the next transaction
+    with one_write(engine) as connection:
+        connection.execute(update(Subscriber).values(name="recorded"))
+        if engine.dialect.name == "postgresql":  # committed as it ran: no BEGIN, no COMMIT
+            assert connection.connection.driver_connection.autocommit
+    with pytest.raises(RuntimeError), transaction(engine) as session:
+        session.execute(update(Subscriber).values(name="half-way"))
+        raise RuntimeError("a failure after the first write")
+    with Session(engine) as session:
+        assert session.scalar(select(Subscriber.name)) == "recorded"
 
 
 @pytest.fixture

@@ -58,7 +58,7 @@ from feedbot.delivery.rows import (
 from feedbot.delivery.runs import Trouble
 from feedbot.ranking import recommend
 from feedbot.ranking.textmodel import TextModel
-from feedbot.store.db import core_transaction, transaction
+from feedbot.store.db import one_write, transaction
 from feedbot.store.links import DEFAULT_PAPER_LINK
 from feedbot.store.models import Delivery, Paper, Shown, Subscriber
 
@@ -365,8 +365,9 @@ async def send(item: Outgoing, transport: Transport, write: Writer, engine: Engi
         status = after(DELIVERED, confirmed, total, item.empty)
         if status == "sending":
             try:  # only what a crash would need; the end state written next records the same
-                await write(_in_connection, record_part, engine, item.delivery_id, confirmed,
-                            ids[recorded or 0:], clock(), recorded is None)
+                # One statement, unless a failed write left the ids in doubt: then read and merged.
+                await write(_in_one_write if recorded is not None else _in_session, record_part, engine,
+                            item.delivery_id, confirmed, ids[recorded or 0:], clock(), recorded is None)
                 recorded = len(ids)
             except Exception:  # noqa: BLE001 - a failed progress write must not stop a digest half sent
                 recorded = None
@@ -422,8 +423,8 @@ def _in_session(function, engine: Engine, *args):
         return function(session, *args)
 
 
-def _in_connection(function, engine: Engine, *args):
-    with core_transaction(engine) as connection:
+def _in_one_write(function, engine: Engine, *args):
+    with one_write(engine) as connection:
         return function(connection, *args)
 
 

@@ -119,12 +119,16 @@ def transaction(engine: Engine) -> Iterator[Session]:
 
 
 @contextmanager
-def core_transaction(engine: Engine) -> Iterator[Connection]:
-    """`transaction` without the ORM, for a statement a broadcast runs per message (a recorded
-    part), where setting up a session costs as much again as the statement."""
+def one_write(engine: Engine) -> Iterator[Connection]:
+    """A connection for one write statement, atomic by itself, for what a broadcast writes per
+    message (a recorded part): no ORM session, and on PostgreSQL no transaction either (autocommit:
+    the statement alone, where BEGIN and COMMIT would each cost a round trip more). On SQLite a
+    write transaction as `transaction` (BEGIN IMMEDIATE; in-process, nothing to save)."""
     if engine.dialect.name == "sqlite":
-        engine = engine.execution_options(**{WRITE: True})
-    with engine.begin() as connection:
+        with engine.execution_options(**{WRITE: True}).begin() as connection:
+            yield connection
+        return
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         yield connection
 
 
