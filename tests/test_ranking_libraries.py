@@ -1,0 +1,110 @@
+"""Imported libraries folded into a few rows per subscriber: the profiles they make are those of
+the papers themselves (unpruned), each folded row names a real paper of the library, and the
+subscribers with no library get exactly the picks of a corpus without the library papers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.preprocessing import normalize
+
+from feedbot.ranking import rank
+from feedbot.ranking.libraries import fold, fold_corpus, prune
+
+VOCABULARY = 200
+
+
+def synthetic(seed: int, listed: int = 60, library: int = 120, people: int = 12, importers: int = 4):
+    """A corpus of listed papers then library papers, people liking both, some with a library."""
+    rng = np.random.default_rng(seed)
+    topic_terms = rng.permuted(np.tile(np.arange(VOCABULARY), (4, 1)), axis=1)[:, :40]
+
+    def papers(count):
+        topic = rng.integers(0, 4, count)
+        rows = [np.unique(np.concatenate([rng.choice(topic_terms[t], 12, replace=False),
+                                          rng.integers(0, VOCABULARY, 3)])) for t in topic]
+        matrix = sp.csr_matrix((rng.random(sum(map(len, rows))) + 0.2,
+                                (np.repeat(np.arange(count), [len(r) for r in rows]), np.concatenate(rows))),
+                               shape=(count, VOCABULARY))
+        return normalize(matrix).astype(np.float32), topic
+
+    known, topics = papers(listed + library)
+    candidates, _ = papers(40)
+    tastes = []
+    for n in range(people):
+        liked = rng.choice(listed, 6, replace=False)
+        if n < importers:
+            liked = np.concatenate([liked, listed + rng.choice(library, 30, replace=False)])
+        disliked = np.setdiff1d(rng.choice(listed, 2, replace=False), liked)
+        tastes.append(rank.Taste(liked=liked, liked_weight=np.ones(len(liked), np.float32), disliked=disliked,
+                                 disliked_weight=np.ones(len(disliked), np.float32),
+                                 excluded=rng.choice(40, 3, replace=False), k=5, liker_row=n))
+    rows = np.repeat(np.arange(people), [len(t.liked) for t in tastes])
+    likers = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, np.concatenate([t.liked for t in tastes]))),
+                           shape=(people, known.shape[0]))
+    corpus = rank.Corpus.build(known, topics, np.array([f"t{i}" for i in range(VOCABULARY)]), likers=likers)
+    is_library = np.arange(known.shape[0]) >= listed
+    return corpus, tastes, candidates, is_library
+
+
+def test_prune_keeps_each_rows_largest_entries():
+    rows = sp.csr_matrix(np.array([[0.1, 0.5, 0.0, 0.3], [0.2, 0.0, 0.0, 0.0], [0.4, 0.4, 0.1, 0.4]], np.float32))
+    assert np.allclose(prune(rows.copy(), 2).toarray(),
+                       [[0.0, 0.5, 0.0, 0.3], [0.2, 0.0, 0.0, 0.0], [0.4, 0.4, 0.0, 0.0]])
+
+
+def test_a_folded_row_is_the_mean_of_its_group_and_names_its_closest_member():
+    corpus, _, _, _ = synthetic(0)
+    owner = np.array([0, 0, 0, 1, 1])
+    paper = np.array([61, 62, 63, 61, 70])
+    folded = fold(corpus.known, owner, paper, corpus.topics, terms=VOCABULARY, chunk=2)
+    for g in range(len(folded.size)):
+        members = paper[folded.group_of == g]
+        mean = np.asarray(corpus.known[members].mean(axis=0)).ravel()
+        assert np.allclose(folded.vectors[g].toarray().ravel(), mean, atol=1e-6)
+        assert set(corpus.topics[members]) == {folded.topics[g]}
+        assert folded.owner[g] == owner[folded.group_of == g][0]
+        closeness = corpus.known[members] @ mean
+        assert folded.representative[g] == members[np.argmax(closeness)]
+    assert folded.size.sum() == len(paper)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_unpruned_folding_gives_the_importers_the_picks_of_their_papers(seed):
+    corpus, tastes, candidates, is_library = synthetic(seed)
+    params = rank.Params(colike_weight=0.0)
+    before = rank.rank(tastes, corpus, candidates, params)
+    grown, folded_tastes, names = fold_corpus(corpus, tastes, is_library, terms=VOCABULARY)
+    assert grown.known.shape[0] < corpus.known.shape[0]
+    after = rank.rank(folded_tastes, grown, candidates, params)
+    for old, new in zip(before, after, strict=True):
+        assert [p.column for p in new] == [p.column for p in old]
+        assert [p.score for p in new] == pytest.approx([p.score for p in old], abs=1e-5)
+        assert [p.reason.kind for p in new] == [p.reason.kind for p in old]
+    for taste, picks in zip(tastes, after, strict=True):  # every paper named is one they liked
+        assert all(names[p.reason.liked_row] in set(taste.liked) for p in picks if p.reason.liked_row >= 0)
+    named = {names[p.reason.liked_row] for picks in after[:4] for p in picks if p.reason.liked_row >= 0}
+    assert any(is_library[named_row] for named_row in named)  # library papers are named by their folded rows
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_subscribers_without_a_library_get_the_picks_of_a_corpus_without_the_library_papers(seed):
+    corpus, tastes, candidates, is_library = synthetic(seed)
+    params = rank.DEFAULT_PARAMS
+    grown, folded_tastes, names = fold_corpus(corpus, tastes, is_library)
+    after = rank.rank(folded_tastes, grown, candidates, params)
+    kept = np.flatnonzero(~is_library)
+    new_row = np.full(len(is_library), -1)
+    new_row[kept] = np.arange(len(kept))
+    without = rank.Corpus(corpus.known[kept], corpus.topics[kept], corpus.background, corpus.terms,
+                          corpus.likers.tocsc()[:, kept].tocsr())
+    plain = [rank.Taste(liked=new_row[t.liked[~is_library[t.liked]]],
+                        liked_weight=t.liked_weight[~is_library[t.liked]], disliked=new_row[t.disliked],
+                        disliked_weight=t.disliked_weight, excluded=t.excluded, k=t.k, liker_row=t.liker_row)
+             for t in tastes]
+    reference = rank.rank(plain, without, candidates, params)
+    for n in range(4, len(tastes)):  # no library: the same picks, scores and reasons
+        assert [(p.column, p.score, p.reason.kind, p.reason.terms) for p in after[n]] == \
+            [(p.column, p.score, p.reason.kind, p.reason.terms) for p in reference[n]]
+        assert [names[p.reason.liked_row] for p in after[n]] == [kept[p.reason.liked_row] for p in reference[n]]
