@@ -8,9 +8,14 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from sklearn.preprocessing import normalize
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from feedbot.ranking import rank
+from feedbot.ranking import rank, recommend, textmodel
 from feedbot.ranking.libraries import fold, fold_corpus, prune
+from feedbot.store import subscribers
+from feedbot.store.models import Paper
+from tests.test_ranking import DAY, NOW, is_vision, make_subscriber, titled
 
 VOCABULARY = 200
 
@@ -108,3 +113,59 @@ def test_subscribers_without_a_library_get_the_picks_of_a_corpus_without_the_lib
         assert [(p.column, p.score, p.reason.kind, p.reason.terms) for p in after[n]] == \
             [(p.column, p.score, p.reason.kind, p.reason.terms) for p in reference[n]]
         assert [names[p.reason.liked_row] for p in after[n]] == [kept[p.reason.liked_row] for p in reference[n]]
+
+
+LIBRARY = [("Vision transformers for image segmentation", "We segment images with a vision transformer and "
+            "pixel-level visual attention."),
+           ("Video understanding with multimodal pretraining", "Visual and text pretraining for video clips, "
+            "image captions and multimodal retrieval."),
+           ("Contrastive image-text models", "CLIP-style contrastive training aligns image and caption "
+            "embeddings for zero-shot visual recognition."),
+           ("Diffusion models for image editing", "Editing images and video frames with diffusion, guided by "
+            "visual prompts.")]
+
+
+def imported_library(session, subscriber) -> list[str]:
+    """Papers known only from this subscriber's library (never listed), each a 👍 of theirs."""
+    titles = []
+    for n, (title, abstract) in enumerate(LIBRARY):
+        paper = Paper(key=f"library:{n}", title=title, abstract=abstract, first_listed=None)
+        session.add(paper)
+        session.flush()
+        subscribers.record_shown(session, subscriber, [(paper.id, 0.0, "")], "search")
+        subscribers.vote(session, subscriber, paper.id, 1, now=NOW)
+        titles.append(title)
+    session.flush()
+    return titles
+
+
+def test_a_folded_library_still_leads_the_digest_and_its_why_line_names_a_library_paper(seeded, settings):
+    with Session(seeded) as session, session.begin():
+        importer = make_subscriber(session, 1)
+        titles = imported_library(session, importer)
+        model = textmodel.load(session, settings.model_dir)
+        community = recommend.build_community(session, model, recommend.candidates(session, DAY, 2),
+                                              rank.DEFAULT_PARAMS)
+        assert not set(community.row_of) & {p.id for p in session.scalars(select(Paper).where(
+            Paper.first_listed.is_(None)))}  # the library papers have no row of their own
+        picks = recommend.recommend(session, model, [importer], DAY, NOW, cache=None)[importer.id]
+        assert len(picks) == 5
+        assert sum(is_vision(p.paper.title, p.paper.abstract) for p in picks) >= 4, [p.paper.title for p in picks]
+        assert any(p.why.startswith("because you liked “") for p in picks)
+        named = [p.why.split("“")[1].split("”")[0] for p in picks if p.why.startswith("because you liked")]
+        assert named and set(named) <= set(titles)
+
+
+def test_a_subscriber_without_a_library_gets_the_same_picks_when_a_co_liker_imports_one(seeded, settings):
+    """Library papers are no one's co-like neighbours and lend no co-likes: a co-liker's import
+    leaves the picks, scores and why-lines of a subscriber with no library as they were."""
+    with Session(seeded) as session, session.begin():
+        liked = titled(session, "Learning to Prompt for Vision-Language Models", "CLIP with Quality Captions")
+        tapper = make_subscriber(session, 2, liked=liked)
+        importer = make_subscriber(session, 1, liked=liked)
+        model = textmodel.load(session, settings.model_dir)
+        sizes = {tapper.id: 30}
+        before = recommend.recommend(session, model, [tapper], DAY, NOW, sizes=sizes, cache=None)[tapper.id]
+        imported_library(session, importer)
+        after = recommend.recommend(session, model, [tapper], DAY, NOW, sizes=sizes, cache=None)[tapper.id]
+        assert [(p.paper_id, p.score, p.why) for p in after] == [(p.paper_id, p.score, p.why) for p in before]

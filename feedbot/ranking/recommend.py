@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, defer
 
-from feedbot.ranking import members, rank, reasons
+from feedbot.ranking import libraries, members, rank, reasons
 from feedbot.ranking.textmodel import TextModel
 from feedbot.ranking.votelog import MIRROR, VoteMirror, Votes
 from feedbot.store.db import chunks
@@ -88,12 +88,21 @@ class Community:
     corpus and of the votes: every voted paper's vector, everyone's 👍, the candidates lengthened
     with their nearest known papers, the similarity and co-like tables."""
 
-    voted_ids: list[int]
-    row_of: dict[int, int]  # paper id -> row in `known`
+    voted_ids: list[int]  # the paper each row of `known` is (a folded library's row: the paper it names)
+    row_of: dict[int, int]  # paper id -> row in `known` (folded library papers have none)
     liker_row: dict[int, int]  # subscriber id -> row in the likers matrix
     pool_vectors: sp.csr_matrix
     prepared: rank.Prepared
     starters: dict[int, np.ndarray] = field(default_factory=dict)  # starter order by number of topics
+    folded_key: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # subscriber << 32 | paper, sorted
+    folded_row: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # ... the row it was folded into
+
+    def folded_rows(self, subscriber: int, papers: np.ndarray) -> np.ndarray:
+        """The row each of this subscriber's 👍 papers was folded into, -1 where it was not."""
+        keys = (np.int64(subscriber) << 32) | np.asarray(papers, np.int64)
+        at = np.minimum(np.searchsorted(self.folded_key, keys), max(len(self.folded_key) - 1, 0))
+        found = self.folded_key[at] == keys if len(self.folded_key) else np.zeros(len(keys), bool)
+        return np.where(found, self.folded_row[at] if len(self.folded_row) else -1, -1)
 
     def starter_order(self, n_topics: int) -> np.ndarray:
         if n_topics not in self.starters:
@@ -104,20 +113,53 @@ class Community:
 def build_community(session: Session, model: TextModel, pool: list[Paper], params: rank.Params,
                     mirror: VoteMirror = MIRROR) -> Community:
     """Build the shared tables from everyone's votes, which `mirror` keeps current by reading only
-    the subscribers whose votes changed since its last read (seconds with 100,000 subscribers)."""
-    voted, people, likers = community_likes(mirror.current(session)[1])
+    the subscribers whose votes changed since its last read (seconds with 100,000 subscribers).
+    The papers known only from libraries (never listed, never 👎) get no row: each subscriber's
+    👍 on them are folded into a row per topic (`libraries`), and they lend no one co-likes."""
+    votes = mirror.current(session)[1]
+    library = _library_papers(session, votes)
+    kept = ~np.isin(votes.paper, library)
+    voted, people, likers = community_likes(Votes(votes.subscriber[kept], votes.paper[kept], votes.value[kept]))
     voted_ids = voted.tolist()
     row_of = dict(zip(voted_ids, range(len(voted_ids)), strict=True))
+    known = model.vectors_for(session, voted_ids)
+    topics = model.topics_for(known)
+    folded_key, folded_row = np.empty(0, np.int64), np.empty(0, np.int64)
+    marks = None
+    if len(library):
+        liked = ~kept & (votes.value > 0)
+        owner, paper = votes.subscriber[liked].astype(np.int64), votes.paper[liked].astype(np.int64)
+        vectors = model.vectors_for(session, library.tolist())
+        at = np.searchsorted(library, paper)
+        folded = libraries.fold(vectors, owner, at, model.topics_for(vectors))
+        folded_key = (owner << 32) | paper
+        order = np.argsort(folded_key)
+        folded_key, folded_row = folded_key[order], len(voted_ids) + folded.group_of[order]
+        voted_ids += library[folded.representative].tolist()
+        known = sp.vstack([known, folded.vectors], format="csr")
+        topics = np.concatenate([topics, folded.topics])
+        marks = np.arange(known.shape[0]) >= len(voted)
+        likers = sp.hstack([likers, sp.csr_matrix((likers.shape[0], len(folded.size)), dtype=likers.dtype)],
+                           format="csr")
     liker_row: dict[int, int] = {}
     if not params.colike_weight or likers.nnz == 0:
         likers = None
     else:
         liker_row = dict(zip(people.tolist(), range(len(people)), strict=True))
-    known = model.vectors_for(session, voted_ids)
-    corpus = rank.Corpus(known, model.topics_for(known), model.background, model.terms, likers=likers)
+    corpus = rank.Corpus(known, topics, model.background, model.terms, likers=likers, folded=marks)
     pool_vectors = model.vectors_for(session, [c.id for c in pool])
     prepared = rank.prepare(corpus, rank.expand(pool_vectors, model.vectors), params)
-    return Community(voted_ids, row_of, liker_row, pool_vectors, prepared)
+    return Community(voted_ids, row_of, liker_row, pool_vectors, prepared, folded_key=folded_key,
+                     folded_row=folded_row)
+
+
+def _library_papers(session: Session, votes: Votes) -> np.ndarray:
+    """The voted papers known only from libraries, sorted: never listed, and no one's 👎 (a 👎 is
+    a paper's own row's)."""
+    unlisted = np.fromiter(session.scalars(select(Paper.id).where(Paper.first_listed.is_(None))), np.int64)
+    voted = np.unique(votes.paper).astype(np.int64)
+    disliked = np.unique(votes.paper[votes.value < 0]).astype(np.int64)
+    return np.setdiff1d(voted[np.isin(voted, unlisted)], disliked)
 
 
 MAX_LAG_SECONDS = 300.0  # how long other people's votes may be missing from the cached tables
@@ -195,13 +237,12 @@ def recommend(
     starter = community.starter_order(n_topics) if any(t.cold for t in tastes) else None
     picks = rank.rank_prepared(community.prepared, tastes, starter=starter)
 
-    explained = sorted({community.voted_ids[p.reason.liked_row] for ps in picks for p in ps
-                        if p.reason.liked_row >= 0})
-    title_by_row = {}
-    for chunk in chunks(explained, 900):
-        for pid, title in session.execute(select(Paper.id, Paper.title).where(Paper.id.in_(chunk))):
-            title_by_row[community.row_of[pid]] = title
-    unnamed = _imported_into_chats(session, subscribers, community.row_of)
+    explained = sorted({p.reason.liked_row for ps in picks for p in ps if p.reason.liked_row >= 0})
+    title_of = {}
+    for chunk in chunks(sorted({community.voted_ids[r] for r in explained}), 900):
+        title_of.update(session.execute(select(Paper.id, Paper.title).where(Paper.id.in_(chunk))).all())
+    title_by_row = {r: title_of[community.voted_ids[r]] for r in explained if community.voted_ids[r] in title_of}
+    unnamed = _imported_into_chats(session, subscribers, community)
     for subscriber, taste_picks in zip(subscribers, picks, strict=True):
         hidden = unnamed.get(subscriber.id)
         titles = {r: t for r, t in title_by_row.items() if r not in hidden} if hidden else title_by_row
@@ -215,16 +256,20 @@ def recommend(
     return results
 
 
-def _imported_into_chats(session: Session, subscribers: list[Subscriber], row_of: dict[int, int]) -> dict[int, set]:
-    """Rows of the papers a library import added to a group's or channel's profile, by subscriber:
-    they teach the chat's ranking, but a reason never names them to its members."""
+def _imported_into_chats(session: Session, subscribers: list[Subscriber], community: Community) -> dict[int, set]:
+    """Rows of the papers a library import added to a group's or channel's profile (their own rows
+    or the rows they were folded into), by subscriber: they teach the chat's ranking, but a reason
+    never names them to its members."""
     chats = [s.id for s in subscribers if s.kind != "private"]
     out: dict[int, set] = {}
     for chunk in chunks(chats, 900):
         for sid, pid in session.execute(select(Vote.subscriber_id, Vote.paper_id).where(
                 Vote.subscriber_id.in_(chunk), Vote.origin == "import")):
-            if pid in row_of:
-                out.setdefault(sid, set()).add(row_of[pid])
+            row = int(community.folded_rows(sid, np.array([pid]))[0])
+            if row < 0:
+                row = community.row_of.get(pid, -1)
+            if row >= 0:
+                out.setdefault(sid, set()).add(row)
     return out
 
 
@@ -289,14 +334,21 @@ def _vectorise_interests(model: TextModel, ids: list[int], own: _Own) -> None:
 def _with_own_votes(session: Session, model: TextModel, community: Community, own: _Own) -> Community:
     """The tables with the papers these subscribers voted on since they were built (their own
     votes are always current; other people's may wait for the next build)."""
-    new = sorted({pid for votes in own.votes.values() for pid, _, _ in votes} - community.row_of.keys())
+    wanted: set[int] = set()
+    for sid, votes in own.votes.items():
+        papers = np.array([pid for pid, value, _ in votes if value > 0], np.int64)
+        folded = set(papers[community.folded_rows(sid, papers) >= 0].tolist()) if len(papers) else set()
+        wanted.update(pid for pid, _, _ in votes if pid not in folded)
+    new = sorted(wanted - community.row_of.keys())
     if not new:
         return community
     vectors = model.vectors_for(session, new)
     voted_ids = community.voted_ids + new
-    return Community(voted_ids, {pid: n for n, pid in enumerate(voted_ids)}, community.liker_row,
+    row_of = dict(community.row_of)
+    row_of.update((pid, len(community.voted_ids) + n) for n, pid in enumerate(new))
+    return Community(voted_ids, row_of, community.liker_row,
                      community.pool_vectors, rank.extend(community.prepared, vectors, model.topics_for(vectors)),
-                     community.starters)
+                     community.starters, community.folded_key, community.folded_row)
 
 
 def _taste(subscriber: Subscriber, own: _Own, community: Community, pool: list[Paper], now: datetime,
@@ -305,15 +357,21 @@ def _taste(subscriber: Subscriber, own: _Own, community: Community, pool: list[P
     own_votes = own.votes[subscriber.id]
     weights = decay(now, [w for _, _, w in own_votes], half_life_days)
     # A vote weighs ±1; a group's paper weighs as much as its members' votes make it (`members`).
-    liked = [(community.row_of[p], d * abs(v)) for (p, v, _), d in zip(own_votes, weights, strict=True) if v > 0]
+    liked = [(community.row_of[p], d * abs(v)) for (p, v, _), d in zip(own_votes, weights, strict=True)
+             if v > 0 and p in community.row_of]
+    folded = _folded_likes(subscriber.id, own_votes, weights, community)
     disliked = [(community.row_of[p], d * abs(v)) for (p, v, _), d in zip(own_votes, weights, strict=True) if v < 0]
     blocked = set(own.excluded[subscriber.id])
     pattern = mute_pattern(own.muted[subscriber.id])
     if pattern is not None:
         blocked |= {n for n, c in enumerate(pool) if pattern.search(fold(f"{c.title} {c.abstract}"))}
+    count = None if folded is None else np.concatenate([np.ones(len(liked)), folded[2]]).astype(np.float32)
+    if folded is not None:
+        liked += list(zip(folded[0].tolist(), folded[1].tolist(), strict=True))
     return rank.Taste(
         liked=np.array([r for r, _ in liked], np.int64),
         liked_weight=np.array([w for _, w in liked], np.float32),
+        liked_count=count,
         disliked=np.array([r for r, _ in disliked], np.int64),
         disliked_weight=np.array([w for _, w in disliked], np.float32),
         interests=own.interest_vectors.get(subscriber.id),
@@ -321,6 +379,26 @@ def _taste(subscriber: Subscriber, own: _Own, community: Community, pool: list[P
         k=(sizes or {}).get(subscriber.id, subscriber.digest_size),
         liker_row=community.liker_row.get(subscriber.id, -1),
     )
+
+
+def _folded_likes(sid: int, own_votes: list, weights: list[float],
+                  community: Community) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """A subscriber's 👍 folded into library rows: the rows, each weighing as much as the likes it
+    holds now, and how many likes each holds (None: none folded). The 👍 on a paper that has a row
+    of its own (a group's members', say) are left to that row."""
+    if not len(community.folded_key):
+        return None
+    liked = [(p, d * abs(v)) for (p, v, _), d in zip(own_votes, weights, strict=True)
+             if v > 0 and p not in community.row_of]
+    if not liked:
+        return None
+    rows = community.folded_rows(sid, np.array([p for p, _ in liked], np.int64))
+    found = rows >= 0
+    if not found.any():
+        return None
+    unique, at = np.unique(rows[found], return_inverse=True)
+    weight = np.bincount(at.ravel(), weights=np.array([w for _, w in liked])[found], minlength=len(unique))
+    return unique, weight, np.bincount(at.ravel(), minlength=len(unique))
 
 
 def decay(now: datetime, when: list[datetime], half_life_days: float) -> list[float]:
