@@ -62,17 +62,24 @@ def fold(library: sp.csr_matrix, owner: np.ndarray, paper: np.ndarray, topics: n
 
 
 def prune(rows: sp.csr_matrix, terms: int) -> sp.csr_matrix:
-    """Each row's `terms` largest entries (ties by term index), the rest dropped."""
+    """Each row's `terms` largest entries (ties by term index), the rest dropped. Only the rows
+    longer than that are sorted, on one key: row, then the value's bits (positive floats order
+    like their bits), a stable sort keeping the term order among ties."""
     rows.sum_duplicates()
     lengths = np.diff(rows.indptr)
-    if not len(lengths) or lengths.max() <= terms:
+    long = np.flatnonzero(lengths > terms)
+    if not len(long):
         return rows
-    row = np.repeat(np.arange(rows.shape[0]), lengths)
-    order = np.lexsort((rows.indices, -rows.data, row))
-    rank = np.arange(len(order)) - rows.indptr[row[order]]
-    keep = np.sort(order[rank < terms])
-    return sp.csr_matrix((rows.data[keep], rows.indices[keep], np.concatenate([[0], np.cumsum(
-        np.minimum(lengths, terms))])), shape=rows.shape)
+    at = np.concatenate([np.arange(rows.indptr[r], rows.indptr[r + 1]) for r in long])
+    row = np.repeat(long, lengths[long]).astype(np.uint64)
+    bits = (~rows.data[at].astype(np.float32).view(np.uint32)).astype(np.uint64)
+    order = at[np.argsort((row << np.uint64(32)) | bits, kind="stable")]
+    rank = np.arange(len(order)) - np.repeat(np.cumsum(lengths[long]) - lengths[long], lengths[long])
+    drop = np.zeros(rows.nnz, bool)
+    drop[order[rank >= terms]] = True
+    kept = np.minimum(lengths, terms)
+    return sp.csr_matrix((rows.data[~drop], rows.indices[~drop], np.concatenate([[0], np.cumsum(kept)])),
+                         shape=rows.shape)
 
 
 def fold_corpus(corpus: Corpus, tastes: list[Taste], library: np.ndarray,
