@@ -91,7 +91,7 @@ def main() -> None:
     parser.add_argument("--papers", type=int, default=1_000)
     parser.add_argument("--known", type=int, default=30_000)
     parser.add_argument("--community-likes", type=int, default=50, help="mean 👍 per subscriber in the co-likes")
-    parser.add_argument("--sample", type=int, default=200, help="subscribers timed in the loop baselines")
+    parser.add_argument("--sample", type=int, default=200, help="subscribers timed in the loop baselines (0: none)")
     parser.add_argument("--imported", type=int, default=0, help="subscribers who imported a library")
     parser.add_argument("--library", type=int, default=300, help="papers in each imported library")
     parser.add_argument("--imported-papers", type=int, default=1_000_000,
@@ -164,6 +164,10 @@ def main() -> None:
     assert all(len(p) == 5 for p in picks)
     assert all(p.reason.terms for p in picks[0] if p.reason.kind != rank.KIND_COLIKE)  # co-likes share no word
 
+    print(f"feedbot batched pass: {batched_seconds:.1f} s, peak RSS {peak:.0f} MB (inputs alone {before:.0f} MB), "
+          f"{corpus.known.shape[0]:,} rows of the tables", flush=True)
+    if not args.sample:
+        return
     sample = tastes[: args.sample]
     prepared = rank.prepare(corpus, expanded, PARAMS)  # shared, so the loop pays only per-subscriber work
     start = time.perf_counter()
