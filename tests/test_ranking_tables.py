@@ -52,3 +52,23 @@ def test_column_blocks_and_co_likes_hold_the_whole_tables_values(seed, n_candida
     assert np.array_equal(made.shared, shared)
     assert (made.neighbours != picked).nnz == 0
     assert np.array_equal(made.mass, mass)
+
+
+def test_document_expansion_over_a_large_corpus_in_smaller_blocks_gives_the_same_vectors():
+    """Past 65,536 known papers expansion takes fewer than 256 candidates a block (bounded memory);
+    each candidate's neighbours, and so its vector, are the same as in blocks of 256."""
+    rng = np.random.default_rng(0)
+    known = normalize(sp.random(140_000, 60, density=0.05, format="csr", random_state=rng, dtype=np.float32))
+    candidates = normalize(sp.random(300, 60, density=0.05, format="csr", random_state=rng, dtype=np.float32))
+    k = 10
+    parts = []
+    for start in range(0, candidates.shape[0], 256):
+        block = candidates[start : start + 256]
+        similarity = np.asarray((block @ known.T).todense(), dtype=np.float32)
+        similarity[similarity > 0.999] = 0
+        top = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+        weights = np.take_along_axis(similarity, top, axis=1)
+        parts.append(sp.csr_matrix((weights.ravel(), (np.repeat(np.arange(block.shape[0]), k), top.ravel())),
+                                   shape=similarity.shape))
+    reference = normalize(candidates + normalize(sp.vstack(parts, format="csr") @ known)).astype(np.float32)
+    assert (rank.expand(candidates, known) != reference).nnz == 0

@@ -31,9 +31,10 @@ def expand(candidates: sp.csr_matrix, known: sp.csr_matrix, neighbours: int = 10
     if neighbours <= 0 or known.shape[0] == 0 or candidates.shape[0] == 0:
         return candidates
     k = min(neighbours, known.shape[0])
+    per_block = int(np.clip(2**24 // known.shape[0], 1, 256))  # bounded memory: 16 M similarities a block
 
-    def nearest(start: int) -> sp.csr_matrix:  # bounded memory: 256 x corpus at a time
-        block = candidates[start : start + 256]
+    def nearest(start: int) -> sp.csr_matrix:
+        block = candidates[start : start + per_block]
         similarity = np.asarray((block @ known.T).todense(), dtype=np.float32)
         similarity[similarity > 0.999] = 0
         top = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
@@ -41,7 +42,7 @@ def expand(candidates: sp.csr_matrix, known: sp.csr_matrix, neighbours: int = 10
         rows = np.repeat(np.arange(block.shape[0]), k)
         return sp.csr_matrix((weights.ravel(), (rows, top.ravel())), shape=similarity.shape)
 
-    parts = parallel_map(nearest, list(range(0, candidates.shape[0], 256)))
+    parts = parallel_map(nearest, list(range(0, candidates.shape[0], per_block)))
     mix = sp.vstack(parts, format="csr")
     return normalize(candidates + weight * normalize(mix @ known)).astype(np.float32)
 
