@@ -18,14 +18,14 @@ import logging
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
+from feedbot.store.db import CLIENT_KEEPALIVE
+
 log = logging.getLogger(__name__)
 
 # The server ends a session whose peer stopped answering after idle + interval × count seconds.
 KEEPALIVE = {"tcp_keepalives_idle": 10, "tcp_keepalives_interval": 5, "tcp_keepalives_count": 3}
-# The client gives up on a silent server (libpq's parameters): keepalive probes after 5 s idle,
-# every 2 s, 3 unanswered; or data it sent unacknowledged for 10 s. Both end before the server's.
-CLIENT_KEEPALIVE = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
-                    "tcp_user_timeout": 10_000, "connect_timeout": 10}
+# The client gives up on a silent server sooner (`db.CLIENT_KEEPALIVE`, libpq's parameters):
+# keepalive probes after 5 s idle, every 2 s, 3 unanswered; or data it sent unacknowledged for 10 s.
 
 
 def key(connection: Connection, name: str) -> int:

@@ -377,6 +377,61 @@ def test_many_parts_with_long_message_ids_are_stored_whole(engine):
         assert session.get(Delivery, other).part_picks == long_picks
 
 
+def test_a_part_is_recorded_in_one_statement_after_earlier_attempts_ids(engine):
+    """Recording a part appends its message id where the row stands: one statement (no read of
+    the stored ids first), and the ids of an earlier attempt are kept ahead of it."""
+    from sqlalchemy import event
+
+    delivery_id = make_digest(engine, 9, 3)
+    with transaction(engine) as session:
+        rows.start_sending(session, delivery_id, now=NOW)
+        rows.record_part(session, delivery_id, 1, [11], NOW)
+        rows.finish(session, delivery_id, "claimed", now=NOW)  # handed back: a later attempt resumes
+        rows.start_sending(session, delivery_id, now=NOW)
+    statements = []
+
+    def count(*args):
+        statements.append(args[2])
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        with transaction(engine) as session:
+            statements.clear()
+            rows.record_part(session, delivery_id, 2, [12], NOW)
+            assert len([s for s in statements if "deliveries" in s]) == 1
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    with Session(engine) as session:
+        row = session.get(Delivery, delivery_id)
+        assert (row.parts_sent, row.message_ids) == (2, "11,12")
+
+
+def test_a_progress_write_that_committed_but_raised_stores_no_id_twice(engine):
+    """A commit whose answer was lost raises though the row changed: the next part's write merges
+    its ids with the stored ones rather than appending them again."""
+    delivery_id = make_digest(engine, 6, 3)
+    failed = []
+
+    async def write(function, *args):
+        result = function(*args)
+        if args and args[0] is rows.record_part and not failed:
+            failed.append(args)
+            raise ConnectionError("the connection closed after the commit")
+        return result
+
+    async def transport(item, reply):
+        return 100 + item.replies.index(reply)
+
+    with transaction(engine) as session:
+        [item], _, _ = deliveries.recover(session, NOW)
+    result = asyncio.run(deliveries.send(item, transport, write, engine, lambda: NOW))
+    assert failed
+    with Session(engine) as session:
+        assert session.get(Delivery, delivery_id).message_ids == "100,101"
+    deliveries.write_results(engine, [result], NOW)
+    with Session(engine) as session:
+        assert session.get(Delivery, delivery_id).message_ids == "100,101,102"
+
+
 # --- picks are recorded only with a send --------------------------------------------------------
 
 def test_an_admin_send_for_a_day_already_claimed_records_nothing(engine, settings):

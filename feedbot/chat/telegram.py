@@ -32,6 +32,7 @@ from telegram.ext import (
     MessageHandler,
     filters,
 )
+from telegram.request import HTTPXRequest
 
 from feedbot.chat import commands, groups, imports, telegram_groups
 from feedbot.chat.conversation import BUTTON_DATA, Chat, User, storable
@@ -281,9 +282,8 @@ def build_application(settings: Settings, chat: Chat, timeout: float = 15.0, max
         .token(settings.telegram_token)
         # Digests and lists carry a link per paper: one preview per message would be noise.
         .defaults(Defaults(parse_mode=ParseMode.HTML, link_preview_options=LinkPreviewOptions(is_disabled=True)))
-        .connection_pool_size(connections)
-        .read_timeout(timeout).write_timeout(timeout).connect_timeout(timeout).pool_timeout(timeout)
-        .get_updates_read_timeout(timeout + 60)
+        .request(telegram_send.SendMessageRequest(connections, timeout, timeout, timeout, timeout))
+        .get_updates_request(HTTPXRequest(connection_pool_size=1, read_timeout=timeout + 60))
         .concurrent_updates(8)
         .job_queue(None)  # the worker schedules with its own APScheduler
     )

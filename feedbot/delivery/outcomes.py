@@ -7,6 +7,7 @@ the subscriber is never sent again: a second copy is worse than a missing one.
 
 from __future__ import annotations
 
+import aiohttp
 import httpx
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 
@@ -70,7 +71,8 @@ def classify(exc: BaseException) -> str:
     if isinstance(exc, BadRequest):  # a 400 answer (BadRequest is a NetworkError in python-telegram-bot)
         return GONE if is_chat_gone(exc) else REJECTED
     cause = exc.__cause__
-    if isinstance(cause, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+    if isinstance(cause, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout
+                  | aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
         return REFUSED  # no connection was made, so no request was sent
     if isinstance(exc, TimedOut | NetworkError):
         return UNKNOWN  # includes 5xx answers and connections dropped mid-request

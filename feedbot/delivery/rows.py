@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Row, bindparam, delete, select, update
+from sqlalchemy import Row, Text, bindparam, case, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from feedbot.clock import utcnow
@@ -101,12 +101,29 @@ def _merged_ids(session: Session, delivery_id: int, new: list[int]) -> str | Non
     return merge_ids(session.scalar(select(Delivery.message_ids).where(Delivery.id == delivery_id)), new)
 
 
+_NEW_IDS = bindparam("new_ids", type_=Text)
+# Appended where the row stands, so recording a part costs one statement and no read.
+_RECORD_PART = update(_table).where(_table.c.id == bindparam("row_id")).values(
+    parts_sent=bindparam("confirmed"), attempted_at=bindparam("now"),
+    message_ids=case((or_(_table.c.message_ids.is_(None), _table.c.message_ids == ""), _NEW_IDS),
+                     else_=_table.c.message_ids + "," + _NEW_IDS))
+
+
 def record_part(session: Session, delivery_id: int, confirmed: int, message_ids: list[int],
-                now: datetime | None = None) -> None:
-    """Part `confirmed` went out: remember it before the next one is tried."""
-    session.execute(update(Delivery).where(Delivery.id == delivery_id).values(
-        parts_sent=confirmed, message_ids=_merged_ids(session, delivery_id, message_ids),
-        attempted_at=now or utcnow()))
+                now: datetime | None = None, merge: bool = False) -> None:
+    """Part `confirmed` went out: remember it before the next one is tried. `message_ids` are the
+    ids not stored yet (the row is this process's while `sending`), appended in one statement;
+    with `merge`, they may be stored already (the write before failed, perhaps after its commit)
+    and are merged with the row's, so none is stored twice."""
+    now = now or utcnow()
+    if merge or not message_ids:
+        values = {"parts_sent": confirmed, "attempted_at": now}
+        if message_ids:
+            values["message_ids"] = _merged_ids(session, delivery_id, message_ids)
+        session.execute(update(_table).where(_table.c.id == delivery_id).values(**values))
+        return
+    session.execute(_RECORD_PART, {"row_id": delivery_id, "confirmed": confirmed, "now": now,
+                                   "new_ids": ",".join(map(str, message_ids))})
 
 
 def finish(session: Session, delivery_id: int, status: str, message_ids: list[int] | None = None,

@@ -7,12 +7,15 @@ plain text when Telegram refuses our entities, and a 403 or a chat that no longe
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import aiohttp
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
-from telegram.error import BadRequest, Forbidden
+from telegram.error import BadRequest, Forbidden, NetworkError, TimedOut
+from telegram.request import HTTPXRequest, RequestData
 from telegram.warnings import PTBUserWarning
 
 from feedbot.delivery.messages import Button, Reply, plain
@@ -36,6 +39,80 @@ def keyboard_markup(rows: list[list[Button]] | None) -> InlineKeyboardMarkup | N
     if not rows:
         return None
     return InlineKeyboardMarkup([[InlineKeyboardButton(b.label, callback_data=b.data) for b in row] for row in rows])
+
+
+class SendMessageRequest(HTTPXRequest):
+    """python-telegram-bot's request with `sendMessage` over aiohttp: a broadcast is one
+    `sendMessage` after another, and httpx's request path was most of its CPU. Everything else
+    (files, getMe, webhooks) goes through httpx as before. Answers are handed to python-telegram-bot
+    as they came, so it raises the same errors (RetryAfter, Forbidden, BadRequest…); a timeout is
+    `TimedOut` and a broken connection `NetworkError`, each with aiohttp's exception as its cause
+    (`outcomes.classify` tells a connection never made from one dropped mid-request). Proxies come
+    from the environment (`HTTPS_PROXY`, `NO_PROXY`) as httpx takes them; redirects are not
+    followed, as httpx does not (a re-posted message could be sent twice); aiohttp has no write
+    timeout, so a `sendMessage` (a few kilobytes) is bounded by its connect and read timeouts."""
+
+    def __init__(self, connection_pool_size: int = 256, read_timeout: float | None = 5.0,
+                 write_timeout: float | None = 5.0, connect_timeout: float | None = 5.0,
+                 pool_timeout: float | None = 1.0) -> None:
+        super().__init__(connection_pool_size=connection_pool_size, read_timeout=read_timeout,
+                         write_timeout=write_timeout, connect_timeout=connect_timeout, pool_timeout=pool_timeout)
+        self._pool_size = connection_pool_size
+        self._defaults = (read_timeout, connect_timeout, pool_timeout)
+        self._timeouts: dict[tuple, aiohttp.ClientTimeout] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._shut = False
+
+    async def initialize(self) -> None:
+        self._shut = False
+        await super().initialize()
+
+    async def shutdown(self) -> None:
+        """Close both clients; a send after this fails, as httpx's would, rather than opening a
+        session nobody closes."""
+        self._shut = True
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+        await super().shutdown()
+
+    def _timeout(self, read: object, connect: object, pool: object) -> aiohttp.ClientTimeout:
+        """aiohttp's timeout for python-telegram-bot's: `connect` covers waiting for a pooled
+        connection and making one, `sock_read` each read of the answer."""
+        given = tuple(d if isinstance(v, type(self.DEFAULT_NONE)) else v
+                      for v, d in zip((read, connect, pool), self._defaults, strict=True))
+        timeout = self._timeouts.get(given)
+        if timeout is None:
+            read, connect, pool = given
+            waiting = None if connect is None or pool is None else connect + pool
+            timeout = self._timeouts[given] = aiohttp.ClientTimeout(total=None, connect=waiting,
+                                                                    sock_connect=connect, sock_read=read)
+        return timeout
+
+    async def do_request(self, url: str, method: str, request_data: RequestData | None = None,
+                         read_timeout=HTTPXRequest.DEFAULT_NONE, write_timeout=HTTPXRequest.DEFAULT_NONE,
+                         connect_timeout=HTTPXRequest.DEFAULT_NONE,
+                         pool_timeout=HTTPXRequest.DEFAULT_NONE) -> tuple[int, bytes]:
+        if not url.endswith("/sendMessage") or request_data is None or request_data.contains_files:
+            return await super().do_request(url, method, request_data, read_timeout, write_timeout,
+                                            connect_timeout, pool_timeout)
+        if self._shut:
+            raise RuntimeError("this request was shut down")
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=self._pool_size),
+                                                  headers={"User-Agent": self.USER_AGENT}, trust_env=True)
+        try:
+            async with self._session.request(method, url, data=request_data.json_parameters,
+                                             timeout=self._timeout(read_timeout, connect_timeout, pool_timeout),
+                                             allow_redirects=False) as response:
+                return response.status, await response.read()
+        except TimeoutError as err:  # aiohttp raises the builtin TimeoutError (subclasses) on timeouts
+            raise TimedOut from err
+        except aiohttp.ClientError as err:  # its text may hold the URL, and so the bot's token: not kept
+            raise NetworkError(f"aiohttp.{type(err).__name__}: {_TOKEN.sub('/bot<token>', str(err))}") from err
+
+
+_TOKEN = re.compile(r"/bot[^/\s]+")
 
 
 # Messages go out through `do_api_request` with plain values: a broadcast builds no keyboard

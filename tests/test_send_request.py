@@ -1,0 +1,233 @@
+"""The worker's request for `sendMessage` (aiohttp under python-telegram-bot): Telegram's answers
+raise python-telegram-bot's errors, a request that reached the server is never taken for one that
+did not (a digest would be sent twice), proxies come from the environment as for every other call,
+and nothing of the bot's token is kept in an error."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+
+from telegram import Bot
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
+
+from feedbot.delivery import outcomes, telegram_send
+from feedbot.delivery.messages import Button
+
+
+class RawServer:
+    """Takes connections and reads each request. `mode`: "drop" closes without an answer, "hold"
+    never answers, "redirect" answers 307 to `location`, "bot" answers like the Bot API. Keeps
+    each request line."""
+
+    def __init__(self, mode: str, location: str = "") -> None:
+        self.mode, self.location, self.lines, self.held = mode, location, [], []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.sock.accept()
+            except OSError:
+                return
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = connection.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            lines = head.decode().split("\r\n")
+            length = next((int(h.split(":", 1)[1]) for h in lines if h.lower().startswith("content-length")), 0)
+            while len(body) < length:
+                body += connection.recv(65536)
+            self.lines.append(lines[0])
+            if self.mode == "hold":
+                self.held.append(connection)
+                continue
+            with connection:
+                if self.mode == "redirect":
+                    connection.sendall(b"HTTP/1.1 307 Temporary Redirect\r\nLocation: " + self.location.encode()
+                                       + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                elif self.mode == "bot":
+                    result = {"id": 1, "is_bot": True, "first_name": "b", "username": "b"} if "/getMe" in lines[0] \
+                        else {"message_id": 5, "date": 0, "chat": {"id": 7, "type": "private"}, "text": "hi"}
+                    payload = json.dumps({"ok": True, "result": result}).encode()
+                    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                                       b"Content-Length: %d\r\n\r\n" % len(payload) + payload)
+
+    def close(self) -> None:
+        self.sock.close()
+        for connection in self.held:
+            connection.close()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def send_all(base_url: str, count: int = 1, **timeouts) -> list:
+    """`count` sendMessage at once through the worker's request; what each returned or raised."""
+    request = telegram_send.SendMessageRequest(timeouts.pop("pool", 4), **timeouts)
+    bot = Bot("123:SECRET-TOKEN", base_url=base_url, request=request)
+
+    async def run():
+        try:
+            return await asyncio.gather(*(telegram_send.send_text(bot, 7, "hi") for _ in range(count)),
+                                        return_exceptions=True)
+        finally:
+            await request.shutdown()
+    return asyncio.run(run())
+
+
+def test_a_refused_connection_over_aiohttp_is_refused_not_unknown():
+    """The worker's request (sendMessage over aiohttp) against a port nobody listens on: refused,
+    so the digest is handed back `claimed` rather than left in doubt."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    request = telegram_send.SendMessageRequest(connect_timeout=2)
+    bot = Bot("123:ABC", base_url=f"http://127.0.0.1:{port}/bot", request=request)
+
+    async def send():
+        try:
+            await telegram_send.send_text(bot, 1, "hello")
+        except Exception as exc:  # noqa: BLE001 - the exception is what is checked
+            return exc
+        finally:
+            await request.shutdown()
+
+    error = asyncio.run(send())
+    assert isinstance(error, NetworkError) and "aiohttp" in str(error)
+    assert outcomes.classify(error) == outcomes.REFUSED
+
+
+def test_send_message_over_aiohttp_raises_python_telegram_bots_errors(telegram):
+    """sendMessage through the worker's request goes over aiohttp, and Telegram's answers come out
+    as the same exceptions as over httpx: 429 RetryAfter, 403 Forbidden, 400 BadRequest, an answer
+    later than the read timeout TimedOut (in doubt); a message with buttons arrives whole."""
+    request = telegram_send.SendMessageRequest(4, read_timeout=3)
+    bot = Bot(telegram.token, base_url=telegram.base_url, request=request)
+    for kind in ("429", "403", "chat_not_found"):
+        telegram.inject(7, kind, "sendMessage")
+    telegram.inject(7, "slow", "sendMessage", delay=10)
+
+    async def send():
+        async with bot:
+            errors = []
+            for _ in range(4):
+                try:
+                    await telegram_send.send_text(bot, 7, "hi")
+                except Exception as exc:  # noqa: BLE001 - the exceptions are what is checked
+                    errors.append(exc)
+            sent = await telegram_send.send_text(bot, 7, "<b>hello</b> &amp; more", [[Button("Like", "v:1")]])
+            return errors, sent, request._session is not None
+
+    (throttled, blocked, gone, late), message_id, over_aiohttp = asyncio.run(send())
+    assert over_aiohttp
+    assert isinstance(throttled, RetryAfter)
+    assert isinstance(blocked, Forbidden)
+    assert isinstance(gone, BadRequest) and telegram_send.is_chat_gone(gone)
+    assert isinstance(late, TimedOut) and outcomes.classify(late) == outcomes.UNKNOWN
+    [*_, last] = telegram.messages_to(7)
+    assert (last.message_id, last.text, last.parse_mode) == (message_id, "<b>hello</b> &amp; more", "HTML")
+    assert last.buttons == [[{"text": "Like", "callback_data": "v:1"}]]
+
+
+def test_a_request_that_arrived_and_was_dropped_is_in_doubt():
+    server = RawServer("drop")
+    try:
+        results = send_all(f"http://127.0.0.1:{server.port}/bot", 2, connect_timeout=5, read_timeout=5)
+    finally:
+        server.close()
+    assert len(server.lines) == 2
+    assert [outcomes.classify(r) for r in results] == [outcomes.UNKNOWN] * 2, results
+
+
+def test_a_request_waiting_for_a_full_pool_is_refused_and_never_arrives():
+    server = RawServer("hold")
+    try:
+        results = send_all(f"http://127.0.0.1:{server.port}/bot", 2, pool=1, connect_timeout=1, pool_timeout=1,
+                           read_timeout=6)
+    finally:
+        server.close()
+    assert len(server.lines) == 1
+    assert sorted(outcomes.classify(r) for r in results) == [outcomes.REFUSED, outcomes.UNKNOWN], results
+
+
+def test_a_redirect_is_not_followed_and_the_token_is_not_kept(monkeypatch):
+    """A 307 re-posts the message elsewhere when followed: if the second hop refused it, the
+    digest would be sent again though the first hop took it. Not followed, it is an error; and no
+    error text holds the bot's token (errors are stored with the delivery)."""
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    elsewhere = RawServer("bot")
+    first = RawServer("redirect", f"http://127.0.0.1:{elsewhere.port}/bot123:SECRET-TOKEN/sendMessage")
+    try:
+        [redirected] = send_all(f"http://127.0.0.1:{first.port}/bot", connect_timeout=5, read_timeout=5)
+        [refused] = send_all(f"http://127.0.0.1:{free_port()}/bot", connect_timeout=5)
+    finally:
+        first.close()
+        elsewhere.close()
+    assert elsewhere.lines == [] and len(first.lines) == 1
+    assert isinstance(redirected, Exception) and outcomes.classify(redirected) != outcomes.REFUSED
+    assert isinstance(refused, NetworkError) and outcomes.classify(refused) == outcomes.REFUSED
+    for error in (redirected, refused):
+        assert "SECRET" not in str(error) and "SECRET" not in outcomes.describe(
+            outcomes.classify(error), f"{type(error).__name__}: {error}", 0, 1)
+
+
+def test_send_message_goes_through_the_proxy_the_environment_names(monkeypatch):
+    """Every other call goes through httpx, which takes HTTP(S)_PROXY from the environment:
+    sendMessage does too, or where Telegram is reachable only through a proxy no digest would go."""
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    proxy = RawServer("bot")
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+    request = telegram_send.SendMessageRequest(4, read_timeout=5, connect_timeout=5)
+    bot = Bot("123:ABC", base_url="http://api.telegram.invalid/bot", request=request)
+
+    async def run():
+        async with bot:  # getMe, over httpx
+            return await telegram_send.send_text(bot, 7, "hi")
+
+    try:
+        message_id = asyncio.run(run())
+    finally:
+        proxy.close()
+    assert message_id == 5
+    assert [line.split()[1] for line in proxy.lines] == ["http://api.telegram.invalid/bot123:ABC/getMe",
+                                                        "http://api.telegram.invalid/bot123:ABC/sendMessage"]
+
+
+def test_nothing_is_sent_after_shutdown():
+    """A sender still running when the bot shut down gets an error, as over httpx, rather than a
+    new connection nobody closes."""
+    server = RawServer("bot")
+    request = telegram_send.SendMessageRequest(4, read_timeout=5, connect_timeout=5)
+    bot = Bot("123:ABC", base_url=f"http://127.0.0.1:{server.port}/bot", request=request)
+
+    async def run():
+        async with bot:
+            sent = await telegram_send.send_text(bot, 7, "hi")
+        try:
+            await telegram_send.send_text(bot, 7, "after")
+        except NetworkError as error:
+            return sent, error
+
+    try:
+        sent, error = asyncio.run(run())
+    finally:
+        server.close()
+    assert sent == 5 and "shut down" in str(error)
+    assert [line.split()[1].rsplit("/", 1)[1] for line in server.lines] == ["getMe", "sendMessage"]
