@@ -357,9 +357,10 @@ def _taste(subscriber: Subscriber, own: _Own, community: Community, pool: list[P
     own_votes = own.votes[subscriber.id]
     weights = decay(now, [w for _, _, w in own_votes], half_life_days)
     # A vote weighs ±1; a group's paper weighs as much as its members' votes make it (`members`).
-    liked = [(community.row_of[p], d * abs(v)) for (p, v, _), d in zip(own_votes, weights, strict=True)
-             if v > 0 and p in community.row_of]
     folded = _folded_likes(subscriber.id, own_votes, weights, community)
+    in_fold = set() if folded is None else folded[3]
+    liked = [(community.row_of[p], d * abs(v)) for (p, v, _), d in zip(own_votes, weights, strict=True)
+             if v > 0 and p in community.row_of and p not in in_fold]
     disliked = [(community.row_of[p], d * abs(v)) for (p, v, _), d in zip(own_votes, weights, strict=True) if v < 0]
     blocked = set(own.excluded[subscriber.id])
     pattern = mute_pattern(own.muted[subscriber.id])
@@ -389,7 +390,7 @@ def _folded_likes(sid: int, own_votes: list, weights: list[float],
     if not len(community.folded_key):
         return None
     liked = [(p, d * abs(v)) for (p, v, _), d in zip(own_votes, weights, strict=True)
-             if v > 0 and p not in community.row_of]
+             if v > 0]
     if not liked:
         return None
     rows = community.folded_rows(sid, np.array([p for p, _ in liked], np.int64))
@@ -398,7 +399,8 @@ def _folded_likes(sid: int, own_votes: list, weights: list[float],
         return None
     unique, at = np.unique(rows[found], return_inverse=True)
     weight = np.bincount(at.ravel(), weights=np.array([w for _, w in liked])[found], minlength=len(unique))
-    return unique, weight, np.bincount(at.ravel(), minlength=len(unique))
+    return unique, weight, np.bincount(at.ravel(), minlength=len(unique)), \
+        {p for (p, _), f in zip(liked, found, strict=True) if f}
 
 
 def decay(now: datetime, when: list[datetime], half_life_days: float) -> list[float]:
