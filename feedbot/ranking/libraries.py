@@ -33,21 +33,25 @@ class Folded:
 
 
 def fold(library: sp.csr_matrix, owner: np.ndarray, paper: np.ndarray, topics: np.ndarray,
-         terms: int = FOLD_TERMS, chunk: int = 2000) -> Folded:
+         terms: int = FOLD_TERMS, chunk: int = 2000, weight: np.ndarray | None = None) -> Folded:
     """Fold the likes (owner, paper: a row of `library`) into one row per (owner, topic of the
-    paper), a few thousand rows at a time so no unpruned means are held together."""
+    paper), a few thousand rows at a time so no unpruned means are held together. Each row is the
+    mean of its likes weighted by `weight` (their votes' weights, or any multiple of them within
+    one owner: decay scales an owner's votes alike as time passes); alike when None."""
     owner, paper = np.asarray(owner, np.int64), np.asarray(paper, np.int64)
     key = owner * (int(topics.max(initial=0)) + 1) + topics[paper]
     keys, group_of = np.unique(key, return_inverse=True)
     group_of = group_of.ravel()
     size = np.bincount(group_of, minlength=len(keys))
+    weight = np.ones(len(paper)) if weight is None else np.asarray(weight, np.float64)
+    share = weight / np.bincount(group_of, weights=weight, minlength=len(keys))[group_of]
     order = np.argsort(group_of, kind="stable")
     starts = np.searchsorted(group_of[order], np.arange(len(keys) + 1))
     parts, representative = [], np.empty(len(keys), np.int64)
     for first in range(0, len(keys), chunk):
         last = min(first + chunk, len(keys))
         likes = order[starts[first] : starts[last]]
-        mix = sp.csr_matrix(((1.0 / size[group_of[likes]]).astype(np.float32),
+        mix = sp.csr_matrix((share[likes].astype(np.float32),
                              (group_of[likes] - first, paper[likes])), shape=(last - first, library.shape[0]))
         means = prune((mix @ library).tocsr(), terms)
         closeness = np.asarray(library[paper[likes]].multiply(means[group_of[likes] - first]).sum(axis=1)).ravel()
@@ -96,7 +100,8 @@ def fold_corpus(corpus: Corpus, tastes: list[Taste], library: np.ndarray,
     new_row[kept] = np.arange(len(kept))
     owner = np.repeat(np.arange(len(tastes)), [int(library[t.liked].sum()) for t in tastes])
     paper = np.concatenate([t.liked[library[t.liked]] for t in tastes] + [np.empty(0, np.int64)]).astype(np.int64)
-    folded = fold(corpus.known, owner, paper, corpus.topics, terms)
+    weight = np.concatenate([t.liked_weight[library[t.liked]] for t in tastes] + [np.empty(0)])
+    folded = fold(corpus.known, owner, paper, corpus.topics, terms, weight=weight)
     n_kept = len(kept)
     out = []
     start = 0

@@ -111,7 +111,7 @@ class Community:
 
 
 def build_community(session: Session, model: TextModel, pool: list[Paper], params: rank.Params,
-                    mirror: VoteMirror = MIRROR) -> Community:
+                    mirror: VoteMirror = MIRROR, half_life_days: float = 90.0) -> Community:
     """Build the shared tables from everyone's votes, which `mirror` keeps current by reading only
     the subscribers whose votes changed since its last read (seconds with 100,000 subscribers).
     The papers known only from libraries (never listed, never 👎) get no row: each subscriber's
@@ -119,7 +119,7 @@ def build_community(session: Session, model: TextModel, pool: list[Paper], param
     votes = mirror.current(session)[1]
     library = _library_papers(session, votes)
     kept = ~np.isin(votes.paper, library)
-    voted, people, likers = community_likes(Votes(votes.subscriber[kept], votes.paper[kept], votes.value[kept]))
+    voted, people, likers = community_likes(votes.where(kept))
     voted_ids = voted.tolist()
     row_of = dict(zip(voted_ids, range(len(voted_ids)), strict=True))
     known = model.vectors_for(session, voted_ids)
@@ -131,7 +131,8 @@ def build_community(session: Session, model: TextModel, pool: list[Paper], param
         owner, paper = votes.subscriber[liked].astype(np.int64), votes.paper[liked].astype(np.int64)
         vectors = model.vectors_for(session, library.tolist())
         at = np.searchsorted(library, paper)
-        folded = libraries.fold(vectors, owner, at, model.topics_for(vectors))
+        folded = libraries.fold(vectors, owner, at, model.topics_for(vectors),
+                                weight=_relative_weights(owner, votes.hour[liked], half_life_days))
         folded_key = (owner << 32) | paper
         order = np.argsort(folded_key)
         folded_key, folded_row = folded_key[order], len(voted_ids) + folded.group_of[order]
@@ -151,6 +152,16 @@ def build_community(session: Session, model: TextModel, pool: list[Paper], param
     prepared = rank.prepare(corpus, rank.expand(pool_vectors, model.vectors), params)
     return Community(voted_ids, row_of, liker_row, pool_vectors, prepared, folded_key=folded_key,
                      folded_row=folded_row)
+
+
+def _relative_weights(owner: np.ndarray, hour: np.ndarray, half_life_days: float) -> np.ndarray:
+    """Each vote's decayed weight up to a factor per owner (ages from the owner's newest vote):
+    time passing scales all of one subscriber's weights alike, so a fold made with these stays
+    their decayed mean."""
+    owners, at = np.unique(owner, return_inverse=True)
+    newest = np.full(len(owners), np.iinfo(np.int64).min)
+    np.maximum.at(newest, at, hour.astype(np.int64))
+    return 0.5 ** ((newest[at] - hour) / (24.0 * half_life_days))
 
 
 def _library_papers(session: Session, votes: Votes) -> np.ndarray:
@@ -188,8 +199,10 @@ class CommunityCache:
         self._entries: OrderedDict[tuple, _Snapshot] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, session: Session, model: TextModel, pool: list[Paper], params: rank.Params) -> Community:
-        key = (str(session.get_bind().url), model.corpus_version, model.fitted_at, tuple(c.id for c in pool), params)
+    def get(self, session: Session, model: TextModel, pool: list[Paper], params: rank.Params,
+            half_life_days: float = 90.0) -> Community:
+        key = (str(session.get_bind().url), model.corpus_version, model.fitted_at, tuple(c.id for c in pool), params,
+               half_life_days)
         with self._lock:
             version, now = votes_version(session), self.clock()
             snapshot = self._entries.get(key)
@@ -198,7 +211,7 @@ class CommunityCache:
                     snapshot.current_at = now
                 self._entries.move_to_end(key)
                 return snapshot.community
-            community = build_community(session, model, pool, params)
+            community = build_community(session, model, pool, params, half_life_days=half_life_days)
             self._entries[key] = _Snapshot(community, version, now)
             self._entries.move_to_end(key)
             while len(self._entries) > self.size:
@@ -227,8 +240,8 @@ def recommend(
     results: dict[int, list[Pick]] = {s.id: [] for s in subscribers}
     if not pool or not subscribers:
         return results
-    community = cache.get(session, model, pool, params) if cache is not None else \
-        build_community(session, model, pool, params)
+    community = cache.get(session, model, pool, params, half_life_days) if cache is not None else \
+        build_community(session, model, pool, params, half_life_days=half_life_days)
     own = _read_subscribers(session, [s.id for s in subscribers], pool)
     community = _with_own_votes(session, model, community, own)
     _vectorise_interests(model, [s.id for s in subscribers], own)

@@ -11,6 +11,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import numpy as np
 from sqlalchemy import select, text
@@ -25,33 +26,43 @@ from feedbot.store.subscribers import changed_since, votes_version
 class Votes:
     """One vote per entry, in no particular order (the votes' key makes each pair unique)."""
 
-    subscriber: np.ndarray  # int32, as the ids' columns: 9 bytes a vote, kept by every process that ranks
+    subscriber: np.ndarray  # int32, as the ids' columns: 13 bytes a vote, kept by every process that ranks
     paper: np.ndarray  # int32
     value: np.ndarray  # int8: +1 or -1
+    hour: np.ndarray  # int32: when it was made, in hours since 1970 (UTC), for the decay's ratios
 
     @classmethod
     def of(cls, rows: list) -> Votes:
-        """From (subscriber, paper, value) rows; flattened first, as numpy reads database rows (not
-        tuples) one attribute at a time, 100 times slower."""
-        array = np.fromiter((x for row in rows for x in row), np.int64, count=3 * len(rows)).reshape(-1, 3)
-        return cls(array[:, 0].astype(np.int32), array[:, 1].astype(np.int32), array[:, 2].astype(np.int8))
+        """From (subscriber, paper, value, voted_at) rows; flattened first, as numpy reads database
+        rows (not tuples) one attribute at a time, 100 times slower."""
+        array = np.fromiter((x for row in rows for x in row[:3]), np.int64, count=3 * len(rows)).reshape(-1, 3)
+        hours = np.fromiter((_hour(row[3]) for row in rows), np.int64, count=len(rows))
+        return cls(array[:, 0].astype(np.int32), array[:, 1].astype(np.int32), array[:, 2].astype(np.int8),
+                   hours.astype(np.int32))
+
+    def where(self, keep: np.ndarray) -> Votes:
+        return Votes(self.subscriber[keep], self.paper[keep], self.value[keep], self.hour[keep])
 
     def without(self, subscribers: np.ndarray) -> Votes:
-        keep = ~np.isin(self.subscriber, subscribers)
-        return Votes(self.subscriber[keep], self.paper[keep], self.value[keep])
+        return self.where(~np.isin(self.subscriber, subscribers))
 
     def plus(self, other: Votes) -> Votes:
         return Votes(np.concatenate([self.subscriber, other.subscriber]), np.concatenate([self.paper, other.paper]),
-                     np.concatenate([self.value, other.value]))
+                     np.concatenate([self.value, other.value]), np.concatenate([self.hour, other.hour]))
 
     def as_set(self) -> set[tuple[int, int, int]]:
         """For comparisons: every vote as (subscriber, paper, value)."""
         return set(zip(self.subscriber.tolist(), self.paper.tolist(), self.value.tolist(), strict=True))
 
 
+def _hour(when: datetime) -> int:
+    """Hours since 1970 of a vote's time (SQLite hands back naive UTC)."""
+    return int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp() // 3600)
+
+
 def read_votes(session: Session, subscriber_ids: list[int] | None = None) -> Votes:
     """Every vote, or the votes of `subscriber_ids`."""
-    query = select(Vote.subscriber_id, Vote.paper_id, Vote.value)
+    query = select(Vote.subscriber_id, Vote.paper_id, Vote.value, Vote.voted_at)
     if subscriber_ids is None:
         return Votes.of(session.execute(query).all())
     rows = []
