@@ -31,23 +31,6 @@ def test_unpruned_folding_keeps_the_picks_when_imported_votes_are_dated_apart(se
         assert [p.score for p in new] == pytest.approx([p.score for p in old], abs=1e-4)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_a_why_line_names_a_paper_that_holds_the_words_it_quotes(seed):
-    """The reason's terms come from the folded mean; the title shown is its representative: every
-    quoted word must be a word of the named paper."""
-    corpus, tastes, candidates, is_library = synthetic(seed)
-    grown, folded_tastes, names = fold_corpus(corpus, tastes, is_library)
-    after = rank.rank(folded_tastes, grown, candidates, rank.Params(colike_weight=0.0))
-    bad = []
-    for picks in after[:4]:
-        for p in picks:
-            if p.reason.liked_row >= len(names) or p.reason.liked_row < 0 or not grown.folded[p.reason.liked_row]:
-                continue
-            own_words = set(corpus.terms[corpus.known[names[p.reason.liked_row]].indices])
-            bad += [w for w in p.reason.terms if w not in own_words]
-    assert not bad
-
-
 def test_a_library_paper_given_its_own_row_by_someone_elses_new_vote_is_not_counted_twice():
     """A's library papers 10 and 11 were folded into row 5 (their mean). Since the tables were
     built, B voted on 11, so `_with_own_votes` gave 11 a row (6) for this batch. A's 11 must then

@@ -169,3 +169,30 @@ def test_a_subscriber_without_a_library_gets_the_same_picks_when_a_co_liker_impo
         imported_library(session, importer)
         after = recommend.recommend(session, model, [tapper], DAY, NOW, sizes=sizes, cache=None)[tapper.id]
         assert [(p.paper_id, p.score, p.why) for p in after] == [(p.paper_id, p.score, p.why) for p in before]
+
+
+def test_a_why_line_names_the_library_paper_most_like_the_pick_and_quotes_its_own_words(seeded, settings):
+    """A pick a folded library row explains names the paper of that row most like it, and the words
+    it quotes are that paper's (the row's mean holds words of other papers too)."""
+    with Session(seeded) as session, session.begin():
+        importer = make_subscriber(session, 1)
+        imported_library(session, importer)
+        model = textmodel.load(session, settings.model_dir)
+        library = {p.title: p for p in session.scalars(select(Paper).where(Paper.first_listed.is_(None)))}
+        picks = recommend.recommend(session, model, [importer], DAY, NOW, cache=None)[importer.id]
+        checked = 0
+        for pick in picks:
+            if not pick.why.startswith("because you liked “"):
+                continue
+            named = library[pick.why.split("“")[1].split("”")[0]]
+            own_words = set(model.terms[model.vectors_for(session, [named.id]).indices])
+            quoted = pick.why.split(" · ")[1].split(", ") if " · " in pick.why else []
+            assert quoted and set(quoted) <= own_words, (pick.why, sorted(own_words)[:20])
+            papers = list(library.values())  # the row: the library's papers of the named one's topic
+            vectors = model.vectors_for(session, [p.id for p in papers])
+            topics = model.topics_for(vectors)
+            row = topics == topics[papers.index(named)]
+            likeness = (vectors @ model.vectors_for(session, [pick.paper.id]).T).toarray().ravel()
+            assert likeness[row].max() == pytest.approx(likeness[papers.index(named)])
+            checked += 1
+        assert checked

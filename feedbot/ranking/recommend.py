@@ -8,7 +8,7 @@ import threading
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
 import numpy as np
@@ -250,23 +250,60 @@ def recommend(
     starter = community.starter_order(n_topics) if any(t.cold for t in tastes) else None
     picks = rank.rank_prepared(community.prepared, tastes, starter=starter)
 
+    library_named = _closest_members(session, model, community, subscribers, picks)
     explained = sorted({p.reason.liked_row for ps in picks for p in ps if p.reason.liked_row >= 0})
     title_of = {}
-    for chunk in chunks(sorted({community.voted_ids[r] for r in explained}), 900):
+    named = {community.voted_ids[r] for r in explained} | {paper for paper, _ in library_named.values()}
+    for chunk in chunks(sorted(named), 900):
         title_of.update(session.execute(select(Paper.id, Paper.title).where(Paper.id.in_(chunk))).all())
     title_by_row = {r: title_of[community.voted_ids[r]] for r in explained if community.voted_ids[r] in title_of}
     unnamed = _imported_into_chats(session, subscribers, community)
-    for subscriber, taste_picks in zip(subscribers, picks, strict=True):
+    for n, (subscriber, taste_picks) in enumerate(zip(subscribers, picks, strict=True)):
         hidden = unnamed.get(subscriber.id)
         titles = {r: t for r, t in title_by_row.items() if r not in hidden} if hidden else title_by_row
-        results[subscriber.id] = [
-            Pick(
-                paper=pool[p.column], score=p.score, kind=p.reason.kind,
-                why=why_line(p.reason, titles, own.interests[subscriber.id], min(n_topics, len(pool))),
-            )
-            for p in taste_picks
-        ]
+        out = []
+        for j, p in enumerate(taste_picks):
+            reason, shown = p.reason, titles
+            if (n, j) in library_named and reason.liked_row in titles:  # a library's row: the member named
+                paper, terms = library_named[n, j]
+                reason, shown = replace(reason, terms=terms), {reason.liked_row: title_of.get(paper, "")}
+            out.append(Pick(paper=pool[p.column], score=p.score, kind=p.reason.kind,
+                            why=why_line(reason, shown, own.interests[subscriber.id], min(n_topics, len(pool)))))
+        results[subscriber.id] = out
     return results
+
+
+def _closest_members(session: Session, model: TextModel, community: Community, subscribers: list[Subscriber],
+                     picks: list[list[rank.Scored]]) -> dict[tuple[int, int], tuple[int, tuple[str, ...]]]:
+    """For each pick (subscriber, pick) explained by a folded library row: the paper of that row
+    most like the pick, which the why-line names, and the words the two share — not the row's
+    mean's words, which may be none of that paper's."""
+    folded = community.prepared.corpus.folded if community.prepared is not None else None
+    wanted = [(n, j, p.reason.liked_row, p.column) for n, ps in enumerate(picks) for j, p in enumerate(ps)
+              if folded is not None and 0 <= p.reason.liked_row < len(folded) and folded[p.reason.liked_row]]
+    if not wanted:
+        return {}
+    keys = community.folded_key
+    member_of: dict[tuple[int, int], np.ndarray] = {}
+    for n, _, row, _ in wanted:
+        sid = subscribers[n].id
+        if (sid, row) not in member_of:
+            lo, hi = np.searchsorted(keys, [sid << 32, (sid + 1) << 32])
+            member_of[sid, row] = keys[lo:hi][community.folded_row[lo:hi] == row] & 0xFFFFFFFF
+    papers = sorted({int(p) for ids in member_of.values() for p in ids})
+    vectors = model.vectors_for(session, papers)
+    at = {p: i for i, p in enumerate(papers)}
+    chosen, columns = [], []
+    for n, _, row, column in wanted:
+        rows = [at[int(p)] for p in member_of[subscribers[n].id, row]]
+        likeness = np.asarray((vectors[rows] @ community.pool_vectors[column].T).todense()).ravel()
+        chosen.append(rows[int(np.argmax(likeness))] if rows else -1)
+        columns.append(column)
+    picked = [c for c in chosen if c >= 0]
+    words = reasons.top_terms(vectors[picked], np.array([c for c, k in zip(columns, chosen, strict=True) if k >= 0]),
+                              community.prepared.shared, model.terms) if picked else []
+    words_of = iter(words)
+    return {(n, j): (papers[k], next(words_of)) for (n, j, _, _), k in zip(wanted, chosen, strict=True) if k >= 0}
 
 
 def _imported_into_chats(session: Session, subscribers: list[Subscriber], community: Community) -> dict[int, set]:
