@@ -196,3 +196,27 @@ def test_a_why_line_names_the_library_paper_most_like_the_pick_and_quotes_its_ow
             assert likeness[row].max() == pytest.approx(likeness[papers.index(named)])
             checked += 1
         assert checked
+
+
+def test_library_papers_in_two_libraries_keep_a_row_of_their_own_and_lend_co_likes(seeded, settings):
+    """A paper in several libraries is folded for no one: it has its own row, the most liked of
+    them first up to a cap, and its likers count in the co-likes like any 👍."""
+    with Session(seeded) as session, session.begin():
+        first, second = make_subscriber(session, 1), make_subscriber(session, 2)
+        imported_library(session, first)
+        library = list(session.scalars(select(Paper).where(Paper.first_listed.is_(None)).order_by(Paper.id)))
+        for paper in library[:3]:  # the second's library shares three papers with the first's
+            subscribers.record_shown(session, second, [(paper.id, 0.0, "")], "search")
+            subscribers.vote(session, second, paper.id, 1, now=NOW)
+        session.flush()
+        model = textmodel.load(session, settings.model_dir)
+        pool = recommend.candidates(session, DAY, 2)
+        community = recommend.build_community(session, model, pool, rank.DEFAULT_PARAMS)
+        shared = {p.id for p in library[:3]}
+        assert shared <= set(community.row_of) and not {p.id for p in library[3:]} & set(community.row_of)
+        likers = community.prepared.corpus.likers
+        for paper in shared:
+            assert likers[:, community.row_of[paper]].nnz == 2
+        votes = recommend.MIRROR.current(session)[1]
+        folded = recommend._library_papers(session, votes, shared_rows=2)
+        assert len(shared - set(folded.tolist())) == 2 and {p.id for p in library[3:]} <= set(folded.tolist())

@@ -115,7 +115,8 @@ def build_community(session: Session, model: TextModel, pool: list[Paper], param
     """Build the shared tables from everyone's votes, which `mirror` keeps current by reading only
     the subscribers whose votes changed since its last read (seconds with 100,000 subscribers).
     The papers known only from libraries (never listed, never 👎) get no row: each subscriber's
-    👍 on them are folded into a row per topic (`libraries`), and they lend no one co-likes."""
+    👍 on them are folded into a row per topic (`libraries`) and lend no co-likes, but for those in
+    several libraries (`_library_papers`)."""
     votes = mirror.current(session)[1]
     library = _library_papers(session, votes)
     kept = ~np.isin(votes.paper, library)
@@ -164,13 +165,21 @@ def _relative_weights(owner: np.ndarray, hour: np.ndarray, half_life_days: float
     return 0.5 ** ((newest[at] - hour) / (24.0 * half_life_days))
 
 
-def _library_papers(session: Session, votes: Votes) -> np.ndarray:
-    """The voted papers known only from libraries, sorted: never listed, and no one's 👎 (a 👎 is
-    a paper's own row's)."""
+SHARED_LIBRARY_ROWS = 50_000  # library papers in several libraries that keep a row, the most liked first
+
+
+def _library_papers(session: Session, votes: Votes, shared_rows: int = SHARED_LIBRARY_ROWS) -> np.ndarray:
+    """The voted papers known only from libraries that are folded, sorted: never listed, no one's
+    👎 (a 👎 is a paper's own row's), and not among the `shared_rows` most liked of those in two
+    libraries or more, which keep a row of their own and lend co-likes like any 👍."""
     unlisted = np.fromiter(session.scalars(select(Paper.id).where(Paper.first_listed.is_(None))), np.int64)
-    voted = np.unique(votes.paper).astype(np.int64)
+    liked = votes.paper[(votes.value > 0) & np.isin(votes.paper, unlisted)].astype(np.int64)
+    papers, likers = np.unique(liked, return_counts=True)
+    shared = papers[likers >= 2]
+    if len(shared) > shared_rows:
+        shared = np.sort(shared[np.argsort(-likers[likers >= 2], kind="stable")[:shared_rows]])
     disliked = np.unique(votes.paper[votes.value < 0]).astype(np.int64)
-    return np.setdiff1d(voted[np.isin(voted, unlisted)], disliked)
+    return np.setdiff1d(np.setdiff1d(papers, disliked), shared)
 
 
 MAX_LAG_SECONDS = 300.0  # how long other people's votes may be missing from the cached tables
