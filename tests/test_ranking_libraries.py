@@ -220,3 +220,14 @@ def test_library_papers_in_two_libraries_keep_a_row_of_their_own_and_lend_co_lik
         votes = recommend.MIRROR.current(session)[1]
         folded = recommend._library_papers(session, votes, shared_rows=2)
         assert len(shared - set(folded.tolist())) == 2 and {p.id for p in library[3:]} <= set(folded.tolist())
+
+
+def test_votes_half_lives_apart_fold_into_finite_rows():
+    """Weights are taken from each row's largest: a row whose papers are all thousands of
+    half-lives older than the owner's newest vote is still their mean, not 0/0."""
+    library = sp.csr_matrix(np.array([[1, 0, 0], [0, 1, 0], [0, 0.6, 0.8]], np.float32))
+    folded = fold(library, np.zeros(3), np.arange(3), np.array([0, 1, 1]),
+                  log2_weight=np.array([0.0, -5000.0, -5001.0]))
+    assert np.isfinite(folded.vectors.data).all()
+    old = folded.vectors[folded.topics == 1].toarray().ravel()
+    assert old == pytest.approx((2 * library[1] + library[2]).toarray().ravel() / 3)

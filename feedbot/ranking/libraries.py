@@ -33,18 +33,23 @@ class Folded:
 
 
 def fold(library: sp.csr_matrix, owner: np.ndarray, paper: np.ndarray, topics: np.ndarray,
-         terms: int = FOLD_TERMS, chunk: int = 2000, weight: np.ndarray | None = None) -> Folded:
+         terms: int = FOLD_TERMS, chunk: int = 2000, log2_weight: np.ndarray | None = None) -> Folded:
     """Fold the likes (owner, paper: a row of `library`) into one row per (owner, topic of the
     paper), a few thousand rows at a time so no unpruned means are held together. Each row is the
-    mean of its likes weighted by `weight` (their votes' weights, or any multiple of them within
-    one owner: decay scales an owner's votes alike as time passes); alike when None."""
+    mean of its likes weighted by 2 ** `log2_weight` (their votes' weights up to a factor per row:
+    decay scales an owner's votes alike as time passes, so vote hours over the half-life in hours
+    will do); alike when None. Taken from each row's largest, the weights cannot all underflow."""
     owner, paper = np.asarray(owner, np.int64), np.asarray(paper, np.int64)
     key = owner * (int(topics.max(initial=0)) + 1) + topics[paper]
     keys, group_of = np.unique(key, return_inverse=True)
     group_of = group_of.ravel()
     size = np.bincount(group_of, minlength=len(keys))
-    weight = np.ones(len(paper)) if weight is None else np.asarray(weight, np.float64)
-    share = weight / np.bincount(group_of, weights=weight, minlength=len(keys))[group_of]
+    share = np.ones(len(paper))
+    if log2_weight is not None:
+        largest = np.full(len(keys), -np.inf)
+        np.maximum.at(largest, group_of, log2_weight)
+        share = np.exp2(np.asarray(log2_weight, np.float64) - largest[group_of])
+    share = share / np.bincount(group_of, weights=share, minlength=len(keys))[group_of]
     order = np.argsort(group_of, kind="stable")
     starts = np.searchsorted(group_of[order], np.arange(len(keys) + 1))
     parts, representative = [], np.empty(len(keys), np.int64)
@@ -100,8 +105,8 @@ def fold_corpus(corpus: Corpus, tastes: list[Taste], library: np.ndarray,
     new_row[kept] = np.arange(len(kept))
     owner = np.repeat(np.arange(len(tastes)), [int(library[t.liked].sum()) for t in tastes])
     paper = np.concatenate([t.liked[library[t.liked]] for t in tastes] + [np.empty(0, np.int64)]).astype(np.int64)
-    weight = np.concatenate([t.liked_weight[library[t.liked]] for t in tastes] + [np.empty(0)])
-    folded = fold(corpus.known, owner, paper, corpus.topics, terms, weight=weight)
+    weight = np.concatenate([t.liked_weight[library[t.liked]] for t in tastes] + [np.ones(0)])
+    folded = fold(corpus.known, owner, paper, corpus.topics, terms, log2_weight=np.log2(weight))
     n_kept = len(kept)
     out = []
     start = 0

@@ -133,7 +133,7 @@ def build_community(session: Session, model: TextModel, pool: list[Paper], param
         vectors = model.vectors_for(session, library.tolist())
         at = np.searchsorted(library, paper)
         folded = libraries.fold(vectors, owner, at, model.topics_for(vectors),
-                                weight=_relative_weights(owner, votes.hour[liked], half_life_days))
+                                log2_weight=votes.hour[liked] / (24.0 * half_life_days))
         folded_key = (owner << 32) | paper
         order = np.argsort(folded_key)
         folded_key, folded_row = folded_key[order], len(voted_ids) + folded.group_of[order]
@@ -155,16 +155,6 @@ def build_community(session: Session, model: TextModel, pool: list[Paper], param
                      folded_row=folded_row)
 
 
-def _relative_weights(owner: np.ndarray, hour: np.ndarray, half_life_days: float) -> np.ndarray:
-    """Each vote's decayed weight up to a factor per owner (ages from the owner's newest vote):
-    time passing scales all of one subscriber's weights alike, so a fold made with these stays
-    their decayed mean."""
-    owners, at = np.unique(owner, return_inverse=True)
-    newest = np.full(len(owners), np.iinfo(np.int64).min)
-    np.maximum.at(newest, at, hour.astype(np.int64))
-    return 0.5 ** ((newest[at] - hour) / (24.0 * half_life_days))
-
-
 SHARED_LIBRARY_ROWS = 50_000  # library papers in several libraries that keep a row, the most liked first
 
 
@@ -173,13 +163,15 @@ def _library_papers(session: Session, votes: Votes, shared_rows: int = SHARED_LI
     👎 (a 👎 is a paper's own row's), and not among the `shared_rows` most liked of those in two
     libraries or more, which keep a row of their own and lend co-likes like any 👍."""
     unlisted = np.fromiter(session.scalars(select(Paper.id).where(Paper.first_listed.is_(None))), np.int64)
-    liked = votes.paper[(votes.value > 0) & np.isin(votes.paper, unlisted)].astype(np.int64)
+    positive = votes.paper[votes.value > 0]
+    liked = positive[np.isin(positive, unlisted)].astype(np.int64)
     papers, likers = np.unique(liked, return_counts=True)
+    foldable = ~np.isin(papers, votes.paper[votes.value < 0])
+    papers, likers = papers[foldable], likers[foldable]
     shared = papers[likers >= 2]
     if len(shared) > shared_rows:
         shared = np.sort(shared[np.argsort(-likers[likers >= 2], kind="stable")[:shared_rows]])
-    disliked = np.unique(votes.paper[votes.value < 0]).astype(np.int64)
-    return np.setdiff1d(np.setdiff1d(papers, disliked), shared)
+    return np.setdiff1d(papers, shared)
 
 
 MAX_LAG_SECONDS = 300.0  # how long other people's votes may be missing from the cached tables
@@ -259,7 +251,7 @@ def recommend(
     starter = community.starter_order(n_topics) if any(t.cold for t in tastes) else None
     picks = rank.rank_prepared(community.prepared, tastes, starter=starter)
 
-    library_named = _closest_members(session, model, community, subscribers, picks)
+    library_named = _closest_members(session, model, community, subscribers, picks, own)
     explained = sorted({p.reason.liked_row for ps in picks for p in ps if p.reason.liked_row >= 0})
     title_of = {}
     named = {community.voted_ids[r] for r in explained} | {paper for paper, _ in library_named.values()}
@@ -283,10 +275,11 @@ def recommend(
 
 
 def _closest_members(session: Session, model: TextModel, community: Community, subscribers: list[Subscriber],
-                     picks: list[list[rank.Scored]]) -> dict[tuple[int, int], tuple[int, tuple[str, ...]]]:
+                     picks: list[list[rank.Scored]], own: _Own) -> dict[tuple[int, int], tuple[int, tuple[str, ...]]]:
     """For each pick (subscriber, pick) explained by a folded library row: the paper of that row
     most like the pick, which the why-line names, and the words the two share — not the row's
-    mean's words, which may be none of that paper's."""
+    mean's words, which may be none of that paper's. Only papers the subscriber still likes are
+    named (the tables may be older than their last vote)."""
     folded = community.prepared.corpus.folded if community.prepared is not None else None
     wanted = [(n, j, p.reason.liked_row, p.column) for n, ps in enumerate(picks) for j, p in enumerate(ps)
               if folded is not None and 0 <= p.reason.liked_row < len(folded) and folded[p.reason.liked_row]]
@@ -298,7 +291,9 @@ def _closest_members(session: Session, model: TextModel, community: Community, s
         sid = subscribers[n].id
         if (sid, row) not in member_of:
             lo, hi = np.searchsorted(keys, [sid << 32, (sid + 1) << 32])
-            member_of[sid, row] = keys[lo:hi][community.folded_row[lo:hi] == row] & 0xFFFFFFFF
+            members = keys[lo:hi][community.folded_row[lo:hi] == row] & 0xFFFFFFFF
+            liked = np.array([pid for pid, value, _ in own.votes[sid] if value > 0], np.int64)
+            member_of[sid, row] = members[np.isin(members, liked)]
     papers = sorted({int(p) for ids in member_of.values() for p in ids})
     vectors = model.vectors_for(session, papers)
     at = {p: i for i, p in enumerate(papers)}
@@ -397,7 +392,7 @@ def _with_own_votes(session: Session, model: TextModel, community: Community, ow
     for sid, votes in own.votes.items():
         papers = np.array([pid for pid, value, _ in votes if value > 0], np.int64)
         folded = set(papers[community.folded_rows(sid, papers) >= 0].tolist()) if len(papers) else set()
-        wanted.update(pid for pid, _, _ in votes if pid not in folded)
+        wanted.update(pid for pid, value, _ in votes if not (value > 0 and pid in folded))
     new = sorted(wanted - community.row_of.keys())
     if not new:
         return community
