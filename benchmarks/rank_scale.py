@@ -166,7 +166,10 @@ def main() -> None:
 
     print(f"feedbot batched pass: {batched_seconds:.1f} s, peak RSS {peak:.0f} MB (inputs alone {before:.0f} MB), "
           f"{corpus.known.shape[0]:,} rows of the tables", flush=True)
-    if not args.sample:
+    if not args.sample:  # no loop baselines: the pass's own figures only
+        print(result_line("rank_scale", subscribers=args.subscribers, papers=args.papers, imported=args.imported,
+                          known=known.shape[0], rows=corpus.known.shape[0],
+                          seconds=round(batched_seconds, 1), peak_mb=round(peak)))
         return
     sample = tastes[: args.sample]
     prepared = rank.prepare(corpus, expanded, PARAMS)  # shared, so the loop pays only per-subscriber work
