@@ -24,8 +24,7 @@ log = logging.getLogger(__name__)
 
 # The server ends a session whose peer stopped answering after idle + interval × count seconds.
 KEEPALIVE = {"tcp_keepalives_idle": 10, "tcp_keepalives_interval": 5, "tcp_keepalives_count": 3}
-# The client gives up on a silent server sooner (`db.CLIENT_KEEPALIVE`, libpq's parameters):
-# keepalive probes after 5 s idle, every 2 s, 3 unanswered; or data it sent unacknowledged for 10 s.
+# The client gives up on a silent server sooner: `db.CLIENT_KEEPALIVE`.
 
 
 def key(connection: Connection, name: str) -> int:

@@ -340,8 +340,9 @@ async def send(item: Outgoing, transport: Transport, write: Writer, engine: Engi
         if started is None:
             return None
     confirmed = first = started
-    total, ids, moved, recorded = len(item.replies), [], False, 0  # ids[:recorded] are stored with the row
-    unsure = False  # a progress write failed, perhaps after its commit: the next one merges
+    # ids[:recorded] are stored with the row; None after a progress write failed, perhaps after its
+    # commit: the next one merges all of them with what the row holds.
+    total, ids, moved, recorded = len(item.replies), [], False, 0
     status = after(DELIVERED, confirmed, total, item.empty) if confirmed >= total else "sending"
     number = confirmed
     while number < total:
@@ -365,10 +366,10 @@ async def send(item: Outgoing, transport: Transport, write: Writer, engine: Engi
         if status == "sending":
             try:  # only what a crash would need; the end state written next records the same
                 await write(_in_session, record_part, engine, item.delivery_id, confirmed,
-                            ids if unsure else ids[recorded:], clock(), unsure)
-                recorded, unsure = len(ids), False
+                            ids[recorded or 0:], clock(), recorded is None)
+                recorded = len(ids)
             except Exception:  # noqa: BLE001 - a failed progress write must not stop a digest half sent
-                unsure = True
+                recorded = None
                 log.exception("could not record part %s of delivery %s; sending on", confirmed, item.delivery_id)
     return Result(item, status, confirmed, ids, item.note if status == "empty" else None)
 

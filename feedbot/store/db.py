@@ -41,7 +41,9 @@ def make_engine(url: str) -> Engine:
 
 
 # A dead peer (a host gone, a failover behind the same address) turns into an error on an idle
-# socket within seconds rather than at the operating system's two-hour default.
+# socket within seconds rather than at the operating system's two-hour default (libpq's
+# parameters): keepalive probes after 5 s idle, every 2 s, 3 unanswered; or data sent and not
+# acknowledged for 10 s. Both end before the server's own keepalives (`locks.KEEPALIVE`).
 CLIENT_KEEPALIVE = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
                     "tcp_user_timeout": 10_000, "connect_timeout": 10}
 PING_AFTER_IDLE_SECONDS = 1.0
