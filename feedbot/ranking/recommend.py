@@ -119,8 +119,8 @@ def build_community(session: Session, model: TextModel, pool: list[Paper], param
     several libraries (`_library_papers`)."""
     votes = mirror.current(session)[1]
     library = _library_papers(session, votes)
-    kept = ~np.isin(votes.paper, library)
-    voted, people, likers = community_likes(votes.where(kept))
+    kept = ~np.isin(votes.paper, library) if len(library) else None  # no library: every vote as it is
+    voted, people, likers = community_likes(votes if kept is None else votes.where(kept))
     voted_ids = voted.tolist()
     row_of = dict(zip(voted_ids, range(len(voted_ids)), strict=True))
     known = model.vectors_for(session, voted_ids)
@@ -163,6 +163,8 @@ def _library_papers(session: Session, votes: Votes, shared_rows: int = SHARED_LI
     👎 (a 👎 is a paper's own row's), and not among the `shared_rows` most liked of those in two
     libraries or more, which keep a row of their own and lend co-likes like any 👍."""
     unlisted = np.fromiter(session.scalars(select(Paper.id).where(Paper.first_listed.is_(None))), np.int64)
+    if not len(unlisted):  # no paper known only from a library: nothing to fold
+        return unlisted
     positive = votes.paper[votes.value > 0]
     liked = positive[np.isin(positive, unlisted)].astype(np.int64)
     papers, likers = np.unique(liked, return_counts=True)

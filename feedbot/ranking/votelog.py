@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
-from sqlalchemy import select, text
+from sqlalchemy import and_, case, null, select, text
 from sqlalchemy.orm import Session
 
 from feedbot.store.db import chunks
-from feedbot.store.models import Vote
+from feedbot.store.models import Paper, Vote
 from feedbot.store.subscribers import changed_since, votes_version
 
 
@@ -29,16 +29,18 @@ class Votes:
     subscriber: np.ndarray  # int32, as the ids' columns: 13 bytes a vote, kept by every process that ranks
     paper: np.ndarray  # int32
     value: np.ndarray  # int8: +1 or -1
-    hour: np.ndarray  # int32: when it was made, in hours since 1970 (UTC), for the decay's ratios
+    hour: np.ndarray  # int32: a library 👍's time in hours since 1970 (UTC), for the fold's weights; 0 for the rest
 
     @classmethod
     def of(cls, rows: list) -> Votes:
-        """From (subscriber, paper, value, voted_at) rows; flattened first, as numpy reads database
-        rows (not tuples) one attribute at a time, 100 times slower."""
+        """From (subscriber, paper, value, voted_at or None) rows; flattened first, as numpy reads
+        database rows (not tuples) one attribute at a time, 100 times slower."""
         array = np.fromiter((x for row in rows for x in row[:3]), np.int64, count=3 * len(rows)).reshape(-1, 3)
-        hours = np.fromiter((_hour(row[3]) for row in rows), np.int64, count=len(rows))
-        return cls(array[:, 0].astype(np.int32), array[:, 1].astype(np.int32), array[:, 2].astype(np.int8),
-                   hours.astype(np.int32))
+        hours = np.zeros(len(rows), np.int32)
+        dated = [n for n, row in enumerate(rows) if row[3] is not None]
+        if dated:
+            hours[dated] = [_hour(rows[n][3]) for n in dated]
+        return cls(array[:, 0].astype(np.int32), array[:, 1].astype(np.int32), array[:, 2].astype(np.int8), hours)
 
     def where(self, keep: np.ndarray) -> Votes:
         return Votes(self.subscriber[keep], self.paper[keep], self.value[keep], self.hour[keep])
@@ -61,8 +63,11 @@ def _hour(when: datetime) -> int:
 
 
 def read_votes(session: Session, subscriber_ids: list[int] | None = None) -> Votes:
-    """Every vote, or the votes of `subscriber_ids`."""
-    query = select(Vote.subscriber_id, Vote.paper_id, Vote.value, Vote.voted_at)
+    """Every vote, or the votes of `subscriber_ids`. Only the 👍 on papers never listed (those a
+    library fold weighs by date) come with their time: no other vote's is read or converted."""
+    unlisted = select(Paper.id).where(Paper.first_listed.is_(None))
+    dated = case((and_(Vote.value > 0, Vote.paper_id.in_(unlisted)), Vote.voted_at), else_=null())
+    query = select(Vote.subscriber_id, Vote.paper_id, Vote.value, dated)
     if subscriber_ids is None:
         return Votes.of(session.execute(query).all())
     rows = []
