@@ -4,6 +4,9 @@ subscribers with no library get exactly the picks of a corpus without the librar
 
 from __future__ import annotations
 
+from datetime import timedelta
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -11,10 +14,11 @@ from sklearn.preprocessing import normalize
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from feedbot.library import jobs
 from feedbot.ranking import rank, recommend, textmodel
 from feedbot.ranking.libraries import fold, fold_corpus, prune
 from feedbot.store import subscribers
-from feedbot.store.models import Paper
+from feedbot.store.models import Import, Paper, Vote
 from tests.test_ranking import DAY, NOW, is_vision, make_subscriber, titled
 
 VOCABULARY = 200
@@ -231,3 +235,163 @@ def test_votes_half_lives_apart_fold_into_finite_rows():
     assert np.isfinite(folded.vectors.data).all()
     old = folded.vectors[folded.topics == 1].toarray().ravel()
     assert old == pytest.approx((2 * library[1] + library[2]).toarray().ravel() / 3)
+
+
+def test_each_pick_names_the_member_of_its_row_most_like_it_that_is_still_liked():
+    """Subscriber 7's library is folded into rows 3 and 4, subscriber 8's into row 5. Every pick a
+    folded row explains names, of that row's papers its subscriber still 👍, the one most like the
+    pick (the lowest id among equals): never a paper since 👎 or removed, never another row's."""
+    rng = np.random.default_rng(5)
+    vectors = normalize(sp.random(40, VOCABULARY, density=0.08, format="csr", random_state=rng,
+                                  dtype=np.float32))  # papers 100-139
+    rows = {7: {3: range(100, 112), 4: range(112, 125)}, 8: {5: range(125, 140)}}
+    keys = [((sid << 32) | p, row) for sid, by_row in rows.items() for row, papers in by_row.items() for p in papers]
+    keys.sort()
+    pool = normalize(sp.vstack([vectors[[1, 3, 15, 20, 30]], sp.random(3, VOCABULARY, density=0.08, format="csr",
+                                                                       random_state=rng, dtype=np.float32)]))
+    known = sp.vstack([normalize(sp.random(3, VOCABULARY, density=0.08, format="csr", random_state=rng)),
+                       vectors[[0, 12, 25]]], format="csr")  # three papers' rows, then the folded rows 3-5
+    corpus = rank.Corpus.build(known, folded=np.arange(6) >= 3,
+                               terms=np.array([f"t{i}" for i in range(VOCABULARY)]))
+    community = recommend.Community(
+        voted_ids=[1, 2, 3, 100, 112, 125], row_of={1: 0, 2: 1, 3: 2}, liker_row={}, pool_vectors=pool,
+        prepared=rank.prepare(corpus, pool, rank.Params(colike_weight=0.0)),
+        folded_key=np.array([k for k, _ in keys], np.int64), folded_row=np.array([r for _, r in keys], np.int64))
+    when = NOW
+    gone = {101, 115}  # 101 since 👎; 115 removed (its import undone): each the closest to a pick
+    own = recommend._Own(
+        votes={7: [(p, 1, when) for p in range(100, 125) if p not in gone] + [(101, -1, when)],
+               8: [(p, 1, when) for p in range(125, 140)]},
+        interests={}, interest_vectors={}, muted={}, excluded={})
+    people = [SimpleNamespace(id=7), SimpleNamespace(id=8)]
+    reason = rank.Reason
+    picks = [[rank.Scored(c, 1.0, reason(rank.KIND_PROFILE, liked_row=row))
+              for c, row in [(0, 3), (1, 3), (2, 4), (5, 4), (6, 3), (7, 0)]],
+             [rank.Scored(c, 1.0, reason(rank.KIND_TOPIC, liked_row=5)) for c in (3, 4, 5, 7)]]
+    model = SimpleNamespace(vectors_for=lambda _, ids: vectors[np.asarray(ids, np.int64) - 100],
+                            terms=corpus.terms)
+    named = recommend._closest_members(None, model, community, people, picks, own)
+    assert set(named) == {(0, 0), (0, 1), (0, 2), (0, 3), (0, 4), (1, 0), (1, 1), (1, 2), (1, 3)}
+    liked = {sid: {p for p, v, _ in own.votes[sid] if v > 0} - (gone if sid == 7 else set()) for sid in rows}
+    for (n, j), (paper, words) in named.items():
+        sid, pick = people[n].id, picks[n][j]
+        members = np.array([p for p in rows[sid][pick.reason.liked_row] if p in liked[sid]])
+        likeness = (vectors[members - 100] @ pool[pick.column].T).toarray().ravel()
+        assert paper == members[np.argmax(likeness)], (n, j)
+        assert paper not in gone
+        assert set(words) <= set(corpus.terms[vectors[paper - 100].indices])
+    # the first and third picks are papers 101 and 115 themselves; the second and sixth, 103 and 130
+    assert named[0, 1][0] == 103 and named[1, 1][0] == 130 and {named[0, 0][0], named[0, 2][0]}.isdisjoint(gone)
+
+
+def imported(session, subscriber, papers: list[Paper], when=NOW) -> list[Import]:
+    """Each paper a 👍 of its own import, in order (so `/import undo` takes back the last first)."""
+    made = []
+    for paper in papers:
+        job = Import(subscriber_id=subscriber.id, source="pasted ids", status="done", entries=1, added=1)
+        session.add(job)
+        session.flush()
+        session.add(Vote(subscriber_id=subscriber.id, paper_id=paper.id, value=1, voted_at=when, origin="import",
+                         import_id=job.id))
+        made.append(job)
+    subscribers.record_shown(session, subscriber, [(p.id, 0.0, "") for p in papers], "search")
+    subscribers.votes_changed(session, subscriber.id)
+    session.flush()
+    return made
+
+
+def library_papers(session) -> list[Paper]:
+    made = [Paper(key=f"library:{n}", title=title, abstract=abstract, first_listed=None)
+            for n, (title, abstract) in enumerate(LIBRARY)]
+    session.add_all(made)
+    session.flush()
+    return made
+
+
+def named_titles(picks) -> list[str]:
+    return [p.why.split("“")[1].split("”")[0] for p in picks if p.why.startswith("because you liked “")]
+
+
+def test_a_library_paper_whose_import_was_undone_is_never_named(seeded, settings):
+    """The tables (cached) still fold the paper into the subscriber's row; the why-line must not
+    name it once the import that added it is taken back (a 👎 since: the test above)."""
+    with Session(seeded) as session, session.begin():
+        importer = make_subscriber(session, 1)
+        library = library_papers(session)
+        imported(session, importer, library)
+        model = textmodel.load(session, settings.model_dir)
+        cache = recommend.CommunityCache(clock=lambda: 0.0)  # the tables are not rebuilt
+        before = named_titles(recommend.recommend(session, model, [importer], DAY, NOW, cache=cache)[importer.id])
+        assert before
+        tables = next(iter(cache._entries.values())).community
+        first = [p.title for p in library].index(before[0])
+        gone = {p.title for p in library[first:]}
+        for _ in library[first:]:  # `/import undo` until the import that added the paper named is taken back
+            assert jobs.undo_last(session, importer.id)[1] == 1
+        session.flush()
+        picks = recommend.recommend(session, model, [importer], DAY, NOW, cache=cache)[importer.id]
+        assert next(iter(cache._entries.values())).community is tables  # the same, older tables
+        assert picks and not gone & set(named_titles(picks)), (gone, [p.why for p in picks])
+
+
+def test_the_shared_cap_keeps_the_most_liked_library_papers_and_spends_nothing_on_disliked_ones(
+        seeded, settings, monkeypatch):
+    """Papers in several libraries keep a row, the most liked first, up to `SHARED_LIBRARY_ROWS`. A
+    paper someone 👎 has its own row anyway and takes no place of the cap: with one place, the
+    👎 one (four likers) and the most liked of the others (three) keep a row, not the one of two."""
+    monkeypatch.setattr(recommend, "SHARED_LIBRARY_ROWS", 1)
+    with Session(seeded) as session, session.begin():
+        twice, disliked, thrice, once = library_papers(session)  # ids in that order: the lowest first
+        people = [make_subscriber(session, n) for n in range(1, 6)]
+        for paper, likers in ((disliked, people[:4]), (thrice, people[:3]), (twice, people[:2]), (once, people[:1])):
+            for person in likers:
+                imported(session, person, [paper])
+        subscribers.record_shown(session, people[4], [(disliked.id, 0.0, "")], "search")
+        subscribers.vote(session, people[4], disliked.id, -1, now=NOW)
+        session.flush()
+        model = textmodel.load(session, settings.model_dir)
+        community = recommend.build_community(session, model, recommend.candidates(session, DAY, 2),
+                                              rank.DEFAULT_PARAMS)
+        assert {disliked.id, thrice.id} <= community.row_of.keys()
+        assert not {twice.id, once.id} & community.row_of.keys()
+        assert (community.folded_rows(people[0].id, [twice.id, once.id]) >= 0).all()
+
+
+def test_a_groups_imported_library_is_folded_and_steers_its_picks_without_being_named(seeded, settings):
+    """A group's import folds into the group's own rows like anyone's; its picks follow it, and no
+    why-line names a paper of it to the members (nor the paper a folded row stands for)."""
+    with Session(seeded) as session, session.begin():
+        group, _ = subscribers.subscribe(session, -1, -1, "group", kind="group")
+        library = library_papers(session)
+        imported(session, group, library)
+        model = textmodel.load(session, settings.model_dir)
+        community = recommend.build_community(session, model, recommend.candidates(session, DAY, 2),
+                                              rank.DEFAULT_PARAMS)
+        ids = [p.id for p in library]
+        assert not set(ids) & community.row_of.keys() and (community.folded_rows(group.id, ids) >= 0).all()
+        picks = recommend.recommend(session, model, [group], DAY, NOW, cache=None)[group.id]
+        assert len(picks) == 5
+        assert sum(is_vision(p.paper.title, p.paper.abstract) for p in picks) >= 4, [p.paper.title for p in picks]
+        assert not [p.why for p in picks if any(paper.title in p.why for paper in library)]
+
+
+def test_a_newer_library_like_weighs_more_in_its_folded_row_than_an_older_one(seeded, settings):
+    """Two library papers of one topic, imported a year apart (90-day half-life): their row is their
+    mean weighted 1 to 2 ** -4, as their votes' decay says, not their plain mean."""
+    with Session(seeded) as session, session.begin():
+        importer = make_subscriber(session, 1)
+        library = library_papers(session)
+        model = textmodel.load(session, settings.model_dir)
+        vectors = model.vectors_for(session, [p.id for p in library])
+        topics = model.topics_for(vectors)
+        old, new = next((a, b) for a in range(len(library)) for b in range(a + 1, len(library))
+                        if topics[a] == topics[b])
+        imported(session, importer, [library[old]], when=NOW - timedelta(days=360))
+        imported(session, importer, [library[new]], when=NOW)
+        community = recommend.build_community(session, model, recommend.candidates(session, DAY, 2),
+                                              rank.DEFAULT_PARAMS, half_life_days=90.0)
+        [row] = set(community.folded_rows(importer.id, [library[old].id, library[new].id]).tolist())
+        folded = community.prepared.corpus.known[row].toarray().ravel()
+        expected = ((vectors[old] / 16 + vectors[new]) / (1 + 1 / 16)).toarray().ravel()
+        assert folded == pytest.approx(expected, abs=1e-6)
+        assert folded @ vectors[new].toarray().ravel() > folded @ vectors[old].toarray().ravel()

@@ -158,10 +158,11 @@ def build_community(session: Session, model: TextModel, pool: list[Paper], param
 SHARED_LIBRARY_ROWS = 50_000  # library papers in several libraries that keep a row, the most liked first
 
 
-def _library_papers(session: Session, votes: Votes, shared_rows: int = SHARED_LIBRARY_ROWS) -> np.ndarray:
+def _library_papers(session: Session, votes: Votes, shared_rows: int | None = None) -> np.ndarray:
     """The voted papers known only from libraries that are folded, sorted: never listed, no one's
     👎 (a 👎 is a paper's own row's), and not among the `shared_rows` most liked of those in two
-    libraries or more, which keep a row of their own and lend co-likes like any 👍."""
+    libraries or more (`SHARED_LIBRARY_ROWS` unless given), which keep a row of their own and lend
+    co-likes like any 👍."""
     unlisted = np.fromiter(session.scalars(select(Paper.id).where(Paper.first_listed.is_(None))), np.int64)
     if not len(unlisted):  # no paper known only from a library: nothing to fold
         return unlisted
@@ -171,6 +172,7 @@ def _library_papers(session: Session, votes: Votes, shared_rows: int = SHARED_LI
     foldable = ~np.isin(papers, votes.paper[votes.value < 0])
     papers, likers = papers[foldable], likers[foldable]
     shared = papers[likers >= 2]
+    shared_rows = SHARED_LIBRARY_ROWS if shared_rows is None else shared_rows
     if len(shared) > shared_rows:
         shared = np.sort(shared[np.argsort(-likers[likers >= 2], kind="stable")[:shared_rows]])
     return np.setdiff1d(papers, shared)
@@ -287,29 +289,35 @@ def _closest_members(session: Session, model: TextModel, community: Community, s
               if folded is not None and 0 <= p.reason.liked_row < len(folded) and folded[p.reason.liked_row]]
     if not wanted:
         return {}
+    by_subscriber: dict[int, list[int]] = defaultdict(list)  # n -> its picks' places in `wanted`
+    for i, (n, _, _, _) in enumerate(wanted):
+        by_subscriber[n].append(i)
     keys = community.folded_key
-    member_of: dict[tuple[int, int], np.ndarray] = {}
-    for n, _, row, _ in wanted:
+    members_of: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # n -> the papers it still likes, their rows
+    for n, places in by_subscriber.items():
         sid = subscribers[n].id
-        if (sid, row) not in member_of:
-            lo, hi = np.searchsorted(keys, [sid << 32, (sid + 1) << 32])
-            members = keys[lo:hi][community.folded_row[lo:hi] == row] & 0xFFFFFFFF
-            liked = np.array([pid for pid, value, _ in own.votes[sid] if value > 0], np.int64)
-            member_of[sid, row] = members[np.isin(members, liked)]
-    papers = sorted({int(p) for ids in member_of.values() for p in ids})
-    vectors = model.vectors_for(session, papers)
-    at = {p: i for i, p in enumerate(papers)}
-    chosen, columns = [], []
-    for n, _, row, column in wanted:
-        rows = [at[int(p)] for p in member_of[subscribers[n].id, row]]
-        likeness = np.asarray((vectors[rows] @ community.pool_vectors[column].T).todense()).ravel()
-        chosen.append(rows[int(np.argmax(likeness))] if rows else -1)
-        columns.append(column)
-    picked = [c for c in chosen if c >= 0]
-    words = reasons.top_terms(vectors[picked], np.array([c for c, k in zip(columns, chosen, strict=True) if k >= 0]),
-                              community.prepared.shared, model.terms) if picked else []
-    words_of = iter(words)
-    return {(n, j): (papers[k], next(words_of)) for (n, j, _, _), k in zip(wanted, chosen, strict=True) if k >= 0}
+        lo, hi = np.searchsorted(keys, [sid << 32, (sid + 1) << 32])
+        papers, rows = keys[lo:hi] & 0xFFFFFFFF, community.folded_row[lo:hi]
+        liked = np.array([pid for pid, value, _ in own.votes[sid] if value > 0], np.int64)
+        keep = np.isin(rows, [wanted[i][2] for i in places]) & np.isin(papers, liked)
+        members_of[n] = papers[keep], rows[keep]
+    papers = np.unique(np.concatenate([p for p, _ in members_of.values()] + [np.empty(0, np.int64)]))
+    vectors = model.vectors_for(session, papers.tolist())
+    chosen = np.full(len(wanted), -1, np.int64)  # the row of `vectors` each pick names
+    for n, places in by_subscriber.items():  # one product a subscriber: its members x its picks
+        mine, rows = members_of[n]
+        if not len(mine):
+            continue
+        at = np.searchsorted(papers, mine)  # ascending: ties go to the lowest paper id
+        likeness = (vectors[at] @ community.pool_vectors[[wanted[i][3] for i in places]].T).toarray()
+        likeness[rows[:, None] != np.array([wanted[i][2] for i in places])[None, :]] = -np.inf
+        best = likeness.argmax(axis=0)
+        found = np.isfinite(likeness[best, np.arange(len(places))])
+        chosen[np.asarray(places)[found]] = at[best[found]]
+    named = np.flatnonzero(chosen >= 0)
+    words = reasons.top_terms(vectors[chosen[named]], np.array([wanted[i][3] for i in named], np.int64),
+                              community.prepared.shared, model.terms) if len(named) else []
+    return {wanted[i][:2]: (int(papers[chosen[i]]), w) for i, w in zip(named, words, strict=True)}
 
 
 def _imported_into_chats(session: Session, subscribers: list[Subscriber], community: Community) -> dict[int, set]:
