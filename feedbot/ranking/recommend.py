@@ -97,9 +97,10 @@ class Community:
     folded_key: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # subscriber << 32 | paper, sorted
     folded_row: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # ... the row it was folded into
 
-    def folded_rows(self, subscriber: int, papers: np.ndarray) -> np.ndarray:
-        """The row each of this subscriber's 👍 papers was folded into, -1 where it was not."""
-        keys = (np.int64(subscriber) << 32) | np.asarray(papers, np.int64)
+    def folded_rows(self, subscriber: int | np.ndarray, papers: np.ndarray) -> np.ndarray:
+        """The row each of this subscriber's 👍 papers (or each subscriber's paper, given as many) was
+        folded into, -1 where it was not."""
+        keys = (np.asarray(subscriber, np.int64) << 32) | np.asarray(papers, np.int64)
         at = np.minimum(np.searchsorted(self.folded_key, keys), max(len(self.folded_key) - 1, 0))
         found = self.folded_key[at] == keys if len(self.folded_key) else np.zeros(len(keys), bool)
         return np.where(found, self.folded_row[at] if len(self.folded_row) else -1, -1)
@@ -325,15 +326,17 @@ def _imported_into_chats(session: Session, subscribers: list[Subscriber], commun
     or the rows they were folded into), by subscriber: they teach the chat's ranking, but a reason
     never names them to its members."""
     chats = [s.id for s in subscribers if s.kind != "private"]
+    pairs = [pair for chunk in chunks(chats, 900) for pair in session.execute(
+        select(Vote.subscriber_id, Vote.paper_id).where(Vote.subscriber_id.in_(chunk), Vote.origin == "import"))]
+    if not pairs:
+        return {}
+    sid, pid = np.array(pairs, np.int64).T
+    rows = community.folded_rows(sid, pid)
     out: dict[int, set] = {}
-    for chunk in chunks(chats, 900):
-        for sid, pid in session.execute(select(Vote.subscriber_id, Vote.paper_id).where(
-                Vote.subscriber_id.in_(chunk), Vote.origin == "import")):
-            row = int(community.folded_rows(sid, np.array([pid]))[0])
-            if row < 0:
-                row = community.row_of.get(pid, -1)
-            if row >= 0:
-                out.setdefault(sid, set()).add(row)
+    for s, p, row in zip(sid.tolist(), pid.tolist(), rows.tolist(), strict=True):
+        row = row if row >= 0 else community.row_of.get(p, -1)
+        if row >= 0:
+            out.setdefault(s, set()).add(row)
     return out
 
 
