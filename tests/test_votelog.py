@@ -326,3 +326,24 @@ def test_the_change_log_revision_goes_down_and_up_again_on_a_database_with_votes
             assert dict(session.execute(select(VoteChange.voter_id, VoteChange.seq)).all()) == {first: 4}
     finally:
         engine.dispose()
+
+
+def test_only_a_like_of_a_never_listed_paper_is_read_with_its_time(engine):
+    """The fold weighs library 👍 by their time; no other vote's time is read (0 in its place)."""
+    papers = listed(engine)
+    reader = subscribe(engine, 1)
+    tap(engine, reader, papers[0], 1)
+    with Session(engine) as session:
+        assert read_votes(session).hour.tolist() == [0]  # no library paper at all
+    when = datetime(2026, 3, 1, 10, 30, tzinfo=UTC)
+    with transaction(engine) as session:
+        library = [Paper(key=f"library:{n}", title=f"Library paper {n}", abstract="Notes.") for n in range(2)]
+        session.add_all(library)
+        session.flush()
+        session.add_all([Vote(subscriber_id=reader, paper_id=library[0].id, value=1, voted_at=when, origin="import"),
+                         Vote(subscriber_id=reader, paper_id=library[1].id, value=-1, voted_at=when)])
+        ids = [p.id for p in library]
+    with Session(engine) as session:
+        votes = read_votes(session)
+        assert dict(zip(votes.paper.tolist(), votes.hour.tolist(), strict=True)) == {
+            papers[0]: 0, ids[0]: int(when.timestamp()) // 3600, ids[1]: 0}

@@ -32,12 +32,13 @@ class Votes:
     hour: np.ndarray  # int32: a library 👍's time in hours since 1970 (UTC), for the fold's weights; 0 for the rest
 
     @classmethod
-    def of(cls, rows: list) -> Votes:
-        """From (subscriber, paper, value, voted_at or None) rows; flattened first, as numpy reads
-        database rows (not tuples) one attribute at a time, 100 times slower."""
+    def of(cls, rows: list, timed: bool = True) -> Votes:
+        """From (subscriber, paper, value, voted_at or None) rows, or (subscriber, paper, value) rows
+        when not `timed`; flattened first, as numpy reads database rows (not tuples) one attribute
+        at a time, 100 times slower."""
         array = np.fromiter((x for row in rows for x in row[:3]), np.int64, count=3 * len(rows)).reshape(-1, 3)
         hours = np.zeros(len(rows), np.int32)
-        dated = [n for n, row in enumerate(rows) if row[3] is not None]
+        dated = [n for n, row in enumerate(rows) if row[3] is not None] if timed else []
         if dated:
             hours[dated] = [_hour(rows[n][3]) for n in dated]
         return cls(array[:, 0].astype(np.int32), array[:, 1].astype(np.int32), array[:, 2].astype(np.int8), hours)
@@ -64,16 +65,22 @@ def _hour(when: datetime) -> int:
 
 def read_votes(session: Session, subscriber_ids: list[int] | None = None) -> Votes:
     """Every vote, or the votes of `subscriber_ids`. Only the 👍 on papers never listed (those a
-    library fold weighs by date) come with their time: no other vote's is read or converted."""
+    library fold weighs by date) come with their time: no other vote's is read or converted, and
+    with no such paper (no library imported) the votes are read as they were before libraries.
+    A paper imported between the two reads is read again with the next change (its votes' change
+    comes after the counter the caller read)."""
     unlisted = select(Paper.id).where(Paper.first_listed.is_(None))
-    dated = case((and_(Vote.value > 0, Vote.paper_id.in_(unlisted)), Vote.voted_at), else_=null())
-    query = select(Vote.subscriber_id, Vote.paper_id, Vote.value, dated)
+    timed = session.scalar(unlisted.limit(1)) is not None
+    query = select(Vote.subscriber_id, Vote.paper_id, Vote.value)
+    if timed:
+        query = query.add_columns(case((and_(Vote.value > 0, Vote.paper_id.in_(unlisted)), Vote.voted_at),
+                                       else_=null()))
     if subscriber_ids is None:
-        return Votes.of(session.execute(query).all())
+        return Votes.of(session.execute(query).all(), timed)
     rows = []
     for chunk in chunks(subscriber_ids, 900):
         rows += session.execute(query.where(Vote.subscriber_id.in_(chunk))).all()
-    return Votes.of(rows)
+    return Votes.of(rows, timed)
 
 
 def identity(session: Session) -> object:
