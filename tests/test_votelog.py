@@ -139,7 +139,7 @@ def test_a_refresh_reads_only_the_subscribers_whose_votes_changed(engine):
     assert votes.subscriber.nbytes + votes.paper.nbytes + votes.value.nbytes == 9 * 4  # per vote: two int32, an int8
 
 
-def test_imported_likes_are_community_likes_also_on_papers_known_only_from_a_library(engine, server):
+def test_imported_likes_on_papers_known_only_from_a_library_are_folded_from_the_kept_votes(engine, server):
     papers = listed(engine)
     reader, importer = subscribe(engine, 1), subscribe(engine, 2)
     tap(engine, reader, papers[0], 1)
@@ -154,7 +154,11 @@ def test_imported_likes_are_community_likes_also_on_papers_known_only_from_a_lib
         community = build_community(session, model, pool, DEFAULT_PARAMS, mirror)
         likers = community.prepared.corpus.likers.toarray()
         row = community.liker_row[importer]
-        assert {community.voted_ids[c] for c in np.flatnonzero(likers[row])} == {papers[0], *library}
+        # the library papers have no row: folded into the importer's own, naming one of them, no one's co-likes
+        assert not set(library) & community.row_of.keys()
+        folded = community.folded_rows(importer, np.array(library))
+        assert (folded >= 0).all() and {community.voted_ids[r] for r in folded} <= set(library)
+        assert {community.voted_ids[c] for c in np.flatnonzero(likers[row])} == {papers[0]}
         assert likers[:, community.row_of[papers[0]]].sum() == 2
     with transaction(engine) as writer:
         jobs.undo_last(writer, importer)
@@ -162,8 +166,8 @@ def test_imported_likes_are_community_likes_also_on_papers_known_only_from_a_lib
         community = build_community(session, model, pool, DEFAULT_PARAMS, mirror)
         likers = community.prepared.corpus.likers.toarray()
         assert {community.voted_ids[c] for c in np.flatnonzero(likers[community.liker_row[importer]])} == {papers[0]}
+        assert (community.folded_rows(importer, np.array(library)) == -1).all()
     assert list(mirror.reads) == [None, 1]
-
 
 
 def test_a_group_merged_into_its_supergroup_moves_its_votes_in_the_kept_copy(engine):
@@ -322,3 +326,24 @@ def test_the_change_log_revision_goes_down_and_up_again_on_a_database_with_votes
             assert dict(session.execute(select(VoteChange.voter_id, VoteChange.seq)).all()) == {first: 4}
     finally:
         engine.dispose()
+
+
+def test_only_a_like_of_a_never_listed_paper_is_read_with_its_time(engine):
+    """The fold weighs library 👍 by their time; no other vote's time is read (0 in its place)."""
+    papers = listed(engine)
+    reader = subscribe(engine, 1)
+    tap(engine, reader, papers[0], 1)
+    with Session(engine) as session:
+        assert read_votes(session).hour.tolist() == [0]  # no library paper at all
+    when = datetime(2026, 3, 1, 10, 30, tzinfo=UTC)
+    with transaction(engine) as session:
+        library = [Paper(key=f"library:{n}", title=f"Library paper {n}", abstract="Notes.") for n in range(2)]
+        session.add_all(library)
+        session.flush()
+        session.add_all([Vote(subscriber_id=reader, paper_id=library[0].id, value=1, voted_at=when, origin="import"),
+                         Vote(subscriber_id=reader, paper_id=library[1].id, value=-1, voted_at=when)])
+        ids = [p.id for p in library]
+    with Session(engine) as session:
+        votes = read_votes(session)
+        assert dict(zip(votes.paper.tolist(), votes.hour.tolist(), strict=True)) == {
+            papers[0]: 0, ids[0]: int(when.timestamp()) // 3600, ids[1]: 0}

@@ -100,8 +100,10 @@ class Colikes:
         return np.where(part < NOISE, 0.0, part) / np.sqrt(np.maximum(mass, 1e-12))
 
 
-def colike_table(likers: sp.csr_matrix, table: Columns, params: Params) -> Colikes | None:
-    """The shared co-like counts behind every candidate (None when nobody liked anything)."""
+def colike_table(likers: sp.csr_matrix, table: Columns, params: Params,
+                 folded: np.ndarray | None = None) -> Colikes | None:
+    """The shared co-like counts behind every candidate (None when nobody liked anything). Rows
+    standing for a folded library (`folded`) are no candidate's neighbours: no one else liked them."""
     n_known, n_cand = table.n_rows, table.n_columns
     likers = likers.tocsr().astype(np.float64)
     likers.data[:] = 1
@@ -116,6 +118,8 @@ def colike_table(likers: sp.csr_matrix, table: Columns, params: Params) -> Colik
         sims = table.block_columns(j).T.copy()  # candidates x known: each row contiguous
         sims[sims > 0.999] = 0  # the paper itself, when it is known: its own votes are no neighbours' votes
         sims[sims < params.colike_min_similarity] = 0
+        if folded is not None:
+            sims[:, folded] = 0
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         values = np.take_along_axis(sims, top, axis=1).astype(np.float64)
         columns = np.repeat(np.arange(sims.shape[0]), k)

@@ -50,6 +50,12 @@ class Taste:
     excluded: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     k: int = 5
     liker_row: int = -1  # this subscriber's row in `Corpus.likers`: their own 👍 are no one else's
+    liked_count: np.ndarray | None = None  # likes each liked row stands for (a folded library row: many)
+
+    @property
+    def n_likes(self) -> int:
+        """How many papers they liked, folded ones counted one by one."""
+        return len(self.liked) if self.liked_count is None else int(np.sum(self.liked_count))
 
     @property
     def usable_interests(self) -> np.ndarray:
@@ -92,15 +98,16 @@ class Corpus:
     background: np.ndarray  # mean of the known vectors (dense, vocabulary-sized)
     terms: np.ndarray | None = None  # vocabulary, for explanations
     likers: sp.csr_matrix | None = None  # every subscriber x known paper, 1 per 👍 (the community)
+    folded: np.ndarray | None = None  # rows standing for a folded library (`libraries`): no one's neighbours
 
     @classmethod
     def build(cls, known: sp.csr_matrix, topics: np.ndarray | None = None,
               terms: np.ndarray | None = None, background: np.ndarray | None = None,
-              likers: sp.csr_matrix | None = None) -> Corpus:
+              likers: sp.csr_matrix | None = None, folded: np.ndarray | None = None) -> Corpus:
         """A corpus whose background is the mean of `known` unless given."""
         known = known.tocsr().astype(np.float32)
         if background is None:
             background = np.asarray(known.mean(axis=0)).ravel()
         if topics is None:
             topics = np.zeros(known.shape[0], dtype=np.int32)
-        return cls(known, np.asarray(topics), np.asarray(background, dtype=np.float32), terms, likers)
+        return cls(known, np.asarray(topics), np.asarray(background, dtype=np.float32), terms, likers, folded)

@@ -66,7 +66,8 @@ def build(tastes: list[Taste], corpus: Corpus, params: Params, shared: Shared) -
     coefficients, owners = [likes[has_likes]], [has_likes]
     vv = None
     if params.use_topics and len(has_likes):
-        topic_rows, topic_owners, topic_of_like = _topic_rows(likes, corpus.topics, params)
+        topic_rows, topic_owners, topic_of_like = _topic_rows(likes, corpus.topics, params,
+                                                              like_counts(tastes, known.shape[0]))
         coefficients.append(topic_rows)
         owners.append(topic_owners)
         if len(topic_owners):
@@ -139,19 +140,35 @@ def penalise_dislikes(best: np.ndarray, tastes: list[Taste], corpus: Corpus, par
                               shared.candidates_b, shared.known_b, 0.0, shared.b_norm2)
     strength = np.full(len(has_dislikes), params.dislike_penalty, np.float32)
     if params.dislike_ramp:
-        likes_count = np.array([len(tastes[s].liked) for s in has_dislikes])
+        likes_count = np.array([tastes[s].n_likes for s in has_dislikes])
         strength *= (0.5 + 0.5 * np.minimum(1.0, likes_count / params.dislike_ramp)).astype(np.float32)
     penalty *= strength[:, None]
     best[has_dislikes] -= penalty
 
 
-def _topic_rows(likes: sp.csr_matrix, topics: np.ndarray,
-                params: Params) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+def like_counts(tastes: list[Taste], n_known: int) -> np.ndarray | None:
+    """The likes each entry of the block's likes matrix stands for, in its CSR order (None: one each,
+    no library folded in the block)."""
+    if all(t.liked_count is None for t in tastes):
+        return None
+    indptr = np.zeros(len(tastes) + 1, dtype=np.int64)
+    np.cumsum([len(t.liked) for t in tastes], out=indptr[1:])
+    columns = np.concatenate([t.liked for t in tastes]).astype(np.int64)
+    values = np.concatenate([np.ones(len(t.liked)) if t.liked_count is None else t.liked_count for t in tastes])
+    matrix = sp.csr_matrix((values.astype(np.float64), columns, indptr), shape=(len(tastes), n_known))
+    matrix.sum_duplicates()
+    return matrix.data
+
+
+def _topic_rows(likes: sp.csr_matrix, topics: np.ndarray, params: Params,
+                entry_counts: np.ndarray | None = None) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
     """Per (subscriber, topic) weighted means for the topics that hold enough of their likes, their
-    owners, and the topic row of each entry of `likes` in CSR order (-1: in no topic row)."""
+    owners, and the topic row of each entry of `likes` in CSR order (-1: in no topic row). A folded
+    library row counts as the likes it stands for (`entry_counts`)."""
     coo = likes.tocoo()
     n_topics = int(topics.max()) + 1 if len(topics) else 1
-    counts = sp.csr_matrix((np.ones_like(coo.data), (coo.row, topics[coo.col])),
+    ones = np.ones_like(coo.data) if entry_counts is None else entry_counts.astype(coo.data.dtype)
+    counts = sp.csr_matrix((ones, (coo.row, topics[coo.col])),
                            shape=(likes.shape[0], n_topics)).toarray()
     total = counts.sum(axis=1, keepdims=True)
     eligible = (counts >= params.topic_min_likes) & (counts >= params.topic_min_share * np.maximum(total, 1))

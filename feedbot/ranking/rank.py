@@ -65,7 +65,7 @@ def prepare(corpus: Corpus, candidates: sp.csr_matrix, params: Params = DEFAULT_
     table = Columns.build(corpus.known, candidates)
     colikes = None
     if params.colike_weight and corpus.likers is not None:
-        colikes = colike_table(corpus.likers, table, params)
+        colikes = colike_table(corpus.likers, table, params, corpus.folded)
     return Prepared(corpus, candidates, params, Shared.build(corpus, candidates, table), colikes)
 
 
@@ -79,8 +79,9 @@ def extend(prepared: Prepared, known: sp.csr_matrix, topics: np.ndarray) -> Prep
     likers = corpus.likers
     if likers is not None:
         likers = sp.hstack([likers, sp.csr_matrix((likers.shape[0], count), dtype=likers.dtype)], format="csr")
+    folded = None if corpus.folded is None else np.concatenate([corpus.folded, np.zeros(count, bool)])
     grown = Corpus(sp.vstack([corpus.known, known], format="csr"), np.concatenate([corpus.topics, topics]),
-                   corpus.background, corpus.terms, likers)
+                   corpus.background, corpus.terms, likers, folded)
     shared = prepared.shared
     return Prepared(grown, prepared.candidates, prepared.params,
                     shared.with_known(known, prepared.candidates, corpus.background) if shared is not None else None,

@@ -8,7 +8,7 @@ import threading
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
 import numpy as np
@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, defer
 
-from feedbot.ranking import members, rank, reasons
+from feedbot.ranking import libraries, members, rank, reasons
 from feedbot.ranking.textmodel import TextModel
 from feedbot.ranking.votelog import MIRROR, VoteMirror, Votes
 from feedbot.store.db import chunks
@@ -88,12 +88,22 @@ class Community:
     corpus and of the votes: every voted paper's vector, everyone's 👍, the candidates lengthened
     with their nearest known papers, the similarity and co-like tables."""
 
-    voted_ids: list[int]
-    row_of: dict[int, int]  # paper id -> row in `known`
+    voted_ids: list[int]  # the paper each row of `known` is (a folded library's row: the paper it names)
+    row_of: dict[int, int]  # paper id -> row in `known` (folded library papers have none)
     liker_row: dict[int, int]  # subscriber id -> row in the likers matrix
     pool_vectors: sp.csr_matrix
     prepared: rank.Prepared
     starters: dict[int, np.ndarray] = field(default_factory=dict)  # starter order by number of topics
+    folded_key: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # subscriber << 32 | paper, sorted
+    folded_row: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # ... the row it was folded into
+
+    def folded_rows(self, subscriber: int | np.ndarray, papers: np.ndarray) -> np.ndarray:
+        """The row each of this subscriber's 👍 papers (or each subscriber's paper, given as many) was
+        folded into, -1 where it was not."""
+        keys = (np.asarray(subscriber, np.int64) << 32) | np.asarray(papers, np.int64)
+        at = np.minimum(np.searchsorted(self.folded_key, keys), max(len(self.folded_key) - 1, 0))
+        found = self.folded_key[at] == keys if len(self.folded_key) else np.zeros(len(keys), bool)
+        return np.where(found, self.folded_row[at] if len(self.folded_row) else -1, -1)
 
     def starter_order(self, n_topics: int) -> np.ndarray:
         if n_topics not in self.starters:
@@ -102,22 +112,71 @@ class Community:
 
 
 def build_community(session: Session, model: TextModel, pool: list[Paper], params: rank.Params,
-                    mirror: VoteMirror = MIRROR) -> Community:
+                    mirror: VoteMirror = MIRROR, half_life_days: float = 90.0) -> Community:
     """Build the shared tables from everyone's votes, which `mirror` keeps current by reading only
-    the subscribers whose votes changed since its last read (seconds with 100,000 subscribers)."""
-    voted, people, likers = community_likes(mirror.current(session)[1])
+    the subscribers whose votes changed since its last read (seconds with 100,000 subscribers).
+    The papers known only from libraries (never listed, never 👎) get no row: each subscriber's
+    👍 on them are folded into a row per topic (`libraries`) and lend no co-likes, but for those in
+    several libraries (`_library_papers`)."""
+    votes = mirror.current(session)[1]
+    library = _library_papers(session, votes)
+    kept = ~np.isin(votes.paper, library) if len(library) else None  # no library: every vote as it is
+    voted, people, likers = community_likes(votes if kept is None else votes.where(kept))
     voted_ids = voted.tolist()
     row_of = dict(zip(voted_ids, range(len(voted_ids)), strict=True))
+    known = model.vectors_for(session, voted_ids)
+    topics = model.topics_for(known)
+    folded_key, folded_row = np.empty(0, np.int64), np.empty(0, np.int64)
+    marks = None
+    if len(library):
+        liked = ~kept & (votes.value > 0)
+        owner, paper = votes.subscriber[liked].astype(np.int64), votes.paper[liked].astype(np.int64)
+        vectors = model.vectors_for(session, library.tolist())
+        at = np.searchsorted(library, paper)
+        folded = libraries.fold(vectors, owner, at, model.topics_for(vectors),
+                                log2_weight=votes.hour[liked] / (24.0 * half_life_days))
+        folded_key = (owner << 32) | paper
+        order = np.argsort(folded_key)
+        folded_key, folded_row = folded_key[order], len(voted_ids) + folded.group_of[order]
+        voted_ids += library[folded.representative].tolist()
+        known = sp.vstack([known, folded.vectors], format="csr")
+        topics = np.concatenate([topics, folded.topics])
+        marks = np.arange(known.shape[0]) >= len(voted)
+        likers = sp.hstack([likers, sp.csr_matrix((likers.shape[0], len(folded.size)), dtype=likers.dtype)],
+                           format="csr")
     liker_row: dict[int, int] = {}
     if not params.colike_weight or likers.nnz == 0:
         likers = None
     else:
         liker_row = dict(zip(people.tolist(), range(len(people)), strict=True))
-    known = model.vectors_for(session, voted_ids)
-    corpus = rank.Corpus(known, model.topics_for(known), model.background, model.terms, likers=likers)
+    corpus = rank.Corpus(known, topics, model.background, model.terms, likers=likers, folded=marks)
     pool_vectors = model.vectors_for(session, [c.id for c in pool])
     prepared = rank.prepare(corpus, rank.expand(pool_vectors, model.vectors), params)
-    return Community(voted_ids, row_of, liker_row, pool_vectors, prepared)
+    return Community(voted_ids, row_of, liker_row, pool_vectors, prepared, folded_key=folded_key,
+                     folded_row=folded_row)
+
+
+SHARED_LIBRARY_ROWS = 50_000  # library papers in several libraries that keep a row, the most liked first
+
+
+def _library_papers(session: Session, votes: Votes, shared_rows: int | None = None) -> np.ndarray:
+    """The voted papers known only from libraries that are folded, sorted: never listed, no one's
+    👎 (a 👎 is a paper's own row's), and not among the `shared_rows` most liked of those in two
+    libraries or more (`SHARED_LIBRARY_ROWS` unless given), which keep a row of their own and lend
+    co-likes like any 👍."""
+    unlisted = np.fromiter(session.scalars(select(Paper.id).where(Paper.first_listed.is_(None))), np.int64)
+    if not len(unlisted):  # no paper known only from a library: nothing to fold
+        return unlisted
+    positive = votes.paper[votes.value > 0]
+    liked = positive[np.isin(positive, unlisted)].astype(np.int64)
+    papers, likers = np.unique(liked, return_counts=True)
+    foldable = ~np.isin(papers, votes.paper[votes.value < 0])
+    papers, likers = papers[foldable], likers[foldable]
+    shared = papers[likers >= 2]
+    shared_rows = SHARED_LIBRARY_ROWS if shared_rows is None else shared_rows
+    if len(shared) > shared_rows:
+        shared = np.sort(shared[np.argsort(-likers[likers >= 2], kind="stable")[:shared_rows]])
+    return np.setdiff1d(papers, shared)
 
 
 MAX_LAG_SECONDS = 300.0  # how long other people's votes may be missing from the cached tables
@@ -146,8 +205,10 @@ class CommunityCache:
         self._entries: OrderedDict[tuple, _Snapshot] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, session: Session, model: TextModel, pool: list[Paper], params: rank.Params) -> Community:
-        key = (str(session.get_bind().url), model.corpus_version, model.fitted_at, tuple(c.id for c in pool), params)
+    def get(self, session: Session, model: TextModel, pool: list[Paper], params: rank.Params,
+            half_life_days: float = 90.0) -> Community:
+        key = (str(session.get_bind().url), model.corpus_version, model.fitted_at, tuple(c.id for c in pool), params,
+               half_life_days)
         with self._lock:
             version, now = votes_version(session), self.clock()
             snapshot = self._entries.get(key)
@@ -156,7 +217,7 @@ class CommunityCache:
                     snapshot.current_at = now
                 self._entries.move_to_end(key)
                 return snapshot.community
-            community = build_community(session, model, pool, params)
+            community = build_community(session, model, pool, params, half_life_days=half_life_days)
             self._entries[key] = _Snapshot(community, version, now)
             self._entries.move_to_end(key)
             while len(self._entries) > self.size:
@@ -185,8 +246,8 @@ def recommend(
     results: dict[int, list[Pick]] = {s.id: [] for s in subscribers}
     if not pool or not subscribers:
         return results
-    community = cache.get(session, model, pool, params) if cache is not None else \
-        build_community(session, model, pool, params)
+    community = cache.get(session, model, pool, params, half_life_days) if cache is not None else \
+        build_community(session, model, pool, params, half_life_days=half_life_days)
     own = _read_subscribers(session, [s.id for s in subscribers], pool)
     community = _with_own_votes(session, model, community, own)
     _vectorise_interests(model, [s.id for s in subscribers], own)
@@ -195,36 +256,87 @@ def recommend(
     starter = community.starter_order(n_topics) if any(t.cold for t in tastes) else None
     picks = rank.rank_prepared(community.prepared, tastes, starter=starter)
 
-    explained = sorted({community.voted_ids[p.reason.liked_row] for ps in picks for p in ps
-                        if p.reason.liked_row >= 0})
-    title_by_row = {}
-    for chunk in chunks(explained, 900):
-        for pid, title in session.execute(select(Paper.id, Paper.title).where(Paper.id.in_(chunk))):
-            title_by_row[community.row_of[pid]] = title
-    unnamed = _imported_into_chats(session, subscribers, community.row_of)
-    for subscriber, taste_picks in zip(subscribers, picks, strict=True):
+    library_named = _closest_members(session, model, community, subscribers, picks, own)
+    explained = sorted({p.reason.liked_row for ps in picks for p in ps if p.reason.liked_row >= 0})
+    title_of = {}
+    named = {community.voted_ids[r] for r in explained} | {paper for paper, _ in library_named.values()}
+    for chunk in chunks(sorted(named), 900):
+        title_of.update(session.execute(select(Paper.id, Paper.title).where(Paper.id.in_(chunk))).all())
+    title_by_row = {r: title_of[community.voted_ids[r]] for r in explained if community.voted_ids[r] in title_of}
+    unnamed = _imported_into_chats(session, subscribers, community)
+    for n, (subscriber, taste_picks) in enumerate(zip(subscribers, picks, strict=True)):
         hidden = unnamed.get(subscriber.id)
         titles = {r: t for r, t in title_by_row.items() if r not in hidden} if hidden else title_by_row
-        results[subscriber.id] = [
-            Pick(
-                paper=pool[p.column], score=p.score, kind=p.reason.kind,
-                why=why_line(p.reason, titles, own.interests[subscriber.id], min(n_topics, len(pool))),
-            )
-            for p in taste_picks
-        ]
+        out = []
+        for j, p in enumerate(taste_picks):
+            reason, shown = p.reason, titles
+            if (n, j) in library_named and reason.liked_row in titles:  # a library's row: the member named
+                paper, terms = library_named[n, j]
+                reason, shown = replace(reason, terms=terms), {reason.liked_row: title_of.get(paper, "")}
+            out.append(Pick(paper=pool[p.column], score=p.score, kind=p.reason.kind,
+                            why=why_line(reason, shown, own.interests[subscriber.id], min(n_topics, len(pool)))))
+        results[subscriber.id] = out
     return results
 
 
-def _imported_into_chats(session: Session, subscribers: list[Subscriber], row_of: dict[int, int]) -> dict[int, set]:
-    """Rows of the papers a library import added to a group's or channel's profile, by subscriber:
-    they teach the chat's ranking, but a reason never names them to its members."""
+def _closest_members(session: Session, model: TextModel, community: Community, subscribers: list[Subscriber],
+                     picks: list[list[rank.Scored]], own: _Own) -> dict[tuple[int, int], tuple[int, tuple[str, ...]]]:
+    """For each pick (subscriber, pick) explained by a folded library row: the paper of that row
+    most like the pick, which the why-line names, and the words the two share — not the row's
+    mean's words, which may be none of that paper's. Only papers the subscriber still likes are
+    named (the tables may be older than their last vote)."""
+    folded = community.prepared.corpus.folded if community.prepared is not None else None
+    wanted = [(n, j, p.reason.liked_row, p.column) for n, ps in enumerate(picks) for j, p in enumerate(ps)
+              if folded is not None and 0 <= p.reason.liked_row < len(folded) and folded[p.reason.liked_row]]
+    if not wanted:
+        return {}
+    by_subscriber: dict[int, list[int]] = defaultdict(list)  # n -> its picks' places in `wanted`
+    for i, (n, _, _, _) in enumerate(wanted):
+        by_subscriber[n].append(i)
+    keys = community.folded_key
+    members_of: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # n -> the papers it still likes, their rows
+    for n, places in by_subscriber.items():
+        sid = subscribers[n].id
+        lo, hi = np.searchsorted(keys, [sid << 32, (sid + 1) << 32])
+        papers, rows = keys[lo:hi] & 0xFFFFFFFF, community.folded_row[lo:hi]
+        liked = np.array([pid for pid, value, _ in own.votes[sid] if value > 0], np.int64)
+        keep = np.isin(rows, [wanted[i][2] for i in places]) & np.isin(papers, liked)
+        members_of[n] = papers[keep], rows[keep]
+    papers = np.unique(np.concatenate([p for p, _ in members_of.values()] + [np.empty(0, np.int64)]))
+    vectors = model.vectors_for(session, papers.tolist())
+    chosen = np.full(len(wanted), -1, np.int64)  # the row of `vectors` each pick names
+    for n, places in by_subscriber.items():  # one product a subscriber: its members x its picks
+        mine, rows = members_of[n]
+        if not len(mine):
+            continue
+        at = np.searchsorted(papers, mine)  # ascending: ties go to the lowest paper id
+        likeness = (vectors[at] @ community.pool_vectors[[wanted[i][3] for i in places]].T).toarray()
+        likeness[rows[:, None] != np.array([wanted[i][2] for i in places])[None, :]] = -np.inf
+        best = likeness.argmax(axis=0)
+        found = np.isfinite(likeness[best, np.arange(len(places))])
+        chosen[np.asarray(places)[found]] = at[best[found]]
+    named = np.flatnonzero(chosen >= 0)
+    words = reasons.top_terms(vectors[chosen[named]], np.array([wanted[i][3] for i in named], np.int64),
+                              community.prepared.shared, model.terms) if len(named) else []
+    return {wanted[i][:2]: (int(papers[chosen[i]]), w) for i, w in zip(named, words, strict=True)}
+
+
+def _imported_into_chats(session: Session, subscribers: list[Subscriber], community: Community) -> dict[int, set]:
+    """Rows of the papers a library import added to a group's or channel's profile (their own rows
+    or the rows they were folded into), by subscriber: they teach the chat's ranking, but a reason
+    never names them to its members."""
     chats = [s.id for s in subscribers if s.kind != "private"]
+    pairs = [pair for chunk in chunks(chats, 900) for pair in session.execute(
+        select(Vote.subscriber_id, Vote.paper_id).where(Vote.subscriber_id.in_(chunk), Vote.origin == "import"))]
+    if not pairs:
+        return {}
+    sid, pid = np.array(pairs, np.int64).T
+    rows = community.folded_rows(sid, pid)
     out: dict[int, set] = {}
-    for chunk in chunks(chats, 900):
-        for sid, pid in session.execute(select(Vote.subscriber_id, Vote.paper_id).where(
-                Vote.subscriber_id.in_(chunk), Vote.origin == "import")):
-            if pid in row_of:
-                out.setdefault(sid, set()).add(row_of[pid])
+    for s, p, row in zip(sid.tolist(), pid.tolist(), rows.tolist(), strict=True):
+        row = row if row >= 0 else community.row_of.get(p, -1)
+        if row >= 0:
+            out.setdefault(s, set()).add(row)
     return out
 
 
@@ -289,14 +401,21 @@ def _vectorise_interests(model: TextModel, ids: list[int], own: _Own) -> None:
 def _with_own_votes(session: Session, model: TextModel, community: Community, own: _Own) -> Community:
     """The tables with the papers these subscribers voted on since they were built (their own
     votes are always current; other people's may wait for the next build)."""
-    new = sorted({pid for votes in own.votes.values() for pid, _, _ in votes} - community.row_of.keys())
+    wanted: set[int] = set()
+    for sid, votes in own.votes.items():
+        papers = np.array([pid for pid, value, _ in votes if value > 0], np.int64)
+        folded = set(papers[community.folded_rows(sid, papers) >= 0].tolist()) if len(papers) else set()
+        wanted.update(pid for pid, value, _ in votes if not (value > 0 and pid in folded))
+    new = sorted(wanted - community.row_of.keys())
     if not new:
         return community
     vectors = model.vectors_for(session, new)
     voted_ids = community.voted_ids + new
-    return Community(voted_ids, {pid: n for n, pid in enumerate(voted_ids)}, community.liker_row,
+    row_of = dict(community.row_of)
+    row_of.update((pid, len(community.voted_ids) + n) for n, pid in enumerate(new))
+    return Community(voted_ids, row_of, community.liker_row,
                      community.pool_vectors, rank.extend(community.prepared, vectors, model.topics_for(vectors)),
-                     community.starters)
+                     community.starters, community.folded_key, community.folded_row)
 
 
 def _taste(subscriber: Subscriber, own: _Own, community: Community, pool: list[Paper], now: datetime,
@@ -305,15 +424,22 @@ def _taste(subscriber: Subscriber, own: _Own, community: Community, pool: list[P
     own_votes = own.votes[subscriber.id]
     weights = decay(now, [w for _, _, w in own_votes], half_life_days)
     # A vote weighs ±1; a group's paper weighs as much as its members' votes make it (`members`).
-    liked = [(community.row_of[p], d * abs(v)) for (p, v, _), d in zip(own_votes, weights, strict=True) if v > 0]
+    folded = _folded_likes(subscriber.id, own_votes, weights, community)
+    in_fold = set() if folded is None else folded[3]
+    liked = [(community.row_of[p], d * abs(v)) for (p, v, _), d in zip(own_votes, weights, strict=True)
+             if v > 0 and p in community.row_of and p not in in_fold]
     disliked = [(community.row_of[p], d * abs(v)) for (p, v, _), d in zip(own_votes, weights, strict=True) if v < 0]
     blocked = set(own.excluded[subscriber.id])
     pattern = mute_pattern(own.muted[subscriber.id])
     if pattern is not None:
         blocked |= {n for n, c in enumerate(pool) if pattern.search(fold(f"{c.title} {c.abstract}"))}
+    count = None if folded is None else np.concatenate([np.ones(len(liked)), folded[2]]).astype(np.float32)
+    if folded is not None:
+        liked += list(zip(folded[0].tolist(), folded[1].tolist(), strict=True))
     return rank.Taste(
         liked=np.array([r for r, _ in liked], np.int64),
         liked_weight=np.array([w for _, w in liked], np.float32),
+        liked_count=count,
         disliked=np.array([r for r, _ in disliked], np.int64),
         disliked_weight=np.array([w for _, w in disliked], np.float32),
         interests=own.interest_vectors.get(subscriber.id),
@@ -321,6 +447,27 @@ def _taste(subscriber: Subscriber, own: _Own, community: Community, pool: list[P
         k=(sizes or {}).get(subscriber.id, subscriber.digest_size),
         liker_row=community.liker_row.get(subscriber.id, -1),
     )
+
+
+def _folded_likes(sid: int, own_votes: list, weights: list[float],
+                  community: Community) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """A subscriber's 👍 folded into library rows: the rows, each weighing as much as the likes it
+    holds now, and how many likes each holds (None: none folded). The 👍 on a paper that has a row
+    of its own (a group's members', say) are left to that row."""
+    if not len(community.folded_key):
+        return None
+    liked = [(p, d * abs(v)) for (p, v, _), d in zip(own_votes, weights, strict=True)
+             if v > 0]
+    if not liked:
+        return None
+    rows = community.folded_rows(sid, np.array([p for p, _ in liked], np.int64))
+    found = rows >= 0
+    if not found.any():
+        return None
+    unique, at = np.unique(rows[found], return_inverse=True)
+    weight = np.bincount(at.ravel(), weights=np.array([w for _, w in liked])[found], minlength=len(unique))
+    return unique, weight, np.bincount(at.ravel(), minlength=len(unique)), \
+        {p for (p, _), f in zip(liked, found, strict=True) if f}
 
 
 def decay(now: datetime, when: list[datetime], half_life_days: float) -> list[float]:

@@ -1,0 +1,136 @@
+"""Imported libraries folded into a few term-space rows per subscriber.
+
+A library adds hundreds of papers a subscriber likes that are never listed; a row of the
+similarity table for each would make the tables grow with every library imported. A profile is a
+weighted mean of liked papers, so by linearity the papers of one (subscriber, topic) group can
+stand as one row, their mean, weighing as much as they do together: the centroid and the topic
+rows are unchanged by the folding, but for the mean's smallest terms, pruned to keep the table's
+product cheap. Each row keeps the real paper of the group closest to it, for the why-line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import scipy.sparse as sp
+
+from feedbot.ranking.inputs import Corpus, Taste
+
+FOLD_TERMS = 400  # terms kept of each folded mean (its largest)
+
+
+@dataclass
+class Folded:
+    """The folded rows: mean vectors, topics, whose they are and which paper each names."""
+
+    vectors: sp.csr_matrix  # one row per (owner, topic) group: the members' mean, pruned
+    topics: np.ndarray
+    owner: np.ndarray  # the owner of each row, as given
+    representative: np.ndarray  # the member (library row, as given) closest to each row's mean
+    group_of: np.ndarray  # the row each folded like went to, in the order given
+    size: np.ndarray  # likes folded into each row
+
+
+def fold(library: sp.csr_matrix, owner: np.ndarray, paper: np.ndarray, topics: np.ndarray,
+         terms: int = FOLD_TERMS, chunk: int = 2000, log2_weight: np.ndarray | None = None) -> Folded:
+    """Fold the likes (owner, paper: a row of `library`) into one row per (owner, topic of the
+    paper), a few thousand rows at a time so no unpruned means are held together. Each row is the
+    mean of its likes weighted by 2 ** `log2_weight` (their votes' weights up to a factor per row:
+    decay scales an owner's votes alike as time passes, so vote hours over the half-life in hours
+    will do); alike when None. Taken from each row's largest, the weights cannot all underflow."""
+    owner, paper = np.asarray(owner, np.int64), np.asarray(paper, np.int64)
+    key = owner * (int(topics.max(initial=0)) + 1) + topics[paper]
+    keys, group_of = np.unique(key, return_inverse=True)
+    group_of = group_of.ravel()
+    size = np.bincount(group_of, minlength=len(keys))
+    share = np.ones(len(paper))
+    if log2_weight is not None:
+        largest = np.full(len(keys), -np.inf)
+        np.maximum.at(largest, group_of, log2_weight)
+        share = np.exp2(np.asarray(log2_weight, np.float64) - largest[group_of])
+    share = share / np.bincount(group_of, weights=share, minlength=len(keys))[group_of]
+    order = np.argsort(group_of, kind="stable")
+    starts = np.searchsorted(group_of[order], np.arange(len(keys) + 1))
+    parts, representative = [], np.empty(len(keys), np.int64)
+    for first in range(0, len(keys), chunk):
+        last = min(first + chunk, len(keys))
+        likes = order[starts[first] : starts[last]]
+        mix = sp.csr_matrix((share[likes].astype(np.float32),
+                             (group_of[likes] - first, paper[likes])), shape=(last - first, library.shape[0]))
+        means = prune((mix @ library).tocsr(), terms)
+        closeness = np.asarray(library[paper[likes]].multiply(means[group_of[likes] - first]).sum(axis=1)).ravel()
+        local = group_of[likes] - first
+        best = np.lexsort((-closeness, local))  # by group, closest first
+        heads = best[np.searchsorted(local[best], np.arange(last - first))]
+        representative[first:last] = paper[likes[heads]]
+        parts.append(means)
+    vectors = sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, library.shape[1]), dtype=np.float32)
+    return Folded(vectors.astype(np.float32), topics[representative], owner[order[starts[:-1]]] if len(keys) else
+                  np.empty(0, np.int64), representative, group_of, size)
+
+
+def prune(rows: sp.csr_matrix, terms: int) -> sp.csr_matrix:
+    """Each row's `terms` largest entries (ties by term index), the rest dropped. Only the rows
+    longer than that are sorted, on one key: row, then the value's bits (positive floats order
+    like their bits), a stable sort keeping the term order among ties."""
+    rows.sum_duplicates()
+    lengths = np.diff(rows.indptr)
+    long = np.flatnonzero(lengths > terms)
+    if not len(long):
+        return rows
+    at = np.concatenate([np.arange(rows.indptr[r], rows.indptr[r + 1]) for r in long])
+    row = np.repeat(long, lengths[long]).astype(np.uint64)
+    bits = (~rows.data[at].astype(np.float32).view(np.uint32)).astype(np.uint64)
+    order = at[np.argsort((row << np.uint64(32)) | bits, kind="stable")]
+    rank = np.arange(len(order)) - np.repeat(np.cumsum(lengths[long]) - lengths[long], lengths[long])
+    drop = np.zeros(rows.nnz, bool)
+    drop[order[rank >= terms]] = True
+    kept = np.minimum(lengths, terms)
+    return sp.csr_matrix((rows.data[~drop], rows.indices[~drop], np.concatenate([[0], np.cumsum(kept)])),
+                         shape=rows.shape)
+
+
+def fold_corpus(corpus: Corpus, tastes: list[Taste], library: np.ndarray,
+                terms: int = FOLD_TERMS) -> tuple[Corpus, list[Taste], np.ndarray]:
+    """The corpus with its `library` rows (papers only liked, never listed) left out and each
+    subscriber's likes of them folded into rows of their own, after the kept rows; the tastes
+    pointing at those rows (each weighing as much as its likes together); and the known row of the
+    paper each new row names. The likers lose the library papers: no one's neighbours any more."""
+    library = np.asarray(library, bool).copy()
+    for t in tastes:  # a 👎 needs the paper's own row
+        library[t.disliked] = False
+    kept = np.flatnonzero(~library)
+    new_row = np.full(len(library), -1, np.int64)
+    new_row[kept] = np.arange(len(kept))
+    owner = np.repeat(np.arange(len(tastes)), [int(library[t.liked].sum()) for t in tastes])
+    paper = np.concatenate([t.liked[library[t.liked]] for t in tastes] + [np.empty(0, np.int64)]).astype(np.int64)
+    weight = np.concatenate([t.liked_weight[library[t.liked]] for t in tastes] + [np.ones(0)])
+    folded = fold(corpus.known, owner, paper, corpus.topics, terms, log2_weight=np.log2(weight))
+    n_kept = len(kept)
+    out = []
+    start = 0
+    for t in tastes:
+        mine = library[t.liked]
+        if not mine.any():
+            out.append(replace(t, liked=new_row[t.liked], disliked=new_row[t.disliked]))
+            continue
+        groups = folded.group_of[start : start + int(mine.sum())]
+        start += int(mine.sum())
+        rows, at = np.unique(groups, return_inverse=True)
+        weight = np.bincount(at.ravel(), weights=t.liked_weight[mine], minlength=len(rows))
+        out.append(replace(
+            t, liked=np.concatenate([new_row[t.liked[~mine]], n_kept + rows]),
+            liked_weight=np.concatenate([t.liked_weight[~mine], weight]).astype(np.float32),
+            liked_count=np.concatenate([np.ones((~mine).sum()), folded.size[rows]]).astype(np.float32),
+            disliked=new_row[t.disliked]))
+    likers = corpus.likers
+    if likers is not None:
+        likers = sp.hstack([likers.tocsc()[:, kept], sp.csr_matrix((likers.shape[0], len(folded.size)))],
+                           format="csr").astype(likers.dtype)
+    marks = np.zeros(n_kept + len(folded.size), bool)
+    marks[n_kept:] = True
+    grown = Corpus(sp.vstack([corpus.known[kept], folded.vectors], format="csr"),
+                   np.concatenate([corpus.topics[kept], folded.topics]), corpus.background, corpus.terms, likers,
+                   marks)
+    return grown, out, np.concatenate([kept, folded.representative])

@@ -1,0 +1,397 @@
+"""Imported libraries folded into a few rows per subscriber: the profiles they make are those of
+the papers themselves (unpruned), each folded row names a real paper of the library, and the
+subscribers with no library get exactly the picks of a corpus without the library papers."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.preprocessing import normalize
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from feedbot.library import jobs
+from feedbot.ranking import rank, recommend, textmodel
+from feedbot.ranking.libraries import fold, fold_corpus, prune
+from feedbot.store import subscribers
+from feedbot.store.models import Import, Paper, Vote
+from tests.test_ranking import DAY, NOW, is_vision, make_subscriber, titled
+
+VOCABULARY = 200
+
+
+def synthetic(seed: int, listed: int = 60, library: int = 120, people: int = 12, importers: int = 4):
+    """A corpus of listed papers then library papers, people liking both, some with a library."""
+    rng = np.random.default_rng(seed)
+    topic_terms = rng.permuted(np.tile(np.arange(VOCABULARY), (4, 1)), axis=1)[:, :40]
+
+    def papers(count):
+        topic = rng.integers(0, 4, count)
+        rows = [np.unique(np.concatenate([rng.choice(topic_terms[t], 12, replace=False),
+                                          rng.integers(0, VOCABULARY, 3)])) for t in topic]
+        matrix = sp.csr_matrix((rng.random(sum(map(len, rows))) + 0.2,
+                                (np.repeat(np.arange(count), [len(r) for r in rows]), np.concatenate(rows))),
+                               shape=(count, VOCABULARY))
+        return normalize(matrix).astype(np.float32), topic
+
+    known, topics = papers(listed + library)
+    candidates, _ = papers(40)
+    tastes = []
+    for n in range(people):
+        liked = rng.choice(listed, 6, replace=False)
+        if n < importers:
+            liked = np.concatenate([liked, listed + rng.choice(library, 30, replace=False)])
+        disliked = np.setdiff1d(rng.choice(listed, 2, replace=False), liked)
+        tastes.append(rank.Taste(liked=liked, liked_weight=np.ones(len(liked), np.float32), disliked=disliked,
+                                 disliked_weight=np.ones(len(disliked), np.float32),
+                                 excluded=rng.choice(40, 3, replace=False), k=5, liker_row=n))
+    rows = np.repeat(np.arange(people), [len(t.liked) for t in tastes])
+    likers = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, np.concatenate([t.liked for t in tastes]))),
+                           shape=(people, known.shape[0]))
+    corpus = rank.Corpus.build(known, topics, np.array([f"t{i}" for i in range(VOCABULARY)]), likers=likers)
+    is_library = np.arange(known.shape[0]) >= listed
+    return corpus, tastes, candidates, is_library
+
+
+def test_prune_keeps_each_rows_largest_entries():
+    rows = sp.csr_matrix(np.array([[0.1, 0.5, 0.0, 0.3], [0.2, 0.0, 0.0, 0.0], [0.4, 0.4, 0.1, 0.4]], np.float32))
+    assert np.allclose(prune(rows.copy(), 2).toarray(),
+                       [[0.0, 0.5, 0.0, 0.3], [0.2, 0.0, 0.0, 0.0], [0.4, 0.4, 0.0, 0.0]])
+
+
+def test_a_folded_row_is_the_mean_of_its_group_and_names_its_closest_member():
+    corpus, _, _, _ = synthetic(0)
+    owner = np.array([0, 0, 0, 1, 1])
+    paper = np.array([61, 62, 63, 61, 70])
+    folded = fold(corpus.known, owner, paper, corpus.topics, terms=VOCABULARY, chunk=2)
+    for g in range(len(folded.size)):
+        members = paper[folded.group_of == g]
+        mean = np.asarray(corpus.known[members].mean(axis=0)).ravel()
+        assert np.allclose(folded.vectors[g].toarray().ravel(), mean, atol=1e-6)
+        assert set(corpus.topics[members]) == {folded.topics[g]}
+        assert folded.owner[g] == owner[folded.group_of == g][0]
+        closeness = corpus.known[members] @ mean
+        assert folded.representative[g] == members[np.argmax(closeness)]
+    assert folded.size.sum() == len(paper)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_unpruned_folding_gives_the_importers_the_picks_of_their_papers(seed):
+    corpus, tastes, candidates, is_library = synthetic(seed)
+    params = rank.Params(colike_weight=0.0)
+    before = rank.rank(tastes, corpus, candidates, params)
+    grown, folded_tastes, names = fold_corpus(corpus, tastes, is_library, terms=VOCABULARY)
+    assert grown.known.shape[0] < corpus.known.shape[0]
+    after = rank.rank(folded_tastes, grown, candidates, params)
+    for old, new in zip(before, after, strict=True):
+        assert [p.column for p in new] == [p.column for p in old]
+        assert [p.score for p in new] == pytest.approx([p.score for p in old], abs=1e-5)
+        assert [p.reason.kind for p in new] == [p.reason.kind for p in old]
+    for taste, picks in zip(tastes, after, strict=True):  # every paper named is one they liked
+        assert all(names[p.reason.liked_row] in set(taste.liked) for p in picks if p.reason.liked_row >= 0)
+    named = {names[p.reason.liked_row] for picks in after[:4] for p in picks if p.reason.liked_row >= 0}
+    assert any(is_library[named_row] for named_row in named)  # library papers are named by their folded rows
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_subscribers_without_a_library_get_the_picks_of_a_corpus_without_the_library_papers(seed):
+    corpus, tastes, candidates, is_library = synthetic(seed)
+    params = rank.DEFAULT_PARAMS
+    grown, folded_tastes, names = fold_corpus(corpus, tastes, is_library)
+    after = rank.rank(folded_tastes, grown, candidates, params)
+    kept = np.flatnonzero(~is_library)
+    new_row = np.full(len(is_library), -1)
+    new_row[kept] = np.arange(len(kept))
+    without = rank.Corpus(corpus.known[kept], corpus.topics[kept], corpus.background, corpus.terms,
+                          corpus.likers.tocsc()[:, kept].tocsr())
+    plain = [rank.Taste(liked=new_row[t.liked[~is_library[t.liked]]],
+                        liked_weight=t.liked_weight[~is_library[t.liked]], disliked=new_row[t.disliked],
+                        disliked_weight=t.disliked_weight, excluded=t.excluded, k=t.k, liker_row=t.liker_row)
+             for t in tastes]
+    reference = rank.rank(plain, without, candidates, params)
+    for n in range(4, len(tastes)):  # no library: the same picks, scores and reasons
+        assert [(p.column, p.score, p.reason.kind, p.reason.terms) for p in after[n]] == \
+            [(p.column, p.score, p.reason.kind, p.reason.terms) for p in reference[n]]
+        assert [names[p.reason.liked_row] for p in after[n]] == [kept[p.reason.liked_row] for p in reference[n]]
+
+
+LIBRARY = [("Vision transformers for image segmentation", "We segment images with a vision transformer and "
+            "pixel-level visual attention."),
+           ("Video understanding with multimodal pretraining", "Visual and text pretraining for video clips, "
+            "image captions and multimodal retrieval."),
+           ("Contrastive image-text models", "CLIP-style contrastive training aligns image and caption "
+            "embeddings for zero-shot visual recognition."),
+           ("Diffusion models for image editing", "Editing images and video frames with diffusion, guided by "
+            "visual prompts.")]
+
+
+def imported_library(session, subscriber) -> list[str]:
+    """Papers known only from this subscriber's library (never listed), each a 👍 of theirs."""
+    titles = []
+    for n, (title, abstract) in enumerate(LIBRARY):
+        paper = Paper(key=f"library:{n}", title=title, abstract=abstract, first_listed=None)
+        session.add(paper)
+        session.flush()
+        subscribers.record_shown(session, subscriber, [(paper.id, 0.0, "")], "search")
+        subscribers.vote(session, subscriber, paper.id, 1, now=NOW)
+        titles.append(title)
+    session.flush()
+    return titles
+
+
+def test_a_folded_library_still_leads_the_digest_and_its_why_line_names_a_library_paper(seeded, settings):
+    with Session(seeded) as session, session.begin():
+        importer = make_subscriber(session, 1)
+        titles = imported_library(session, importer)
+        model = textmodel.load(session, settings.model_dir)
+        community = recommend.build_community(session, model, recommend.candidates(session, DAY, 2),
+                                              rank.DEFAULT_PARAMS)
+        assert not set(community.row_of) & {p.id for p in session.scalars(select(Paper).where(
+            Paper.first_listed.is_(None)))}  # the library papers have no row of their own
+        picks = recommend.recommend(session, model, [importer], DAY, NOW, cache=None)[importer.id]
+        assert len(picks) == 5
+        assert sum(is_vision(p.paper.title, p.paper.abstract) for p in picks) >= 4, [p.paper.title for p in picks]
+        assert any(p.why.startswith("because you liked “") for p in picks)
+        named = [p.why.split("“")[1].split("”")[0] for p in picks if p.why.startswith("because you liked")]
+        assert named and set(named) <= set(titles)
+
+
+def test_a_subscriber_without_a_library_gets_the_same_picks_when_a_co_liker_imports_one(seeded, settings):
+    """Library papers are no one's co-like neighbours and lend no co-likes: a co-liker's import
+    leaves the picks, scores and why-lines of a subscriber with no library as they were."""
+    with Session(seeded) as session, session.begin():
+        liked = titled(session, "Learning to Prompt for Vision-Language Models", "CLIP with Quality Captions")
+        tapper = make_subscriber(session, 2, liked=liked)
+        importer = make_subscriber(session, 1, liked=liked)
+        model = textmodel.load(session, settings.model_dir)
+        sizes = {tapper.id: 30}
+        before = recommend.recommend(session, model, [tapper], DAY, NOW, sizes=sizes, cache=None)[tapper.id]
+        imported_library(session, importer)
+        after = recommend.recommend(session, model, [tapper], DAY, NOW, sizes=sizes, cache=None)[tapper.id]
+        assert [(p.paper_id, p.score, p.why) for p in after] == [(p.paper_id, p.score, p.why) for p in before]
+
+
+def test_a_why_line_names_the_library_paper_most_like_the_pick_and_quotes_its_own_words(seeded, settings):
+    """A pick a folded library row explains names the paper of that row most like it, and the words
+    it quotes are that paper's (the row's mean holds words of other papers too)."""
+    with Session(seeded) as session, session.begin():
+        importer = make_subscriber(session, 1)
+        imported_library(session, importer)
+        model = textmodel.load(session, settings.model_dir)
+        library = {p.title: p for p in session.scalars(select(Paper).where(Paper.first_listed.is_(None)))}
+        picks = recommend.recommend(session, model, [importer], DAY, NOW, cache=None)[importer.id]
+        checked = 0
+        for pick in picks:
+            if not pick.why.startswith("because you liked “"):
+                continue
+            named = library[pick.why.split("“")[1].split("”")[0]]
+            own_words = set(model.terms[model.vectors_for(session, [named.id]).indices])
+            quoted = pick.why.split(" · ")[1].split(", ") if " · " in pick.why else []
+            assert quoted and set(quoted) <= own_words, (pick.why, sorted(own_words)[:20])
+            papers = list(library.values())  # the row: the library's papers of the named one's topic
+            vectors = model.vectors_for(session, [p.id for p in papers])
+            topics = model.topics_for(vectors)
+            row = topics == topics[papers.index(named)]
+            likeness = (vectors @ model.vectors_for(session, [pick.paper.id]).T).toarray().ravel()
+            assert likeness[row].max() == pytest.approx(likeness[papers.index(named)])
+            checked += 1
+        assert checked
+
+
+def test_library_papers_in_two_libraries_keep_a_row_of_their_own_and_lend_co_likes(seeded, settings):
+    """A paper in several libraries is folded for no one: it has its own row, the most liked of
+    them first up to a cap, and its likers count in the co-likes like any 👍."""
+    with Session(seeded) as session, session.begin():
+        first, second = make_subscriber(session, 1), make_subscriber(session, 2)
+        imported_library(session, first)
+        library = list(session.scalars(select(Paper).where(Paper.first_listed.is_(None)).order_by(Paper.id)))
+        for paper in library[:3]:  # the second's library shares three papers with the first's
+            subscribers.record_shown(session, second, [(paper.id, 0.0, "")], "search")
+            subscribers.vote(session, second, paper.id, 1, now=NOW)
+        session.flush()
+        model = textmodel.load(session, settings.model_dir)
+        pool = recommend.candidates(session, DAY, 2)
+        community = recommend.build_community(session, model, pool, rank.DEFAULT_PARAMS)
+        shared = {p.id for p in library[:3]}
+        assert shared <= set(community.row_of) and not {p.id for p in library[3:]} & set(community.row_of)
+        likers = community.prepared.corpus.likers
+        for paper in shared:
+            assert likers[:, community.row_of[paper]].nnz == 2
+        votes = recommend.MIRROR.current(session)[1]
+        folded = recommend._library_papers(session, votes, shared_rows=2)
+        assert len(shared - set(folded.tolist())) == 2 and {p.id for p in library[3:]} <= set(folded.tolist())
+
+
+def test_votes_half_lives_apart_fold_into_finite_rows():
+    """Weights are taken from each row's largest: a row whose papers are all thousands of
+    half-lives older than the owner's newest vote is still their mean, not 0/0."""
+    library = sp.csr_matrix(np.array([[1, 0, 0], [0, 1, 0], [0, 0.6, 0.8]], np.float32))
+    folded = fold(library, np.zeros(3), np.arange(3), np.array([0, 1, 1]),
+                  log2_weight=np.array([0.0, -5000.0, -5001.0]))
+    assert np.isfinite(folded.vectors.data).all()
+    old = folded.vectors[folded.topics == 1].toarray().ravel()
+    assert old == pytest.approx((2 * library[1] + library[2]).toarray().ravel() / 3)
+
+
+def test_each_pick_names_the_member_of_its_row_most_like_it_that_is_still_liked():
+    """Subscriber 7's library is folded into rows 3 and 4, subscriber 8's into row 5. Every pick a
+    folded row explains names, of that row's papers its subscriber still 👍, the one most like the
+    pick (the lowest id among equals): never a paper since 👎 or removed, never another row's."""
+    rng = np.random.default_rng(5)
+    vectors = normalize(sp.random(40, VOCABULARY, density=0.08, format="csr", random_state=rng,
+                                  dtype=np.float32))  # papers 100-139
+    rows = {7: {3: range(100, 112), 4: range(112, 125)}, 8: {5: range(125, 140)}}
+    keys = [((sid << 32) | p, row) for sid, by_row in rows.items() for row, papers in by_row.items() for p in papers]
+    keys.sort()
+    pool = normalize(sp.vstack([vectors[[1, 3, 15, 20, 30]], sp.random(3, VOCABULARY, density=0.08, format="csr",
+                                                                       random_state=rng, dtype=np.float32)]))
+    known = sp.vstack([normalize(sp.random(3, VOCABULARY, density=0.08, format="csr", random_state=rng)),
+                       vectors[[0, 12, 25]]], format="csr")  # three papers' rows, then the folded rows 3-5
+    corpus = rank.Corpus.build(known, folded=np.arange(6) >= 3,
+                               terms=np.array([f"t{i}" for i in range(VOCABULARY)]))
+    community = recommend.Community(
+        voted_ids=[1, 2, 3, 100, 112, 125], row_of={1: 0, 2: 1, 3: 2}, liker_row={}, pool_vectors=pool,
+        prepared=rank.prepare(corpus, pool, rank.Params(colike_weight=0.0)),
+        folded_key=np.array([k for k, _ in keys], np.int64), folded_row=np.array([r for _, r in keys], np.int64))
+    when = NOW
+    gone = {101, 115}  # 101 since 👎; 115 removed (its import undone): each the closest to a pick
+    own = recommend._Own(
+        votes={7: [(p, 1, when) for p in range(100, 125) if p not in gone] + [(101, -1, when)],
+               8: [(p, 1, when) for p in range(125, 140)]},
+        interests={}, interest_vectors={}, muted={}, excluded={})
+    people = [SimpleNamespace(id=7), SimpleNamespace(id=8)]
+    reason = rank.Reason
+    picks = [[rank.Scored(c, 1.0, reason(rank.KIND_PROFILE, liked_row=row))
+              for c, row in [(0, 3), (1, 3), (2, 4), (5, 4), (6, 3), (7, 0)]],
+             [rank.Scored(c, 1.0, reason(rank.KIND_TOPIC, liked_row=5)) for c in (3, 4, 5, 7)]]
+    model = SimpleNamespace(vectors_for=lambda _, ids: vectors[np.asarray(ids, np.int64) - 100],
+                            terms=corpus.terms)
+    named = recommend._closest_members(None, model, community, people, picks, own)
+    assert set(named) == {(0, 0), (0, 1), (0, 2), (0, 3), (0, 4), (1, 0), (1, 1), (1, 2), (1, 3)}
+    liked = {sid: {p for p, v, _ in own.votes[sid] if v > 0} - (gone if sid == 7 else set()) for sid in rows}
+    for (n, j), (paper, words) in named.items():
+        sid, pick = people[n].id, picks[n][j]
+        members = np.array([p for p in rows[sid][pick.reason.liked_row] if p in liked[sid]])
+        likeness = (vectors[members - 100] @ pool[pick.column].T).toarray().ravel()
+        assert paper == members[np.argmax(likeness)], (n, j)
+        assert paper not in gone
+        assert set(words) <= set(corpus.terms[vectors[paper - 100].indices])
+    # the first and third picks are papers 101 and 115 themselves; the second and sixth, 103 and 130
+    assert named[0, 1][0] == 103 and named[1, 1][0] == 130 and {named[0, 0][0], named[0, 2][0]}.isdisjoint(gone)
+
+
+def imported(session, subscriber, papers: list[Paper], when=NOW) -> list[Import]:
+    """Each paper a 👍 of its own import, in order (so `/import undo` takes back the last first)."""
+    made = []
+    for paper in papers:
+        job = Import(subscriber_id=subscriber.id, source="pasted ids", status="done", entries=1, added=1)
+        session.add(job)
+        session.flush()
+        session.add(Vote(subscriber_id=subscriber.id, paper_id=paper.id, value=1, voted_at=when, origin="import",
+                         import_id=job.id))
+        made.append(job)
+    subscribers.record_shown(session, subscriber, [(p.id, 0.0, "") for p in papers], "search")
+    subscribers.votes_changed(session, subscriber.id)
+    session.flush()
+    return made
+
+
+def library_papers(session) -> list[Paper]:
+    made = [Paper(key=f"library:{n}", title=title, abstract=abstract, first_listed=None)
+            for n, (title, abstract) in enumerate(LIBRARY)]
+    session.add_all(made)
+    session.flush()
+    return made
+
+
+def named_titles(picks) -> list[str]:
+    return [p.why.split("“")[1].split("”")[0] for p in picks if p.why.startswith("because you liked “")]
+
+
+def test_a_library_paper_whose_import_was_undone_is_never_named(seeded, settings):
+    """The tables (cached) still fold the paper into the subscriber's row; the why-line must not
+    name it once the import that added it is taken back (a 👎 since: the test above)."""
+    with Session(seeded) as session, session.begin():
+        importer = make_subscriber(session, 1)
+        library = library_papers(session)
+        imported(session, importer, library)
+        model = textmodel.load(session, settings.model_dir)
+        cache = recommend.CommunityCache(clock=lambda: 0.0)  # the tables are not rebuilt
+        before = named_titles(recommend.recommend(session, model, [importer], DAY, NOW, cache=cache)[importer.id])
+        assert before
+        tables = next(iter(cache._entries.values())).community
+        first = [p.title for p in library].index(before[0])
+        gone = {p.title for p in library[first:]}
+        for _ in library[first:]:  # `/import undo` until the import that added the paper named is taken back
+            assert jobs.undo_last(session, importer.id)[1] == 1
+        session.flush()
+        picks = recommend.recommend(session, model, [importer], DAY, NOW, cache=cache)[importer.id]
+        assert next(iter(cache._entries.values())).community is tables  # the same, older tables
+        assert picks and not gone & set(named_titles(picks)), (gone, [p.why for p in picks])
+
+
+def test_the_shared_cap_keeps_the_most_liked_library_papers_and_spends_nothing_on_disliked_ones(
+        seeded, settings, monkeypatch):
+    """Papers in several libraries keep a row, the most liked first, up to `SHARED_LIBRARY_ROWS`. A
+    paper someone 👎 has its own row anyway and takes no place of the cap: with one place, the
+    👎 one (four likers) and the most liked of the others (three) keep a row, not the one of two."""
+    monkeypatch.setattr(recommend, "SHARED_LIBRARY_ROWS", 1)
+    with Session(seeded) as session, session.begin():
+        twice, disliked, thrice, once = library_papers(session)  # ids in that order: the lowest first
+        people = [make_subscriber(session, n) for n in range(1, 6)]
+        for paper, likers in ((disliked, people[:4]), (thrice, people[:3]), (twice, people[:2]), (once, people[:1])):
+            for person in likers:
+                imported(session, person, [paper])
+        subscribers.record_shown(session, people[4], [(disliked.id, 0.0, "")], "search")
+        subscribers.vote(session, people[4], disliked.id, -1, now=NOW)
+        session.flush()
+        model = textmodel.load(session, settings.model_dir)
+        community = recommend.build_community(session, model, recommend.candidates(session, DAY, 2),
+                                              rank.DEFAULT_PARAMS)
+        assert {disliked.id, thrice.id} <= community.row_of.keys()
+        assert not {twice.id, once.id} & community.row_of.keys()
+        assert (community.folded_rows(people[0].id, [twice.id, once.id]) >= 0).all()
+
+
+def test_a_groups_imported_library_is_folded_and_steers_its_picks_without_being_named(seeded, settings):
+    """A group's import folds into the group's own rows like anyone's; its picks follow it, and no
+    why-line names a paper of it to the members (nor the paper a folded row stands for)."""
+    with Session(seeded) as session, session.begin():
+        group, _ = subscribers.subscribe(session, -1, -1, "group", kind="group")
+        library = library_papers(session)
+        imported(session, group, library)
+        model = textmodel.load(session, settings.model_dir)
+        community = recommend.build_community(session, model, recommend.candidates(session, DAY, 2),
+                                              rank.DEFAULT_PARAMS)
+        ids = [p.id for p in library]
+        assert not set(ids) & community.row_of.keys() and (community.folded_rows(group.id, ids) >= 0).all()
+        picks = recommend.recommend(session, model, [group], DAY, NOW, cache=None)[group.id]
+        assert len(picks) == 5
+        assert sum(is_vision(p.paper.title, p.paper.abstract) for p in picks) >= 4, [p.paper.title for p in picks]
+        assert not [p.why for p in picks if any(paper.title in p.why for paper in library)]
+
+
+def test_a_newer_library_like_weighs_more_in_its_folded_row_than_an_older_one(seeded, settings):
+    """Two library papers of one topic, imported a year apart (90-day half-life): their row is their
+    mean weighted 1 to 2 ** -4, as their votes' decay says, not their plain mean."""
+    with Session(seeded) as session, session.begin():
+        importer = make_subscriber(session, 1)
+        library = library_papers(session)
+        model = textmodel.load(session, settings.model_dir)
+        vectors = model.vectors_for(session, [p.id for p in library])
+        topics = model.topics_for(vectors)
+        old, new = next((a, b) for a in range(len(library)) for b in range(a + 1, len(library))
+                        if topics[a] == topics[b])
+        imported(session, importer, [library[old]], when=NOW - timedelta(days=360))
+        imported(session, importer, [library[new]], when=NOW)
+        community = recommend.build_community(session, model, recommend.candidates(session, DAY, 2),
+                                              rank.DEFAULT_PARAMS, half_life_days=90.0)
+        [row] = set(community.folded_rows(importer.id, [library[old].id, library[new].id]).tolist())
+        folded = community.prepared.corpus.known[row].toarray().ravel()
+        expected = ((vectors[old] / 16 + vectors[new]) / (1 + 1 / 16)).toarray().ravel()
+        assert folded == pytest.approx(expected, abs=1e-6)
+        assert folded @ vectors[new].toarray().ravel() > folded @ vectors[old].toarray().ravel()
