@@ -431,3 +431,39 @@ def test_a_library_paper_given_its_own_row_by_someone_elses_new_vote_is_not_coun
     rows = set(taste.liked.tolist())
     assert not ({5, 6} <= rows), f"paper 11 counted in its own row 6 and inside folded row 5: {taste.liked}"
     assert taste.n_likes == 3
+
+
+def _two_of_a_topic(session, settings):
+    """A subscriber and two library papers that fold into the same row."""
+    importer = make_subscriber(session, 1)
+    library = library_papers(session)
+    model = textmodel.load(session, settings.model_dir)
+    topics = model.topics_for(model.vectors_for(session, [p.id for p in library]))
+    a, b = next((a, b) for a in range(len(library)) for b in range(a + 1, len(library)) if topics[a] == topics[b])
+    return importer, model, library[a], library[b]
+
+
+def _ranked(session, model, subscriber, cache):
+    return [(p.paper_id, round(p.score, 5)) for p in recommend.recommend(
+        session, model, [subscriber], DAY, NOW, sizes={subscriber.id: 30}, cache=cache)[subscriber.id]]
+
+
+@pytest.mark.parametrize("taken_back", ["undo", "dislike"])
+def test_a_library_paper_taken_back_stops_steering_at_once_whatever_the_cache(seeded, settings, taken_back):
+    """Tables are shared and rebuilt now and then, but a subscriber's own votes count at once: a
+    library paper undone or 👎'd since its row was folded weighs nothing in the very next ranking
+    (the row's mean still holds its words, so that row is not used), exactly as with fresh tables."""
+    with Session(seeded) as session, session.begin():
+        importer, model, kept, lost = _two_of_a_topic(session, settings)
+        imported(session, importer, [kept])
+        imported(session, importer, [lost])
+        cache = recommend.CommunityCache(clock=lambda: 0.0)  # never old enough to rebuild
+        before = _ranked(session, model, importer, cache)
+        if taken_back == "undo":
+            assert jobs.undo_last(session, importer.id)[1] == 1
+        else:
+            subscribers.vote(session, importer, lost.id, -1, now=NOW)
+        session.flush()
+        after = _ranked(session, model, importer, cache)
+        assert after == _ranked(session, model, importer, None)
+        assert after != before

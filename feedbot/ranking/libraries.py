@@ -106,6 +106,7 @@ def fold_corpus(corpus: Corpus, tastes: list[Taste], library: np.ndarray,
     owner = np.repeat(np.arange(len(tastes)), [int(library[t.liked].sum()) for t in tastes])
     paper = np.concatenate([t.liked[library[t.liked]] for t in tastes] + [np.empty(0, np.int64)]).astype(np.int64)
     weight = np.concatenate([t.liked_weight[library[t.liked]] for t in tastes] + [np.ones(0)])
+    weight = np.maximum(weight, np.finfo(np.float64).tiny)  # a weight decayed to 0 still has a logarithm
     folded = fold(corpus.known, owner, paper, corpus.topics, terms, log2_weight=np.log2(weight))
     n_kept = len(kept)
     out = []

@@ -105,6 +105,21 @@ class Community:
         found = self.folded_key[at] == keys if len(self.folded_key) else np.zeros(len(keys), bool)
         return np.where(found, self.folded_row[at] if len(self.folded_row) else -1, -1)
 
+    def whole_folds(self, subscriber: int, liked: np.ndarray) -> np.ndarray:
+        """`folded_rows` for a subscriber's 👍 papers now, -1 also where the row lost a member since
+        it was built (an import undone, a paper 👎'd, while the tables wait for their next build):
+        its mean still holds the lost paper's words, so the members still liked count one by one,
+        as papers of their own, and the lost one weighs nothing at once."""
+        rows = self.folded_rows(subscriber, liked)
+        if not (rows >= 0).any():
+            return rows
+        lo, hi = np.searchsorted(self.folded_key, [subscriber << 32, (subscriber + 1) << 32])
+        built, members = np.unique(self.folded_row[lo:hi], return_counts=True)
+        held_rows = self.folded_rows(subscriber, np.unique(liked))
+        now, held = np.unique(held_rows[held_rows >= 0], return_counts=True)
+        lost = now[held < members[np.searchsorted(built, now)]]
+        return np.where(np.isin(rows, lost), -1, rows)
+
     def starter_order(self, n_topics: int) -> np.ndarray:
         if n_topics not in self.starters:
             self.starters[n_topics] = rank.starter_order(self.pool_vectors, n_topics)
@@ -334,9 +349,10 @@ def _imported_into_chats(session: Session, subscribers: list[Subscriber], commun
     rows = community.folded_rows(sid, pid)
     out: dict[int, set] = {}
     for s, p, row in zip(sid.tolist(), pid.tolist(), rows.tolist(), strict=True):
-        row = row if row >= 0 else community.row_of.get(p, -1)
-        if row >= 0:
-            out.setdefault(s, set()).add(row)
+        # Both where both exist: a folded row that lost a member leaves its papers rows of their own.
+        hidden = {r for r in (row, community.row_of.get(p, -1)) if r >= 0}
+        if hidden:
+            out.setdefault(s, set()).update(hidden)
     return out
 
 
@@ -404,7 +420,7 @@ def _with_own_votes(session: Session, model: TextModel, community: Community, ow
     wanted: set[int] = set()
     for sid, votes in own.votes.items():
         papers = np.array([pid for pid, value, _ in votes if value > 0], np.int64)
-        folded = set(papers[community.folded_rows(sid, papers) >= 0].tolist()) if len(papers) else set()
+        folded = set(papers[community.whole_folds(sid, papers) >= 0].tolist()) if len(papers) else set()
         wanted.update(pid for pid, value, _ in votes if not (value > 0 and pid in folded))
     new = sorted(wanted - community.row_of.keys())
     if not new:
@@ -453,14 +469,15 @@ def _folded_likes(sid: int, own_votes: list, weights: list[float],
                   community: Community) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """A subscriber's 👍 folded into library rows: the rows, each weighing as much as the likes it
     holds now, and how many likes each holds (None: none folded). The 👍 on a paper that has a row
-    of its own (a group's members', say) are left to that row."""
+    of its own (a group's members', say) are left to that row; so are those of a row that lost a
+    member since the tables were built (`whole_folds`)."""
     if not len(community.folded_key):
         return None
     liked = [(p, d * abs(v)) for (p, v, _), d in zip(own_votes, weights, strict=True)
              if v > 0]
     if not liked:
         return None
-    rows = community.folded_rows(sid, np.array([p for p, _ in liked], np.int64))
+    rows = community.whole_folds(sid, np.array([p for p, _ in liked], np.int64))
     found = rows >= 0
     if not found.any():
         return None
