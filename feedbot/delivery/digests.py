@@ -9,7 +9,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from sqlalchemy import update
+from sqlalchemy import text, update
 from sqlalchemy.orm import Session
 
 from feedbot.config import Settings
@@ -83,6 +83,17 @@ def build(session: Session, model: TextModel | None, subs: list[Subscriber], now
     return out
 
 
+_SHOWN_COLUMNS = ("subscriber_id", "paper_id", "delivery_id", "source", "position", "score", "reason", "shown_at")
+# On PostgreSQL the picks go in as one array per column: a multi-row VALUES of thousands of
+# placeholders costs the driver more to parse, on every claim, than the database to insert.
+_RECORD_ARRAYS = text(
+    "INSERT INTO shown (subscriber_id, paper_id, delivery_id, source, position, score, reason, shown_at) "
+    "SELECT * FROM unnest(CAST(:subscriber_id AS integer[]), CAST(:paper_id AS integer[]), "
+    "CAST(:delivery_id AS integer[]), CAST(:source AS varchar[]), CAST(:position AS smallint[]), "
+    "CAST(:score AS double precision[]), CAST(:reason AS text[]), CAST(:shown_at AS timestamptz[])) "
+    "ON CONFLICT (subscriber_id, paper_id) DO NOTHING RETURNING subscriber_id, paper_id")
+
+
 def record(session: Session, recorded: list[tuple[Digest, int | None]], now: datetime,
            only_claimed: bool = False) -> dict[int, set[int]]:
     """Remember digests' picks as shown, each tied to its delivery; returns, per subscriber, the
@@ -96,10 +107,16 @@ def record(session: Session, recorded: list[tuple[Digest, int | None]], now: dat
             for n, pick in enumerate(digest.picks)]
     rows.sort(key=lambda r: (r["subscriber_id"], r["paper_id"]))
     kept: dict[int, set[int]] = defaultdict(set)
-    table = Shown.__table__
-    statement = insert_for(session)(table).on_conflict_do_nothing(index_elements=["subscriber_id", "paper_id"]) \
-        .returning(table.c.subscriber_id, table.c.paper_id)
-    for sid, pid in session.execute(statement, rows) if rows else ():  # one statement, batched by SQLAlchemy
+    if not rows:
+        accepted = []
+    elif session.get_bind().dialect.name == "postgresql":  # one statement, a few arrays
+        accepted = session.execute(_RECORD_ARRAYS, {name: [r[name] for r in rows] for name in _SHOWN_COLUMNS})
+    else:
+        table = Shown.__table__
+        accepted = session.execute(  # one statement, batched by SQLAlchemy
+            insert_for(session)(table).on_conflict_do_nothing(index_elements=["subscriber_id", "paper_id"])
+            .returning(table.c.subscriber_id, table.c.paper_id), rows)
+    for sid, pid in accepted:
         kept[sid].add(pid)
     for digest, delivery_id in recorded:  # positions follow the picks that were kept
         won = kept[digest.subscriber_id]
