@@ -467,3 +467,19 @@ def test_a_library_paper_taken_back_stops_steering_at_once_whatever_the_cache(se
         after = _ranked(session, model, importer, cache)
         assert after == _ranked(session, model, importer, None)
         assert after != before
+
+
+def test_a_paper_liked_twice_over_counts_once_beside_a_folded_row():
+    """A group holds some papers twice (its own import and its members' 👍): one entry of its likes
+    matrix, so one like for its topics, as without a folded row; a folded row counts its members."""
+    from feedbot.ranking.inputs import Taste
+    from feedbot.ranking.profiles import like_counts, weights_matrix
+
+    group = Taste(liked=np.array([7, 3, 7, 9]), liked_weight=np.ones(4, np.float32),
+                  liked_count=np.array([1, 1, 1, 40], np.float32))  # row 9: a library folded, 40 papers
+    person = Taste(liked=np.array([5, 2]), liked_weight=np.ones(2, np.float32))
+    counts = like_counts([group, person])
+    likes = weights_matrix([group, person], "liked", "liked_weight", 12)
+    assert likes.nnz == len(counts)  # one count per entry, in the matrix's order
+    assert dict(zip(likes.indices[:3].tolist(), counts[:3].tolist(), strict=True)) == {3: 1, 7: 1, 9: 40}
+    assert counts[3:].tolist() == [1, 1]

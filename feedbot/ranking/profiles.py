@@ -67,7 +67,7 @@ def build(tastes: list[Taste], corpus: Corpus, params: Params, shared: Shared) -
     vv = None
     if params.use_topics and len(has_likes):
         topic_rows, topic_owners, topic_of_like = _topic_rows(likes, corpus.topics, params,
-                                                              like_counts(tastes, known.shape[0]))
+                                                              like_counts(tastes))
         coefficients.append(topic_rows)
         owners.append(topic_owners)
         if len(topic_owners):
@@ -146,18 +146,20 @@ def penalise_dislikes(best: np.ndarray, tastes: list[Taste], corpus: Corpus, par
     best[has_dislikes] -= penalty
 
 
-def like_counts(tastes: list[Taste], n_known: int) -> np.ndarray | None:
+def like_counts(tastes: list[Taste]) -> np.ndarray | None:
     """The likes each entry of the block's likes matrix stands for, in its CSR order (None: one each,
-    no library folded in the block)."""
+    no library folded in the block). A paper liked twice over (a group's own import and its members'
+    👍) is one like, as it is one entry."""
     if all(t.liked_count is None for t in tastes):
         return None
-    indptr = np.zeros(len(tastes) + 1, dtype=np.int64)
-    np.cumsum([len(t.liked) for t in tastes], out=indptr[1:])
+    owner = np.repeat(np.arange(len(tastes)), [len(t.liked) for t in tastes])
     columns = np.concatenate([t.liked for t in tastes]).astype(np.int64)
     values = np.concatenate([np.ones(len(t.liked)) if t.liked_count is None else t.liked_count for t in tastes])
-    matrix = sp.csr_matrix((values.astype(np.float64), columns, indptr), shape=(len(tastes), n_known))
-    matrix.sum_duplicates()
-    return matrix.data
+    order = np.lexsort((columns, owner))  # CSR order: by subscriber, then by row
+    owner, columns, values = owner[order], columns[order], values[order].astype(np.float64)
+    first = np.ones(len(columns), bool)
+    first[1:] = (owner[1:] != owner[:-1]) | (columns[1:] != columns[:-1])
+    return np.maximum.reduceat(values, np.flatnonzero(first)) if len(values) else values
 
 
 def _topic_rows(likes: sp.csr_matrix, topics: np.ndarray, params: Params,
