@@ -91,7 +91,7 @@ def send_all(base_url: str, count: int = 1, text: str = "hi", **timeouts) -> lis
     return asyncio.run(run())
 
 
-def test_a_refused_connection_over_aiohttp_is_refused_not_unknown():
+def test_a_refused_connection_over_aiohttp_is_refused_not_unknown(no_proxy_set):
     """The worker's request (sendMessage over aiohttp) against a port nobody listens on: refused,
     so the digest is handed back `claimed` rather than left in doubt."""
     import socket
@@ -115,7 +115,7 @@ def test_a_refused_connection_over_aiohttp_is_refused_not_unknown():
     assert outcomes.classify(error) == outcomes.REFUSED
 
 
-def test_send_message_over_aiohttp_raises_python_telegram_bots_errors(telegram):
+def test_send_message_over_aiohttp_raises_python_telegram_bots_errors(no_proxy_set, telegram):
     """sendMessage through the worker's request goes over aiohttp, and Telegram's answers come out
     as the same exceptions as over httpx: 429 RetryAfter, 403 Forbidden, 400 BadRequest, an answer
     later than the read timeout TimedOut (in doubt); a message with buttons arrives whole."""
@@ -147,7 +147,7 @@ def test_send_message_over_aiohttp_raises_python_telegram_bots_errors(telegram):
     assert last.buttons == [[{"text": "Like", "callback_data": "v:1"}]]
 
 
-def test_a_request_that_arrived_and_was_dropped_is_in_doubt():
+def test_a_request_that_arrived_and_was_dropped_is_in_doubt(no_proxy_set):
     server = RawServer("drop")
     try:
         results = send_all(f"http://127.0.0.1:{server.port}/bot", 2, connect_timeout=5, read_timeout=5)
@@ -157,7 +157,7 @@ def test_a_request_that_arrived_and_was_dropped_is_in_doubt():
     assert [outcomes.classify(r) for r in results] == [outcomes.UNKNOWN] * 2, results
 
 
-def test_a_request_waiting_for_a_full_pool_is_refused_and_never_arrives():
+def test_a_request_waiting_for_a_full_pool_is_refused_and_never_arrives(no_proxy_set):
     server = RawServer("hold")
     try:
         results = send_all(f"http://127.0.0.1:{server.port}/bot", 2, pool=1, connect_timeout=1, pool_timeout=1,
@@ -168,12 +168,10 @@ def test_a_request_waiting_for_a_full_pool_is_refused_and_never_arrives():
     assert sorted(outcomes.classify(r) for r in results) == [outcomes.REFUSED, outcomes.UNKNOWN], results
 
 
-def test_a_redirect_is_not_followed_and_the_token_is_not_kept(monkeypatch):
+def test_a_redirect_is_not_followed_and_the_token_is_not_kept(no_proxy_set):
     """A 307 re-posts the message elsewhere when followed: if the second hop refused it, the
     digest would be sent again though the first hop took it. Not followed, it is an error; and no
     error text holds the bot's token (errors are stored with the delivery)."""
-    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
     elsewhere = RawServer("bot")
     first = RawServer("redirect", f"http://127.0.0.1:{elsewhere.port}/bot123:SECRET-TOKEN/sendMessage")
     try:
@@ -194,11 +192,17 @@ PROXY_VARIABLES = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "AL
                    "NO_PROXY", "no_proxy")
 
 
-def test_send_message_goes_as_json_with_its_objects_as_objects(monkeypatch):
-    """The body is JSON, which the Bot API takes for every method but file uploads: the keyboard
-    and the preview options as objects, the chat id a number, the flag a boolean."""
+@pytest.fixture
+def no_proxy_set(monkeypatch):
+    """No proxy named by the environment the tests run in: each test names its own."""
     for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_send_message_goes_as_json_with_its_objects_as_objects(no_proxy_set):
+    """The body is JSON, which the Bot API takes for every method but file uploads: the keyboard
+    and the preview options as objects, the chat id a number, the flag a boolean."""
     server = RawServer("bot")
     try:
         [message_id] = send_all(f"http://127.0.0.1:{server.port}/bot", text="Naïve «Bayes» & <b>co</b>")
@@ -213,11 +217,9 @@ def test_send_message_goes_as_json_with_its_objects_as_objects(monkeypatch):
         "reply_markup": {"inline_keyboard": [[{"text": "👍", "callback_data": "v:1:+"}]]}}
 
 
-def test_a_message_that_cannot_be_encoded_is_rejected_without_a_request(monkeypatch):
+def test_a_message_that_cannot_be_encoded_is_rejected_without_a_request(no_proxy_set):
     """A text no encoding can carry (a lone surrogate) never reaches Telegram: refused as a bad
     request (the digest fails, its picks given back), not taken for one that may have arrived."""
-    for name in PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
     server = RawServer("bot")
     try:
         [error] = send_all(f"http://127.0.0.1:{server.port}/bot", text="broken \ud800 text")
@@ -231,13 +233,11 @@ def test_a_message_that_cannot_be_encoded_is_rejected_without_a_request(monkeypa
 @pytest.mark.parametrize("variable, value", [
     ("HTTP_PROXY", "http://127.0.0.1:{port}"), ("http_proxy", "127.0.0.1:{port}"),  # no scheme: http
     ("ALL_PROXY", "http://127.0.0.1:{port}")])
-def test_every_proxy_setting_httpx_takes_carries_send_message(monkeypatch, variable, value):
+def test_every_proxy_setting_httpx_takes_carries_send_message(no_proxy_set, variable, value):
     """sendMessage takes the proxy by the same rules as every other call (httpx's): with or
     without a scheme, by protocol or for all."""
-    for name in PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
     proxy = RawServer("bot")
-    monkeypatch.setenv(variable, value.format(port=proxy.port))
+    no_proxy_set.setenv(variable, value.format(port=proxy.port))
     try:
         [message_id] = send_all("http://api.telegram.invalid/bot", connect_timeout=5, read_timeout=5)
     finally:
@@ -246,14 +246,12 @@ def test_every_proxy_setting_httpx_takes_carries_send_message(monkeypatch, varia
     assert [line.split()[1] for line in proxy.lines] == ["http://api.telegram.invalid/bot123:SECRET-TOKEN/sendMessage"]
 
 
-def test_no_proxy_sends_directly_to_the_hosts_it_names(monkeypatch):
+def test_no_proxy_sends_directly_to_the_hosts_it_names(no_proxy_set):
     """A Bot API server named in NO_PROXY (a local one) is reached directly, whatever proxy the
     environment names for the rest."""
-    for name in PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
     proxy, bot_api = RawServer("bot"), RawServer("bot")
-    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    no_proxy_set.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+    no_proxy_set.setenv("NO_PROXY", "127.0.0.1")
     try:
         [message_id] = send_all(f"http://127.0.0.1:{bot_api.port}/bot", connect_timeout=5, read_timeout=5)
     finally:
@@ -263,13 +261,11 @@ def test_no_proxy_sends_directly_to_the_hosts_it_names(monkeypatch):
     assert proxy.lines == [] and [line.split()[1] for line in bot_api.lines] == ["/bot123:SECRET-TOKEN/sendMessage"]
 
 
-def test_send_message_goes_through_the_proxy_the_environment_names(monkeypatch):
+def test_send_message_goes_through_the_proxy_the_environment_names(no_proxy_set):
     """Every other call goes through httpx, which takes HTTP(S)_PROXY from the environment:
     sendMessage does too, or where Telegram is reachable only through a proxy no digest would go."""
-    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
     proxy = RawServer("bot")
-    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+    no_proxy_set.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
     request = telegram_send.SendMessageRequest(4, read_timeout=5, connect_timeout=5)
     bot = Bot("123:ABC", base_url="http://api.telegram.invalid/bot", request=request)
 
@@ -286,7 +282,7 @@ def test_send_message_goes_through_the_proxy_the_environment_names(monkeypatch):
                                                         "http://api.telegram.invalid/bot123:ABC/sendMessage"]
 
 
-def test_nothing_is_sent_after_shutdown():
+def test_nothing_is_sent_after_shutdown(no_proxy_set):
     """A sender still running when the bot shut down gets an error, as over httpx, rather than a
     new connection nobody closes."""
     server = RawServer("bot")
