@@ -552,3 +552,27 @@ def test_end_states_written_together_are_those_written_one_by_one(engine):
     for one, together in zip(first, second, strict=True):
         assert row_state(engine, one) == row_state(engine, together)
     assert row_state(engine, second[0])[3] == "700,701,702"  # the resumed row keeps its earlier part's id
+
+
+def test_missed_days_are_recorded_skipped_with_why_and_a_day_someone_has_is_left(engine):
+    """Every missed (subscriber, day), two days of one subscriber included, ends `skipped` with
+    its reason in one pass; a day already claimed keeps its row; recording again adds nothing."""
+    from feedbot.delivery import due
+
+    with transaction(engine) as session:
+        subs = [subscribers.subscribe(session, 900 + n, 900 + n, "u")[0] for n in range(3)]
+        session.flush()
+        taken = rows.claim(session, subs[2].id, DAY, NOW)
+    missed = [(subs[0], DAY - timedelta(days=1)), (subs[0], DAY), (subs[1], DAY), (subs[2], DAY)]
+    with transaction(engine) as session:
+        assert due.skip_missed(session, missed, NOW) == 3
+    with transaction(engine) as session:
+        assert due.skip_missed(session, missed, NOW) == 0
+    with Session(engine) as session:
+        found = {(r.subscriber_id, r.local_date): r for r in session.scalars(select(Delivery))}
+    assert set(found) == {(s.id, d) for s, d in missed}
+    assert found[(subs[2].id, DAY)].id == taken and found[(subs[2].id, DAY)].status == "claimed"
+    for subscriber, day in missed[:3]:
+        row = found[(subscriber.id, day)]
+        assert row.status == "skipped" and row.finished_at is not None and row.parts_sent == 0
+        assert f"of {subscriber.send_time} ({subscriber.timezone}): no worker ran" in row.error

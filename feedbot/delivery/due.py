@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from feedbot.delivery import deliveries, schedule
 from feedbot.delivery.ownership import as_utc
-from feedbot.delivery.rows import REACHED, claim, finish
+from feedbot.delivery.rows import REACHED, skip_days
 from feedbot.store.models import Delivery, Subscriber
 
 
@@ -72,12 +72,6 @@ def _subscribed_by(subscriber: Subscriber, when: datetime) -> bool:
 
 def skip_missed(session: Session, missed: list[tuple[Subscriber, date]], now: datetime) -> int:
     """Record the days whose late window closed undelivered (the worker was down), with why."""
-    skipped = 0
-    for subscriber, day in missed:
-        delivery_id = claim(session, subscriber.id, day, now, status="skipped")
-        if delivery_id is not None:
-            finish(session, delivery_id, "skipped", now=now, error=(
-                f"not sent within {schedule.LATE_WINDOW.seconds // 3600} h of {subscriber.send_time} "
-                f"({subscriber.timezone}): no worker ran the digest sweep then"))
-            skipped += 1
-    return skipped
+    return skip_days(session, [(subscriber.id, day, (
+        f"not sent within {schedule.LATE_WINDOW.seconds // 3600} h of {subscriber.send_time} "
+        f"({subscriber.timezone}): no worker ran the digest sweep then")) for subscriber, day in missed], now)

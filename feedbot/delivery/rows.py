@@ -26,23 +26,40 @@ _table = Delivery.__table__  # the Core table: batched statements skip the ORM's
 
 
 def claim(session: Session, subscriber_id: int, day: date, now: datetime | None = None,
-          status: str = "claimed", source: str = "schedule") -> int | None:
+          source: str = "schedule") -> int | None:
     """Take the delivery for (subscriber, day); its id, or None when someone already has it."""
-    return claim_many(session, [(subscriber_id, day)], now, source, status).get(subscriber_id)
+    return claim_many(session, [(subscriber_id, day)], now, source).get(subscriber_id)
+
+
+def _insert_new(session: Session, rows: list[dict]) -> list[tuple[int, int]]:
+    """Insert the rows no one has yet (unique on subscriber and local date), in one statement;
+    (subscriber id, delivery id) of the ones inserted."""
+    if not rows:
+        return []
+    statement = insert_for(session)(_table).on_conflict_do_nothing(index_elements=["subscriber_id", "local_date"]) \
+        .returning(_table.c.subscriber_id, _table.c.id)
+    return [tuple(row) for row in session.execute(statement, rows)]  # batched by SQLAlchemy
 
 
 def claim_many(session: Session, wanted: list[tuple[int, date]], now: datetime | None = None,
-               source: str = "schedule", status: str = "claimed") -> dict[int, int]:
+               source: str = "schedule") -> dict[int, int]:
     """Claim (subscriber, day) pairs in bulk, in subscriber order (a fixed lock order between
     concurrent claimers); {subscriber id: delivery id} for the ones won."""
     when = now or utcnow()
-    rows = [{"subscriber_id": sid, "local_date": day, "status": status, "source": source, "claimed_at": when}
-            for sid, day in sorted(wanted)]
-    if not rows:
-        return {}
-    statement = insert_for(session)(_table).on_conflict_do_nothing(index_elements=["subscriber_id", "local_date"]) \
-        .returning(_table.c.subscriber_id, _table.c.id)
-    return dict(session.execute(statement, rows).all())  # one statement, batched by SQLAlchemy
+    return dict(_insert_new(session, [
+        {"subscriber_id": sid, "local_date": day, "status": "claimed", "source": source, "claimed_at": when}
+        for sid, day in sorted(wanted)]))
+
+
+def skip_days(session: Session, days: list[tuple[int, date, str]], now: datetime | None = None) -> int:
+    """Record (subscriber, day, why) as `skipped` where the day has no row yet (its window closed
+    with nothing sent): one statement, however many; how many were recorded. Nothing was
+    recorded as shown for them, so there is nothing to give back."""
+    when = now or utcnow()
+    return len(_insert_new(session, [
+        {"subscriber_id": sid, "local_date": day, "status": "skipped", "source": "schedule", "claimed_at": when,
+         "attempted_at": when, "finished_at": when, "error": why[:2000]}
+        for sid, day, why in sorted(days)]))
 
 
 def start_sending(session: Session, delivery_id: int, owner: str | None = None,
