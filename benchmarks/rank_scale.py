@@ -13,7 +13,8 @@ With `--imported N`, N of the subscribers have also imported a library of `--lib
 drawn from `--imported-papers` (1,000,000) papers known only from libraries, of the topics they
 follow: each imported paper is a 👍 of theirs. As feedbot does, the pass folds each library into a
 row per subscriber and topic (`feedbot.ranking.libraries`, timed with the pass): the library papers
-get no row of the tables and lend no co-likes, the subscribers' other 👍 still do.
+get no row of the tables and lend no co-likes, the subscribers' other 👍 still do; candidates are
+lengthened with the listed papers only (document expansion).
 
     .venv/bin/python benchmarks/rank_scale.py [--subscribers 100000] [--papers 1000] [--imported 20000]
 """
@@ -155,7 +156,7 @@ def main() -> None:
 
     before = peak_mb()
     start = time.perf_counter()
-    expanded = rank.expand(candidates, known)
+    expanded = rank.expand(candidates, known[: args.known])  # as feedbot does: the listed papers only
     if args.imported:
         corpus, tastes, _ = fold_corpus(corpus, tastes, np.arange(known.shape[0]) >= args.known)
     picks = rank.rank(tastes, corpus, expanded, PARAMS)

@@ -175,6 +175,24 @@ def test_a_subscriber_without_a_library_gets_the_same_picks_when_a_co_liker_impo
         assert [(p.paper_id, p.score, p.why) for p in after] == [(p.paper_id, p.score, p.why) for p in before]
 
 
+def test_candidates_are_lengthened_with_listed_papers_only_even_once_the_model_knows_the_library(seeded):
+    """Document expansion reads the listed papers: after a refit that takes the library papers in,
+    the candidates are what the listings alone make of them, not what someone's import adds."""
+    with Session(seeded) as session, session.begin():
+        importer = make_subscriber(session, 1)
+        imported_library(session, importer)
+        model = textmodel.fit(session)  # the library papers are fitted papers now
+        pool = recommend.candidates(session, DAY, 2)
+        community = recommend.build_community(session, model, pool, rank.DEFAULT_PARAMS)
+        listed = np.isin(model.paper_ids, list(session.scalars(select(Paper.id).where(Paper.first_listed.is_not(None)))))
+        assert 0 < listed.sum() < len(listed)
+        pool_vectors = model.vectors_for(session, [c.id for c in pool])
+        by_listed = rank.expand(pool_vectors, model.vectors[listed]).toarray()
+        by_all = rank.expand(pool_vectors, model.vectors).toarray()
+        assert np.abs(by_listed - by_all).max() > 1e-3  # the library would have changed them
+        assert np.allclose(community.prepared.candidates.toarray(), by_listed, atol=1e-6)
+
+
 def test_a_why_line_names_the_library_paper_most_like_the_pick_and_quotes_its_own_words(seeded, settings):
     """A pick a folded library row explains names the paper of that row most like it, and the words
     it quotes are that paper's (the row's mean holds words of other papers too)."""
@@ -222,7 +240,8 @@ def test_library_papers_in_two_libraries_keep_a_row_of_their_own_and_lend_co_lik
         for paper in shared:
             assert likers[:, community.row_of[paper]].nnz == 2
         votes = recommend.MIRROR.current(session)[1]
-        folded = recommend._library_papers(session, votes, shared_rows=2)
+        unlisted = np.array(sorted(p.id for p in library), np.int64)
+        folded = recommend._library_papers(votes, unlisted, shared_rows=2)
         assert len(shared - set(folded.tolist())) == 2 and {p.id for p in library[3:]} <= set(folded.tolist())
 
 

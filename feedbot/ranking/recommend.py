@@ -134,7 +134,8 @@ def build_community(session: Session, model: TextModel, pool: list[Paper], param
     👍 on them are folded into a row per topic (`libraries`) and lend no co-likes, but for those in
     several libraries (`_library_papers`)."""
     votes = mirror.current(session)[1]
-    library = _library_papers(session, votes)
+    unlisted = np.fromiter(session.scalars(select(Paper.id).where(Paper.first_listed.is_(None))), np.int64)
+    library = _library_papers(votes, unlisted)
     kept = ~np.isin(votes.paper, library) if len(library) else None  # no library: every vote as it is
     voted, people, likers = community_likes(votes if kept is None else votes.where(kept))
     voted_ids = voted.tolist()
@@ -166,7 +167,7 @@ def build_community(session: Session, model: TextModel, pool: list[Paper], param
         liker_row = dict(zip(people.tolist(), range(len(people)), strict=True))
     corpus = rank.Corpus(known, topics, model.background, model.terms, likers=likers, folded=marks)
     pool_vectors = model.vectors_for(session, [c.id for c in pool])
-    prepared = rank.prepare(corpus, rank.expand(pool_vectors, model.vectors), params)
+    prepared = rank.prepare(corpus, rank.expand(pool_vectors, _listed(model, unlisted)), params)
     return Community(voted_ids, row_of, liker_row, pool_vectors, prepared, folded_key=folded_key,
                      folded_row=folded_row)
 
@@ -174,12 +175,20 @@ def build_community(session: Session, model: TextModel, pool: list[Paper], param
 SHARED_LIBRARY_ROWS = 50_000  # library papers in several libraries that keep a row, the most liked first
 
 
-def _library_papers(session: Session, votes: Votes, shared_rows: int | None = None) -> np.ndarray:
-    """The voted papers known only from libraries that are folded, sorted: never listed, no one's
-    👎 (a 👎 is a paper's own row's), and not among the `shared_rows` most liked of those in two
-    libraries or more (`SHARED_LIBRARY_ROWS` unless given), which keep a row of their own and lend
-    co-likes like any 👍."""
-    unlisted = np.fromiter(session.scalars(select(Paper.id).where(Paper.first_listed.is_(None))), np.int64)
+def _listed(model: TextModel, unlisted: np.ndarray) -> sp.csr_matrix:
+    """The fitted papers that were listed: the ones candidates are lengthened with (document
+    expansion). Papers known only from libraries are left out, so no one's import changes anyone
+    else's candidates, and expansion costs what the listings hold, however large the libraries."""
+    if not len(unlisted):
+        return model.vectors
+    return model.vectors[np.flatnonzero(~np.isin(model.paper_ids, unlisted))]
+
+
+def _library_papers(votes: Votes, unlisted: np.ndarray, shared_rows: int | None = None) -> np.ndarray:
+    """The voted papers known only from libraries (`unlisted`: never listed) that are folded,
+    sorted: no one's 👎 (a 👎 is a paper's own row's), and not among the `shared_rows` most liked
+    of those in two libraries or more (`SHARED_LIBRARY_ROWS` unless given), which keep a row of
+    their own and lend co-likes like any 👍."""
     if not len(unlisted):  # no paper known only from a library: nothing to fold
         return unlisted
     positive = votes.paper[votes.value > 0]

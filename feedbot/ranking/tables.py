@@ -32,10 +32,11 @@ def expand(candidates: sp.csr_matrix, known: sp.csr_matrix, neighbours: int = 10
         return candidates
     k = min(neighbours, known.shape[0])
     per_block = int(np.clip(2**24 // known.shape[0], 1, 256))  # bounded memory: 16 M similarities a block
+    known_t = known.T.tocsr()  # once: a product with the transpose as it comes converts it on every block
 
     def nearest(start: int) -> sp.csr_matrix:
         block = candidates[start : start + per_block]
-        similarity = np.asarray((block @ known.T).todense(), dtype=np.float32)
+        similarity = np.asarray((block @ known_t).todense(), dtype=np.float32)
         similarity[similarity > 0.999] = 0
         top = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
         weights = np.take_along_axis(similarity, top, axis=1)
