@@ -576,3 +576,37 @@ def test_missed_days_are_recorded_skipped_with_why_and_a_day_someone_has_is_left
         row = found[(subscriber.id, day)]
         assert row.status == "skipped" and row.finished_at is not None and row.parts_sent == 0
         assert f"of {subscriber.send_time} ({subscriber.timezone}): no worker ran" in row.error
+
+
+@pytest.mark.parametrize("only_claimed", [False, True])
+def test_picks_recorded_together_keep_each_paper_once_and_renumber_what_is_left(engine, only_claimed):
+    """One batch holding a claimed digest, digests with no delivery and a paper twice for one
+    subscriber: each (subscriber, paper) is recorded once, the first in batch order; a paper shown
+    before is refused and the claimed digest's positions close up; with `only_claimed` the digests
+    with no delivery record nothing."""
+    with transaction(engine) as session:
+        a, _ = subscribers.subscribe(session, 801, 801, "a")
+        b, _ = subscribers.subscribe(session, 802, 802, "b")
+        papers = [Paper(key=f"r{n}", title=f"Paper {n}", abstract="An abstract.", first_listed=DAY) for n in range(5)]
+        session.add_all(papers)
+        session.flush()
+        p = [paper.id for paper in papers]
+        subscribers.record_shown(session, a, [(p[0], 0.0, "")], "search")  # shown before
+        delivery_id = rows.claim(session, a.id, DAY, NOW)
+
+        def digest(subscriber, ids):
+            picks = [recommend.Pick(session.get(Paper, i), 1.0 - n / 10, "", f"why {n} «ü» ' \\ NULL")
+                     for n, i in enumerate(ids)]
+            return digests.Digest(subscriber.id, DAY, DAY, picks)
+
+        kept = digests.record(session, [(digest(a, [p[0], p[1], p[2]]), delivery_id), (digest(b, [p[1], p[3]]), None),
+                                        (digest(a, [p[2], p[4]]), None)], NOW, only_claimed=only_claimed)
+    assert kept[a.id] == ({p[1], p[2]} if only_claimed else {p[1], p[2], p[4]})
+    assert kept.get(b.id, set()) == (set() if only_claimed else {p[1], p[3]})
+    with Session(engine) as session:
+        shown = {(s.subscriber_id, s.paper_id): s for s in session.scalars(select(Shown))}
+    assert len(shown) == 1 + len(kept[a.id]) + len(kept.get(b.id, set()))
+    assert shown[(a.id, p[0])].delivery_id is None  # the earlier one, untouched
+    assert (shown[(a.id, p[1])].delivery_id, shown[(a.id, p[1])].position) == (delivery_id, 0)
+    assert (shown[(a.id, p[2])].delivery_id, shown[(a.id, p[2])].position) == (delivery_id, 1)
+    assert shown[(a.id, p[1])].reason == "why 1 «ü» ' \\ NULL"

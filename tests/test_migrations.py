@@ -1,11 +1,13 @@
 """Migrations reach the models exactly, and undo cleanly, on both databases."""
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
 from feedbot.store import db
 from feedbot.store.models import Base
+from tests.pgschema import fresh_schema
 
 
 def test_upgrade_matches_models_and_downgrade_removes_everything(database_url):
@@ -66,3 +68,46 @@ def test_delivery_revision_up_and_down_keeps_rows(database_url):
             assert connection.execute(text("SELECT count(*) FROM deliveries")).scalar() == 1
     finally:
         engine.dispose()
+
+
+def swap_stopped_half_way(database_url: str, left: str) -> None:
+    """0013 builds the (status, id) index, then drops the old one, outside a transaction on
+    PostgreSQL: a run stopped after either step (a cancelled build leaves an invalid index) left
+    the version at 0012. Upgrading again finishes the swap, and so does downgrading."""
+    from sqlalchemy import text
+
+    db.upgrade(database_url, "0012")
+    engine = db.make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("CREATE INDEX ix_deliveries_status_id ON deliveries (status, id)"))
+            if left == "new index invalid":
+                connection.execute(text("UPDATE pg_index SET indisvalid = false "
+                                        "WHERE indexrelid = 'ix_deliveries_status_id'::regclass"))
+            if left == "both steps done":
+                connection.execute(text("DROP INDEX ix_deliveries_status"))
+        db.upgrade(database_url)
+        indexes = {i["name"]: i["column_names"] for i in inspect(engine).get_indexes("deliveries")}
+        assert indexes.get("ix_deliveries_status_id") == ["status", "id"] and "ix_deliveries_status" not in indexes
+        if database_url.startswith("postgresql"):
+            with engine.connect() as connection:
+                assert connection.execute(text("SELECT indisvalid FROM pg_index "
+                                               "WHERE indexrelid = 'ix_deliveries_status_id'::regclass")).scalar()
+        with engine.begin() as connection:  # the downgrade stopped after its first step, then run again
+            connection.execute(text("CREATE INDEX ix_deliveries_status ON deliveries (status)"))
+        db.downgrade(database_url, "0012")
+        indexes = {i["name"] for i in inspect(engine).get_indexes("deliveries")}
+        assert "ix_deliveries_status" in indexes and "ix_deliveries_status_id" not in indexes
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("left", ["new index built", "both steps done"])
+def test_the_delivery_index_swap_completes_after_a_run_stopped_half_way(database_url, left):
+    swap_stopped_half_way(database_url, left)
+
+
+def test_the_delivery_index_swap_replaces_an_index_a_cancelled_build_left_invalid(postgres_url):
+    """Only a PostgreSQL build done CONCURRENTLY can be left invalid (by a cancel or a lost connection)."""
+    with fresh_schema(postgres_url) as url:
+        swap_stopped_half_way(url, "new index invalid")

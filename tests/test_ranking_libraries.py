@@ -184,7 +184,8 @@ def test_candidates_are_lengthened_with_listed_papers_only_even_once_the_model_k
         model = textmodel.fit(session)  # the library papers are fitted papers now
         pool = recommend.candidates(session, DAY, 2)
         community = recommend.build_community(session, model, pool, rank.DEFAULT_PARAMS)
-        listed = np.isin(model.paper_ids, list(session.scalars(select(Paper.id).where(Paper.first_listed.is_not(None)))))
+        listed_ids = list(session.scalars(select(Paper.id).where(Paper.first_listed.is_not(None))))
+        listed = np.isin(model.paper_ids, listed_ids)
         assert 0 < listed.sum() < len(listed)
         pool_vectors = model.vectors_for(session, [c.id for c in pool])
         by_listed = rank.expand(pool_vectors, model.vectors[listed]).toarray()

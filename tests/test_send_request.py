@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import threading
 
@@ -188,15 +189,13 @@ def test_a_redirect_is_not_followed_and_the_token_is_not_kept(no_proxy_set):
             outcomes.classify(error), f"{type(error).__name__}: {error}", 0, 1)
 
 
-PROXY_VARIABLES = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy",
-                   "NO_PROXY", "no_proxy")
-
-
 @pytest.fixture
 def no_proxy_set(monkeypatch):
-    """No proxy named by the environment the tests run in: each test names its own."""
-    for name in PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
+    """No proxy named by the environment the tests run in (any `*_proxy` variable, whatever its
+    case or prefix): each test names its own."""
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy"):
+            monkeypatch.delenv(name)
     return monkeypatch
 
 
@@ -217,17 +216,36 @@ def test_send_message_goes_as_json_with_its_objects_as_objects(no_proxy_set):
         "reply_markup": {"inline_keyboard": [[{"text": "👍", "callback_data": "v:1:+"}]]}}
 
 
-def test_a_message_that_cannot_be_encoded_is_rejected_without_a_request(no_proxy_set):
-    """A text no encoding can carry (a lone surrogate) never reaches Telegram: refused as a bad
-    request (the digest fails, its picks given back), not taken for one that may have arrived."""
+@pytest.mark.parametrize("proxied", [False, True])
+def test_a_message_that_cannot_be_encoded_is_rejected_without_a_request(no_proxy_set, proxied):
+    """A text no encoding can carry (a lone surrogate) never reaches Telegram, directly or through
+    a proxy: refused as a bad request (the digest fails, its picks given back), not taken for one
+    that may have arrived."""
     server = RawServer("bot")
+    if proxied:
+        no_proxy_set.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.port}")
+    url = "http://api.telegram.invalid/bot" if proxied else f"http://127.0.0.1:{server.port}/bot"
     try:
-        [error] = send_all(f"http://127.0.0.1:{server.port}/bot", text="broken \ud800 text")
+        [error] = send_all(url, text="broken \ud800 text", connect_timeout=5, read_timeout=5)
     finally:
         server.close()
     assert isinstance(error, BadRequest) and outcomes.classify(error) == outcomes.REJECTED
     assert "broken" not in str(error)  # the message's words are not stored as its error
     assert server.lines == []
+
+
+@pytest.mark.parametrize("variable", ["FTP_PROXY", "npm_config_https_proxy", "NO_PROXY"])
+def test_a_proxy_httpx_does_not_use_leaves_send_message_direct(no_proxy_set, variable):
+    """Only the variables httpx reads (`HTTP(S)_PROXY`, `ALL_PROXY`) move sendMessage off the
+    direct path: an FTP proxy, a tool's own setting or `NO_PROXY` alone do not."""
+    server = RawServer("bot")
+    no_proxy_set.setenv(variable, "http://127.0.0.1:9")  # nothing listens there
+    try:
+        [message_id] = send_all(f"http://127.0.0.1:{server.port}/bot")
+    finally:
+        server.close()
+    assert message_id == 5
+    assert telegram_send.SendMessageRequest()._direct
 
 
 @pytest.mark.parametrize("variable, value", [

@@ -58,7 +58,7 @@ def skip_days(session: Session, days: list[tuple[int, date, str]], now: datetime
     when = now or utcnow()
     return len(_insert_new(session, [
         {"subscriber_id": sid, "local_date": day, "status": "skipped", "source": "schedule", "claimed_at": when,
-         "attempted_at": when, "finished_at": when, "error": why[:2000]}
+         "attempted_at": when, "finished_at": when, "error": why[:2000] or None}
         for sid, day, why in sorted(days)]))
 
 

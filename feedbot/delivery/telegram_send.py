@@ -100,8 +100,10 @@ class SendMessageRequest(HTTPXRequest):
                          read_timeout=HTTPXRequest.DEFAULT_NONE, write_timeout=HTTPXRequest.DEFAULT_NONE,
                          connect_timeout=HTTPXRequest.DEFAULT_NONE,
                          pool_timeout=HTTPXRequest.DEFAULT_NONE) -> tuple[int, bytes]:
-        if not self._direct or not url.endswith("/sendMessage") or request_data is None \
-                or request_data.contains_files:
+        message = url.endswith("/sendMessage") and request_data is not None and not request_data.contains_files
+        if message:  # on either path: a message no encoding can carry is refused before any request
+            body = _json_body(request_data)
+        if not message or not self._direct:
             return await super().do_request(url, method, request_data, read_timeout, write_timeout,
                                             connect_timeout, pool_timeout)
         if self._shut:
@@ -109,10 +111,6 @@ class SendMessageRequest(HTTPXRequest):
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=self._pool_size),
                                                   headers={"User-Agent": self.USER_AGENT})
-        try:
-            body = json.dumps(request_data.parameters, ensure_ascii=False).encode()
-        except (TypeError, ValueError) as err:  # e.g. a lone surrogate: never sent, and never sendable
-            raise BadRequest(f"the message could not be encoded ({type(err).__name__})") from err
         try:
             async with self._session.request(method, url, data=body, headers=_JSON, allow_redirects=False,
                                              timeout=self._timeout(read_timeout, connect_timeout, pool_timeout),
@@ -128,9 +126,22 @@ _TOKEN = re.compile(r"/bot[^/\s]+")
 _JSON = {"Content-Type": "application/json"}
 
 
+def _json_body(request_data: RequestData) -> bytes:
+    """The message as a JSON body; BadRequest when no encoding can carry it (a lone surrogate):
+    never sent and never sendable, so not taken for a request that may have arrived."""
+    try:
+        return json.dumps(request_data.parameters, ensure_ascii=False).encode()
+    except (TypeError, ValueError) as err:
+        raise BadRequest(f"the message could not be encoded ({type(err).__name__})") from err
+
+
+PROXIED = ("http", "https", "all")  # the `*_PROXY` variables httpx reads (`NO_PROXY` only narrows them)
+
+
 def _proxies_named() -> bool:
-    """Whether the environment names any proxy (`NO_PROXY` alone names none)."""
-    return any(scheme != "no" for scheme in urllib.request.getproxies())
+    """Whether the environment names a proxy that httpx would use (`FTP_PROXY` and the like are
+    not for these requests)."""
+    return any(scheme in PROXIED for scheme in urllib.request.getproxies())
 
 
 # Messages go out through `do_api_request` with plain values: a broadcast builds no keyboard
