@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from feedbot.library import jobs
-from feedbot.ranking import rank, recommend, textmodel
+from feedbot.ranking import libraries, rank, recommend, textmodel
 from feedbot.ranking.libraries import fold, fold_corpus, prune
 from feedbot.store import subscribers
 from feedbot.store.models import Import, Paper, Vote
@@ -503,3 +503,19 @@ def test_a_paper_liked_twice_over_counts_once_beside_a_folded_row():
     assert likes.nnz == len(counts)  # one count per entry, in the matrix's order
     assert dict(zip(likes.indices[:3].tolist(), counts[:3].tolist(), strict=True)) == {3: 1, 7: 1, 9: 40}
     assert counts[3:].tolist() == [1, 1]
+
+
+@pytest.mark.parametrize("block", [1, 3, 256])
+def test_row_dots_are_each_papers_product_with_its_row(block):
+    """Across block edges, with rows no paper reads and papers with no terms."""
+    rng = np.random.default_rng(block)
+    library = normalize(sp.random(60, 40, density=0.2, format="csr", random_state=rng, dtype=np.float32))
+    library[7] = 0  # a paper with no terms
+    library.eliminate_zeros()
+    means = normalize(sp.random(9, 40, density=0.4, format="csr", random_state=rng, dtype=np.float32))
+    row_of = np.sort(rng.choice([0, 1, 4, 5, 8], size=50))  # rows 2, 3, 6 and 7 have no paper
+    papers = rng.integers(0, 60, 50)
+    papers[0] = 7
+    expected = (library[papers].toarray() * means[row_of].toarray()).sum(axis=1)
+    got = libraries.row_dots(library, papers, means, row_of, block=block)
+    assert got == pytest.approx(expected, abs=1e-6) and got[0] == 0
