@@ -157,8 +157,10 @@ def main() -> None:
     before = peak_mb()
     start = time.perf_counter()
     expanded = rank.expand(candidates, known[: args.known])  # as feedbot does: the listed papers only
+    expand_seconds = time.perf_counter() - start
     if args.imported:
         corpus, tastes, _ = fold_corpus(corpus, tastes, np.arange(known.shape[0]) >= args.known)
+    fold_seconds = time.perf_counter() - start - expand_seconds
     picks = rank.rank(tastes, corpus, expanded, PARAMS)
     batched_seconds = time.perf_counter() - start
     peak = peak_mb()
@@ -166,11 +168,13 @@ def main() -> None:
     assert all(p.reason.terms for p in picks[0] if p.reason.kind != rank.KIND_COLIKE)  # co-likes share no word
 
     print(f"feedbot batched pass: {batched_seconds:.1f} s, peak RSS {peak:.0f} MB (inputs alone {before:.0f} MB), "
-          f"{corpus.known.shape[0]:,} rows of the tables", flush=True)
+          f"{corpus.known.shape[0]:,} rows of the tables (expansion {expand_seconds:.1f} s, folding "
+          f"{fold_seconds:.1f} s, ranking {batched_seconds - expand_seconds - fold_seconds:.1f} s)", flush=True)
     if not args.sample:  # no loop baselines: the pass's own figures only
         print(result_line("rank_scale", subscribers=args.subscribers, papers=args.papers, imported=args.imported,
                           known=known.shape[0], rows=corpus.known.shape[0],
-                          seconds=round(batched_seconds, 1), peak_mb=round(peak)))
+                          seconds=round(batched_seconds, 1), peak_mb=round(peak),
+                          fold_seconds=round(fold_seconds, 1)))
         return
     sample = tastes[: args.sample]
     prepared = rank.prepare(corpus, expanded, PARAMS)  # shared, so the loop pays only per-subscriber work

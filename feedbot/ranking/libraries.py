@@ -16,6 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from feedbot.ranking.inputs import Corpus, Taste
+from feedbot.ranking.tables import parallel_map
 
 FOLD_TERMS = 400  # terms kept of each folded mean (its largest)
 
@@ -52,8 +53,9 @@ def fold(library: sp.csr_matrix, owner: np.ndarray, paper: np.ndarray, topics: n
     share = share / np.bincount(group_of, weights=share, minlength=len(keys))[group_of]
     order = np.argsort(group_of, kind="stable")
     starts = np.searchsorted(group_of[order], np.arange(len(keys) + 1))
-    parts, representative = [], np.empty(len(keys), np.int64)
-    for first in range(0, len(keys), chunk):
+
+    def fold_chunk(first: int) -> tuple[sp.csr_matrix, np.ndarray]:
+        """Rows first… of the fold (their pruned means) and the paper each names."""
         last = min(first + chunk, len(keys))
         likes = order[starts[first] : starts[last]]
         mix = sp.csr_matrix((share[likes].astype(np.float32),
@@ -63,9 +65,12 @@ def fold(library: sp.csr_matrix, owner: np.ndarray, paper: np.ndarray, topics: n
         closeness = row_dots(library, paper[likes], means, local)
         best = np.lexsort((-closeness, local))  # by group, closest first
         heads = best[np.searchsorted(local[best], np.arange(last - first))]
-        representative[first:last] = paper[likes[heads]]
-        parts.append(means)
-    vectors = sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, library.shape[1]), dtype=np.float32)
+        return means, paper[likes[heads]]
+
+    parts = parallel_map(fold_chunk, list(range(0, len(keys), chunk)))
+    representative = np.concatenate([named for _, named in parts] + [np.empty(0, np.int64)])
+    vectors = sp.vstack([means for means, _ in parts], format="csr") if parts else \
+        sp.csr_matrix((0, library.shape[1]), dtype=np.float32)
     return Folded(vectors.astype(np.float32), topics[representative], owner[order[starts[:-1]]] if len(keys) else
                   np.empty(0, np.int64), representative, group_of, size)
 
