@@ -505,8 +505,9 @@ def test_a_paper_liked_twice_over_counts_once_beside_a_folded_row():
     assert counts[3:].tolist() == [1, 1]
 
 
+@pytest.mark.parametrize("dense_at", [0, 10**9])  # dense blocks of means, or sparse copies of them
 @pytest.mark.parametrize("block", [1, 3, 256])
-def test_row_dots_are_each_papers_product_with_its_row(block):
+def test_row_dots_are_each_papers_product_with_its_row(block, dense_at):
     """Across block edges, with rows no paper reads and papers with no terms."""
     rng = np.random.default_rng(block)
     library = normalize(sp.random(60, 40, density=0.2, format="csr", random_state=rng, dtype=np.float32))
@@ -517,5 +518,17 @@ def test_row_dots_are_each_papers_product_with_its_row(block):
     papers = rng.integers(0, 60, 50)
     papers[0] = 7
     expected = (library[papers].toarray() * means[row_of].toarray()).sum(axis=1)
-    got = libraries.row_dots(library, papers, means, row_of, block=block)
+    got = libraries.row_dots(library, papers, means, row_of, block=block, dense_at=dense_at)
     assert got == pytest.approx(expected, abs=1e-6) and got[0] == 0
+
+
+@pytest.mark.parametrize("dense_at", [0, 10**9])
+def test_a_folded_row_names_its_closest_paper_not_its_first_and_ties_go_to_the_first(monkeypatch, dense_at):
+    """Both ways of measuring closeness: the middle paper of three is the mean's closest; two
+    papers equally close (a mirror pair) name the one given first, whichever way it is summed."""
+    monkeypatch.setattr(libraries, "DENSE_AT", dense_at)
+    known = sp.csr_matrix(normalize(np.array([[1, 0, 0], [0.8, 0.6, 0], [0.6, 0.8, 0], [0, 1, 0],
+                                              [0.3, 0.1, 0.9], [0.1, 0.3, 0.9]], np.float32)))
+    owner, paper = np.array([0, 0, 0, 1, 1]), np.array([0, 1, 3, 5, 4])
+    folded = libraries.fold(known, owner, paper, np.zeros(6, np.int32), terms=3)
+    assert folded.representative.tolist() == [1, 5]

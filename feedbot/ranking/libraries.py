@@ -75,12 +75,23 @@ def fold(library: sp.csr_matrix, owner: np.ndarray, paper: np.ndarray, topics: n
                   np.empty(0, np.int64), representative, group_of, size)
 
 
+DENSE_AT = 100  # likes per folded row from which their closeness is read from dense blocks of means
+
+
 def row_dots(library: sp.csr_matrix, papers: np.ndarray, means: sp.csr_matrix, row_of: np.ndarray,
-             block: int = 256) -> np.ndarray:
-    """library[papers[i]] · means[row_of[i]] for every i (`row_of` ascending): the means made dense
-    `block` rows at a time and read at each paper's terms, rather than each paper's mean copied
-    out as a sparse row of its own (hundreds of terms, for every like)."""
+             block: int = 256, dense_at: int | None = None) -> np.ndarray:
+    """library[papers[i]] · means[row_of[i]] for every i (`row_of` ascending), rounded to 1e-6 so
+    ties do not depend on the order of a float sum. With many likes per row, the means are made
+    dense `block` rows at a time and read at each paper's terms (each like's mean copied out as a
+    sparse row of hundreds of terms would take gigabytes); with few, that copy is cheaper than the
+    dense blocks, and is made a slice of likes at a time."""
     out = np.zeros(len(papers), np.float64)
+    if len(papers) < (DENSE_AT if dense_at is None else dense_at) * means.shape[0]:
+        for start in range(0, len(papers), 20_000):
+            part = slice(start, start + 20_000)
+            out[part] = np.asarray(library[papers[part]].multiply(means[row_of[part]]).sum(axis=1, dtype=np.float64)
+                                   ).ravel()
+        return np.round(out, 6)
     bounds = np.searchsorted(row_of, np.arange(0, means.shape[0] + block, block))
     for n, (start, end) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
         if start == end:
@@ -91,7 +102,7 @@ def row_dots(library: sp.csr_matrix, papers: np.ndarray, means: sp.csr_matrix, r
         values = rows.data.astype(np.float64) * dense[owner, rows.indices]
         out[start:end] = np.bincount(np.repeat(np.arange(end - start), np.diff(rows.indptr)), weights=values,
                                      minlength=end - start)
-    return out
+    return np.round(out, 6)
 
 
 def prune(rows: sp.csr_matrix, terms: int) -> sp.csr_matrix:
