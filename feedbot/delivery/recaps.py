@@ -32,6 +32,7 @@ from feedbot.config import Settings
 from feedbot.delivery import runs, schedule
 from feedbot.delivery.messages import Reply, escape, paper_item, split_items
 from feedbot.delivery.pacing import Pacer
+from feedbot.delivery.rows import stored_error
 from feedbot.delivery.telegram_send import Blocked, send_replies
 from feedbot.ranking import drift
 from feedbot.ranking.groups import member_weights
@@ -105,7 +106,7 @@ def finish(session: Session, recap_id: int, status: str, now: datetime, message_
     """Write a recap's end state; a blocked one deactivates its subscriber, as a blocked digest does."""
     session.execute(update(Recap).where(Recap.id == recap_id).values(
         status=status, finished_at=now, message_ids=",".join(map(str, message_ids or [])) or None,
-        error=error[:2000] if error else None))
+        error=stored_error(error)))
     if status == "blocked":
         session.execute(update(Subscriber).where(
             Subscriber.id == select(Recap.subscriber_id).where(Recap.id == recap_id).scalar_subquery()

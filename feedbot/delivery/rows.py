@@ -25,6 +25,11 @@ REACHED = ("claimed", "sending", "sent", "empty", "uncertain")  # a digest the s
 _table = Delivery.__table__  # the Core table: batched statements skip the ORM's per-row work
 
 
+def stored_error(error: str | None) -> str | None:
+    """An attempt's error as a row keeps it: at most 2,000 characters, none for an empty one."""
+    return error[:2000] if error else None
+
+
 def claim(session: Session, subscriber_id: int, day: date, now: datetime | None = None,
           source: str = "schedule") -> int | None:
     """Take the delivery for (subscriber, day); its id, or None when someone already has it."""
@@ -58,7 +63,7 @@ def skip_days(session: Session, days: list[tuple[int, date, str]], now: datetime
     when = now or utcnow()
     return len(_insert_new(session, [
         {"subscriber_id": sid, "local_date": day, "status": "skipped", "source": "schedule", "claimed_at": when,
-         "attempted_at": when, "finished_at": when, "error": why[:2000] or None}
+         "attempted_at": when, "finished_at": when, "error": stored_error(why)}
         for sid, day, why in sorted(days)]))
 
 
@@ -146,7 +151,7 @@ def finish(session: Session, delivery_id: int, status: str, message_ids: list[in
            error: str | None = None, now: datetime | None = None, confirmed: int | None = None) -> None:
     """Write an attempt's end state; `claimed` hands the row back for the next sweep. A blocked
     row deactivates its subscriber; an undelivered one gives back the picks it did not send."""
-    values = {"status": status, "error": (error or None) and error[:2000], "attempted_at": now or utcnow()}
+    values = {"status": status, "error": stored_error(error), "attempted_at": now or utcnow()}
     if status != "claimed":
         values["finished_at"] = now or utcnow()
     if confirmed is not None:
@@ -182,7 +187,7 @@ def finish_many(session: Session, ends: list[tuple[int, str, list[int], str | No
         stored = dict(session.execute(select(Delivery.id, Delivery.message_ids)
                                       .where(Delivery.id.in_([end[0] for end in batch]))).all())
         session.connection().execute(statement, [
-            {"row_id": delivery_id, "new_status": status, "new_error": (error or None) and error[:2000],
+            {"row_id": delivery_id, "new_status": status, "new_error": stored_error(error),
              "new_parts": confirmed, "new_ids": merge_ids(stored.get(delivery_id), message_ids)}
             for delivery_id, status, message_ids, error, confirmed in batch])
 
