@@ -11,10 +11,14 @@ feedbot's own ranker one subscriber at a time.
 
 With `--imported N`, N of the subscribers have also imported a library of `--library` papers (300)
 drawn from `--imported-papers` (1,000,000) papers known only from libraries, of the topics they
-follow: each imported paper is a 👍 of theirs. As feedbot does, the pass folds each library into a
-row per subscriber and topic (`feedbot.ranking.libraries`, timed with the pass): the library papers
-get no row of the tables and lend no co-likes, the subscribers' other 👍 still do; candidates are
-lengthened with the listed papers only (document expansion).
+follow: each imported paper is a 👍 of theirs. As feedbot does, each library is folded into a row
+per subscriber and topic (`feedbot.ranking.libraries`): the library papers get no row of the
+tables and lend no co-likes, the subscribers' other 👍 still do; candidates are lengthened with the
+listed papers only (document expansion). The folded rows are kept between passes (`FoldCache`),
+as a worker keeps them between builds of its tables: every library is folded once before the pass
+(timed apart: `first_fold_seconds`, what a worker's first build or a refit of the text model
+pays), then `--changed` (1 %) of the libraries lose a paper, and the timed pass refolds those.
+Peak RSS is the pass's own (the high-water mark is reset before it).
 
     .venv/bin/python benchmarks/rank_scale.py [--subscribers 100000] [--papers 1000] [--imported 20000]
 """
@@ -22,6 +26,7 @@ lengthened with the listed papers only (document expansion).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import resource
 import sys
 import time
@@ -36,7 +41,7 @@ from sklearn.svm import LinearSVC  # noqa: E402
 
 from benchmarks.common import result_line  # noqa: E402
 from feedbot.ranking import rank  # noqa: E402
-from feedbot.ranking.libraries import fold_corpus  # noqa: E402
+from feedbot.ranking.libraries import FoldCache, fold_corpus  # noqa: E402
 
 VOCABULARY = 50_000
 PARAMS = rank.Params()
@@ -44,7 +49,17 @@ TOPICS = 300
 
 
 def peak_mb() -> float:
+    """The process's peak RSS since it started or since `reset_peak`."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        return int(status.read_text().split("VmHWM:")[1].split()[0]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reset_peak() -> None:
+    """Start the peak RSS afresh from the RSS now (Linux), so a step's own peak can be read."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
 
 
 def documents(rng: np.random.Generator, count: int, topic_terms: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -97,6 +112,8 @@ def main() -> None:
     parser.add_argument("--library", type=int, default=300, help="papers in each imported library")
     parser.add_argument("--imported-papers", type=int, default=1_000_000,
                         help="distinct papers the libraries draw from")
+    parser.add_argument("--changed", type=float, default=0.01,
+                        help="share of the libraries changed since the last pass (refolded in the pass)")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
 
@@ -148,18 +165,34 @@ def main() -> None:
     likers = sp.csr_matrix((np.ones(sum(map(len, rows)), np.float32), (np.concatenate(rows), np.concatenate(cols))),
                            shape=(len(tastes), known.shape[0]))
     corpus = rank.Corpus.build(known, known_topic % 64, terms, likers=likers)
+    known = corpus.known  # the same papers: one copy
     votes = sum(len(t.liked) + len(t.disliked) for t in tastes)
     print(f"synthetic inputs: {args.subscribers:,} subscribers ({votes:,} votes; co-likes from {likers.nnz:,} 👍), "
           f"{args.imported:,} of them with a library of {args.library} papers, {known.shape[0]:,} known and "
           f"{args.papers:,} new papers, {VOCABULARY:,} terms; built in {time.perf_counter() - start:.0f} s, "
           f"RSS so far {peak_mb():.0f} MB")
 
+    folds, first_fold_seconds, first_fold_mb = FoldCache(), 0.0, 0.0
+    is_library = np.arange(known.shape[0]) >= args.known
+    if args.imported:  # as the imports and the last pass left them: every library folded
+        reset_peak()
+        start = time.perf_counter()
+        fold_corpus(corpus, tastes, is_library, folds=folds)
+        first_fold_seconds, first_fold_mb = time.perf_counter() - start, peak_mb()
+        for n in rng.choice(sorted(imported), size=int(len(imported) * args.changed), replace=False):
+            taste = tastes[n]  # since then, one of their library papers 👎'd or its import undone
+            drop = np.flatnonzero(np.isin(taste.liked, imported[n]))[0]
+            taste.liked, taste.liked_weight = np.delete(taste.liked, drop), np.delete(taste.liked_weight, drop)
+        print(f"libraries folded once: {first_fold_seconds:.1f} s, peak RSS {first_fold_mb:.0f} MB; then "
+              f"{args.changed:.0%} of them changed")
+
+    reset_peak()
     before = peak_mb()
     start = time.perf_counter()
     expanded = rank.expand(candidates, known[: args.known])  # as feedbot does: the listed papers only
     expand_seconds = time.perf_counter() - start
     if args.imported:
-        corpus, tastes, _ = fold_corpus(corpus, tastes, np.arange(known.shape[0]) >= args.known)
+        corpus, tastes, _ = fold_corpus(corpus, tastes, is_library, folds=folds)
     fold_seconds = time.perf_counter() - start - expand_seconds
     picks = rank.rank(tastes, corpus, expanded, PARAMS)
     batched_seconds = time.perf_counter() - start
@@ -169,12 +202,14 @@ def main() -> None:
 
     print(f"feedbot batched pass: {batched_seconds:.1f} s, peak RSS {peak:.0f} MB (inputs alone {before:.0f} MB), "
           f"{corpus.known.shape[0]:,} rows of the tables (expansion {expand_seconds:.1f} s, folding "
-          f"{fold_seconds:.1f} s, ranking {batched_seconds - expand_seconds - fold_seconds:.1f} s)", flush=True)
+          f"{fold_seconds:.1f} s for {folds.refolded:,} changed libraries, ranking "
+          f"{batched_seconds - expand_seconds - fold_seconds:.1f} s)", flush=True)
     if not args.sample:  # no loop baselines: the pass's own figures only
         print(result_line("rank_scale", subscribers=args.subscribers, papers=args.papers, imported=args.imported,
                           known=known.shape[0], rows=corpus.known.shape[0],
                           seconds=round(batched_seconds, 1), peak_mb=round(peak),
-                          fold_seconds=round(fold_seconds, 1)))
+                          fold_seconds=round(fold_seconds, 1), refolded=folds.refolded,
+                          first_fold_seconds=round(first_fold_seconds, 1)))
         return
     sample = tastes[: args.sample]
     prepared = rank.prepare(corpus, expanded, PARAMS)  # shared, so the loop pays only per-subscriber work

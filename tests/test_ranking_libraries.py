@@ -7,9 +7,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
+import hypothesis
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import given
+from hypothesis import strategies as st
 from sklearn.preprocessing import normalize
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -532,3 +535,92 @@ def test_a_folded_row_names_its_closest_paper_not_its_first_and_ties_go_to_the_f
     owner, paper = np.array([0, 0, 0, 1, 1]), np.array([0, 1, 3, 5, 4])
     folded = libraries.fold(known, owner, paper, np.zeros(6, np.int32), terms=3)
     assert folded.representative.tolist() == [1, 5]
+
+
+LIBRARY_VECTORS = normalize(sp.random(40, 30, density=0.3, format="csr", random_state=np.random.default_rng(3),
+                                      dtype=np.float32))
+LIBRARY_TOPICS = np.arange(40) % 3
+
+
+def library_vectors(asked: list):
+    """`vectors_of` for FoldCache over LIBRARY_VECTORS (paper id = row), noting the papers asked for."""
+    def vectors_of(papers: np.ndarray):
+        asked.append(papers.tolist())
+        return LIBRARY_VECTORS[papers], LIBRARY_TOPICS[papers]
+    return vectors_of
+
+
+def assert_same_rows(got: libraries.LibraryRows, expected: libraries.LibraryRows) -> None:
+    assert (got.vectors != expected.vectors).nnz == 0 and got.vectors.shape == expected.vectors.shape
+    for name in ("topics", "owner", "named", "key", "row"):
+        assert getattr(got, name).tolist() == getattr(expected, name).tolist(), name
+
+
+one_library = st.dictionaries(st.integers(0, 39), st.integers(-3, 0), max_size=12)  # paper -> weight
+libraries_strategy = st.dictionaries(st.integers(1, 6), one_library, max_size=6)  # owner -> their library
+
+
+@hypothesis.settings(max_examples=150, deadline=None)
+@given(libraries_strategy, st.lists(libraries_strategy, min_size=1, max_size=4))
+def test_rows_kept_between_builds_are_those_a_fresh_fold_makes(first, changes):
+    """Whatever changes between builds (likes added, removed, re-timed, owners gone or new, the
+    others kept), the rows equal a fold made from nothing, and only the owners whose likes changed
+    are refolded."""
+    cache, previous = libraries.FoldCache(), {}
+    for change in [first, *changes]:
+        now = {**previous, **change}
+        likes = [(o, p, w) for o, library in sorted(now.items()) for p, w in library.items()]
+        owner, paper, weight = (np.array([x[i] for x in likes], dtype) for i, dtype in
+                                ((0, np.int64), (1, np.int64), (2, np.float64)))
+        asked: list = []
+        got = cache.rows(("db", 1), owner, paper, weight, library_vectors(asked), 30)
+        expected = libraries.FoldCache().rows(("db", 1), owner, paper, weight, library_vectors([]), 30)
+        assert_same_rows(got, expected)
+        changed = {o for o, library in now.items() if library and library != previous.get(o)}
+        assert cache.refolded == len(changed)
+        assert {p for call in asked for p in call} == {p for o in changed for p in now[o]}
+        previous = now
+
+
+def test_another_model_refolds_every_library():
+    cache = libraries.FoldCache()
+    owner, paper, weight = np.array([1, 1, 2]), np.array([4, 5, 4]), np.zeros(3)
+    cache.rows(("db", 1), owner, paper, weight, library_vectors([]), 30)
+    cache.rows(("db", 1), owner, paper, weight, library_vectors([]), 30)
+    assert cache.refolded == 0
+    cache.rows(("db", 2), owner, paper, weight, library_vectors([]), 30)
+    assert cache.refolded == 2
+
+
+def test_a_build_refolds_only_the_library_whose_likes_changed_and_makes_the_tables_a_fresh_build_makes(
+        seeded, settings):
+    """On both databases: after one importer's 👎 on a library paper, the next build of the shared
+    tables refolds that library alone, and its tables equal those built with nothing kept."""
+    with Session(seeded) as session, session.begin():
+        first, second = make_subscriber(session, 1), make_subscriber(session, 2)
+        imported_library(session, first)
+        model = textmodel.load(session, settings.model_dir)
+        pool = recommend.candidates(session, DAY, 2)
+        library = list(session.scalars(select(Paper).where(Paper.first_listed.is_(None)).order_by(Paper.id)))
+        for paper in library[-4:]:
+            subscribers.record_shown(session, second, [(paper.id, 0.0, "")], "search")
+        for paper in library[:4]:  # the second's own library: papers no one else has
+            extra = Paper(key=f"second:{paper.id}", title=f"{paper.title} revisited", abstract=paper.abstract,
+                          first_listed=None)
+            session.add(extra)
+            session.flush()
+            subscribers.record_shown(session, second, [(extra.id, 0.0, "")], "search")
+            subscribers.vote(session, second, extra.id, 1, now=NOW)
+        session.flush()
+        folds = libraries.FoldCache()
+        recommend.build_community(session, model, pool, rank.DEFAULT_PARAMS, folds=folds)
+        assert folds.refolded == 2
+        subscribers.vote(session, first, library[0].id, -1, now=NOW)
+        session.flush()
+        kept = recommend.build_community(session, model, pool, rank.DEFAULT_PARAMS, folds=folds)
+        assert folds.refolded == 1
+        fresh = recommend.build_community(session, model, pool, rank.DEFAULT_PARAMS, folds=libraries.FoldCache())
+        assert kept.voted_ids == fresh.voted_ids
+        assert kept.folded_key.tolist() == fresh.folded_key.tolist()
+        assert kept.folded_row.tolist() == fresh.folded_row.tolist()
+        assert (kept.prepared.corpus.known != fresh.prepared.corpus.known).nnz == 0

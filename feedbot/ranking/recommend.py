@@ -127,12 +127,14 @@ class Community:
 
 
 def build_community(session: Session, model: TextModel, pool: list[Paper], params: rank.Params,
-                    mirror: VoteMirror = MIRROR, half_life_days: float = 90.0) -> Community:
+                    mirror: VoteMirror = MIRROR, half_life_days: float = 90.0,
+                    folds: libraries.FoldCache = libraries.FOLDS) -> Community:
     """Build the shared tables from everyone's votes, which `mirror` keeps current by reading only
     the subscribers whose votes changed since its last read (seconds with 100,000 subscribers).
     The papers known only from libraries (never listed, never 👎) get no row: each subscriber's
-    👍 on them are folded into a row per topic (`libraries`) and lend no co-likes, but for those in
-    several libraries (`_library_papers`)."""
+    👍 on them are folded into a row per topic (`libraries`; `folds` keeps the rows of the
+    libraries unchanged since the last build) and lend no co-likes, but for those in several
+    libraries (`_library_papers`)."""
     votes = mirror.current(session)[1]
     unlisted = np.fromiter(session.scalars(select(Paper.id).where(Paper.first_listed.is_(None))), np.int64)
     library = _library_papers(votes, unlisted)
@@ -146,19 +148,20 @@ def build_community(session: Session, model: TextModel, pool: list[Paper], param
     marks = None
     if len(library):
         liked = ~kept & (votes.value > 0)
-        owner, paper = votes.subscriber[liked].astype(np.int64), votes.paper[liked].astype(np.int64)
-        vectors = model.vectors_for(session, library.tolist())
-        at = np.searchsorted(library, paper)
-        folded = libraries.fold(vectors, owner, at, model.topics_for(vectors),
-                                log2_weight=votes.hour[liked] / (24.0 * half_life_days))
-        folded_key = (owner << 32) | paper
-        order = np.argsort(folded_key)
-        folded_key, folded_row = folded_key[order], len(voted_ids) + folded.group_of[order]
-        voted_ids += library[folded.representative].tolist()
+
+        def vectors_of(papers: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
+            vectors = model.vectors_for(session, papers.tolist())
+            return vectors, model.topics_for(vectors)
+
+        version = (str(session.get_bind().url), model.corpus_version, model.fitted_at, half_life_days)
+        folded = folds.rows(version, votes.subscriber[liked], votes.paper[liked],
+                            votes.hour[liked] / (24.0 * half_life_days), vectors_of, known.shape[1])
+        folded_key, folded_row = folded.key, len(voted_ids) + folded.row
+        voted_ids += folded.named.tolist()
         known = sp.vstack([known, folded.vectors], format="csr")
         topics = np.concatenate([topics, folded.topics])
         marks = np.arange(known.shape[0]) >= len(voted)
-        likers = sp.hstack([likers, sp.csr_matrix((likers.shape[0], len(folded.size)), dtype=likers.dtype)],
+        likers = sp.hstack([likers, sp.csr_matrix((likers.shape[0], len(folded.owner)), dtype=likers.dtype)],
                            format="csr")
     liker_row: dict[int, int] = {}
     if not params.colike_weight or likers.nnz == 0:
