@@ -83,9 +83,10 @@ def closest_liked(tastes: list[Taste], likes: sp.csr_matrix, pick_sub: np.ndarra
     with_liked = np.flatnonzero(per_pick > 0)
     pick_start = np.cumsum(per_pick) - per_pick
     by_colike = (community_score > np.maximum(content_score, 1e-4)) & (per_pick > 0)
-    if colikes is not None and by_colike.any():
-        part = colikes.contributions(tastes, likes, pick_sub[pair_pick], pair_known, pair_col)
-        closeness = np.where(by_colike[pair_pick], part, closeness)
+    if colikes is not None and by_colike.any():  # only the pairs of picks the community explains
+        at = np.flatnonzero(by_colike[pair_pick])
+        closeness = closeness.astype(np.float64)
+        closeness[at] = colikes.contributions(tastes, likes, pick_sub[pair_pick[at]], pair_known[at], pair_col[at])
     closest = np.full(n_picks, -1, np.int64)
     if len(with_liked):
         closest[with_liked] = pair_known[first_max(closeness, pick_start[with_liked])]

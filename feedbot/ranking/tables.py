@@ -62,9 +62,9 @@ def similarities(known: sp.csr_matrix, candidates: sp.csr_matrix) -> np.ndarray:
 
 
 class Columns:
-    """The known x candidates cosine table as contiguous blocks of columns. The per-block product
-    reads the table row by row for every profile; a block of 64 columns (7.7 MB at 30,000 papers)
-    stays in cache where the whole table does not."""
+    """A known x candidates table (the cosines, float32; the co-like counts, float64) as contiguous
+    blocks of columns. The per-block product reads the table row by row for every profile; a
+    block of 64 columns (7.7 MB at 30,000 papers) stays in cache where the whole table does not."""
 
     width = 64
 
@@ -88,16 +88,20 @@ class Columns:
         """Block j without its padding columns (known x up to `width` candidates), a view."""
         return self.blocks[j, :, : min(self.width, self.n_columns - j * self.width)]
 
+    def toarray(self) -> np.ndarray:
+        """The whole table, known x candidates (a copy)."""
+        return np.concatenate([self.block_columns(j) for j in range(self.blocks.shape[0])], axis=1)
+
     def with_rows(self, rows: np.ndarray) -> Columns:
         """The table with `rows` (more known papers x candidates) appended; this one unchanged."""
-        padded = np.zeros((rows.shape[0], self.blocks.shape[0] * self.width), np.float32)
+        padded = np.zeros((rows.shape[0], self.blocks.shape[0] * self.width), self.blocks.dtype)
         padded[:, : self.n_columns] = rows
         extra = padded.reshape(rows.shape[0], -1, self.width).transpose(1, 0, 2)
         return Columns(np.concatenate([self.blocks, extra], axis=1), self.n_rows + rows.shape[0], self.n_columns)
 
     def product(self, coefficients: sp.csr_matrix) -> np.ndarray:
         """coefficients @ table, one block of columns at a time."""
-        out = np.empty((coefficients.shape[0], self.n_columns), np.float32)
+        out = np.empty((coefficients.shape[0], self.n_columns), np.result_type(coefficients.dtype, self.blocks.dtype))
         for j, block in enumerate(self.blocks):
             columns = slice(j * self.width, min((j + 1) * self.width, self.n_columns))
             out[:, columns] = (coefficients @ block)[:, : columns.stop - columns.start]
