@@ -569,13 +569,19 @@ def test_rows_kept_between_builds_are_those_a_fresh_fold_makes(first, changes):
     cache, previous = libraries.FoldCache(), {}
     for change in [first, *changes]:
         now = {**previous, **change}
-        likes = [(o, p, w) for o, library in sorted(now.items()) for p, w in library.items()]
+        likes = sorted((o, p, w) for o, library in now.items() for p, w in library.items())  # ties: lowest id
         owner, paper, weight = (np.array([x[i] for x in likes], dtype) for i, dtype in
                                 ((0, np.int64), (1, np.int64), (2, np.float64)))
         asked: list = []
         got = cache.rows(("db", 1), owner, paper, weight, library_vectors(asked), 30)
         expected = libraries.FoldCache().rows(("db", 1), owner, paper, weight, library_vectors([]), 30)
         assert_same_rows(got, expected)
+        if len(owner):  # and both are the plain fold of the likes, named by paper id
+            direct = fold(LIBRARY_VECTORS, owner, paper, LIBRARY_TOPICS, log2_weight=weight)
+            assert (got.vectors != direct.vectors).nnz == 0
+            assert got.named.tolist() == direct.representative.tolist()
+            assert got.owner.tolist() == direct.owner.tolist()
+            assert got.row[np.searchsorted(got.key, (owner << 32) | paper)].tolist() == direct.group_of.tolist()
         changed = {o for o, library in now.items() if library and library != previous.get(o)}
         assert cache.refolded == len(changed)
         assert {p for call in asked for p in call} == {p for o in changed for p in now[o]}
@@ -624,3 +630,24 @@ def test_a_build_refolds_only_the_library_whose_likes_changed_and_makes_the_tabl
         assert kept.folded_key.tolist() == fresh.folded_key.tolist()
         assert kept.folded_row.tolist() == fresh.folded_row.tolist()
         assert (kept.prepared.corpus.known != fresh.prepared.corpus.known).nnz == 0
+
+
+def test_owners_beyond_32_bits_are_refused_not_mixed_up():
+    with pytest.raises(ValueError, match="32"):
+        libraries.FoldCache().rows(("db", 1), np.array([2**31]), np.array([3]), np.zeros(1), library_vectors([]), 30)
+
+
+def test_both_ways_of_measuring_closeness_give_the_same_values_even_for_near_duplicates():
+    """Which way `row_dots` takes depends on the other rows folded beside a row (a refold of one
+    library folds it alone), so the two must agree to the last bit, or a near tie names another paper."""
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        dense = rng.random((150, 300)).astype(np.float32) * (rng.random((150, 300)) < 0.1)
+        dense[1] = dense[0] * np.float32(1 + 1e-6 * rng.standard_normal(300))  # a near duplicate
+        library = normalize(sp.csr_matrix(dense))
+        row_of = np.zeros(150, np.int64)
+        means = libraries.prune(sp.csr_matrix(library.mean(axis=0).astype(np.float32)), 400)
+        papers = np.arange(150)
+        sparse_way = libraries.row_dots(library, papers, means, row_of, dense_at=10**9)
+        dense_way = libraries.row_dots(library, papers, means, row_of, dense_at=0)
+        assert sparse_way.tolist() == dense_way.tolist()

@@ -40,7 +40,8 @@ NOISE = 1e-9  # what is left of an exact cancellation in float64 is not a commun
 class Colikes:
     """The tables every subscriber's community term is read from."""
 
-    shared: Columns  # known x candidates, float64: Q(i, c) from everyone's 👍
+    shared: Columns  # known x candidates, float64: Q(i, c) from everyone's 👍; only the rows up to the
+    # last paper someone liked (the rest are 0: folded libraries and papers voted on since)
     neighbours: sp.csr_matrix  # known x candidates: s(c, k) for each candidate's neighbours, else 0
     mass: np.ndarray  # each candidate's sum_k s(c, k) n(k): everyone's likes on its neighbours
     likers: sp.csr_matrix  # people x known, 1 per 👍
@@ -49,7 +50,7 @@ class Colikes:
 
     def with_known(self, count: int) -> Colikes:
         """The same tables with `count` more known papers that no one liked and no candidate borrows from."""
-        return Colikes(self.shared.with_rows(np.zeros((count, self.shared.n_columns))),
+        return Colikes(self.shared,
                        sp.vstack([self.neighbours, sp.csr_matrix((count, self.neighbours.shape[1]))], format="csr"),
                        self.mass, sp.hstack([self.likers, sp.csr_matrix((self.likers.shape[0], count))], format="csr"),
                        np.concatenate([self.counts, np.zeros(count)]), self.params)
@@ -78,7 +79,7 @@ class Colikes:
         own = self.own_rows(tastes)
         b, b_mine = self.coefficients(likes, own)
         own_reach = (own @ self.neighbours).toarray()
-        out = self.shared.product(b)
+        out = self.shared.product(b[:, : self.shared.n_rows])
         out -= np.asarray(b_mine.sum(axis=1)) * own_reach
         out += (b_mine @ self.neighbours).toarray()
         out[out < NOISE] = 0
@@ -95,7 +96,9 @@ class Colikes:
         mine_at = np.asarray(b_mine[pair_sub, pair_known]).ravel()
         own_reach = np.asarray((own @ self.neighbours).tocsr()[pair_sub, pair_col]).ravel()
         near = np.asarray(self.neighbours[pair_known, pair_col]).ravel()
-        part = b_at * self.shared.take(pair_known, pair_col) - mine_at * own_reach + mine_at * near
+        held = pair_known < self.shared.n_rows
+        shared = np.where(held, self.shared.take(np.where(held, pair_known, 0), pair_col), 0.0)
+        part = b_at * shared - mine_at * own_reach + mine_at * near
         mass = self.mass[pair_col] - own_reach + self.params.colike_shrink
         return np.where(part < NOISE, 0.0, part) / np.sqrt(np.maximum(mass, 1e-12))
 
@@ -111,8 +114,9 @@ def colike_table(likers: sp.csr_matrix, table: Columns, params: Params,
     k = min(params.colike_neighbours, n_known)
     if likers.nnz == 0 or k == 0 or n_cand == 0:
         return None
-    likers_t = likers.T.tocsr()
-    shared = Columns(np.zeros((table.blocks.shape[0], n_known, table.width)), n_known, n_cand)
+    held = int(np.flatnonzero(counts)[-1]) + 1
+    likers_t = likers.T.tocsr()[:held]
+    shared = Columns(np.zeros((table.blocks.shape[0], held, table.width)), held, n_cand)
 
     def block(j: int) -> sp.csr_matrix:
         sims = table.block_columns(j).T.copy()  # candidates x known: each row contiguous
@@ -128,7 +132,8 @@ def colike_table(likers: sp.csr_matrix, table: Columns, params: Params,
         part = shared.block_columns(j)
         part[:] = (likers_t @ (likers @ picked)).toarray()
         own = picked.tocoo()  # minus diag(n) N, only where N is not 0 (no dense copy of it)
-        part[own.row, own.col] -= own.data * counts[own.row]
+        mine = own.row < held
+        part[own.row[mine], own.col[mine]] -= own.data[mine] * counts[own.row[mine]]
         return picked
 
     parts = parallel_map(block, list(range(table.blocks.shape[0])))

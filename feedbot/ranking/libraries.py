@@ -117,7 +117,10 @@ class FoldCache:
         """The rows of the likes (owner, paper id, weight as `fold` takes it; one entry per pair),
         refolding only what changed; `vectors_of(paper ids)` gives their vectors and topics."""
         owner, paper = np.asarray(owner, np.int64), np.asarray(paper, np.int64)
-        log2_weight = np.asarray(log2_weight, np.float64)
+        if len(owner) and not (owner.min() >= -(2**31) and owner.max() < 2**31 and paper.min() >= 0
+                               and paper.max() < 2**32):
+            raise ValueError("owners must fit in 32 signed bits and papers in 32 unsigned bits")
+        log2_weight = np.asarray(log2_weight, np.float64) + 0.0  # -0.0 as 0.0: the same weight, the same hash
         order = np.argsort((owner << 32) | paper, kind="stable")  # runs (votes by subscriber) sort fast
         owner, paper, log2_weight = owner[order], paper[order], log2_weight[order]
         owners, starts = np.unique(owner, return_index=True)
@@ -195,7 +198,8 @@ DENSE_AT = 100  # likes per folded row from which their closeness is read from d
 def row_dots(library: sp.csr_matrix, papers: np.ndarray, means: sp.csr_matrix, row_of: np.ndarray,
              block: int = 256, dense_at: int | None = None) -> np.ndarray:
     """library[papers[i]] · means[row_of[i]] for every i (`row_of` ascending), rounded to 1e-6 so
-    ties do not depend on the order of a float sum. With many likes per row, the means are made
+    ties do not depend on the order of a float sum; both ways below multiply in float64 and sum in
+    term order, so they give the same values. With many likes per row, the means are made
     dense `block` rows at a time and read at each paper's terms (each like's mean copied out as a
     sparse row of hundreds of terms would take gigabytes); with few, that copy is cheaper than the
     dense blocks, and is made a slice of likes at a time."""
@@ -203,8 +207,8 @@ def row_dots(library: sp.csr_matrix, papers: np.ndarray, means: sp.csr_matrix, r
     if len(papers) < (DENSE_AT if dense_at is None else dense_at) * means.shape[0]:
         for start in range(0, len(papers), 20_000):
             part = slice(start, start + 20_000)
-            out[part] = np.asarray(library[papers[part]].multiply(means[row_of[part]]).sum(axis=1, dtype=np.float64)
-                                   ).ravel()
+            out[part] = np.asarray(library[papers[part]].astype(np.float64).multiply(means[row_of[part]])
+                                   .sum(axis=1)).ravel()
         return np.round(out, 6)
     bounds = np.searchsorted(row_of, np.arange(0, means.shape[0] + block, block))
     for n, (start, end) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):

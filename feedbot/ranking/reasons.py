@@ -116,9 +116,10 @@ def top_terms(explainers: sp.csr_matrix, pick_col: np.ndarray, shared: Shared, t
     row, col = row[order], col[order]
     rank_in_row = np.arange(len(row)) - np.searchsorted(row, row)
     keep = rank_in_row < n
-    table = np.full((explainers.shape[0], n), -1, dtype=np.int64)
+    table = np.zeros((explainers.shape[0], n), dtype=np.int64)
     table[row[keep], rank_in_row[keep]] = col[keep]
-    return [tuple(terms[r[r >= 0]].tolist()) for r in table]
+    found = np.bincount(row[keep], minlength=explainers.shape[0]).tolist()  # each row's, from its start
+    return [tuple(words[:k]) for words, k in zip(terms[table].tolist(), found, strict=True)]
 
 
 def distinct_terms(terms: tuple[str, ...], n: int = 3) -> list[str]:

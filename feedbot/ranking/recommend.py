@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, defer
 
 from feedbot.ranking import libraries, members, rank, reasons
 from feedbot.ranking.textmodel import TextModel
-from feedbot.ranking.votelog import MIRROR, VoteMirror, Votes
+from feedbot.ranking.votelog import MIRROR, VoteMirror, Votes, identity
 from feedbot.store.db import chunks
 from feedbot.store.models import Interest, Listing, Mute, Paper, Shown, Subscriber, Vote
 from feedbot.store.subscribers import votes_version
@@ -153,7 +153,8 @@ def build_community(session: Session, model: TextModel, pool: list[Paper], param
             vectors = model.vectors_for(session, papers.tolist())
             return vectors, model.topics_for(vectors)
 
-        version = (str(session.get_bind().url), model.corpus_version, model.fitted_at, half_life_days)
+        version = (str(session.get_bind().url), identity(session), model.corpus_version, model.fitted_at,
+                   half_life_days)
         folded = folds.rows(version, votes.subscriber[liked], votes.paper[liked],
                             votes.hour[liked] / (24.0 * half_life_days), vectors_of, known.shape[1])
         folded_key, folded_row = folded.key, len(voted_ids) + folded.row
