@@ -83,10 +83,9 @@ def closest_liked(tastes: list[Taste], likes: sp.csr_matrix, pick_sub: np.ndarra
     with_liked = np.flatnonzero(per_pick > 0)
     pick_start = np.cumsum(per_pick) - per_pick
     by_colike = (community_score > np.maximum(content_score, 1e-4)) & (per_pick > 0)
-    if colikes is not None and by_colike.any():  # only the pairs of picks the community explains
-        at = np.flatnonzero(by_colike[pair_pick])
-        closeness = closeness.astype(np.float64)
-        closeness[at] = colikes.contributions(tastes, likes, pick_sub[pair_pick[at]], pair_known[at], pair_col[at])
+    if colikes is not None and by_colike.any():
+        part = colikes.contributions(tastes, likes, pick_sub[pair_pick], pair_known, pair_col)
+        closeness = np.where(by_colike[pair_pick], part, closeness)
     closest = np.full(n_picks, -1, np.int64)
     if len(with_liked):
         closest[with_liked] = pair_known[first_max(closeness, pick_start[with_liked])]
@@ -116,10 +115,9 @@ def top_terms(explainers: sp.csr_matrix, pick_col: np.ndarray, shared: Shared, t
     row, col = row[order], col[order]
     rank_in_row = np.arange(len(row)) - np.searchsorted(row, row)
     keep = rank_in_row < n
-    table = np.zeros((explainers.shape[0], n), dtype=np.int64)
+    table = np.full((explainers.shape[0], n), -1, dtype=np.int64)
     table[row[keep], rank_in_row[keep]] = col[keep]
-    found = np.bincount(row[keep], minlength=explainers.shape[0]).tolist()  # each row's, from its start
-    return [tuple(words[:k]) for words, k in zip(terms[table].tolist(), found, strict=True)]
+    return [tuple(terms[r[r >= 0]].tolist()) for r in table]
 
 
 def distinct_terms(terms: tuple[str, ...], n: int = 3) -> list[str]:
