@@ -11,6 +11,7 @@ product cheap. Each row keeps the real paper of the group closest to it, for the
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -96,19 +97,19 @@ class LibraryRows:
 
 
 class FoldCache:
-    """The folded rows of the last build of the shared tables, kept for the next: a build refolds
+    """The folded rows of the last builds of the shared tables, kept for the next: a build refolds
     only the owners whose folded likes (papers and vote times) changed since, so a sweep's tables
-    cost what changed, not every library again (20 s at 20,000 libraries of 300). Another text
-    model (or database, or half-life: `version`) refolds everyone. Owners are told apart by a
-    64-bit hash of their likes."""
+    cost what changed, not every library again (20 s at 20,000 libraries of 300). Rows are kept
+    for the last `size` versions (database, text model, half-life), so builds on both sides of a
+    refit do not refold everyone in turn. Owners are told apart by a 64-bit hash of their likes.
+    One build folds at a time (the lock is held while `vectors_of` reads)."""
 
-    def __init__(self, terms: int = FOLD_TERMS) -> None:
+    def __init__(self, terms: int = FOLD_TERMS, size: int = 2) -> None:
         self.terms = terms  # kept of each row's mean (`fold`)
+        self.size = size
         self._lock = threading.Lock()
-        self._version: tuple | None = None
-        self._rows: LibraryRows | None = None
-        self._owners = np.empty(0, np.int64)  # sorted
-        self._hashes = np.empty(0, np.uint64)
+        self._held: OrderedDict[tuple, tuple[LibraryRows, np.ndarray, np.ndarray]] = OrderedDict()  # rows,
+        # their owners (sorted) and each owner's hash, by version
         self.refolded = 0  # owners the last call folded
 
     def rows(self, version: tuple, owner: np.ndarray, paper: np.ndarray, log2_weight: np.ndarray,
@@ -126,19 +127,20 @@ class FoldCache:
         owners, starts = np.unique(owner, return_index=True)
         hashes = _owner_hashes(paper, log2_weight, starts)
         with self._lock:
-            if version != self._version or self._rows is None:
-                self._version, self._rows = version, LibraryRows.empty(vocabulary)
-                self._owners, self._hashes = np.empty(0, np.int64), np.empty(0, np.uint64)
-            at = np.minimum(np.searchsorted(self._owners, owners), max(len(self._owners) - 1, 0))
-            same = (self._owners[at] == owners) & (self._hashes[at] == hashes) if len(self._owners) else \
+            held, held_owners, held_hashes = self._held.pop(version, None) or \
+                (LibraryRows.empty(vocabulary), np.empty(0, np.int64), np.empty(0, np.uint64))
+            at = np.minimum(np.searchsorted(held_owners, owners), max(len(held_owners) - 1, 0))
+            same = (held_owners[at] == owners) & (held_hashes[at] == hashes) if len(held_owners) else \
                 np.zeros(len(owners), bool)
             changed = np.isin(owner, owners[~same])
             fresh = _fold_rows(owner[changed], paper[changed], log2_weight[changed], vectors_of, vocabulary,
                                self.terms)
-            self._rows = _merge(self._rows, owners[same], fresh)
-            self._owners, self._hashes = owners, hashes
+            rows = _merge(held, owners[same], fresh)
+            self._held[version] = (rows, owners, hashes)  # the latest last: the oldest goes first
+            while len(self._held) > self.size:
+                self._held.popitem(last=False)
             self.refolded = int((~same).sum())
-            return self._rows
+            return rows
 
 
 FOLDS = FoldCache()
