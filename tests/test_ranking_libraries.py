@@ -630,9 +630,27 @@ def test_a_build_refolds_only_the_library_whose_likes_changed_and_makes_the_tabl
         assert (kept.prepared.corpus.known != fresh.prepared.corpus.known).nnz == 0
 
 
-def test_owners_beyond_32_bits_are_refused_not_mixed_up():
+@pytest.mark.parametrize("owner,paper", [(2**31, 3), (-(2**31) - 1, 3), (1, 2**32), (1, -1)])
+def test_ids_beyond_32_bits_are_refused_not_mixed_up(owner, paper):
     with pytest.raises(ValueError, match="32"):
-        libraries.FoldCache().rows(("db", 1), np.array([2**31]), np.array([3]), np.zeros(1), library_vectors([]), 30)
+        libraries.FoldCache().rows(("db", 1), np.array([owner]), np.array([paper]), np.zeros(1),
+                                   library_vectors([]), 30)
+
+
+def test_the_same_likes_are_not_refolded_for_a_zero_weight_of_the_other_sign_or_after_a_failed_build():
+    cache = libraries.FoldCache()
+    owner, paper = np.array([1, 2**31 - 1, -(2**31)]), np.array([4, 5, 6])
+    cache.rows(("db", 1), owner, paper, np.zeros(3), library_vectors([]), 30)
+    cache.rows(("db", 1), owner, paper, -np.zeros(3), library_vectors([]), 30)
+    assert cache.refolded == 0
+
+    def failing(papers):
+        raise RuntimeError("the database went away")
+
+    with pytest.raises(RuntimeError):
+        cache.rows(("db", 1), owner, np.array([4, 5, 7]), np.zeros(3), failing, 30)
+    cache.rows(("db", 1), owner, paper, np.zeros(3), library_vectors([]), 30)
+    assert cache.refolded == 0  # the rows held before the failure are still held
 
 
 def test_both_ways_of_measuring_closeness_give_the_same_values_even_for_near_duplicates():
@@ -646,6 +664,6 @@ def test_both_ways_of_measuring_closeness_give_the_same_values_even_for_near_dup
         row_of = np.zeros(150, np.int64)
         means = libraries.prune(sp.csr_matrix(library.mean(axis=0).astype(np.float32)), 400)
         papers = np.arange(150)
-        sparse_way = libraries.row_dots(library, papers, means, row_of, dense_at=10**9)
-        dense_way = libraries.row_dots(library, papers, means, row_of, dense_at=0)
-        assert sparse_way.tolist() == dense_way.tolist()
+        sparse_way = libraries.row_dots(library, papers, means, row_of, dense_at=10**9, decimals=None)
+        dense_way = libraries.row_dots(library, papers, means, row_of, dense_at=0, decimals=None)
+        assert sparse_way.tolist() == dense_way.tolist()  # unrounded: the same bits

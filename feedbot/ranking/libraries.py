@@ -127,7 +127,7 @@ class FoldCache:
         owners, starts = np.unique(owner, return_index=True)
         hashes = _owner_hashes(paper, log2_weight, starts)
         with self._lock:
-            held, held_owners, held_hashes = self._held.pop(version, None) or \
+            held, held_owners, held_hashes = self._held.get(version) or \
                 (LibraryRows.empty(vocabulary), np.empty(0, np.int64), np.empty(0, np.uint64))
             at = np.minimum(np.searchsorted(held_owners, owners), max(len(held_owners) - 1, 0))
             same = (held_owners[at] == owners) & (held_hashes[at] == hashes) if len(held_owners) else \
@@ -136,7 +136,8 @@ class FoldCache:
             fresh = _fold_rows(owner[changed], paper[changed], log2_weight[changed], vectors_of, vocabulary,
                                self.terms)
             rows = _merge(held, owners[same], fresh)
-            self._held[version] = (rows, owners, hashes)  # the latest last: the oldest goes first
+            self._held[version] = (rows, owners, hashes)  # kept only once folded; the latest last
+            self._held.move_to_end(version)
             while len(self._held) > self.size:
                 self._held.popitem(last=False)
             self.refolded = int((~same).sum())
@@ -198,31 +199,44 @@ DENSE_AT = 100  # likes per folded row from which their closeness is read from d
 
 
 def row_dots(library: sp.csr_matrix, papers: np.ndarray, means: sp.csr_matrix, row_of: np.ndarray,
-             block: int = 256, dense_at: int | None = None) -> np.ndarray:
-    """library[papers[i]] · means[row_of[i]] for every i (`row_of` ascending), rounded to 1e-6 so
-    ties do not depend on the order of a float sum; both ways below multiply in float64 and sum in
-    term order, so they give the same values. With many likes per row, the means are made
-    dense `block` rows at a time and read at each paper's terms (each like's mean copied out as a
-    sparse row of hundreds of terms would take gigabytes); with few, that copy is cheaper than the
-    dense blocks, and is made a slice of likes at a time."""
+             block: int = 256, dense_at: int | None = None, decimals: int | None = 6) -> np.ndarray:
+    """library[papers[i]] · means[row_of[i]] for every i (`row_of` ascending), rounded to
+    `decimals` so ties do not hang on a float sum's last bit. With many likes per row, the means
+    are made dense `block` rows at a time and read at each paper's terms (each like's mean copied
+    out as a sparse row of hundreds of terms would take gigabytes); with few, that copy is cheaper
+    than the dense blocks, and is made a slice of likes at a time. Both ways multiply in float64
+    and add the products one by one in term order, so they give the same bits (which way runs
+    depends on the rows folded beside, and a refold folds a library alone)."""
     out = np.zeros(len(papers), np.float64)
     if len(papers) < (DENSE_AT if dense_at is None else dense_at) * means.shape[0]:
         for start in range(0, len(papers), 20_000):
             part = slice(start, start + 20_000)
-            out[part] = np.asarray(library[papers[part]].astype(np.float64).multiply(means[row_of[part]])
-                                   .sum(axis=1)).ravel()
-        return np.round(out, 6)
-    bounds = np.searchsorted(row_of, np.arange(0, means.shape[0] + block, block))
-    for n, (start, end) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
-        if start == end:
-            continue
-        dense = means[n * block : (n + 1) * block].toarray()
-        rows = library[papers[start:end]]
-        owner = np.repeat(row_of[start:end] - n * block, np.diff(rows.indptr))
-        values = rows.data.astype(np.float64) * dense[owner, rows.indices]
-        out[start:end] = np.bincount(np.repeat(np.arange(end - start), np.diff(rows.indptr)), weights=values,
-                                     minlength=end - start)
-    return np.round(out, 6)
+            products = _canonical(library[papers[part]]).astype(np.float64).multiply(means[row_of[part]]).tocsr()
+            out[part] = _row_sums(products.indptr, products.data)
+    else:
+        bounds = np.searchsorted(row_of, np.arange(0, means.shape[0] + block, block))
+        for n, (start, end) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+            if start == end:
+                continue
+            dense = means[n * block : (n + 1) * block].toarray()
+            rows = _canonical(library[papers[start:end]])
+            owner = np.repeat(row_of[start:end] - n * block, np.diff(rows.indptr))
+            out[start:end] = _row_sums(rows.indptr, rows.data.astype(np.float64) * dense[owner, rows.indices])
+    return out if decimals is None else np.round(out, decimals)
+
+
+def _canonical(rows: sp.csr_matrix) -> sp.csr_matrix:
+    """Terms in order, each once (a copy when they were not)."""
+    if not rows.has_canonical_format:
+        rows = rows.copy()
+        rows.sum_duplicates()
+    return rows
+
+
+def _row_sums(indptr: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Each row's values added one after another (`np.bincount`), not pairwise as `sum` adds them."""
+    return np.bincount(np.repeat(np.arange(len(indptr) - 1), np.diff(indptr)), weights=values,
+                       minlength=len(indptr) - 1)
 
 
 def prune(rows: sp.csr_matrix, terms: int) -> sp.csr_matrix:
