@@ -165,16 +165,14 @@ def _owner_hashes(paper: np.ndarray, log2_weight: np.ndarray, starts: np.ndarray
 def _fold_rows(owner: np.ndarray, paper: np.ndarray, log2_weight: np.ndarray,
                vectors_of: Callable[[np.ndarray], tuple[sp.csr_matrix, np.ndarray]], vocabulary: int,
                terms: int) -> LibraryRows:
-    """`fold` of these likes, as rows by owner then topic."""
+    """`fold` of these likes (given by owner, then paper), as rows by owner then topic."""
     if not len(owner):
         return LibraryRows.empty(vocabulary)
     papers = np.unique(paper)
     vectors, topics = vectors_of(papers)
     folded = fold(vectors, owner, np.searchsorted(papers, paper), topics, terms, log2_weight=log2_weight)
-    key = (owner << 32) | paper
-    order = np.argsort(key)
-    return LibraryRows(folded.vectors, folded.topics, folded.owner, papers[folded.representative], key[order],
-                       folded.group_of[order])
+    return LibraryRows(folded.vectors, folded.topics, folded.owner, papers[folded.representative],
+                       (owner << 32) | paper, folded.group_of)
 
 
 def _merge(previous: LibraryRows, kept_owners: np.ndarray, fresh: LibraryRows) -> LibraryRows:
@@ -186,7 +184,7 @@ def _merge(previous: LibraryRows, kept_owners: np.ndarray, fresh: LibraryRows) -
     place[order] = np.arange(len(order))
     renumbered = np.full(len(previous.owner), -1, np.int64)
     renumbered[kept] = place[: len(kept)]
-    likes = np.isin(previous.key >> 32, kept_owners)
+    likes = renumbered[previous.row] >= 0  # the likes of the rows kept
     key = np.concatenate([previous.key[likes], fresh.key])
     row = np.concatenate([renumbered[previous.row[likes]], place[len(kept):][fresh.row]])
     by_key = np.argsort(key, kind="stable")  # two sorted runs
