@@ -74,7 +74,7 @@ def community_term(known, new, likers: np.ndarray, liked, weights, liker_row: in
     if prepared.colikes is None:
         return np.zeros(new.shape[0])
     likes = weights_matrix([taste], "liked", "liked_weight", known.shape[0])
-    return prepared.colikes.scores([taste], likes)[0]
+    return prepared.colikes.block([taste], likes).scores()[0]
 
 
 @hypothesis_settings(max_examples=40, deadline=None)

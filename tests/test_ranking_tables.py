@@ -50,8 +50,8 @@ def test_column_blocks_and_co_likes_hold_the_whole_tables_values(seed, n_candida
     params = rank.DEFAULT_PARAMS
     made = colike_table(likers, columns, params)
     shared, picked, mass = whole_colikes(likers, whole, params)
-    assert made.shared.blocks.dtype == np.float64 and made.shared.n_rows == 84
-    assert np.array_equal(made.shared.toarray(), shared[:84]) and not shared[84:].any()
+    assert made.shared.blocks.dtype == np.float32 and made.shared.n_rows == 84  # made in float64, held in float32
+    assert np.array_equal(made.shared.toarray(), shared[:84].astype(np.float32)) and not shared[84:].any()
     assert (made.neighbours != picked).nnz == 0
     assert np.array_equal(made.mass, mass)
 

@@ -20,7 +20,9 @@ small sparse products).
 
 The shared part Q(i, c) = sum_{k != i} s(c, k) P(i, k) is computed as X'(X N) - diag(n) N in
 blocks of candidates (X: people x known papers, N: the neighbour weights), so the known x known
-co-like matrix is never formed.
+co-like matrix is never formed. It is made in float64 and held in float32, which halves what
+every block reads; a subscriber's own part is taken out in float64, and what is left of it within
+the float32 sum's rounding counts as nothing.
 """
 
 from __future__ import annotations
@@ -34,13 +36,14 @@ from feedbot.ranking.inputs import Params, Taste
 from feedbot.ranking.tables import Columns, parallel_map
 
 NOISE = 1e-9  # what is left of an exact cancellation in float64 is not a community
+EPS32 = float(np.finfo(np.float32).eps)  # twice float32's rounding: the shared table is held in float32
 
 
 @dataclass
 class Colikes:
     """The tables every subscriber's community term is read from."""
 
-    shared: Columns  # known x candidates, float64: Q(i, c) from everyone's 👍; only the rows up to the
+    shared: Columns  # known x candidates, float32: Q(i, c) from everyone's 👍; only the rows up to the
     # last paper someone liked (the rest are 0: folded libraries and papers voted on since)
     neighbours: sp.csr_matrix  # known x candidates: s(c, k) for each candidate's neighbours, else 0
     mass: np.ndarray  # each candidate's sum_k s(c, k) n(k): everyone's likes on its neighbours
@@ -62,45 +65,71 @@ class Colikes:
         picked = self.likers[np.where(member, rows, 0)].tocsr()
         return sp.diags(member.astype(np.float64)) @ picked
 
-    def coefficients(self, likes: sp.csr_matrix, own: sp.csr_matrix) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-        """b(u, i) = a(u, i) / sqrt(m_u(i) + shrink) for every like, and its part on the subscriber's own 👍."""
-        coo = likes.tocoo()
-        mine = np.asarray(own[coo.row, coo.col]).ravel() if coo.nnz else np.zeros(0)
-        others = self.counts[coo.col] - mine
-        denominator = others + self.params.colike_shrink
-        enough = others >= max(self.params.colike_min_likers, 1)
-        values = np.where(enough, coo.data / np.sqrt(np.maximum(denominator, 1e-12)), 0.0)
-        b = sp.csr_matrix((values, (coo.row, coo.col)), shape=likes.shape)
-        b_mine = sp.csr_matrix((values * mine, (coo.row, coo.col)), shape=likes.shape)
-        return b, b_mine
-
-    def scores(self, tastes: list[Taste], likes: sp.csr_matrix) -> np.ndarray:
-        """weight x community(u, c) for a block of subscribers (rows of `likes`) and every candidate."""
+    def block(self, tastes: list[Taste], likes: sp.csr_matrix) -> BlockColikes:
+        """A block of subscribers' own parts of the sums (rows of `likes`), made once for their
+        scores and their why-lines."""
         own = self.own_rows(tastes)
-        b, b_mine = self.coefficients(likes, own)
-        own_reach = (own @ self.neighbours).toarray()
-        out = self.shared.product(b[:, : self.shared.n_rows])
-        out -= np.asarray(b_mine.sum(axis=1)) * own_reach
-        out += (b_mine @ self.neighbours).toarray()
-        out[out < NOISE] = 0
-        out /= np.sqrt(np.maximum(self.mass[None, :] - own_reach + self.params.colike_shrink, 1e-12))
-        return (out * self.params.colike_weight).astype(np.float32)
+        own_entries = own.tocoo()
+        if not likes.has_canonical_format:
+            likes = likes.copy()
+            likes.sum_duplicates()
+        width = likes.shape[1]
+        keys = np.repeat(np.arange(likes.shape[0], dtype=np.int64), np.diff(likes.indptr)) * width + likes.indices
+        mine = np.isin(keys, own_entries.row.astype(np.int64) * width + own_entries.col).astype(np.float64)
+        others = self.counts[likes.indices] - mine
+        enough = others >= max(self.params.colike_min_likers, 1)
+        values = np.where(enough, likes.data / np.sqrt(np.maximum(others + self.params.colike_shrink, 1e-12)), 0.0)
+        return BlockColikes(self, keys, values, values * mine,
+                            sp.csr_matrix((values, likes.indices, likes.indptr), shape=likes.shape),
+                            sp.csr_matrix((values * mine, likes.indices, likes.indptr), shape=likes.shape),
+                            (own @ self.neighbours).toarray())
 
-    def contributions(self, tastes: list[Taste], likes: sp.csr_matrix, pair_sub: np.ndarray,
-                      pair_known: np.ndarray, pair_col: np.ndarray) -> np.ndarray:
+
+@dataclass
+class BlockColikes:
+    """A block's own parts of the co-like sums: b(u, i) = a(u, i) / sqrt(m_u(i) + shrink) for every
+    like, its part on the subscriber's own 👍, and how far their own 👍 reach each candidate."""
+
+    colikes: Colikes
+    keys: np.ndarray  # subscriber * known + paper of every like, ascending
+    b_values: np.ndarray  # ... b there
+    mine_values: np.ndarray  # ... b on their own 👍, else 0
+    b: sp.csr_matrix  # the same, as block x known
+    b_mine: sp.csr_matrix
+    own_reach: np.ndarray  # block x candidates: sum_k s(c, k) over their own 👍
+
+    def scores(self) -> np.ndarray:
+        """weight x community(u, c) for every subscriber of the block and every candidate."""
+        colikes, own_reach = self.colikes, self.own_reach
+        held = self.b[:, : colikes.shared.n_rows]
+        everyone = colikes.shared.product(held.astype(np.float32))  # in float32: half the table's bytes to read
+        out = everyone.astype(np.float64)
+        out -= np.asarray(self.b_mine.sum(axis=1)) * own_reach
+        out += (self.b_mine @ colikes.neighbours).toarray()
+        # Every term of the float32 sum is >= 0, so its error is at most (terms + 2) x EPS32 x the sum:
+        # what is left of the subscriber's own part taken out is not a community.
+        rounding = (np.diff(held.indptr) + 2)[:, None] * EPS32 * everyone
+        out[out < np.maximum(rounding, NOISE)] = 0
+        out /= np.sqrt(np.maximum(colikes.mass[None, :] - own_reach + colikes.params.colike_shrink, 1e-12))
+        return (out * colikes.params.colike_weight).astype(np.float32)
+
+    def contributions(self, pair_sub: np.ndarray, pair_known: np.ndarray, pair_col: np.ndarray) -> np.ndarray:
         """For (subscriber in the block, liked known paper, candidate) triples: that like's part of
         community(u, c), the same sum as `scores` term by term."""
-        own = self.own_rows(tastes)
-        b, b_mine = self.coefficients(likes, own)
-        b_at = np.asarray(b[pair_sub, pair_known]).ravel()
-        mine_at = np.asarray(b_mine[pair_sub, pair_known]).ravel()
-        own_reach = np.asarray((own @ self.neighbours).tocsr()[pair_sub, pair_col]).ravel()
-        near = np.asarray(self.neighbours[pair_known, pair_col]).ravel()
-        held = pair_known < self.shared.n_rows
-        shared = np.where(held, self.shared.take(np.where(held, pair_known, 0), pair_col), 0.0)
+        colikes = self.colikes
+        query = pair_sub.astype(np.int64) * self.b.shape[1] + pair_known
+        at = np.minimum(np.searchsorted(self.keys, query), max(len(self.keys) - 1, 0))
+        found = self.keys[at] == query if len(self.keys) else np.zeros(len(query), bool)
+        b_at = np.where(found, self.b_values[at] if len(self.keys) else 0.0, 0.0)
+        mine_at = np.where(found, self.mine_values[at] if len(self.keys) else 0.0, 0.0)
+        own_reach = self.own_reach[pair_sub, pair_col]
+        near = np.asarray(colikes.neighbours[pair_known, pair_col]).ravel()
+        held = pair_known < colikes.shared.n_rows
+        shared = np.where(held, colikes.shared.take(np.where(held, pair_known, 0), pair_col), 0.0)
         part = b_at * shared - mine_at * own_reach + mine_at * near
-        mass = self.mass[pair_col] - own_reach + self.params.colike_shrink
-        return np.where(part < NOISE, 0.0, part) / np.sqrt(np.maximum(mass, 1e-12))
+        mass = colikes.mass[pair_col] - own_reach + colikes.params.colike_shrink
+        noise = np.maximum(2 * EPS32 * b_at * shared, NOISE)  # the float32 table's rounding, as in `scores`
+        return np.where(part < noise, 0.0, part) / np.sqrt(np.maximum(mass, 1e-12))
 
 
 def colike_table(likers: sp.csr_matrix, table: Columns, params: Params,
@@ -116,7 +145,7 @@ def colike_table(likers: sp.csr_matrix, table: Columns, params: Params,
         return None
     held = int(np.flatnonzero(counts)[-1]) + 1
     likers_t = likers.T.tocsr()[:held]
-    shared = Columns(np.zeros((table.blocks.shape[0], held, table.width)), held, n_cand)
+    shared = Columns(np.zeros((table.blocks.shape[0], held, table.width), np.float32), held, n_cand)
 
     def block(j: int) -> sp.csr_matrix:
         sims = table.block_columns(j).T.copy()  # candidates x known: each row contiguous
@@ -129,11 +158,11 @@ def colike_table(likers: sp.csr_matrix, table: Columns, params: Params,
         columns = np.repeat(np.arange(sims.shape[0]), k)
         picked = sp.csr_matrix((values.ravel(), (top.ravel(), columns)), shape=sims.shape[::-1])
         picked.eliminate_zeros()
-        part = shared.block_columns(j)
-        part[:] = (likers_t @ (likers @ picked)).toarray()
+        part = (likers_t @ (likers @ picked)).toarray()
         own = picked.tocoo()  # minus diag(n) N, only where N is not 0 (no dense copy of it)
         mine = own.row < held
         part[own.row[mine], own.col[mine]] -= own.data[mine] * counts[own.row[mine]]
+        shared.block_columns(j)[:] = part  # made in float64, held in float32
         return picked
 
     parts = parallel_map(block, list(range(table.blocks.shape[0])))

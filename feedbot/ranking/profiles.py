@@ -15,6 +15,7 @@ import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
 from feedbot.ranking.inputs import Corpus, Params, Taste
+from feedbot.ranking.kernels import dense_product, like_norms, squared_norms
 from feedbot.ranking.tables import Columns, Shared
 
 ROW_CENTROID, ROW_TOPIC, ROW_INTEREST = 0, 1, 2
@@ -64,17 +65,16 @@ def build(tastes: list[Taste], corpus: Corpus, params: Params, shared: Shared) -
     likes = weights_matrix(tastes, "liked", "liked_weight", known.shape[0])
     has_likes = np.flatnonzero(likes.getnnz(axis=1) > 0)
     coefficients, owners = [likes[has_likes]], [has_likes]
-    vv = None
+    topic_of_like, n_topic_rows = np.full(likes.nnz, -1, np.int64), 0
     if params.use_topics and len(has_likes):
-        topic_rows, topic_owners, topic_of_like = _topic_rows(likes, corpus.topics, params,
-                                                              like_counts(tastes))
+        topic_rows, topic_owners, topic_of_like = _topic_rows(likes, corpus.topics, params, like_counts(tastes))
         coefficients.append(topic_rows)
         owners.append(topic_owners)
-        if len(topic_owners):
-            vv = np.concatenate(_vote_norms(likes, has_likes, len(topic_owners), topic_of_like, known))
+        n_topic_rows = len(topic_owners)
     n_centroids = len(has_likes)
     coefficients = sp.vstack(coefficients, format="csr")
-    vote_scores = centroid_scores(coefficients, squared_norms(coefficients, known) if vv is None else vv,
+    centroid_norms, topic_norms = like_norms(likes, topic_of_like, n_topic_rows, known)
+    vote_scores = centroid_scores(coefficients, np.concatenate([centroid_norms[has_likes], topic_norms]),
                                   shared.table, shared.candidates_b, shared.known_b, params.background,
                                   shared.b_norm2)
     vote_scores[n_centroids:] *= params.topic_weight
@@ -88,20 +88,22 @@ def build(tastes: list[Taste], corpus: Corpus, params: Params, shared: Shared) -
 
 def _interest_rows(tastes: list[Taste], shared: Shared, owners: list, kinds: list,
                    extra: list) -> tuple[sp.csr_matrix | None, np.ndarray]:
-    """The usable typed interests as rows (appending their owners, kinds and indices), and their scores."""
-    usable = [t.usable_interests for t in tastes]
-    with_interests = [s for s in range(len(tastes)) if len(usable[s])]
-    if not with_interests:
-        return None, np.zeros((0, shared.candidates_t.shape[1]), np.float32)
-    stacked = sp.vstack([tastes[s].interests.tocsr() for s in with_interests], format="csr")
-    offsets = np.cumsum([0] + [tastes[s].interests.shape[0] for s in with_interests[:-1]])
-    wanted_rows = np.concatenate([offset + usable[s] for offset, s in zip(offsets, with_interests, strict=True)])
-    interest_rows = normalize(stacked[wanted_rows].astype(np.float32))
-    counts = [len(usable[s]) for s in with_interests]
-    owners.append(np.repeat(with_interests, counts))
-    kinds.append(np.full(interest_rows.shape[0], ROW_INTEREST, np.int8))
-    extra.append(np.concatenate([usable[s] for s in with_interests]))
-    return interest_rows, (interest_rows @ shared.candidates_t).toarray().astype(np.float32, copy=False)
+    """The usable typed interests as rows (appending their owners, kinds and indices), and their
+    scores. The block's interests are stacked once; the empty rows (all stop words) are dropped there."""
+    none = None, np.zeros((0, shared.candidates_t.shape[1]), np.float32)
+    have = [s for s, t in enumerate(tastes) if t.interests is not None and t.interests.shape[0]]
+    if not have:
+        return none
+    stacked = sp.vstack([tastes[s].interests for s in have], format="csr")
+    lengths = np.array([tastes[s].interests.shape[0] for s in have])
+    usable = np.flatnonzero(np.diff(stacked.indptr) > 0)
+    if not len(usable):
+        return none
+    interest_rows = normalize(stacked[usable].astype(np.float32))
+    owners.append(np.repeat(have, lengths)[usable])
+    kinds.append(np.full(len(usable), ROW_INTEREST, np.int8))
+    extra.append((np.arange(len(stacked.indptr) - 1) - np.repeat(np.cumsum(lengths) - lengths, lengths))[usable])
+    return interest_rows, dense_product(interest_rows, shared.candidates_t)
 
 
 def best_scores(profiles: Profiles, n_subs: int) -> np.ndarray:
@@ -188,44 +190,6 @@ def _topic_rows(likes: sp.csr_matrix, topics: np.ndarray, params: Params,
     keep = which >= 0
     rows = sp.csr_matrix((coo.data[keep], (which[keep], coo.col[keep])), shape=(len(owners), likes.shape[1]))
     return normalize(rows, norm="l1"), owners, which
-
-
-def squared_norms(coefficients: sp.csr_matrix, known: sp.csr_matrix) -> np.ndarray:
-    """|row @ known|^2 for each row of coefficients."""
-    return _row_squares(coefficients @ known)
-
-
-def _row_squares(matrix: sp.csr_matrix) -> np.ndarray:
-    out = np.zeros(matrix.shape[0], np.float64)
-    filled = np.diff(matrix.indptr) > 0
-    if filled.any():
-        out[filled] = np.add.reduceat(matrix.data * matrix.data, matrix.indptr[:-1][filled])
-    return out
-
-
-def _vote_norms(likes: sp.csr_matrix, has_likes: np.ndarray, n_topic_rows: int, topic_of_like: np.ndarray,
-                known: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
-    """Squared norms of the centroid profiles (subscribers `has_likes`) and of the topic profiles.
-
-    Each like is summed into a profile once: the likes are split into parts (one per topic row, one
-    for each subscriber's remaining likes), a topic profile is its part divided by the part's weight
-    and a centroid is the sum of its subscriber's parts, which are far shorter than the likes.
-    """
-    coo = likes.tocoo()
-    in_topic = topic_of_like >= 0
-    part = np.where(in_topic, topic_of_like, n_topic_rows + coo.row)
-    n_parts = n_topic_rows + likes.shape[0]
-    profiles = sp.csr_matrix((coo.data, (part, coo.col)), shape=(n_parts, likes.shape[1])) @ known
-    squares = _row_squares(profiles)
-    weight = np.bincount(part[in_topic], weights=coo.data[in_topic].astype(np.float64), minlength=n_topic_rows)
-    topics = squares[:n_topic_rows] / np.where(weight > 0, weight, 1) ** 2
-    centroids = squares[n_topic_rows + has_likes]  # right for those whose likes are all one part
-    split = np.flatnonzero(np.isin(has_likes, np.unique(coo.row[in_topic])))
-    if len(split):
-        sums = sp.csr_matrix((np.ones(len(part), np.float32), (coo.row, part)), shape=(likes.shape[0], n_parts))
-        sums.data[:] = 1
-        centroids[split] = _row_squares(sums[has_likes[split]] @ profiles)
-    return centroids, topics
 
 
 def centroid_scores(coefficients: sp.csr_matrix, vv: np.ndarray, table: Columns, candidates_b: np.ndarray,

@@ -126,15 +126,15 @@ def rank_block(tastes: list[Taste], prepared: Prepared) -> list[list[Scored]]:
     rows = profiles.build(tastes, corpus, params, shared)
     best = profiles.best_scores(rows, len(tastes))
     profiles.penalise_dislikes(best, tastes, corpus, params, shared)
-    community = None
+    community = block = None
     if prepared.colikes is not None:
-        community = prepared.colikes.scores(tastes, rows.likes)
+        block = prepared.colikes.block(tastes, rows.likes)
+        community = block.scores()
         best += community
     pick_sub, pick_col, pick_score = top_k(best, tastes)
     del best
     community_score = community[pick_sub, pick_col] if community is not None else np.zeros(len(pick_col), np.float32)
-    why = reasons.explain(tastes, rows, pick_sub, pick_col, community_score, pick_score, corpus, shared,
-                          prepared.colikes)
+    why = reasons.explain(tastes, rows, pick_sub, pick_col, community_score, pick_score, corpus, shared, block)
     out: list[list[Scored]] = [[] for _ in tastes]
     for s, c, score, reason in zip(pick_sub.tolist(), pick_col.tolist(), pick_score.tolist(), why, strict=True):
         out[s].append(Scored(c, score, reason))

@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from feedbot.ranking.colikes import Colikes
+from feedbot.ranking import kernels
+from feedbot.ranking.colikes import BlockColikes
 from feedbot.ranking.inputs import (
     KIND_COLIKE,
     KIND_INTEREST,
@@ -23,19 +24,24 @@ from feedbot.ranking.tables import Shared
 
 def explain(tastes: list[Taste], profiles: Profiles, pick_sub: np.ndarray, pick_col: np.ndarray,
             community_score: np.ndarray, pick_score: np.ndarray, corpus: Corpus, shared: Shared,
-            colikes: Colikes | None) -> list[Reason]:
+            community: BlockColikes | None) -> list[Reason]:
     """The reason of each pick (subscriber in the block, candidate column, the community's part of
-    its score, its whole score)."""
+    its score, its whole score). The community is the reason where other people's co-likes
+    outweigh the content score; a typed interest where its row won; else the liked papers."""
     win_row = winning_rows(profiles, pick_sub, pick_col, len(tastes))
-    closest, by_colike = closest_liked(tastes, profiles.likes, pick_sub, pick_col, pick_score - community_score,
-                                       community_score, shared, colikes)
+    has_likes = np.array([len(t.liked) > 0 for t in tastes], bool)[pick_sub]
+    by_colike = (community_score > np.maximum(pick_score - community_score, 1e-4)) & has_likes
     by_interest = (profiles.kind[win_row] == ROW_INTEREST) & ~by_colike
-    parts = [corpus.known[closest[~by_interest]]]
+    by_content = ~by_interest & ~by_colike
+    closest = closest_liked(tastes, pick_sub, pick_col, ~by_interest, by_colike, shared, community)
+    parts = [corpus.known[closest[by_content]]]
     if by_interest.any():
         parts.append(profiles.interest_rows[win_row[by_interest] - profiles.n_vote])
-    order_back = np.argsort(np.concatenate([np.flatnonzero(~by_interest), np.flatnonzero(by_interest)]))
-    explainers = sp.vstack(parts, format="csr")[order_back]
-    terms = top_terms(explainers, pick_col, shared, corpus.terms)
+    worded = np.concatenate([np.flatnonzero(by_content), np.flatnonzero(by_interest)])
+    terms: list[tuple[str, ...]] = [()] * len(pick_col)
+    for n, words in zip(worded.tolist(), top_terms(sp.vstack(parts, format="csr"), pick_col[worded], shared,
+                                                     corpus.terms), strict=True):
+        terms[n] = words
     reasons = []
     for n, w in enumerate(win_row.tolist()):
         if by_colike[n]:
@@ -63,33 +69,31 @@ def winning_rows(profiles: Profiles, pick_sub: np.ndarray, pick_col: np.ndarray,
     return win_row
 
 
-def closest_liked(tastes: list[Taste], likes: sp.csr_matrix, pick_sub: np.ndarray, pick_col: np.ndarray,
-                  content_score: np.ndarray, community_score: np.ndarray, shared: Shared,
-                  colikes: Colikes | None) -> tuple[np.ndarray, np.ndarray]:
-    """For each pick, the liked paper to name (known row, -1 when none), and whether the community
-    is the reason: other people's co-likes outweigh the content score. The paper named is then the
-    like whose other likers lead to the pick, else the like closest to it by content (a paper
-    linked to the pick only through co-likes shares no word with it)."""
-    n_picks = len(pick_col)
+def closest_liked(tastes: list[Taste], pick_sub: np.ndarray, pick_col: np.ndarray, named: np.ndarray,
+                  by_colike: np.ndarray, shared: Shared, community: BlockColikes | None) -> np.ndarray:
+    """For each pick in `named`, the liked paper to name (known row; -1 for the others and when
+    none): for a pick `by_colike`, the like whose other likers lead to it most, else the like
+    closest to it by content (a paper linked to the pick only through co-likes shares no word with it)."""
     liked_counts = np.array([len(t.liked) for t in tastes])
     liked_start = np.cumsum(liked_counts) - liked_counts
     all_liked = np.concatenate([t.liked for t in tastes]).astype(np.int64) if liked_counts.sum() else \
         np.empty(0, np.int64)
-    per_pick = liked_counts[pick_sub]
+    per_pick = np.where(named, liked_counts[pick_sub], 0)
     pair_pick, pair_place = segments(per_pick)
     pair_known = all_liked[liked_start[pick_sub[pair_pick]] + pair_place]
     pair_col = pick_col[pair_pick]
-    closeness = shared.table.take(pair_known, pair_col)
+    closeness = np.empty(len(pair_pick), np.float64)
+    by_others = by_colike[pair_pick] if community is not None else np.zeros(len(pair_pick), bool)
+    content = np.flatnonzero(~by_others)
+    closeness[content] = shared.table.take(pair_known[content], pair_col[content])
+    if by_others.any():
+        by = np.flatnonzero(by_others)
+        closeness[by] = community.contributions(pick_sub[pair_pick[by]], pair_known[by], pair_col[by])
+    closest = np.full(len(pick_col), -1, np.int64)
     with_liked = np.flatnonzero(per_pick > 0)
-    pick_start = np.cumsum(per_pick) - per_pick
-    by_colike = (community_score > np.maximum(content_score, 1e-4)) & (per_pick > 0)
-    if colikes is not None and by_colike.any():
-        part = colikes.contributions(tastes, likes, pick_sub[pair_pick], pair_known, pair_col)
-        closeness = np.where(by_colike[pair_pick], part, closeness)
-    closest = np.full(n_picks, -1, np.int64)
     if len(with_liked):
-        closest[with_liked] = pair_known[first_max(closeness, pick_start[with_liked])]
-    return closest, by_colike
+        closest[with_liked] = pair_known[first_max(closeness, (np.cumsum(per_pick) - per_pick)[with_liked])]
+    return closest
 
 
 def top_terms(explainers: sp.csr_matrix, pick_col: np.ndarray, shared: Shared, terms: np.ndarray | None,
@@ -101,23 +105,9 @@ def top_terms(explainers: sp.csr_matrix, pick_col: np.ndarray, shared: Shared, t
     if not explainers.has_canonical_format:
         explainers = explainers.copy()
         explainers.sum_duplicates()
-    row = np.repeat(np.arange(explainers.shape[0]), np.diff(explainers.indptr))
-    query = pick_col[row].astype(np.int64) * shared.vocabulary + explainers.indices
-    at = np.minimum(np.searchsorted(shared.term_keys, query), max(len(shared.term_keys) - 1, 0))
-    hit = shared.term_keys[at] == query if len(shared.term_keys) else np.zeros(len(query), bool)
-    value = explainers.data[hit].astype(np.float32) * shared.term_values[at[hit]]
-    row, col = row[hit], explainers.indices[hit]
-    positive = value > 0
-    row, col, value = row[positive], col[positive], value[positive]
-    # One stable sort on (row, -value): positive float32 bits order like the values.
-    key = (row.astype(np.uint64) << np.uint64(32)) | (~value.view(np.uint32)).astype(np.uint64)
-    order = np.argsort(key, kind="stable")
-    row, col = row[order], col[order]
-    rank_in_row = np.arange(len(row)) - np.searchsorted(row, row)
-    keep = rank_in_row < n
-    table = np.full((explainers.shape[0], n), -1, dtype=np.int64)
-    table[row[keep], rank_in_row[keep]] = col[keep]
-    return [tuple(terms[r[r >= 0]].tolist()) for r in table]
+    table = kernels.top_terms(explainers, pick_col, shared.candidates, n)
+    found = (table >= 0).sum(axis=1).tolist()  # each row's terms fill its first places
+    return [tuple(names[:count]) for names, count in zip(terms[table].tolist(), found, strict=True)]
 
 
 def distinct_terms(terms: tuple[str, ...], n: int = 3) -> list[str]:

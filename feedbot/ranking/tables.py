@@ -62,7 +62,7 @@ def similarities(known: sp.csr_matrix, candidates: sp.csr_matrix) -> np.ndarray:
 
 
 class Columns:
-    """A known x candidates table (the cosines, float32; the co-like counts, float64) as contiguous
+    """A known x candidates table (the cosines; the co-like counts) in float32, as contiguous
     blocks of columns. The per-block product reads the table row by row for every profile; a
     block of 64 columns (7.7 MB at 30,000 papers) stays in cache where the whole table does not."""
 
@@ -121,9 +121,7 @@ class Shared:
     candidates_b: np.ndarray  # each candidate's dot product with the background
     known_b: np.ndarray
     b_norm2: float
-    vocabulary: int
-    term_keys: np.ndarray  # candidate * vocabulary + term of every candidate entry, sorted
-    term_values: np.ndarray  # ... and its weight
+    candidates: sp.csr_matrix  # the candidates, each row's terms in order (float32): the why-line's words
 
     def with_known(self, known: sp.csr_matrix, candidates: sp.csr_matrix, background: np.ndarray) -> Shared:
         """The same tables with more known papers (L2-normalised rows) after the others."""
@@ -133,12 +131,8 @@ class Shared:
 
     @classmethod
     def build(cls, corpus: Corpus, candidates: sp.csr_matrix, table: Columns) -> Shared:
-        b = corpus.background
-        ordered = candidates
-        if not candidates.has_sorted_indices:
-            ordered = candidates.copy()
-            ordered.sort_indices()
-        rows = np.repeat(np.arange(ordered.shape[0], dtype=np.int64), np.diff(ordered.indptr))
-        return cls(table, candidates.T.tocsr(), np.asarray(candidates @ b).ravel(),
-                   np.asarray(corpus.known @ b).ravel(), float(b @ b), candidates.shape[1],
-                   rows * candidates.shape[1] + ordered.indices, ordered.data.astype(np.float32))
+        ordered = candidates.astype(np.float32)  # a copy, sorted in place
+        ordered.sum_duplicates()
+        return cls(table, candidates.T.tocsr(), np.asarray(candidates @ corpus.background).ravel(),
+                   np.asarray(corpus.known @ corpus.background).ravel(), float(corpus.background @ corpus.background),
+                   ordered)

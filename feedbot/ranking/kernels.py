@@ -1,0 +1,165 @@
+"""Compiled loops (numba) for the pass's sums that sparse products do only by forming what is
+thrown away: the squared norms of weighted sums of sparse rows, a product wanted dense, and the
+largest products of two sparse rows. Each releases the GIL, so the blocks of a pass run them on
+every core, and compiles once, cached on disk where numba finds a writable place (next to this
+file, else the user's cache directory, or NUMBA_CACHE_DIR); with none, each process compiles them."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from numba import njit
+
+
+def compiled(function):
+    """`function` compiled without the GIL, cached on disk when there is somewhere to cache it."""
+    try:
+        return njit(nogil=True, cache=True)(function)
+    except RuntimeError:  # numba found no writable cache directory
+        return njit(nogil=True)(function)
+
+
+@compiled
+def _sum_squares(w_indptr, w_indices, w_data, v_indptr, v_indices, v_data, width):  # pragma: no cover - compiled
+    out = np.zeros(len(w_indptr) - 1)
+    total = np.zeros(width)  # one dense row, cleared after each sum at the terms it touched
+    touched = np.empty(width, np.int64)
+    seen = np.zeros(width, np.bool_)
+    for r in range(len(w_indptr) - 1):
+        n = 0
+        for a in range(w_indptr[r], w_indptr[r + 1]):
+            row, weight = w_indices[a], np.float64(w_data[a])
+            for b in range(v_indptr[row], v_indptr[row + 1]):
+                term = v_indices[b]
+                if not seen[term]:
+                    seen[term] = True
+                    touched[n] = term
+                    n += 1
+                total[term] += weight * v_data[b]
+        square = 0.0
+        for i in range(n):
+            term = touched[i]
+            square += total[term] * total[term]
+            total[term] = 0.0
+            seen[term] = False
+        out[r] = square
+    return out
+
+
+def squared_norms(weights: sp.csr_matrix, vectors: sp.csr_matrix) -> np.ndarray:
+    """|weights[r] @ vectors|^2 for every row r, summed in float64; the product is never formed
+    (a sparse product would hold every sum's terms, and take two passes to size them)."""
+    weights, vectors = weights.tocsr(), vectors.tocsr()
+    if weights.shape[0] == 0:
+        return np.zeros(0)
+    return _sum_squares(weights.indptr, weights.indices, weights.data, vectors.indptr, vectors.indices,
+                        vectors.data, vectors.shape[1])
+
+
+@compiled
+def _part_squares(indptr, rows, weights, group, v_indptr, v_indices, v_data, width, n_groups):  # pragma: no cover
+    whole_squares, group_squares = np.zeros(len(indptr) - 1), np.zeros(n_groups)
+    part, whole = np.zeros(width), np.zeros(width)  # dense sums, cleared at the terms they touched
+    in_part, in_whole = np.zeros(width, np.bool_), np.zeros(width, np.bool_)
+    part_terms, whole_terms = np.empty(width, np.int64), np.empty(width, np.int64)
+    for r in range(len(indptr) - 1):
+        n_whole = 0
+        a = indptr[r]
+        while a < indptr[r + 1]:  # one part (the entries of one group) at a time
+            g, n_part, weight_sum = group[a], 0, 0.0
+            while a < indptr[r + 1] and group[a] == g:
+                row, weight = rows[a], np.float64(weights[a])
+                weight_sum += weight
+                for b in range(v_indptr[row], v_indptr[row + 1]):
+                    term = v_indices[b]
+                    if not in_part[term]:
+                        in_part[term] = True
+                        part_terms[n_part] = term
+                        n_part += 1
+                    part[term] += weight * v_data[b]
+                a += 1
+            square = 0.0
+            for i in range(n_part):  # the part's square, and the part added to the whole
+                term = part_terms[i]
+                square += part[term] * part[term]
+                if not in_whole[term]:
+                    in_whole[term] = True
+                    whole_terms[n_whole] = term
+                    n_whole += 1
+                whole[term] += part[term]
+                part[term] = 0.0
+                in_part[term] = False
+            if g >= 0 and weight_sum > 0:
+                group_squares[g] = square / (weight_sum * weight_sum)
+        square = 0.0
+        for i in range(n_whole):
+            term = whole_terms[i]
+            square += whole[term] * whole[term]
+            whole[term] = 0.0
+            in_whole[term] = False
+        whole_squares[r] = square
+    return whole_squares, group_squares
+
+
+def like_norms(likes: sp.csr_matrix, group: np.ndarray, n_groups: int,
+               vectors: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """Squared norms of each row's weighted sum of `vectors` (`likes`: its rows' weights), and of
+    each group's weighted mean (`group`: each entry's, in CSR order; -1 in none). Each entry is
+    summed once: a row's sum is the sum of its parts (its groups and the rest)."""
+    likes, vectors = likes.tocsr(), vectors.tocsr()
+    row = np.repeat(np.arange(likes.shape[0]), np.diff(likes.indptr))
+    order = np.lexsort((group, row))
+    return _part_squares(likes.indptr, likes.indices[order], likes.data[order], np.asarray(group, np.int64)[order],
+                         vectors.indptr, vectors.indices, vectors.data, vectors.shape[1], n_groups)
+
+
+@compiled
+def _top_terms(e_indptr, e_indices, e_data, columns, c_indptr, c_indices, c_data, n):  # pragma: no cover - compiled
+    out = np.full((len(e_indptr) - 1, n), -1, np.int64)
+    values = np.empty(n, np.float32)
+    for r in range(len(e_indptr) - 1):
+        lo, hi = c_indptr[columns[r]], c_indptr[columns[r] + 1]
+        found = 0
+        for a in range(e_indptr[r], e_indptr[r + 1]):
+            term = e_indices[a]
+            lo += np.searchsorted(c_indices[lo:hi], term)  # the row's terms ascend: search on from the last
+            if lo == hi:
+                break
+            if c_indices[lo] != term:
+                continue
+            value = e_data[a] * c_data[lo]
+            if not value > 0 or (found == n and not value > values[n - 1]):
+                continue
+            i = min(found, n - 1)  # the new value's place: after every value at least as large
+            while i > 0 and value > values[i - 1]:
+                values[i], out[r, i] = values[i - 1], out[r, i - 1]
+                i -= 1
+            values[i], out[r, i] = value, term
+            found = min(found + 1, n)
+    return out
+
+
+def top_terms(rows: sp.csr_matrix, columns: np.ndarray, candidates: sp.csr_matrix, n: int) -> np.ndarray:
+    """For each row (terms in order, each once) and the candidate `columns[i]` it goes with: the
+    `n` terms with the largest positive product (float32), best first, ties by term; -1 pads."""
+    return _top_terms(rows.indptr, rows.indices, rows.data.astype(np.float32), np.asarray(columns, np.int64),
+                      candidates.indptr, candidates.indices, candidates.data.astype(np.float32), n)
+
+
+@compiled
+def _dense_product(a_indptr, a_indices, a_data, b_indptr, b_indices, b_data, out):  # pragma: no cover - compiled
+    for r in range(len(a_indptr) - 1):
+        for i in range(a_indptr[r], a_indptr[r + 1]):
+            row, weight = a_indices[i], a_data[i]
+            for j in range(b_indptr[row], b_indptr[row + 1]):
+                out[r, b_indices[j]] += weight * b_data[j]
+
+
+def dense_product(a: sp.csr_matrix, b: sp.csr_matrix) -> np.ndarray:
+    """a @ b as a dense float32 array, summed straight into it in the order a sparse product sums
+    (no sparse result is formed only to be made dense)."""
+    a, b = a.tocsr(), b.tocsr()
+    out = np.zeros((a.shape[0], b.shape[1]), np.float32)
+    _dense_product(a.indptr, a.indices, a.data.astype(np.float32), b.indptr, b.indices, b.data.astype(np.float32),
+                   out)
+    return out
