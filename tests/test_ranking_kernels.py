@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from feedbot.ranking.kernels import dense_product, like_norms, squared_norms, top_terms
+from feedbot.ranking.reasons import first_max
 
 
 def dense_squares(weights: sp.spmatrix, vectors: sp.spmatrix) -> np.ndarray:
@@ -64,6 +65,12 @@ def test_top_terms_are_the_largest_positive_products_ties_by_term(seed, rows, n_
     assert got.shape == (rows, n)
     assert [[t for t in row if t >= 0] for row in got.tolist()] == plain_top_terms(explainers, columns, candidates, n)
     assert all((row[row >= 0] == row[: (row >= 0).sum()]).all() for row in got)  # the terms first, then -1
+    def reversed_(m: sp.csr_matrix, split: int = 1) -> sp.csr_matrix:  # rows and terms back to front
+        return sp.csr_matrix((np.repeat(m.data[::-1] / split, split), np.repeat(m.indices[::-1], split),
+                              (m.indptr[-1] - m.indptr[::-1]) * split), shape=m.shape)
+    flipped = (n_candidates - 1 - columns)[::-1].copy()
+    # The same words from terms out of order, each split in two.
+    assert np.array_equal(top_terms(reversed_(explainers, 2), flipped, reversed_(candidates), n)[::-1], got)
 
 
 @settings(max_examples=60, deadline=None)
@@ -98,3 +105,14 @@ def test_like_norms_are_those_of_each_row_and_each_groups_mean(seed, rows, known
         weight = float(likes.data[mine].astype(np.float64).sum())
         expected = dense_squares(members, vectors)[0] / weight**2 if weight > 0 else 0.0
         assert groups[g] == pytest.approx(expected, rel=1e-10, abs=1e-13)
+
+
+def test_first_max_names_the_first_of_values_tied_within_the_share_given():
+    # Runs [0.5, 0.5000000001, 0.2] and [0.3, 0.9]: exactly, the second of the first run wins;
+    # within 1e-6 of the largest, the first does. A run's share applies to its own values only.
+    values = np.array([0.5, 0.5000000001, 0.2, 0.3, 0.9])
+    starts = np.array([0, 3])
+    assert first_max(values, starts).tolist() == [1, 4]
+    assert first_max(values, starts, 1e-6).tolist() == [0, 4]
+    assert first_max(values, starts, np.array([0, 0, 0, 1.0, 1.0])).tolist() == [1, 3]
+    assert first_max(-values, starts, 1e-6).tolist() == [2, 3]  # negative largest values too

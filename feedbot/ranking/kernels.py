@@ -140,8 +140,10 @@ def _top_terms(e_indptr, e_indices, e_data, columns, c_indptr, c_indices, c_data
 
 
 def top_terms(rows: sp.csr_matrix, columns: np.ndarray, candidates: sp.csr_matrix, n: int) -> np.ndarray:
-    """For each row (terms in order, each once) and the candidate `columns[i]` it goes with: the
-    `n` terms with the largest positive product (float32), best first, ties by term; -1 pads."""
+    """For each row and the candidate `columns[i]` it goes with: the `n` terms with the largest
+    positive product (float32), best first, ties by term; -1 pads. (Rows and candidates are read
+    with their terms in order, each once: copies are made so when they are not.)"""
+    rows, candidates = _canonical(rows.tocsr()), _canonical(candidates.tocsr())
     return _top_terms(rows.indptr, rows.indices, rows.data.astype(np.float32), np.asarray(columns, np.int64),
                       candidates.indptr, candidates.indices, candidates.data.astype(np.float32), n)
 
@@ -153,6 +155,13 @@ def _dense_product(a_indptr, a_indices, a_data, b_indptr, b_indices, b_data, out
             row, weight = a_indices[i], a_data[i]
             for j in range(b_indptr[row], b_indptr[row + 1]):
                 out[r, b_indices[j]] += weight * b_data[j]
+
+
+def _canonical(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    if not matrix.has_canonical_format:
+        matrix = matrix.copy()
+        matrix.sum_duplicates()
+    return matrix
 
 
 def dense_product(a: sp.csr_matrix, b: sp.csr_matrix) -> np.ndarray:

@@ -21,6 +21,8 @@ from feedbot.ranking.inputs import (
 from feedbot.ranking.profiles import ROW_CENTROID, ROW_INTEREST, Profiles, slots
 from feedbot.ranking.tables import Shared
 
+TIED = 1e-6  # co-like parts this close (relative) are equal but for the float32 table's rounding
+
 
 def explain(tastes: list[Taste], profiles: Profiles, pick_sub: np.ndarray, pick_col: np.ndarray,
             community_score: np.ndarray, pick_score: np.ndarray, corpus: Corpus, shared: Shared,
@@ -92,7 +94,9 @@ def closest_liked(tastes: list[Taste], pick_sub: np.ndarray, pick_col: np.ndarra
     closest = np.full(len(pick_col), -1, np.int64)
     with_liked = np.flatnonzero(per_pick > 0)
     if len(with_liked):
-        closest[with_liked] = pair_known[first_max(closeness, (np.cumsum(per_pick) - per_pick)[with_liked])]
+        # Likes whose co-like parts are equal but for the float32 table's rounding are tied: the first is named.
+        closest[with_liked] = pair_known[first_max(closeness, (np.cumsum(per_pick) - per_pick)[with_liked],
+                                                   np.where(by_others, TIED, 0.0))]
     return closest
 
 
@@ -102,9 +106,6 @@ def top_terms(explainers: sp.csr_matrix, pick_col: np.ndarray, shared: Shared, t
     best first (ties by term index). The candidate's weights are looked up, not copied per pick."""
     if terms is None or explainers.shape[0] == 0:
         return [()] * explainers.shape[0]
-    if not explainers.has_canonical_format:
-        explainers = explainers.copy()
-        explainers.sum_duplicates()
     table = kernels.top_terms(explainers, pick_col, shared.candidates, n)
     found = (table >= 0).sum(axis=1).tolist()  # each row's terms fill its first places
     return [tuple(names[:count]) for names, count in zip(terms[table].tolist(), found, strict=True)]
@@ -126,10 +127,12 @@ def segments(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return run, np.arange(len(run)) - starts[run]
 
 
-def first_max(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Index of the first largest value of each run (runs start at `starts`, non-empty, laid end to end)."""
+def first_max(values: np.ndarray, starts: np.ndarray, within: np.ndarray | float = 0.0) -> np.ndarray:
+    """Index of the first largest value of each run (runs start at `starts`, non-empty, laid end to
+    end); a value `within` that share of its run's largest counts as the largest too."""
     run_max = np.maximum.reduceat(values, starts)
     lengths = np.diff(np.append(starts, len(values)))
-    at_max = values >= np.repeat(run_max, lengths)
+    best = np.repeat(run_max, lengths)
+    at_max = values >= best - np.abs(best) * within
     position = np.where(at_max, np.arange(len(values)), len(values))
     return np.minimum.reduceat(position, starts)
