@@ -6,7 +6,7 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from feedbot.ranking.kernels import dense_product, like_norms, squared_norms, top_terms
+from feedbot.ranking.kernels import dense_product, like_norms, top_terms
 from feedbot.ranking.reasons import first_max
 
 
@@ -18,26 +18,26 @@ def dense_squares(weights: sp.spmatrix, vectors: sp.spmatrix) -> np.ndarray:
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), rows=st.integers(0, 12), known=st.integers(1, 30),
        width=st.integers(1, 40), density=st.floats(0.0, 1.0), index=st.sampled_from([np.int32, np.int64]))
-def test_squared_norms_are_those_of_the_formed_product(seed, rows, known, width, density, index):
+def test_like_norms_are_those_of_the_formed_product(seed, rows, known, width, density, index):
     rng = np.random.default_rng(seed)
     weights = sp.random(rows, known, density=density, format="csr", random_state=rng, dtype=np.float32)
     vectors = sp.random(known, width, density=density, format="csr", random_state=rng, dtype=np.float32)
     vectors.data -= 0.5  # of either sign: sums may cancel
     for matrix in (weights, vectors):
         matrix.indices, matrix.indptr = matrix.indices.astype(index), matrix.indptr.astype(index)
-    got = squared_norms(weights, vectors)
-    assert got.dtype == np.float64 and got.shape == (rows,)
+    got, none = like_norms(weights, vectors)
+    assert got.dtype == np.float64 and got.shape == (rows,) and none.shape == (0,)
     np.testing.assert_allclose(got, dense_squares(weights, vectors), rtol=1e-12, atol=1e-15)
 
 
-def test_squared_norms_count_repeated_entries_as_the_product_does_and_clear_between_rows():
+def test_like_norms_count_repeated_entries_as_the_product_does_and_clear_between_rows():
     # Row 0 names paper 1 twice (2 + 1 = 3 of it); row 1 shares no term with row 0; row 2 is empty;
     # row 3 repeats row 0's terms, which must start from zero again.
     weights = sp.csr_matrix((np.array([2, 1, 1, 1], np.float32), np.array([1, 1, 0, 1]), np.array([0, 2, 3, 3, 4])),
                             shape=(4, 2))
     vectors = sp.csr_matrix(np.array([[0, 0, 3], [1, 2, 0]], np.float32))
-    assert squared_norms(weights, vectors).tolist() == [9 * (1 + 4), 9, 0, 1 + 4]
-    assert squared_norms(sp.csr_matrix((0, 2), dtype=np.float32), vectors).shape == (0,)
+    assert like_norms(weights, vectors)[0].tolist() == [9 * (1 + 4), 9, 0, 1 + 4]
+    assert like_norms(sp.csr_matrix((0, 2), dtype=np.float32), vectors)[0].shape == (0,)
 
 
 def plain_top_terms(rows: sp.csr_matrix, columns: np.ndarray, candidates: sp.csr_matrix, n: int) -> list[list[int]]:
@@ -97,7 +97,7 @@ def test_like_norms_are_those_of_each_row_and_each_groups_mean(seed, rows, known
     row = np.repeat(np.arange(rows), np.diff(likes.indptr))
     topic = rng.integers(-1, topics, likes.nnz)  # a row's groups are its own (a subscriber's topics); -1: none
     group = np.where(topic >= 0, row * topics + topic, -1)
-    whole, groups = like_norms(likes, group, rows * topics, vectors)
+    whole, groups = like_norms(likes, vectors, group, rows * topics)
     np.testing.assert_allclose(whole, dense_squares(likes, vectors), rtol=1e-10, atol=1e-13)
     for g in range(rows * topics):
         mine = group == g

@@ -33,6 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from feedbot.ranking.inputs import Params, Taste
+from feedbot.ranking.kernels import canonical
 from feedbot.ranking.tables import Columns, parallel_map
 
 NOISE = 1e-9  # what is left of an exact cancellation in float64 is not a community
@@ -70,9 +71,7 @@ class Colikes:
         scores and their why-lines."""
         own = self.own_rows(tastes)
         own_entries = own.tocoo()
-        if not likes.has_canonical_format:
-            likes = likes.copy()
-            likes.sum_duplicates()
+        likes = canonical(likes)  # its keys ascending
         width = likes.shape[1]
         keys = np.repeat(np.arange(likes.shape[0], dtype=np.int64), np.diff(likes.indptr)) * width + likes.indices
         mine = np.isin(keys, own_entries.row.astype(np.int64) * width + own_entries.col).astype(np.float64)

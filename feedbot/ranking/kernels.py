@@ -20,43 +20,6 @@ def compiled(function):
 
 
 @compiled
-def _sum_squares(w_indptr, w_indices, w_data, v_indptr, v_indices, v_data, width):  # pragma: no cover - compiled
-    out = np.zeros(len(w_indptr) - 1)
-    total = np.zeros(width)  # one dense row, cleared after each sum at the terms it touched
-    touched = np.empty(width, np.int64)
-    seen = np.zeros(width, np.bool_)
-    for r in range(len(w_indptr) - 1):
-        n = 0
-        for a in range(w_indptr[r], w_indptr[r + 1]):
-            row, weight = w_indices[a], np.float64(w_data[a])
-            for b in range(v_indptr[row], v_indptr[row + 1]):
-                term = v_indices[b]
-                if not seen[term]:
-                    seen[term] = True
-                    touched[n] = term
-                    n += 1
-                total[term] += weight * v_data[b]
-        square = 0.0
-        for i in range(n):
-            term = touched[i]
-            square += total[term] * total[term]
-            total[term] = 0.0
-            seen[term] = False
-        out[r] = square
-    return out
-
-
-def squared_norms(weights: sp.csr_matrix, vectors: sp.csr_matrix) -> np.ndarray:
-    """|weights[r] @ vectors|^2 for every row r, summed in float64; the product is never formed
-    (a sparse product would hold every sum's terms, and take two passes to size them)."""
-    weights, vectors = weights.tocsr(), vectors.tocsr()
-    if weights.shape[0] == 0:
-        return np.zeros(0)
-    return _sum_squares(weights.indptr, weights.indices, weights.data, vectors.indptr, vectors.indices,
-                        vectors.data, vectors.shape[1])
-
-
-@compiled
 def _part_squares(indptr, rows, weights, group, v_indptr, v_indices, v_data, width, n_groups):  # pragma: no cover
     whole_squares, group_squares = np.zeros(len(indptr) - 1), np.zeros(n_groups)
     part, whole = np.zeros(width), np.zeros(width)  # dense sums, cleared at the terms they touched
@@ -101,12 +64,15 @@ def _part_squares(indptr, rows, weights, group, v_indptr, v_indices, v_data, wid
     return whole_squares, group_squares
 
 
-def like_norms(likes: sp.csr_matrix, group: np.ndarray, n_groups: int,
-               vectors: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+def like_norms(likes: sp.csr_matrix, vectors: sp.csr_matrix, group: np.ndarray | None = None,
+               n_groups: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Squared norms of each row's weighted sum of `vectors` (`likes`: its rows' weights), and of
     each group's weighted mean (`group`: each entry's, in CSR order; -1 in none). Each entry is
-    summed once: a row's sum is the sum of its parts (its groups and the rest)."""
+    summed once, in float64: a row's sum is the sum of its parts (its groups and the rest), and no
+    sum is formed as a sparse row (a sparse product would hold every sum's terms, sized in a pass
+    of its own)."""
     likes, vectors = likes.tocsr(), vectors.tocsr()
+    group = np.full(likes.nnz, -1, np.int64) if group is None else group
     row = np.repeat(np.arange(likes.shape[0]), np.diff(likes.indptr))
     order = np.lexsort((group, row))
     return _part_squares(likes.indptr, likes.indices[order], likes.data[order], np.asarray(group, np.int64)[order],
@@ -143,7 +109,7 @@ def top_terms(rows: sp.csr_matrix, columns: np.ndarray, candidates: sp.csr_matri
     """For each row and the candidate `columns[i]` it goes with: the `n` terms with the largest
     positive product (float32), best first, ties by term; -1 pads. (Rows and candidates are read
     with their terms in order, each once: copies are made so when they are not.)"""
-    rows, candidates = _canonical(rows.tocsr()), _canonical(candidates.tocsr())
+    rows, candidates = canonical(rows.tocsr()), canonical(candidates.tocsr())
     return _top_terms(rows.indptr, rows.indices, rows.data.astype(np.float32), np.asarray(columns, np.int64),
                       candidates.indptr, candidates.indices, candidates.data.astype(np.float32), n)
 
@@ -157,7 +123,8 @@ def _dense_product(a_indptr, a_indices, a_data, b_indptr, b_indices, b_data, out
                 out[r, b_indices[j]] += weight * b_data[j]
 
 
-def _canonical(matrix: sp.csr_matrix) -> sp.csr_matrix:
+def canonical(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    """Each row's terms in order, each once (a copy when they were not)."""
     if not matrix.has_canonical_format:
         matrix = matrix.copy()
         matrix.sum_duplicates()

@@ -19,6 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from feedbot.ranking.inputs import Corpus, Taste
+from feedbot.ranking.kernels import canonical
 from feedbot.ranking.tables import parallel_map
 
 FOLD_TERMS = 400  # terms kept of each folded mean (its largest)
@@ -209,7 +210,7 @@ def row_dots(library: sp.csr_matrix, papers: np.ndarray, means: sp.csr_matrix, r
     if len(papers) < (DENSE_AT if dense_at is None else dense_at) * means.shape[0]:
         for start in range(0, len(papers), 20_000):
             part = slice(start, start + 20_000)
-            products = _canonical(library[papers[part]]).astype(np.float64).multiply(means[row_of[part]]).tocsr()
+            products = canonical(library[papers[part]]).astype(np.float64).multiply(means[row_of[part]]).tocsr()
             out[part] = _row_sums(products.indptr, products.data)
     else:
         bounds = np.searchsorted(row_of, np.arange(0, means.shape[0] + block, block))
@@ -217,18 +218,10 @@ def row_dots(library: sp.csr_matrix, papers: np.ndarray, means: sp.csr_matrix, r
             if start == end:
                 continue
             dense = means[n * block : (n + 1) * block].toarray()
-            rows = _canonical(library[papers[start:end]])
+            rows = canonical(library[papers[start:end]])
             owner = np.repeat(row_of[start:end] - n * block, np.diff(rows.indptr))
             out[start:end] = _row_sums(rows.indptr, rows.data.astype(np.float64) * dense[owner, rows.indices])
     return out if decimals is None else np.round(out, decimals)
-
-
-def _canonical(rows: sp.csr_matrix) -> sp.csr_matrix:
-    """Terms in order, each once (a copy when they were not)."""
-    if not rows.has_canonical_format:
-        rows = rows.copy()
-        rows.sum_duplicates()
-    return rows
 
 
 def _row_sums(indptr: np.ndarray, values: np.ndarray) -> np.ndarray:

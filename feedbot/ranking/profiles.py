@@ -15,7 +15,7 @@ import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
 from feedbot.ranking.inputs import Corpus, Params, Taste
-from feedbot.ranking.kernels import dense_product, like_norms, squared_norms
+from feedbot.ranking.kernels import dense_product, like_norms
 from feedbot.ranking.tables import Columns, Shared
 
 ROW_CENTROID, ROW_TOPIC, ROW_INTEREST = 0, 1, 2
@@ -73,7 +73,7 @@ def build(tastes: list[Taste], corpus: Corpus, params: Params, shared: Shared) -
         n_topic_rows = len(topic_owners)
     n_centroids = len(has_likes)
     coefficients = sp.vstack(coefficients, format="csr")
-    centroid_norms, topic_norms = like_norms(likes, topic_of_like, n_topic_rows, known)
+    centroid_norms, topic_norms = like_norms(likes, known, topic_of_like, n_topic_rows)
     vote_scores = centroid_scores(coefficients, np.concatenate([centroid_norms[has_likes], topic_norms]),
                                   shared.table, shared.candidates_b, shared.known_b, params.background,
                                   shared.b_norm2)
@@ -138,7 +138,7 @@ def penalise_dislikes(best: np.ndarray, tastes: list[Taste], corpus: Corpus, par
     if not len(has_dislikes) or not params.dislike_penalty:
         return
     dislike_rows = dislikes[has_dislikes]
-    penalty = centroid_scores(dislike_rows, squared_norms(dislike_rows, corpus.known), shared.table,
+    penalty = centroid_scores(dislike_rows, like_norms(dislike_rows, corpus.known)[0], shared.table,
                               shared.candidates_b, shared.known_b, 0.0, shared.b_norm2)
     strength = np.full(len(has_dislikes), params.dislike_penalty, np.float32)
     if params.dislike_ramp:
