@@ -78,8 +78,7 @@ class Colikes:
         others = self.counts[likes.indices] - mine
         enough = others >= max(self.params.colike_min_likers, 1)
         values = np.where(enough, likes.data / np.sqrt(np.maximum(others + self.params.colike_shrink, 1e-12)), 0.0)
-        return BlockColikes(self, keys, values, values * mine,
-                            sp.csr_matrix((values, likes.indices, likes.indptr), shape=likes.shape),
+        return BlockColikes(self, keys, sp.csr_matrix((values, likes.indices, likes.indptr), shape=likes.shape),
                             sp.csr_matrix((values * mine, likes.indices, likes.indptr), shape=likes.shape),
                             (own @ self.neighbours).toarray())
 
@@ -90,11 +89,9 @@ class BlockColikes:
     like, its part on the subscriber's own 👍, and how far their own 👍 reach each candidate."""
 
     colikes: Colikes
-    keys: np.ndarray  # subscriber * known + paper of every like, ascending
-    b_values: np.ndarray  # ... b there
-    mine_values: np.ndarray  # ... b on their own 👍, else 0
-    b: sp.csr_matrix  # the same, as block x known
-    b_mine: sp.csr_matrix
+    keys: np.ndarray  # subscriber * known + paper of every like, ascending: the entries of b and b_mine
+    b: sp.csr_matrix  # block x known
+    b_mine: sp.csr_matrix  # b on their own 👍, else 0
     own_reach: np.ndarray  # block x candidates: sum_k s(c, k) over their own 👍
 
     def scores(self) -> np.ndarray:
@@ -118,10 +115,11 @@ class BlockColikes:
         community(u, c), the same sum as `scores` term by term."""
         colikes = self.colikes
         query = pair_sub.astype(np.int64) * self.b.shape[1] + pair_known
-        at = np.minimum(np.searchsorted(self.keys, query), max(len(self.keys) - 1, 0))
-        found = self.keys[at] == query if len(self.keys) else np.zeros(len(query), bool)
-        b_at = np.where(found, self.b_values[at] if len(self.keys) else 0.0, 0.0)
-        mine_at = np.where(found, self.mine_values[at] if len(self.keys) else 0.0, 0.0)
+        b_at, mine_at = np.zeros(len(query)), np.zeros(len(query))
+        if len(self.keys):
+            at = np.minimum(np.searchsorted(self.keys, query), len(self.keys) - 1)
+            found = self.keys[at] == query
+            b_at[found], mine_at[found] = self.b.data[at[found]], self.b_mine.data[at[found]]
         own_reach = self.own_reach[pair_sub, pair_col]
         near = np.asarray(colikes.neighbours[pair_known, pair_col]).ravel()
         held = pair_known < colikes.shared.n_rows
