@@ -32,13 +32,17 @@ def whole_colikes(likers: sp.csr_matrix, table: np.ndarray, params: rank.Params)
     return shared, picked, np.asarray(picked.T @ counts).ravel()
 
 
-@pytest.mark.parametrize(("seed", "n_candidates"), [(0, 1), (1, 63), (2, 64), (3, 200), (4, 300)])
-def test_column_blocks_and_co_likes_hold_the_whole_tables_values(seed, n_candidates):
+@pytest.mark.parametrize(("seed", "n_candidates", "common"),
+                         [(0, 1, 0), (1, 63, 0), (2, 64, 0), (3, 200, 0), (4, 300, 0), (5, 200, 0.3), (6, 70, 0.9)])
+def test_column_blocks_and_co_likes_hold_the_whole_tables_values(seed, n_candidates, common):
+    """`common`: the share of candidates holding each of the first ten terms (added as dense rows
+    past an eighth of the columns, the rest term by term)."""
     rng = np.random.default_rng(seed)
     vocabulary = 120
     known = normalize(sp.random(90, vocabulary, density=0.08, format="csr", random_state=rng, dtype=np.float32))
-    candidates = normalize(sp.random(n_candidates, vocabulary, density=0.08, format="csr", random_state=rng,
-                                     dtype=np.float32))
+    frequent = sp.random(n_candidates, 10, density=common, format="csr", random_state=rng, dtype=np.float32)
+    candidates = normalize(sp.hstack([frequent, sp.random(n_candidates, vocabulary - 10, density=0.08,
+                                                          random_state=rng, dtype=np.float32)], format="csr"))
     candidates = sp.vstack([candidates, known[:3]], format="csr")  # known papers among the candidates
     likers = sp.random(40, 90, density=0.1, format="csr", random_state=rng, dtype=np.float32)
     likers = sp.csr_matrix(likers.multiply(np.arange(90) < 84))  # the last papers no one liked: no rows held

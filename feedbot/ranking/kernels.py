@@ -123,6 +123,48 @@ def _dense_product(a_indptr, a_indices, a_data, b_indptr, b_indices, b_data, out
                 out[r, b_indices[j]] += weight * b_data[j]
 
 
+@compiled
+def _column_blocks(k_indptr, k_indices, k_data, t_indptr, t_indices, t_data, dense_of, dense, first, last,
+                   blocks):  # pragma: no cover - compiled
+    n_blocks, width = blocks.shape[0], blocks.shape[2]
+    row = np.zeros(n_blocks * width, np.float32)  # one row summed whole, then laid out in the blocks
+    for r in range(first, last):
+        for a in range(k_indptr[r], k_indptr[r + 1]):
+            term, value = k_indices[a], k_data[a]
+            if dense_of[term] >= 0:  # a term most columns hold: added whole (a 0 adds nothing)
+                terms_row = dense[dense_of[term]]
+                for c in range(len(terms_row)):
+                    row[c] += value * terms_row[c]
+            else:
+                for b in range(t_indptr[term], t_indptr[term + 1]):
+                    row[t_indices[b]] += value * t_data[b]
+        for j in range(n_blocks):
+            for c in range(width):
+                blocks[j, r, c] += row[j * width + c]
+                row[j * width + c] = 0
+
+
+def common_terms(by_term: sp.csr_matrix, n_columns: int) -> tuple[np.ndarray, np.ndarray]:
+    """The terms held by an eighth of the columns or more (the common words: most of a table's
+    work) as dense rows `n_columns` wide, and each term's row among them (-1: none)."""
+    common = np.flatnonzero(np.diff(by_term.indptr) * 8 >= n_columns)
+    dense_of = np.full(by_term.shape[0], -1, np.int64)
+    dense_of[common] = np.arange(len(common))
+    dense = np.zeros((len(common), n_columns), np.float32)
+    dense[:, : by_term.shape[1]] = by_term[common].toarray()
+    return dense_of, dense
+
+
+def add_column_blocks(known: sp.csr_matrix, by_term: sp.csr_matrix, common: tuple[np.ndarray, np.ndarray],
+                      blocks: np.ndarray, first: int, last: int) -> None:
+    """Add known[first:last] @ by_term (terms x columns) into `blocks` (column blocks x known x
+    width, float32), summed in each row's term order as a sparse product sums: the same bits, with
+    no sparse result formed and made dense block by block. The `common_terms` are added whole."""
+    dense_of, dense = common
+    _column_blocks(known.indptr, known.indices, known.data.astype(np.float32, copy=False), by_term.indptr,
+                   by_term.indices, by_term.data.astype(np.float32, copy=False), dense_of, dense, first, last, blocks)
+
+
 def canonical(matrix: sp.csr_matrix) -> sp.csr_matrix:
     """Each row's terms in order, each once (a copy when they were not)."""
     if not matrix.has_canonical_format:

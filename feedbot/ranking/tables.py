@@ -12,6 +12,7 @@ import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
 from feedbot.ranking.inputs import Corpus
+from feedbot.ranking.kernels import add_column_blocks, common_terms
 
 
 def parallel_map(function, items: list) -> list:
@@ -73,15 +74,16 @@ class Columns:
 
     @classmethod
     def build(cls, known: sp.csr_matrix, candidates: sp.csr_matrix) -> Columns:
-        """The table made block by block, straight into place (one product per block of columns)."""
+        """The table summed straight into its blocks, a slice of known rows per thread."""
         n_blocks = -(-candidates.shape[0] // cls.width)
         out = cls(np.zeros((n_blocks, known.shape[0], cls.width), np.float32), known.shape[0], candidates.shape[0])
+        known, by_term = known.tocsr(), candidates.T.tocsr()
+        common, step = common_terms(by_term, n_blocks * cls.width), max(1, -(-known.shape[0] // 64))
 
-        def fill(j: int) -> None:
-            part = candidates[j * cls.width : (j + 1) * cls.width]
-            out.blocks[j, :, : part.shape[0]] = (known @ part.T).toarray()
+        def fill(first: int) -> None:
+            add_column_blocks(known, by_term, common, out.blocks, first, min(first + step, known.shape[0]))
 
-        parallel_map(fill, list(range(n_blocks)))
+        parallel_map(fill, list(range(0, known.shape[0], step)))
         return out
 
     def block_columns(self, j: int) -> np.ndarray:
