@@ -74,9 +74,10 @@ def build(tastes: list[Taste], corpus: Corpus, params: Params, shared: Shared) -
     n_centroids = len(has_likes)
     coefficients = sp.vstack(coefficients, format="csr")
     centroid_norms, topic_norms = like_norms(likes, known, topic_of_like, n_topic_rows)
-    vote_scores = centroid_scores(coefficients, np.concatenate([centroid_norms[has_likes], topic_norms]),
-                                  shared.table, shared.candidates_b, shared.known_b, params.background,
-                                  shared.b_norm2)
+    raw = _vote_products(likes, has_likes, coefficients[n_centroids:], owners[-1] if n_topic_rows else None,
+                         topic_of_like, shared.table)
+    vote_scores = centroid_scores(coefficients, np.concatenate([centroid_norms[has_likes], topic_norms]), raw,
+                                  shared.candidates_b, shared.known_b, params.background, shared.b_norm2)
     vote_scores[n_centroids:] *= params.topic_weight
     n_vote = coefficients.shape[0]
     kinds = [np.full(n_centroids, ROW_CENTROID, np.int8), np.full(n_vote - n_centroids, ROW_TOPIC, np.int8)]
@@ -138,8 +139,9 @@ def penalise_dislikes(best: np.ndarray, tastes: list[Taste], corpus: Corpus, par
     if not len(has_dislikes) or not params.dislike_penalty:
         return
     dislike_rows = dislikes[has_dislikes]
-    penalty = centroid_scores(dislike_rows, like_norms(dislike_rows, corpus.known)[0], shared.table,
-                              shared.candidates_b, shared.known_b, 0.0, shared.b_norm2)
+    penalty = centroid_scores(dislike_rows, like_norms(dislike_rows, corpus.known)[0],
+                              shared.table.product(dislike_rows), shared.candidates_b, shared.known_b, 0.0,
+                              shared.b_norm2)
     strength = np.full(len(has_dislikes), params.dislike_penalty, np.float32)
     if params.dislike_ramp:
         likes_count = np.array([tastes[s].n_likes for s in has_dislikes])
@@ -192,16 +194,37 @@ def _topic_rows(likes: sp.csr_matrix, topics: np.ndarray, params: Params,
     return normalize(rows, norm="l1"), owners, which
 
 
-def centroid_scores(coefficients: sp.csr_matrix, vv: np.ndarray, table: Columns, candidates_b: np.ndarray,
+def _vote_products(likes: sp.csr_matrix, has_likes: np.ndarray, topic_rows: sp.csr_matrix,
+                   topic_owners: np.ndarray | None, topic_of_like: np.ndarray, table: Columns) -> np.ndarray:
+    """The similarity table's product with the centroids (`likes[has_likes]`) then the topic rows,
+    each like read once: a centroid is the sum of its topic rows, each weighing as its likes
+    together, and of its likes in no topic row (most of a centroid's likes are in its topic rows)."""
+    if topic_owners is None:
+        return table.product(likes[has_likes])
+    outside = likes.copy()
+    outside.data[topic_of_like >= 0] = 0
+    outside.eliminate_zeros()
+    n_centroids = len(has_likes)
+    raw = table.product(sp.vstack([outside[has_likes], topic_rows], format="csr"))
+    inside = topic_of_like >= 0
+    weight = np.bincount(topic_of_like[inside], weights=likes.data[inside], minlength=len(topic_owners))
+    sums = sp.csr_matrix((weight.astype(np.float32), (np.searchsorted(has_likes, topic_owners),
+                                                      np.arange(len(topic_owners)))),
+                         shape=(n_centroids, len(topic_owners)))
+    raw[:n_centroids] += sums @ raw[n_centroids:]
+    return raw
+
+
+def centroid_scores(coefficients: sp.csr_matrix, vv: np.ndarray, raw: np.ndarray, candidates_b: np.ndarray,
                     known_b: np.ndarray, background: float, b_norm2: float) -> np.ndarray:
-    """Cosine of each weighted mean of known papers, background subtracted, with the candidates.
+    """Cosine of each weighted mean of known papers, background subtracted, with the candidates,
+    from their dot products `raw` (in place).
 
     By linearity the raw dot products come from the similarity table (no profile x candidate
     product), and |v - g b|^2 = |v|^2 - 2g v.b + g^2 |b|^2 needs only each profile's own norm `vv`.
     """
     if coefficients.shape[0] == 0:
-        return np.zeros((0, table.n_columns), np.float32)
-    raw = table.product(coefficients.astype(np.float32, copy=False))
+        return raw
     vb = coefficients @ known_b
     norms = np.sqrt(np.maximum(vv - 2 * background * vb + background**2 * b_norm2, 1e-12))
     if background:  # in place: these blocks are large

@@ -102,8 +102,9 @@ class Columns:
         return Columns(np.concatenate([self.blocks, extra], axis=1), self.n_rows + rows.shape[0], self.n_columns)
 
     def product(self, coefficients: sp.csr_matrix) -> np.ndarray:
-        """coefficients @ table, one block of columns at a time."""
-        out = np.empty((coefficients.shape[0], self.n_columns), np.result_type(coefficients.dtype, self.blocks.dtype))
+        """coefficients @ table, one block of columns at a time, in the table's float32."""
+        coefficients = coefficients.astype(self.blocks.dtype, copy=False)
+        out = np.empty((coefficients.shape[0], self.n_columns), self.blocks.dtype)
         for j, block in enumerate(self.blocks):
             columns = slice(j * self.width, min((j + 1) * self.width, self.n_columns))
             out[:, columns] = (coefficients @ block)[:, : columns.stop - columns.start]
