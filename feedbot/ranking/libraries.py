@@ -260,36 +260,39 @@ def fold_corpus(corpus: Corpus, tastes: list[Taste], library: np.ndarray, terms:
     `folds` keeps the rows of the tastes (by their place) whose library likes did not change since
     its last call (with its own `terms`); none: all folded afresh."""
     library = np.asarray(library, bool).copy()
-    for t in tastes:  # a 👎 needs the paper's own row
-        library[t.disliked] = False
-    kept = np.flatnonzero(~library)
+    counts = np.array([len(t.liked) for t in tastes], np.int64)
+    liked = np.concatenate([t.liked for t in tastes] + [np.empty(0, np.int64)]).astype(np.int64)
+    liked_weight = np.concatenate([t.liked_weight for t in tastes] + [np.empty(0, np.float32)])
+    library[np.concatenate([t.disliked for t in tastes] + [np.empty(0, np.int64)]).astype(np.int64)] = False
+    kept = np.flatnonzero(~library)  # a 👎 needs the paper's own row
     new_row = np.full(len(library), -1, np.int64)
     new_row[kept] = np.arange(len(kept))
-    owner = np.repeat(np.arange(len(tastes)), [int(library[t.liked].sum()) for t in tastes])
-    paper = np.concatenate([t.liked[library[t.liked]] for t in tastes] + [np.empty(0, np.int64)]).astype(np.int64)
-    weight = np.concatenate([t.liked_weight[library[t.liked]] for t in tastes] + [np.ones(0)])
-    weight = np.maximum(weight, np.finfo(np.float64).tiny)  # a weight decayed to 0 still has a logarithm
+    entry_owner = np.repeat(np.arange(len(tastes)), counts)
+    mine = library[liked]
+    owner, paper = entry_owner[mine], liked[mine]
     folds = FoldCache(terms) if folds is None else folds
+    weight = np.maximum(liked_weight[mine], np.finfo(np.float64).tiny)  # a weight decayed to 0 still has a logarithm
     folded = folds.rows(("corpus",), owner, paper, np.log2(weight),
                         lambda papers: (corpus.known[papers], corpus.topics[papers]), corpus.known.shape[1])
-    group_of = folded.row[np.searchsorted(folded.key, (owner << 32) | paper)]
+    # Each subscriber's likes become their own likes kept, then the rows their library likes went to.
+    at = folded.row[np.searchsorted(folded.key, (owner << 32) | paper)]
+    size = np.bincount(at, minlength=len(folded.owner))  # every row holds some of these likes
+    rows = np.arange(len(size))
+    row_weight = np.bincount(at, weights=liked_weight[mine], minlength=len(rows))
+    row_owner = folded.owner[rows]
     n_kept = len(kept)
-    out = []
-    start = 0
-    for t in tastes:
-        mine = library[t.liked]
-        if not mine.any():
-            out.append(replace(t, liked=new_row[t.liked], disliked=new_row[t.disliked]))
-            continue
-        groups = group_of[start : start + int(mine.sum())]
-        start += int(mine.sum())
-        rows, at, size = np.unique(groups, return_inverse=True, return_counts=True)
-        weight = np.bincount(at.ravel(), weights=t.liked_weight[mine], minlength=len(rows))
-        out.append(replace(
-            t, liked=np.concatenate([new_row[t.liked[~mine]], n_kept + rows]),
-            liked_weight=np.concatenate([t.liked_weight[~mine], weight]).astype(np.float32),
-            liked_count=np.concatenate([np.ones((~mine).sum()), size]).astype(np.float32),
-            disliked=new_row[t.disliked]))
+    entries = np.concatenate([np.flatnonzero(~mine), len(liked) + np.arange(len(rows))])
+    order = entries[np.argsort(np.concatenate([entry_owner[~mine], row_owner]), kind="stable")]
+    all_rows = np.concatenate([new_row[liked], n_kept + rows])[order]
+    all_weights = np.concatenate([liked_weight, row_weight]).astype(np.float32)[order]
+    all_counts = np.concatenate([np.ones(len(liked)), size]).astype(np.float32)[order]
+    bounds = np.cumsum(counts - np.bincount(owner, minlength=len(tastes)) + np.bincount(row_owner,
+                                                                                         minlength=len(tastes)))[:-1]
+    has_library = np.bincount(owner, minlength=len(tastes)) > 0
+    out = [] if not tastes else [replace(t, liked=r, disliked=new_row[t.disliked]) if not folds_in else
+           replace(t, liked=r, liked_weight=w, liked_count=c, disliked=new_row[t.disliked])
+           for t, folds_in, r, w, c in zip(tastes, has_library, np.split(all_rows, bounds),
+                                            np.split(all_weights, bounds), np.split(all_counts, bounds), strict=True)]
     likers = corpus.likers
     n_folded = len(folded.owner)
     if likers is not None:
