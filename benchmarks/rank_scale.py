@@ -17,8 +17,10 @@ tables and lend no co-likes, the subscribers' other 👍 still do; candidates ar
 listed papers only (document expansion). The folded rows are kept between passes (`FoldCache`),
 as a worker keeps them between builds of its tables: every library is folded once before the pass
 (timed apart: `first_fold_seconds`, what a worker's first build or a refit of the text model
-pays), then `--changed` (1 %) of the libraries lose a paper, and the timed pass refolds those.
-Peak RSS is the pass's own (the high-water mark is reset before it).
+pays), then `--changed` (1 %) of the libraries lose a paper, and the timed pass refolds those,
+reading their papers' vectors from a file (as the worker reads them from its database): like the
+worker, the pass holds the listed papers' vectors and the folded rows, not a million library
+papers'. Peak RSS is the pass's own (the high-water mark is reset before it), with the inputs it holds.
 
     .venv/bin/python benchmarks/rank_scale.py [--subscribers 100000] [--papers 1000] [--imported 20000]
 """
@@ -27,8 +29,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import resource
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -99,6 +103,36 @@ def library_documents(rng: np.random.Generator, count: int,
         values = rng.random(int(indptr[-1])).astype(np.float32) + 0.2
         parts.append(normalize(sp.csr_matrix((values, cols[fresh], indptr), shape=(n, VOCABULARY))))
     return sp.vstack(parts, format="csr"), topic
+
+
+class LibraryFile:
+    """The rows of `matrix` from `first` on, in a file read row by row (positioned reads, no
+    mapping: what is read is all the process holds); `without` is the matrix with those rows empty."""
+
+    def __init__(self, matrix: sp.csr_matrix, first: int, directory: tempfile.TemporaryDirectory):
+        self.directory, self.first, self.width = directory, first, matrix.shape[1]
+        self.indptr = matrix.indptr[first:].astype(np.int64) - matrix.indptr[first]
+        path = Path(directory.name) / "library.bin"
+        head = int(matrix.indptr[first])
+        with path.open("wb") as out:
+            out.write(matrix.indices[head:].astype(np.int32).tobytes())
+            out.write(matrix.data[head:].astype(np.float32).tobytes())
+        self.nnz = int(self.indptr[-1])
+        self.fd = os.open(path, os.O_RDONLY)
+        indptr = np.concatenate([matrix.indptr[: first + 1], np.full(matrix.shape[0] - first, head)])
+        self.without = sp.csr_matrix((matrix.data[:head].copy(), matrix.indices[:head].copy(), indptr),
+                                     shape=matrix.shape)
+
+    def rows(self, rows: np.ndarray) -> sp.csr_matrix:
+        """The vectors of these rows (each at least `first`), read from the file."""
+        local = np.asarray(rows, np.int64) - self.first
+        starts, ends = self.indptr[local], self.indptr[local + 1]
+        indices, data = [np.empty(0, np.int32)], [np.empty(0, np.float32)]
+        for begin, count in zip(starts.tolist(), (ends - starts).tolist(), strict=True):
+            indices.append(np.frombuffer(os.pread(self.fd, 4 * count, 4 * begin), np.int32))
+            data.append(np.frombuffer(os.pread(self.fd, 4 * count, 4 * (self.nnz + begin)), np.float32))
+        indptr = np.concatenate([[0], np.cumsum(ends - starts)])
+        return sp.csr_matrix((np.concatenate(data), np.concatenate(indices), indptr), shape=(len(local), self.width))
 
 
 def main() -> None:
@@ -174,11 +208,16 @@ def main() -> None:
 
     folds, first_fold_seconds, first_fold_mb = FoldCache(), 0.0, 0.0
     is_library = np.arange(known.shape[0]) >= args.known
+    library_file = None
     if args.imported:  # as the imports and the last pass left them: every library folded
         reset_peak()
         start = time.perf_counter()
         fold_corpus(corpus, tastes, is_library, folds=folds)
         first_fold_seconds, first_fold_mb = time.perf_counter() - start, peak_mb()
+        # From here on the library papers' vectors are in a file, read for the libraries refolded (as
+        # the worker reads them from its database): the pass holds the listed papers' vectors only.
+        library_file = LibraryFile(corpus.known, args.known, tempfile.TemporaryDirectory())
+        corpus.known = known = library_file.without
         for n in rng.choice(sorted(imported), size=int(len(imported) * args.changed), replace=False):
             taste = tastes[n]  # since then, one of their library papers 👎'd or its import undone
             drop = np.flatnonzero(np.isin(taste.liked, imported[n]))[0]
@@ -192,7 +231,7 @@ def main() -> None:
     expanded = rank.expand(candidates, known[: args.known])  # as feedbot does: the listed papers only
     expand_seconds = time.perf_counter() - start
     if args.imported:
-        corpus, tastes, _ = fold_corpus(corpus, tastes, is_library, folds=folds)
+        corpus, tastes, _ = fold_corpus(corpus, tastes, is_library, folds=folds, vectors_of=library_file.rows)
     fold_seconds = time.perf_counter() - start - expand_seconds
     picks = rank.rank(tastes, corpus, expanded, PARAMS)
     batched_seconds = time.perf_counter() - start

@@ -100,6 +100,28 @@ def test_unpruned_folding_gives_the_importers_the_picks_of_their_papers(seed):
     assert any(is_library[named_row] for named_row in named)  # library papers are named by their folded rows
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_library_vectors_read_from_elsewhere_fold_as_the_corpus_rows_do(seed):
+    """A worker reads the library papers' vectors from its database, only those it folds: the
+    corpus's rows for them may be empty, and the result is the same, bit for bit."""
+    corpus, tastes, _, is_library = synthetic(seed)
+    grown, folded_tastes, names = fold_corpus(corpus, tastes, is_library)
+    emptied = corpus.known.multiply((~is_library)[:, None]).tocsr().astype(np.float32)
+    emptied.eliminate_zeros()
+    asked = []
+
+    def vectors_of(rows: np.ndarray) -> sp.csr_matrix:
+        asked.append(rows)
+        return corpus.known[rows]
+
+    elsewhere = rank.Corpus(emptied, corpus.topics, corpus.background, corpus.terms, corpus.likers)
+    grown2, folded2, names2 = fold_corpus(elsewhere, tastes, is_library, vectors_of=vectors_of)
+    assert len(asked) == 1 and is_library[np.concatenate(asked)].all()  # library papers only, read once
+    assert (grown2.known != grown.known).nnz == 0 and np.array_equal(names2, names)
+    for a, b in zip(folded_tastes, folded2, strict=True):
+        assert np.array_equal(a.liked, b.liked) and np.array_equal(a.liked_weight, b.liked_weight)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_subscribers_without_a_library_get_the_picks_of_a_corpus_without_the_library_papers(seed):
     corpus, tastes, candidates, is_library = synthetic(seed)

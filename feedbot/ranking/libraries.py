@@ -251,14 +251,19 @@ def prune(rows: sp.csr_matrix, terms: int) -> sp.csr_matrix:
                          shape=rows.shape)
 
 
-def fold_corpus(corpus: Corpus, tastes: list[Taste], library: np.ndarray, terms: int = FOLD_TERMS,
-                folds: FoldCache | None = None) -> tuple[Corpus, list[Taste], np.ndarray]:
+def fold_corpus(
+    corpus: Corpus, tastes: list[Taste], library: np.ndarray, terms: int = FOLD_TERMS, folds: FoldCache | None = None,
+    vectors_of: Callable[[np.ndarray], sp.csr_matrix] | None = None,
+) -> tuple[Corpus, list[Taste], np.ndarray]:
     """The corpus with its `library` rows (papers only liked, never listed) left out and each
     subscriber's likes of them folded into rows of their own, after the kept rows; the tastes
     pointing at those rows (each weighing as much as its likes together); and the known row of the
     paper each new row names. The likers lose the library papers: no one's neighbours any more.
     `folds` keeps the rows of the tastes (by their place) whose library likes did not change since
-    its last call (with its own `terms`); none: all folded afresh."""
+    its last call (with its own `terms`); none: all folded afresh. `vectors_of(rows)` reads the
+    library papers' vectors from elsewhere (as a worker reads them from its database: only those
+    it refolds), their rows of `corpus.known` then left empty; none: those rows."""
+    vectors_of = vectors_of or (lambda papers: corpus.known[papers])
     library = np.asarray(library, bool).copy()
     counts = np.array([len(t.liked) for t in tastes], np.int64)
     liked = np.concatenate([t.liked for t in tastes] + [np.empty(0, np.int64)]).astype(np.int64)
@@ -273,7 +278,7 @@ def fold_corpus(corpus: Corpus, tastes: list[Taste], library: np.ndarray, terms:
     folds = FoldCache(terms) if folds is None else folds
     weight = np.maximum(liked_weight[mine], np.finfo(np.float64).tiny)  # a weight decayed to 0 still has a logarithm
     folded = folds.rows(("corpus",), owner, paper, np.log2(weight),
-                        lambda papers: (corpus.known[papers], corpus.topics[papers]), corpus.known.shape[1])
+                        lambda papers: (vectors_of(papers), corpus.topics[papers]), corpus.known.shape[1])
     # Each subscriber's likes become their own likes kept, then the rows their library likes went to.
     at = folded.row[np.searchsorted(folded.key, (owner << 32) | paper)]
     size = np.bincount(at, minlength=len(folded.owner))  # every row holds some of these likes
