@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from feedbot.ranking.kernels import dense_product, like_norms, top_terms
 from feedbot.ranking.reasons import first_max
+from feedbot.ranking.tables import Columns
 
 
 def dense_squares(weights: sp.spmatrix, vectors: sp.spmatrix) -> np.ndarray:
@@ -116,3 +117,25 @@ def test_first_max_names_the_first_of_values_tied_within_the_share_given():
     assert first_max(values, starts, 1e-6).tolist() == [0, 4]
     assert first_max(values, starts, np.array([0, 0, 0, 1.0, 1.0])).tolist() == [1, 3]
     assert first_max(-values, starts, 1e-6).tolist() == [2, 3]  # negative largest values too
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), rows=st.integers(0, 12), known=st.integers(0, 40),
+       n_candidates=st.integers(1, 150), density=st.floats(0.0, 1.0),
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_the_table_product_gives_the_sparse_products_bits_block_by_block(seed, rows, known, n_candidates, density,
+                                                                          dtype):
+    rng = np.random.default_rng(seed)
+    table = rng.standard_normal((known, n_candidates)).astype(np.float32)
+    n_blocks = -(-n_candidates // Columns.width)
+    padded = np.zeros((known, n_blocks * Columns.width), np.float32)
+    padded[:, :n_candidates] = table
+    columns = Columns(np.ascontiguousarray(padded.reshape(known, n_blocks, Columns.width).transpose(1, 0, 2)),
+                      known, n_candidates)
+    coefficients = sp.random(rows, known, density=density, format="csr", random_state=rng, dtype=dtype)
+    coefficients.data -= 0.3  # of either sign
+    got = columns.product(coefficients)
+    assert got.dtype == np.float32 and got.shape == (rows, n_candidates)
+    assert np.array_equal(got, coefficients.astype(np.float32) @ table)  # the same sums, in the same order
+    with pytest.raises(ValueError):
+        columns.product(sp.csr_matrix((rows, known + 1), dtype=np.float32))

@@ -165,6 +165,39 @@ def add_column_blocks(known: sp.csr_matrix, by_term: sp.csr_matrix, common: tupl
                    by_term.indices, by_term.data.astype(np.float32, copy=False), dense_of, dense, first, last, blocks)
 
 
+@compiled
+def _blocks_product(indptr, rows, data, blocks, n_columns, out):  # pragma: no cover - compiled
+    n_blocks, width = blocks.shape[0], blocks.shape[2]
+    sums = np.zeros((out.shape[0], width), np.float32)
+    for j in range(n_blocks):
+        block = blocks[j]
+        for k in range(len(indptr) - 1):  # each row of the block read once, in order
+            known_row = block[k]
+            for a in range(indptr[k], indptr[k + 1]):
+                weight, into = data[a], sums[rows[a]]
+                for c in range(width):
+                    into[c] += weight * known_row[c]
+        for r in range(out.shape[0]):
+            for c in range(min(width, n_columns - j * width)):
+                out[r, j * width + c] = sums[r, c]
+                sums[r, c] = 0
+
+
+def blocks_product(coefficients: sp.csr_matrix, blocks: np.ndarray, n_columns: int) -> np.ndarray:
+    """coefficients @ the table held in column `blocks` (blocks x rows x width, float32), float32.
+    Each block is read once, row after row, its products summed into each coefficient row's
+    columns (a product row by row reads a table row per coefficient, from memory rather than
+    cache); a row's terms are added in the order of their index, as a sparse product adds a
+    canonical row's: the same bits."""
+    if coefficients.shape[1] != blocks.shape[1]:
+        raise ValueError(f"{coefficients.shape[1]} coefficients a row for a table of {blocks.shape[1]} rows")
+    by_row = coefficients.tocsc()
+    out = np.empty((coefficients.shape[0], n_columns), np.float32)
+    _blocks_product(by_row.indptr, by_row.indices, by_row.data.astype(np.float32, copy=False), blocks, n_columns,
+                    out)
+    return out
+
+
 def canonical(matrix: sp.csr_matrix) -> sp.csr_matrix:
     """Each row's terms in order, each once (a copy when they were not)."""
     if not matrix.has_canonical_format:

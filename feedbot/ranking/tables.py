@@ -12,7 +12,7 @@ import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
 from feedbot.ranking.inputs import Corpus
-from feedbot.ranking.kernels import add_column_blocks, common_terms
+from feedbot.ranking.kernels import add_column_blocks, blocks_product, common_terms
 
 
 def parallel_map(function, items: list) -> list:
@@ -102,13 +102,8 @@ class Columns:
         return Columns(np.concatenate([self.blocks, extra], axis=1), self.n_rows + rows.shape[0], self.n_columns)
 
     def product(self, coefficients: sp.csr_matrix) -> np.ndarray:
-        """coefficients @ table, one block of columns at a time, in the table's float32."""
-        coefficients = coefficients.astype(self.blocks.dtype, copy=False)
-        out = np.empty((coefficients.shape[0], self.n_columns), self.blocks.dtype)
-        for j, block in enumerate(self.blocks):
-            columns = slice(j * self.width, min((j + 1) * self.width, self.n_columns))
-            out[:, columns] = (coefficients @ block)[:, : columns.stop - columns.start]
-        return out
+        """coefficients @ table, in the table's float32 (`kernels.blocks_product`)."""
+        return blocks_product(coefficients, self.blocks, self.n_columns)
 
     def take(self, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
         """table[rows, columns], elementwise."""
