@@ -300,9 +300,12 @@ def fold_corpus(
                                             np.split(all_weights, bounds), np.split(all_counts, bounds), strict=True)]
     likers = corpus.likers
     n_folded = len(folded.owner)
-    if likers is not None:
-        likers = sp.hstack([likers.tocsc()[:, kept], sp.csr_matrix((likers.shape[0], n_folded))],
-                           format="csr").astype(likers.dtype)
+    if likers is not None:  # the kept papers' columns, renumbered, then none on the folded rows
+        likers = likers.tocsr()
+        stays = new_row[likers.indices] >= 0
+        likers = sp.csr_matrix((likers.data[stays], new_row[likers.indices[stays]],
+                                np.concatenate([[0], np.cumsum(stays)])[likers.indptr]),
+                               shape=(likers.shape[0], n_kept + n_folded))
     marks = np.zeros(n_kept + n_folded, bool)
     marks[n_kept:] = True
     grown = Corpus(sp.vstack([corpus.known[kept], folded.vectors], format="csr"),
