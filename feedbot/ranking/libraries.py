@@ -123,9 +123,11 @@ class FoldCache:
                                and paper.max() < 2**32):
             raise ValueError("owners must fit in 32 signed bits and papers in 32 unsigned bits")
         log2_weight = np.asarray(log2_weight, np.float64) + 0.0  # -0.0 as 0.0: the same weight, the same hash
-        order = np.argsort((owner << 32) | paper, kind="stable")  # runs (votes by subscriber) sort fast
-        owner, paper, log2_weight = owner[order], paper[order], log2_weight[order]
-        owners, starts = np.unique(owner, return_index=True)
+        if len(owner) and (owner[1:] < owner[:-1]).any():  # by owner; a hash is a sum: their likes in any order
+            order = np.argsort(owner, kind="stable")
+            owner, paper, log2_weight = owner[order], paper[order], log2_weight[order]
+        starts = np.flatnonzero(np.diff(owner, prepend=owner[:1] - 1)) if len(owner) else np.empty(0, np.int64)
+        owners = owner[starts]
         hashes = _owner_hashes(paper, log2_weight, starts)
         with self._lock:
             held, held_owners, held_hashes = self._held.get(version) or \
@@ -133,7 +135,8 @@ class FoldCache:
             at = np.minimum(np.searchsorted(held_owners, owners), max(len(held_owners) - 1, 0))
             same = (held_owners[at] == owners) & (held_hashes[at] == hashes) if len(held_owners) else \
                 np.zeros(len(owners), bool)
-            changed = np.isin(owner, owners[~same])
+            changed = np.flatnonzero(np.isin(owner, owners[~same]))
+            changed = changed[np.argsort((owner[changed] << 32) | paper[changed], kind="stable")]  # owner, paper
             fresh = _fold_rows(owner[changed], paper[changed], log2_weight[changed], vectors_of, vocabulary,
                                self.terms)
             rows = _merge(held, owners[same], fresh)
