@@ -583,19 +583,20 @@ libraries_strategy = st.dictionaries(st.integers(1, 6), one_library, max_size=6)
 
 
 @hypothesis.settings(max_examples=150, deadline=None)
-@given(libraries_strategy, st.lists(libraries_strategy, min_size=1, max_size=4))
-def test_rows_kept_between_builds_are_those_a_fresh_fold_makes(first, changes):
+@given(libraries_strategy, st.lists(libraries_strategy, min_size=1, max_size=4), st.integers(0, 2**32 - 1))
+def test_rows_kept_between_builds_are_those_a_fresh_fold_makes(first, changes, seed):
     """Whatever changes between builds (likes added, removed, re-timed, owners gone or new, the
-    others kept), the rows equal a fold made from nothing, and only the owners whose likes changed
-    are refolded."""
-    cache, previous = libraries.FoldCache(), {}
+    others kept), given in any order, the rows equal a fold made from nothing, and only the owners
+    whose likes changed are refolded."""
+    cache, previous, rng = libraries.FoldCache(), {}, np.random.default_rng(seed)
     for change in [first, *changes]:
         now = {**previous, **change}
         likes = sorted((o, p, w) for o, library in now.items() for p, w in library.items())  # ties: lowest id
         owner, paper, weight = (np.array([x[i] for x in likes], dtype) for i, dtype in
                                 ((0, np.int64), (1, np.int64), (2, np.float64)))
         asked: list = []
-        got = cache.rows(("db", 1), owner, paper, weight, library_vectors(asked), 30)
+        shuffled = rng.permutation(len(owner))
+        got = cache.rows(("db", 1), owner[shuffled], paper[shuffled], weight[shuffled], library_vectors(asked), 30)
         expected = libraries.FoldCache().rows(("db", 1), owner, paper, weight, library_vectors([]), 30)
         assert_same_rows(got, expected)
         if len(owner):  # and both are the plain fold of the likes, named by paper id
