@@ -126,6 +126,8 @@ class LibraryFile:
     def rows(self, rows: np.ndarray) -> sp.csr_matrix:
         """The vectors of these rows (each at least `first`), read from the file."""
         local = np.asarray(rows, np.int64) - self.first
+        if len(local) and not (local.min() >= 0 and local.max() < len(self.indptr) - 1):
+            raise ValueError("rows outside the file")
         starts, ends = self.indptr[local], self.indptr[local + 1]
         indices, data = [np.empty(0, np.int32)], [np.empty(0, np.float32)]
         for begin, count in zip(starts.tolist(), (ends - starts).tolist(), strict=True):

@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
-from feedbot.ranking import rank
+from feedbot.ranking import profiles, rank
 from feedbot.ranking.colikes import colike_table
 from feedbot.ranking.tables import Columns, similarities
 
@@ -78,3 +78,46 @@ def test_document_expansion_over_a_large_corpus_in_smaller_blocks_gives_the_same
                                    shape=similarity.shape))
     reference = normalize(candidates + normalize(sp.vstack(parts, format="csr") @ known)).astype(np.float32)
     assert (rank.expand(candidates, known) != reference).nnz == 0
+
+
+@pytest.mark.parametrize("case", ["mixed", "all in topic rows", "no topic rows", "some without likes"])
+def test_a_centroids_product_from_its_topic_rows_is_the_product_of_its_likes(case):
+    """A centroid's product is built from its topic rows' (each weighing as its likes together) and
+    its likes in none: the product of all its likes, up to float32 rounding."""
+    rng = np.random.default_rng(len(case))
+    n_known, vocabulary = 60, 80
+    known = normalize(sp.random(n_known, vocabulary, density=0.1, format="csr", random_state=rng, dtype=np.float32))
+    candidates = normalize(sp.random(70, vocabulary, density=0.1, format="csr", random_state=rng, dtype=np.float32))
+    table = Columns.build(known, candidates)
+    likes = sp.random(9, n_known, density=0.3, format="csr", random_state=rng, dtype=np.float32)
+    if case == "some without likes":
+        likes = sp.csr_matrix(likes.multiply(np.array([0, 1, 1, 0, 1, 1, 1, 0, 1], np.float32)[:, None]))
+        likes.eliminate_zeros()
+    likes = normalize(likes, norm="l1")
+    has_likes = np.flatnonzero(likes.getnnz(axis=1) > 0)
+    entries = likes.tocoo()  # CSR order
+    topic = rng.integers(0 if case == "all in topic rows" else -1, 2, likes.nnz)  # -1: in no topic row
+    in_topic = topic >= 0
+    pairs, group = np.unique(entries.row[in_topic] * 2 + topic[in_topic], return_inverse=True)
+    topic_of_like = np.full(likes.nnz, -1, np.int64)
+    topic_of_like[in_topic] = group
+    topic_rows = normalize(sp.csr_matrix((entries.data[in_topic], (group, entries.col[in_topic])),
+                                         shape=(len(pairs), n_known)), norm="l1")
+    topic_owners = pairs // 2
+    direct = table.product(sp.vstack([likes[has_likes], topic_rows], format="csr"))
+    if case == "no topic rows":
+        topic_rows, topic_owners, topic_of_like = topic_rows[:0], None, np.full(likes.nnz, -1, np.int64)
+        direct = direct[: len(has_likes)]
+    got = profiles._vote_products(likes, has_likes, topic_rows, topic_owners, topic_of_like, table)
+    assert got.shape == direct.shape
+    np.testing.assert_allclose(got, direct, rtol=1e-5, atol=1e-6)
+    assert np.abs(direct[: len(has_likes)]).max() > 0.01  # the centroids hold something to compare
+
+
+def test_tables_refuse_shapes_that_do_not_match():
+    known = sp.random(5, 10, density=0.5, format="csr", random_state=0, dtype=np.float32)
+    with pytest.raises(ValueError):
+        Columns.build(known, sp.random(3, 8, density=0.5, format="csr", random_state=0, dtype=np.float32))
+    table = Columns.build(known, sp.random(3, 10, density=0.5, format="csr", random_state=0, dtype=np.float32))
+    with pytest.raises(ValueError):
+        table.product(sp.csr_matrix((2, 6), dtype=np.float32))

@@ -98,7 +98,7 @@ class BlockColikes:
         """weight x community(u, c) for every subscriber of the block and every candidate."""
         colikes, own_reach = self.colikes, self.own_reach
         held = self.b[:, : colikes.shared.n_rows]
-        everyone = colikes.shared.product(held)  # in float32: half the table's bytes to read
+        everyone = colikes.shared.product(held)  # the table's float32: half the bytes to read
         out = everyone.astype(np.float64)
         out -= np.asarray(self.b_mine.sum(axis=1)) * own_reach
         out += (self.b_mine @ colikes.neighbours).toarray()

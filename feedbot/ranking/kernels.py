@@ -160,6 +160,8 @@ def add_column_blocks(known: sp.csr_matrix, by_term: sp.csr_matrix, common: tupl
     """Add known[first:last] @ by_term (terms x columns) into `blocks` (column blocks x known x
     width, float32), summed in each row's term order as a sparse product sums: the same bits, with
     no sparse result formed and made dense block by block. The `common_terms` are added whole."""
+    if known.shape[1] != by_term.shape[0] or not 0 <= first <= last <= blocks.shape[1]:
+        raise ValueError(f"rows {first}:{last} of {known.shape} x {by_term.shape} into {blocks.shape}")
     dense_of, dense = common
     _column_blocks(known.indptr, known.indices, known.data.astype(np.float32, copy=False), by_term.indptr,
                    by_term.indices, by_term.data.astype(np.float32, copy=False), dense_of, dense, first, last, blocks)
@@ -189,8 +191,8 @@ def blocks_product(coefficients: sp.csr_matrix, blocks: np.ndarray, n_columns: i
     columns (a product row by row reads a table row per coefficient, from memory rather than
     cache); a row's terms are added in the order of their index, as a sparse product adds a
     canonical row's: the same bits."""
-    if coefficients.shape[1] != blocks.shape[1]:
-        raise ValueError(f"{coefficients.shape[1]} coefficients a row for a table of {blocks.shape[1]} rows")
+    if coefficients.shape[1] != blocks.shape[1] or n_columns > blocks.shape[0] * blocks.shape[2]:
+        raise ValueError(f"{coefficients.shape[1]} coefficients a row, {n_columns} columns, for blocks {blocks.shape}")
     by_row = coefficients.tocsc()
     out = np.empty((coefficients.shape[0], n_columns), np.float32)
     _blocks_product(by_row.indptr, by_row.indices, by_row.data.astype(np.float32, copy=False), blocks, n_columns,

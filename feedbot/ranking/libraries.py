@@ -267,7 +267,8 @@ def fold_corpus(
     library papers' vectors from elsewhere (as a worker reads them from its database: only those
     it refolds), their rows of `corpus.known` then left empty; none: those rows."""
     vectors_of = vectors_of or (lambda papers: corpus.known[papers])
-    library = np.asarray(library, bool).copy()
+    was_library = np.asarray(library, bool)
+    library = was_library.copy()
     counts = np.array([len(t.liked) for t in tastes], np.int64)
     liked = np.concatenate([t.liked for t in tastes] + [np.empty(0, np.int64)]).astype(np.int64)
     liked_weight = np.concatenate([t.liked_weight for t in tastes] + [np.empty(0, np.float32)])
@@ -311,7 +312,13 @@ def fold_corpus(
                                shape=(likers.shape[0], n_kept + n_folded))
     marks = np.zeros(n_kept + n_folded, bool)
     marks[n_kept:] = True
-    grown = Corpus(sp.vstack([corpus.known[kept], folded.vectors], format="csr"),
+    disliked = was_library[kept]  # library papers someone 👎'd keep their row: their vectors read as the others'
+    if disliked.any():
+        read = sp.vstack([corpus.known[kept[~disliked]], vectors_of(kept[disliked])], format="csr")
+        kept_vectors = read[np.argsort(np.concatenate([np.flatnonzero(~disliked), np.flatnonzero(disliked)]))]
+    else:
+        kept_vectors = corpus.known[kept]
+    grown = Corpus(sp.vstack([kept_vectors, folded.vectors], format="csr"),
                    np.concatenate([corpus.topics[kept], folded.topics]), corpus.background, corpus.terms, likers,
                    marks)
     return grown, out, np.concatenate([kept, folded.named])

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
 from feedbot.ranking.inputs import Corpus
-from feedbot.ranking.kernels import add_column_blocks, blocks_product, common_terms
+from feedbot.ranking.kernels import add_column_blocks, blocks_product, canonical, common_terms
 
 
 def parallel_map(function, items: list) -> list:
@@ -74,10 +74,13 @@ class Columns:
 
     @classmethod
     def build(cls, known: sp.csr_matrix, candidates: sp.csr_matrix) -> Columns:
-        """The table summed straight into its blocks, a slice of known rows per thread."""
+        """The table summed straight into its blocks, a slice of known rows per thread (a
+        candidate's repeated terms summed first)."""
         n_blocks = -(-candidates.shape[0] // cls.width)
         out = cls(np.zeros((n_blocks, known.shape[0], cls.width), np.float32), known.shape[0], candidates.shape[0])
-        known, by_term = known.tocsr(), candidates.T.tocsr()
+        if known.shape[1] != candidates.shape[1]:
+            raise ValueError(f"known papers of {known.shape[1]} terms, candidates of {candidates.shape[1]}")
+        known, by_term = known.tocsr().astype(np.float32, copy=False), canonical(candidates.T.tocsr())
         common, step = common_terms(by_term, n_blocks * cls.width), max(1, -(-known.shape[0] // 64))
 
         def fill(first: int) -> None:
