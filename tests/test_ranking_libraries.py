@@ -106,7 +106,7 @@ def test_library_vectors_read_from_elsewhere_fold_as_the_corpus_rows_do(seed):
     """A worker reads the library papers' vectors from its database, only those it folds: the
     corpus's rows for them may be empty, and the result is the same, bit for bit."""
     corpus, tastes, _, is_library = synthetic(seed)
-    disliked = np.flatnonzero(is_library)[-1]  # a library paper someone 👎'd keeps its own row
+    disliked = np.flatnonzero(is_library)[len(np.flatnonzero(is_library)) // 2]  # 👎'd: it keeps its own row
     tastes[-1] = replace(tastes[-1], disliked=np.append(tastes[-1].disliked, disliked),
                          disliked_weight=np.append(tastes[-1].disliked_weight, np.float32(1)))
     grown, folded_tastes, names = fold_corpus(corpus, tastes, is_library)
@@ -122,9 +122,27 @@ def test_library_vectors_read_from_elsewhere_fold_as_the_corpus_rows_do(seed):
     elsewhere = rank.Corpus(emptied, corpus.topics, corpus.background, corpus.terms, corpus.likers)
     grown2, folded2, names2 = fold_corpus(elsewhere, tastes, is_library, vectors_of=vectors_of)
     assert is_library[np.concatenate(asked)].all() and disliked in np.concatenate(asked)  # library papers only
+    n_kept = int((~grown2.folded).sum())
+    assert (grown2.known[:n_kept] != corpus.known[names2[:n_kept]]).nnz == 0  # each kept row its own paper's
+    assert grown2.known.dtype == np.float32
     assert (grown2.known != grown.known).nnz == 0 and np.array_equal(names2, names)
     for a, b in zip(folded_tastes, folded2, strict=True):
         assert np.array_equal(a.liked, b.liked) and np.array_equal(a.liked_weight, b.liked_weight)
+
+
+def test_a_disliked_library_paper_between_listed_ones_keeps_its_own_vector_read_from_elsewhere():
+    rng = np.random.default_rng(3)
+    known = normalize(sp.random(7, 12, density=0.5, format="csr", random_state=rng, dtype=np.float32))
+    is_library = np.array([False, True, False, True, False, True, False])
+    emptied = sp.csr_matrix(known.multiply((~is_library)[:, None]), dtype=np.float32)
+    emptied.eliminate_zeros()
+    tastes = [rank.Taste(liked=np.array([1, 3, 5, 2]), liked_weight=np.ones(4, np.float32)),
+              rank.Taste(liked=np.array([0]), liked_weight=np.ones(1, np.float32), disliked=np.array([3]),
+                         disliked_weight=np.ones(1, np.float32))]
+    corpus = rank.Corpus.build(emptied, np.zeros(7, np.int32), background=np.zeros(12, np.float32))
+    grown, _, names = fold_corpus(corpus, tastes, is_library, vectors_of=lambda rows: known[rows].astype(np.float64))
+    assert names[:5].tolist() == [0, 2, 3, 4, 6]  # the 👎'd library paper keeps its row, between listed ones
+    assert (grown.known[:5] != known[names[:5]]).nnz == 0 and grown.known.dtype == np.float32
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

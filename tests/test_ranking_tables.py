@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
-from feedbot.ranking import profiles, rank
+from feedbot.ranking import kernels, profiles, rank
 from feedbot.ranking.colikes import colike_table
 from feedbot.ranking.tables import Columns, similarities
 
@@ -104,7 +104,8 @@ def test_a_centroids_product_from_its_topic_rows_is_the_product_of_its_likes(cas
     topic_rows = normalize(sp.csr_matrix((entries.data[in_topic], (group, entries.col[in_topic])),
                                          shape=(len(pairs), n_known)), norm="l1")
     topic_owners = pairs // 2
-    direct = table.product(sp.vstack([likes[has_likes], topic_rows], format="csr"))
+    whole = similarities(known, candidates)[:-1].astype(np.float64)
+    direct = sp.vstack([likes[has_likes], topic_rows], format="csr").toarray().astype(np.float64) @ whole
     if case == "no topic rows":
         topic_rows, topic_owners, topic_of_like = topic_rows[:0], None, np.full(likes.nnz, -1, np.int64)
         direct = direct[: len(has_likes)]
@@ -114,10 +115,34 @@ def test_a_centroids_product_from_its_topic_rows_is_the_product_of_its_likes(cas
     assert np.abs(direct[: len(has_likes)]).max() > 0.01  # the centroids hold something to compare
 
 
-def test_tables_refuse_shapes_that_do_not_match():
-    known = sp.random(5, 10, density=0.5, format="csr", random_state=0, dtype=np.float32)
-    with pytest.raises(ValueError):
-        Columns.build(known, sp.random(3, 8, density=0.5, format="csr", random_state=0, dtype=np.float32))
-    table = Columns.build(known, sp.random(3, 10, density=0.5, format="csr", random_state=0, dtype=np.float32))
-    with pytest.raises(ValueError):
-        table.product(sp.csr_matrix((2, 6), dtype=np.float32))
+def test_compiled_loops_refuse_inputs_that_would_read_or_write_out_of_bounds():
+    """The compiled loops check no index: every shape they rely on is checked before them."""
+    def matrix(rows: int, columns: int) -> sp.csr_matrix:
+        return sp.random(rows, columns, density=0.5, format="csr", random_state=0, dtype=np.float32)
+
+    known, candidates = matrix(5, 10), matrix(3, 10)
+    by_term = candidates.T.tocsr()
+    blocks = np.zeros((1, 5, Columns.width), np.float32)
+    common = kernels.common_terms(by_term, Columns.width)
+    kernels.add_column_blocks(known, by_term, common, blocks, 0, 5)  # the shapes that fit
+    assert np.allclose(blocks[0, :, :3], (known @ candidates.T).toarray())
+    bad_calls = [
+        lambda: Columns.build(known, matrix(3, 8)),  # other terms
+        lambda: kernels.add_column_blocks(known, by_term, common, blocks, 0, 6),  # past the rows
+        lambda: kernels.add_column_blocks(matrix(3, 10), by_term, common, blocks, 0, 5),  # fewer known rows
+        lambda: kernels.add_column_blocks(known, matrix(10, 70), kernels.common_terms(matrix(10, 70), 128), blocks,
+                                          0, 5),  # more columns than the blocks hold
+        lambda: kernels.add_column_blocks(known, by_term, kernels.common_terms(matrix(4, 3), 64), blocks, 0, 5),
+        lambda: kernels.blocks_product(matrix(2, 5), blocks, Columns.width + 1),  # more columns than held
+        lambda: Columns.build(known, candidates).product(sp.csr_matrix((2, 6), dtype=np.float32)),
+        lambda: kernels.like_norms(matrix(2, 6), known),  # likes of rows known does not have
+        lambda: kernels.like_norms(matrix(2, 5), known, np.full(5, 2), 2),  # a group past n_groups
+        lambda: kernels.dense_product(matrix(2, 6), known),
+        lambda: kernels.top_terms(matrix(2, 10), np.array([0, 3]), candidates, 3),  # no candidate 3
+        lambda: kernels.top_terms(matrix(2, 10), np.array([0]), candidates, 3),  # a column short
+        lambda: kernels.top_terms(matrix(2, 10), np.array([0, 1]), candidates, 0),
+    ]
+    for n, call in enumerate(bad_calls):
+        with pytest.raises(ValueError):
+            call()
+            pytest.fail(f"call {n} ran")

@@ -72,7 +72,9 @@ def like_norms(likes: sp.csr_matrix, vectors: sp.csr_matrix, group: np.ndarray |
     sum is formed as a sparse row (a sparse product would hold every sum's terms, sized in a pass
     of its own)."""
     likes, vectors = likes.tocsr(), vectors.tocsr()
-    group = np.full(likes.nnz, -1, np.int64) if group is None else group
+    group = np.full(likes.nnz, -1, np.int64) if group is None else np.asarray(group, np.int64)
+    if likes.shape[1] != vectors.shape[0] or len(group) != likes.nnz or (len(group) and group.max() >= n_groups):
+        raise ValueError(f"likes {likes.shape} of vectors {vectors.shape}, {len(group)} groups of {n_groups}")
     row = np.repeat(np.arange(likes.shape[0]), np.diff(likes.indptr))
     order = np.lexsort((group, row))
     return _part_squares(likes.indptr, likes.indices[order], likes.data[order], np.asarray(group, np.int64)[order],
@@ -109,8 +111,11 @@ def top_terms(rows: sp.csr_matrix, columns: np.ndarray, candidates: sp.csr_matri
     """For each row and the candidate `columns[i]` it goes with: the `n` terms with the largest
     positive product (float32), best first, ties by term; -1 pads. (Rows and candidates are read
     with their terms in order, each once: copies are made so when they are not.)"""
-    rows, candidates = canonical(rows.tocsr()), canonical(candidates.tocsr())
-    return _top_terms(rows.indptr, rows.indices, rows.data.astype(np.float32), np.asarray(columns, np.int64),
+    rows, candidates, columns = canonical(rows.tocsr()), canonical(candidates.tocsr()), np.asarray(columns, np.int64)
+    if len(columns) != rows.shape[0] or n < 1 or (len(columns) and not 0 <= columns.min() <= columns.max()
+                                                  < candidates.shape[0]) or rows.shape[1] != candidates.shape[1]:
+        raise ValueError(f"{len(columns)} columns of {candidates.shape} for rows {rows.shape}, n={n}")
+    return _top_terms(rows.indptr, rows.indices, rows.data.astype(np.float32), columns,
                       candidates.indptr, candidates.indices, candidates.data.astype(np.float32), n)
 
 
@@ -145,8 +150,9 @@ def _column_blocks(k_indptr, k_indices, k_data, t_indptr, t_indices, t_data, den
 
 
 def common_terms(by_term: sp.csr_matrix, n_columns: int) -> tuple[np.ndarray, np.ndarray]:
-    """The terms held by an eighth of the columns or more (the common words: most of a table's
-    work) as dense rows `n_columns` wide, and each term's row among them (-1: none)."""
+    """The terms held by an eighth of the `n_columns` (the blocks' columns, padding included) or
+    more (the common words: most of a table's work) as dense rows `n_columns` wide, and each
+    term's row among them (-1: none)."""
     common = np.flatnonzero(np.diff(by_term.indptr) * 8 >= n_columns)
     dense_of = np.full(by_term.shape[0], -1, np.int64)
     dense_of[common] = np.arange(len(common))
@@ -160,9 +166,13 @@ def add_column_blocks(known: sp.csr_matrix, by_term: sp.csr_matrix, common: tupl
     """Add known[first:last] @ by_term (terms x columns) into `blocks` (column blocks x known x
     width, float32), summed in each row's term order as a sparse product sums: the same bits, with
     no sparse result formed and made dense block by block. The `common_terms` are added whole."""
-    if known.shape[1] != by_term.shape[0] or not 0 <= first <= last <= blocks.shape[1]:
-        raise ValueError(f"rows {first}:{last} of {known.shape} x {by_term.shape} into {blocks.shape}")
+    known, by_term = known.tocsr(), by_term.tocsr()
     dense_of, dense = common
+    width = blocks.shape[0] * blocks.shape[2]
+    if (known.shape[1] != by_term.shape[0] or not 0 <= first <= last <= min(blocks.shape[1], known.shape[0])
+            or by_term.shape[1] > width or len(dense_of) != by_term.shape[0] or dense.shape[1] > width
+            or (len(dense_of) and dense_of.max() >= len(dense))):
+        raise ValueError(f"rows {first}:{last} of {known.shape} x {by_term.shape} into {blocks.shape}")
     _column_blocks(known.indptr, known.indices, known.data.astype(np.float32, copy=False), by_term.indptr,
                    by_term.indices, by_term.data.astype(np.float32, copy=False), dense_of, dense, first, last, blocks)
 
@@ -212,6 +222,8 @@ def dense_product(a: sp.csr_matrix, b: sp.csr_matrix) -> np.ndarray:
     """a @ b as a dense float32 array, summed straight into it in the order a sparse product sums
     (no sparse result is formed only to be made dense)."""
     a, b = a.tocsr(), b.tocsr()
+    if a.shape[1] != b.shape[0]:
+        raise ValueError(f"a product of {a.shape} and {b.shape}")
     out = np.zeros((a.shape[0], b.shape[1]), np.float32)
     _dense_product(a.indptr, a.indices, a.data.astype(np.float32), b.indptr, b.indices, b.data.astype(np.float32),
                    out)

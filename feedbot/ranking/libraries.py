@@ -314,7 +314,8 @@ def fold_corpus(
     marks[n_kept:] = True
     disliked = was_library[kept]  # library papers someone 👎'd keep their row: their vectors read as the others'
     if disliked.any():
-        read = sp.vstack([corpus.known[kept[~disliked]], vectors_of(kept[disliked])], format="csr")
+        read = sp.vstack([corpus.known[kept[~disliked]], vectors_of(kept[disliked]).astype(corpus.known.dtype)],
+                         format="csr")
         kept_vectors = read[np.argsort(np.concatenate([np.flatnonzero(~disliked), np.flatnonzero(disliked)]))]
     else:
         kept_vectors = corpus.known[kept]
