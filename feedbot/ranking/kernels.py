@@ -77,7 +77,7 @@ def like_norms(likes: sp.csr_matrix, vectors: sp.csr_matrix, group: np.ndarray |
         raise ValueError(f"likes {likes.shape} of vectors {vectors.shape}, {len(group)} groups of {n_groups}")
     row = np.repeat(np.arange(likes.shape[0]), np.diff(likes.indptr))
     order = np.lexsort((group, row))
-    return _part_squares(likes.indptr, likes.indices[order], likes.data[order], np.asarray(group, np.int64)[order],
+    return _part_squares(likes.indptr, likes.indices[order], likes.data[order], group[order],
                          vectors.indptr, vectors.indices, vectors.data, vectors.shape[1], n_groups)
 
 

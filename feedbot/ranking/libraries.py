@@ -295,9 +295,9 @@ def fold_corpus(
     all_rows = np.concatenate([new_row[liked], n_kept + rows])[order]
     all_weights = np.concatenate([liked_weight, row_weight]).astype(np.float32)[order]
     all_counts = np.concatenate([np.ones(len(liked)), size]).astype(np.float32)[order]
-    bounds = np.cumsum(counts - np.bincount(owner, minlength=len(tastes)) + np.bincount(row_owner,
-                                                                                         minlength=len(tastes)))[:-1]
-    has_library = np.bincount(owner, minlength=len(tastes)) > 0
+    library_likes = np.bincount(owner, minlength=len(tastes))
+    bounds = np.cumsum(counts - library_likes + np.bincount(row_owner, minlength=len(tastes)))[:-1]
+    has_library = library_likes > 0
     out = [] if not tastes else [replace(t, liked=r, disliked=new_row[t.disliked]) if not folds_in else
            replace(t, liked=r, liked_weight=w, liked_count=c, disliked=new_row[t.disliked])
            for t, folds_in, r, w, c in zip(tastes, has_library, np.split(all_rows, bounds),

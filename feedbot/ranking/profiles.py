@@ -201,12 +201,12 @@ def _vote_products(likes: sp.csr_matrix, has_likes: np.ndarray, topic_rows: sp.c
     together, and of its likes in no topic row (most of a centroid's likes are in its topic rows)."""
     if topic_owners is None:
         return table.product(likes[has_likes])
+    inside = topic_of_like >= 0
     outside = likes.copy()
-    outside.data[topic_of_like >= 0] = 0
+    outside.data[inside] = 0
     outside.eliminate_zeros()
     n_centroids = len(has_likes)
     raw = table.product(sp.vstack([outside[has_likes], topic_rows], format="csr"))
-    inside = topic_of_like >= 0
     weight = np.bincount(topic_of_like[inside], weights=likes.data[inside], minlength=len(topic_owners))
     sums = sp.csr_matrix((weight.astype(np.float32), (np.searchsorted(has_likes, topic_owners),
                                                       np.arange(len(topic_owners)))),
